@@ -1,0 +1,48 @@
+# Quick start: `make run` serves the app, `make test` runs the tests. Both (re)create .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+# Use the read-only shared CIFAR-10 copy when it sits next to the repository (dev machines, CI);
+# otherwise the data module downloads the official tarball. Override with CIFAR10_DIR=... .
+SHARED_CIFAR := $(abspath ../shared/cifar10)
+ifeq ($(origin CIFAR10_DIR), undefined)
+  ifneq ($(wildcard $(SHARED_CIFAR)/cifar-10-batches-py/batches.meta),)
+    export CIFAR10_DIR := $(SHARED_CIFAR)
+  endif
+endif
+
+.PHONY: run test lint train-cnn evaluate-cnn bench-cnn readme clean venv
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(VENV)/bin/gunicorn --config gunicorn.conf.py --bind 127.0.0.1:$(PORT) "app:create_app()"
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+train-cnn: $(VENV)/.installed
+	$(PY) -m models.custom_cnn.train
+
+evaluate-cnn: $(VENV)/.installed
+	$(PY) -m models.evaluate custom_cnn
+
+bench-cnn: $(VENV)/.installed
+	$(PY) bench/bench_custom_cnn.py
+
+readme: $(VENV)/.installed
+	$(PY) scripts/update_readme.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache models/custom_cnn/checkpoints

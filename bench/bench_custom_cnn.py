@@ -1,0 +1,90 @@
+"""Benchmark the custom CNN on this machine: training and inference throughput, epoch and total time.
+
+    python bench/bench_custom_cnn.py [--steps 6] [--batch-size 500]
+
+Training throughput is measured on random data with the real model, optimisers and bf16 autocast;
+epoch and total times are read from the committed training run (models/custom_cnn/*.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from models import load_predictor  # noqa: E402
+from models.custom_cnn.net import CifarNet, bf16_supported  # noqa: E402
+from models.custom_cnn.train import Recipe, make_optimizers  # noqa: E402
+from models.machine import describe_machine  # noqa: E402
+
+
+def training_throughput(batch_size: int, steps: int, bf16: bool) -> float:
+    recipe = Recipe(batch_size=batch_size)
+    torch.set_num_threads(recipe.threads)
+    model = CifarNet(recipe.widths).to(memory_format=torch.channels_last).train()
+    optimizers = make_optimizers(model, recipe)
+    x = torch.randn(batch_size, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch_size,))
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x).float(), y, label_smoothing=0.2, reduction="sum")
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+        model.zero_grad(set_to_none=True)
+
+    step()  # warm-up: oneDNN picks its kernels
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def inference_throughput(batch: int, repeats: int) -> tuple[float, float]:
+    predictor = load_predictor("custom_cnn")
+    images = np.random.default_rng(0).integers(0, 256, size=(batch, 32, 32, 3), dtype=np.uint8)
+    predictor.predict_proba(images)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        predictor.predict_proba(images)
+    seconds = (time.perf_counter() - start) / repeats
+    return batch / seconds, 1000 * seconds / batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=Recipe().batch_size)
+    args = parser.parse_args()
+    bf16 = bf16_supported()
+    print(f"machine: {describe_machine()}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, bf16 autocast: {bf16}")
+    for label, use_bf16 in (("bf16", True), ("fp32", False)) if bf16 else (("fp32", False),):
+        ips = training_throughput(args.batch_size, args.steps, use_bf16)
+        print(f"train {label:>4} batch {args.batch_size}: {ips:7.0f} img/s  "
+              f"-> {45_000 / ips:6.1f} s per 45k-image epoch")
+    for batch, repeats in ((1, 20), (64, 5), (500, 2)):
+        ips, ms = inference_throughput(batch, repeats)
+        print(f"inference (served, with TTA) batch {batch:>3}: {ips:7.0f} img/s  {ms:7.2f} ms/image")
+    history_path = REPO / "models" / "custom_cnn" / "history.json"
+    if history_path.is_file():
+        history = json.loads(history_path.read_text())
+        config = json.loads((REPO / "models" / "custom_cnn" / "config.json").read_text())
+        per_epoch = [h["seconds"] for h in history]
+        print(f"committed run: {len(history)} epochs, {np.mean(per_epoch):.1f} s/epoch (with validation), "
+              f"total wall {config['wall_seconds']:.0f} s = {config['wall_seconds'] / 60:.1f} min "
+              f"on {config.get('machine', 'unknown')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""Train the from-scratch CIFAR-10 CNN on the 45k training split, selecting on the 5k validation split.
+
+    python -m models.custom_cnn.train [--epochs N] [--batch-size B] [--seed S] [--data-dir DIR] [--resume]
+
+Read top to bottom: hyperparameters (one dataclass), data augmentation, optimiser set-up, the
+epoch loop (checkpoint after every epoch), and the artefacts written at the end. The test split
+is never loaded here; `python -m models.custom_cnn.evaluate` does that, once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models import cifar10
+from models.custom_cnn.muon import Muon
+from models.custom_cnn.net import CifarNet, bf16_supported, preprocess, tta_logits
+from models.machine import describe_machine
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+@dataclass
+class Recipe:
+    epochs: int = 8
+    batch_size: int = 500
+    seed: int = 0
+    widths: tuple[int, int, int] = (64, 256, 256)
+    label_smoothing: float = 0.2
+    # Muon for the conv filters (orthogonalised updates, weight norm fixed).
+    filter_lr: float = 0.12
+    filter_momentum: float = 0.85
+    # Nesterov SGD for BatchNorm shifts, the whitening bias and the head (loss summed over the batch,
+    # so these learning rates are per example and do not change with the batch size).
+    bias_lr: float = 0.053
+    head_lr: float = 0.67
+    sgd_momentum: float = 0.85
+    weight_decay_per_example: float = 2e-6
+    whiten_bias_epochs: float = 3.0  # the whitening bias trains this long, then freezes
+    # Augmentation: random translation by up to `translate` px (reflect padding) + alternating flips.
+    translate: int = 2
+    whiten_init_images: int = 5000
+    tta_level: int = 2
+    val_batch_size: int = 1000
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+
+# ----------------------------------------------------------------------------- data augmentation
+class AugmentedLoader:
+    """Yields augmented (images, labels) batches; epoch e's randomness depends only on (seed, e).
+
+    That is what makes `--resume` exact: a resumed run replays epoch e with the same shuffle,
+    crops and flips as an uninterrupted one.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, translate: int, seed: int):
+        self.labels, self.batch_size, self.translate, self.seed = labels, batch_size, translate, seed
+        pad = (translate,) * 4
+        self.padded = F.pad(images, pad, mode="reflect") if translate else images
+        self.size = images.shape[-1]
+        # Alternating flip: a random half is mirrored on even epochs, the other half on odd ones.
+        self.base_flip = torch.rand(len(labels), generator=torch.Generator().manual_seed(seed)) < 0.5
+
+    def __len__(self) -> int:
+        return len(self.labels) // self.batch_size
+
+    def epoch(self, epoch: int):
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch + 1)
+        order = torch.randperm(len(self.labels), generator=gen)
+        shifts = torch.randint(-self.translate, self.translate + 1, (len(self.labels), 2), generator=gen)
+        flips = self.base_flip ^ bool(epoch % 2)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield self._crop_flip(idx, shifts[idx], flips[idx]), self.labels[idx]
+
+    def _crop_flip(self, idx: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+        src, size, r = self.padded[idx], self.size, self.translate
+        out = torch.empty(len(idx), src.shape[1], size, size, dtype=src.dtype)
+        for dy in range(-r, r + 1):
+            for dx in range(-r, r + 1):
+                sel = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
+                if sel.any():
+                    out[sel] = src[sel, :, r + dy : r + dy + size, r + dx : r + dx + size]
+        out = torch.where(flips.view(-1, 1, 1, 1), out.flip(-1), out)
+        return out.contiguous(memory_format=torch.channels_last)
+
+
+# ----------------------------------------------------------------------------- optimisers
+def make_optimizers(model: CifarNet, recipe: Recipe) -> list[torch.optim.Optimizer]:
+    wd = recipe.weight_decay_per_example * recipe.batch_size
+    filters = [p for p in model.groups.parameters() if p.ndim == 4]
+    norm_biases = [p for n, p in model.groups.named_parameters() if "norm" in n and p.requires_grad]
+    sgd = torch.optim.SGD(
+        [
+            dict(params=[model.whiten.bias], lr=recipe.bias_lr, weight_decay=wd / recipe.bias_lr),
+            dict(params=norm_biases, lr=recipe.bias_lr, weight_decay=wd / recipe.bias_lr),
+            dict(params=[model.head.weight], lr=recipe.head_lr, weight_decay=wd / recipe.head_lr),
+        ],
+        momentum=recipe.sgd_momentum,
+        nesterov=True,
+    )
+    muon = Muon(filters, lr=recipe.filter_lr, momentum=recipe.filter_momentum, nesterov=True)
+    for opt in (sgd, muon):
+        for group in opt.param_groups:
+            group["initial_lr"] = group["lr"]
+    return [sgd, muon]
+
+
+def set_learning_rates(optimizers: list[torch.optim.Optimizer], step: int, total: int, whiten_steps: int) -> float:
+    """Linear decay to zero; the whitening bias decays to zero at the end of its own phase."""
+    sgd, muon = optimizers
+    whiten_group, *other_sgd = sgd.param_groups
+    whiten_group["lr"] = whiten_group["initial_lr"] * max(0.0, 1 - step / whiten_steps)
+    factor = 1 - step / total
+    for group in other_sgd + muon.param_groups:
+        group["lr"] = group["initial_lr"] * factor
+    return factor
+
+
+# ----------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate(model: CifarNet, images: torch.Tensor, labels: torch.Tensor, batch: int, tta: int, bf16: bool):
+    """(mean cross-entropy, accuracy) over preprocessed images, in eval mode."""
+    model.eval()
+    logits = []
+    for chunk in images.split(batch):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits.append(tta_logits(model, chunk, tta).float())
+    logits = torch.cat(logits)
+    loss = F.cross_entropy(logits, labels).item()
+    accuracy = (logits.argmax(1) == labels).float().mean().item()
+    return loss, accuracy
+
+
+# ----------------------------------------------------------------------------- training
+def train(recipe: Recipe, data_dir: str | None, out_dir: Path, checkpoint: Path, resume: bool,
+          max_train_images: int | None = None, progress: bool = True) -> dict:
+    """Run the whole recipe; returns the config dict that is also written to ``out_dir``."""
+    wall_start = time.perf_counter()
+    torch.set_num_threads(recipe.threads)
+    torch.manual_seed(recipe.seed)
+    bf16 = bf16_supported()
+
+    train_split = cifar10.load_split("train", data_dir)
+    val_split = cifar10.load_split("val", data_dir)
+    if max_train_images:
+        train_split = dataclasses.replace(
+            train_split, images=train_split.images[:max_train_images], labels=train_split.labels[:max_train_images]
+        )
+    train_images = preprocess(train_split.images)
+    train_labels = torch.as_tensor(train_split.labels)
+    val_images = preprocess(val_split.images)
+    val_labels = torch.as_tensor(val_split.labels)
+
+    loader = AugmentedLoader(train_images, train_labels, recipe.batch_size, recipe.translate, recipe.seed)
+    total_steps = recipe.epochs * len(loader)
+    whiten_steps = max(1, math.ceil(recipe.whiten_bias_epochs * len(loader)))
+
+    model = CifarNet(recipe.widths).to(memory_format=torch.channels_last)
+    model.init_whitening(train_images[: recipe.whiten_init_images])
+    optimizers = make_optimizers(model, recipe)
+    history: list[dict] = []
+    start_epoch = 0
+
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state["recipe"] != dataclasses.asdict(recipe):
+            raise SystemExit(f"{checkpoint} was written with a different recipe; drop --resume or delete it.")
+        model.load_state_dict(state["model"])
+        for opt, opt_state in zip(optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(opt_state)
+        history, start_epoch = state["history"], state["epoch"] + 1
+        print(f"Resumed from {checkpoint} after epoch {start_epoch}/{recipe.epochs}")
+
+    for epoch in range(start_epoch, recipe.epochs):
+        epoch_start = time.perf_counter()
+        model.train()
+        step = epoch * len(loader)
+        loss_sum = correct = seen = 0.0
+        bar = tqdm(loader.epoch(epoch), total=len(loader), desc=f"epoch {epoch + 1}/{recipe.epochs}",
+                   disable=not progress, leave=False)
+        for inputs, labels in bar:
+            lr_factor = set_learning_rates(optimizers, step, total_steps, whiten_steps)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                outputs = model(inputs, whiten_bias_grad=step < whiten_steps)
+                loss = F.cross_entropy(outputs.float(), labels, label_smoothing=recipe.label_smoothing,
+                                       reduction="sum")
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
+            model.zero_grad(set_to_none=True)
+            step += 1
+            loss_sum += loss.item()
+            correct += (outputs.argmax(1) == labels).sum().item()
+            seen += len(labels)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        train_seconds = time.perf_counter() - epoch_start
+        val_loss, val_acc = evaluate(model, val_images, val_labels, recipe.val_batch_size, 0, bf16)
+        history.append(dict(
+            epoch=epoch + 1, train_loss=loss_sum / seen, train_acc=correct / seen, val_loss=val_loss,
+            val_acc=val_acc, lr=recipe.filter_lr * lr_factor, train_seconds=train_seconds,
+            seconds=time.perf_counter() - epoch_start,
+        ))
+        print(f"epoch {epoch + 1}/{recipe.epochs}  train_loss {loss_sum / seen:.4f}  train_acc {correct / seen:.4f}  "
+              f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  {history[-1]['seconds']:.1f}s", flush=True)
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(dict(recipe=dataclasses.asdict(recipe), epoch=epoch, model=model.state_dict(),
+                        optimizers=[opt.state_dict() for opt in optimizers], history=history),
+                   checkpoint.with_suffix(".tmp"))
+        checkpoint.with_suffix(".tmp").replace(checkpoint)
+
+    tta_val_loss, tta_val_acc = evaluate(model, val_images, val_labels, recipe.val_batch_size, recipe.tta_level, bf16)
+    print(f"final val_acc with TTA level {recipe.tta_level}: {tta_val_acc:.4f}", flush=True)
+    config = dict(
+        architecture=dict(widths=list(recipe.widths), whiten_kernel=2, input_size=32),
+        class_names=list(train_split.class_names),
+        tta_level=recipe.tta_level,
+        recipe=dataclasses.asdict(recipe),
+        bf16_autocast=bf16,
+        torch_version=torch.__version__,
+        train_images=len(train_labels),
+        val_images=len(val_labels),
+        final_val_acc=history[-1]["val_acc"],
+        final_val_acc_tta=tta_val_acc,
+        final_val_loss_tta=tta_val_loss,
+        training_seconds=sum(h["seconds"] for h in history),
+        wall_seconds=time.perf_counter() - wall_start,
+        resumed=start_epoch > 0,
+        threads=recipe.threads,
+        machine=describe_machine(),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out_dir / "weights.pt")
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    return config
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = Recipe()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--data-dir", default=None, help=f"CIFAR-10 folder (default: ${cifar10.ENV_VAR} or download)")
+    parser.add_argument("--out", type=Path, default=PACKAGE_DIR, help="where weights/config/history go")
+    parser.add_argument("--checkpoint", type=Path, default=PACKAGE_DIR / "checkpoints" / "last.pt")
+    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    parser.add_argument("--threads", type=int, default=defaults.threads)
+    parser.add_argument("--max-train-images", type=int, default=None, help="train on a prefix (smoke tests)")
+    parser.add_argument("--widths", type=lambda s: tuple(int(v) for v in s.split(",")), default=defaults.widths)
+    parser.add_argument("--filter-lr", type=float, default=defaults.filter_lr)
+    parser.add_argument("--filter-momentum", type=float, default=defaults.filter_momentum)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, widths=args.widths,
+                    filter_lr=args.filter_lr, filter_momentum=args.filter_momentum, threads=args.threads)
+    try:
+        config = train(recipe, args.data_dir, args.out, args.checkpoint, args.resume, args.max_train_images,
+                       progress=not args.no_progress)
+    except cifar10.Cifar10Error as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"wrote {args.out}/weights.pt, config.json, history.json in {config['wall_seconds']:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Evaluate a committed model on the official 10,000-image CIFAR-10 test split, once.
+
+    python -m models.evaluate custom_cnn [--data-dir DIR] [--out PATH]
+
+Runs the same `Predictor` the web app serves (uint8 images in, probabilities out) and writes a
+metrics JSON (default: next to the model's weights) that the README table is generated from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from models import REGISTRY, cifar10, load_predictor
+from models.machine import describe_machine
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
+    """Accuracy, top-3 accuracy, per-class and macro precision/recall/F1, confusion matrix."""
+    predicted = probs.argmax(axis=1)
+    classes = list(range(len(class_names)))
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes,
+                                                                     zero_division=0)
+    top3 = np.argsort(-probs, axis=1)[:, :3]
+    return {
+        "n_images": len(labels),
+        "accuracy": float((predicted == labels).mean()),
+        "top3_accuracy": float((top3 == labels[:, None]).any(axis=1).mean()),
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, support, strict=True)
+        },
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
+    }
+
+
+def evaluate(name: str, data_dir: str | None = None) -> dict[str, Any]:
+    predictor = load_predictor(name)
+    test = cifar10.load_split("test", data_dir)
+    if tuple(test.class_names) != tuple(predictor.class_names):
+        raise SystemExit(f"class order of the dataset {test.class_names} differs from the model's")
+    start = time.perf_counter()
+    probs = predictor.predict_proba(test.images)
+    seconds = time.perf_counter() - start
+    info = predictor.info
+    return {
+        "model": name,
+        "split": "test",
+        **classification_metrics(test.labels, probs, test.class_names),
+        "weights_sha256": info["weights_sha256"],
+        "parameters": info["parameters"],
+        "inference_seconds": seconds,
+        "inference_images_per_second": len(test.labels) / seconds,
+        "machine": describe_machine(),
+        "class_names": list(test.class_names),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", choices=sorted(REGISTRY))
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", type=Path, default=None, help="default: models/<model>/metrics.json")
+    args = parser.parse_args(argv)
+    try:
+        metrics = evaluate(args.model, args.data_dir)
+    except cifar10.Cifar10Error as exc:
+        raise SystemExit(f"error: {exc}") from None
+    out = args.out or Path(__file__).resolve().parent / args.model / "metrics.json"
+    out.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"{args.model}: test accuracy {metrics['accuracy']:.4f} (top-3 {metrics['top3_accuracy']:.4f}, "
+          f"macro F1 {metrics['macro_f1']:.4f}) on {metrics['n_images']} images -> {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""The predictor contract, exercised on the committed CNN weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models import available_models, cifar10, load_predictor
+from models.evaluate import classification_metrics
+from models.images import to_model_input
+from models.predictor import sha256_of
+from tests.conftest import REAL_CIFAR, REPO, needs_real_cifar
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return load_predictor("custom_cnn")
+
+
+def test_registry_loads_each_model_once(cnn):
+    assert "custom_cnn" in available_models()
+    assert load_predictor("custom_cnn") is cnn
+    with pytest.raises(KeyError, match="unknown model"):
+        load_predictor("resnet9000")
+
+
+def test_predict_proba_on_uint8_batch(cnn):
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
+    probs = cnn.predict_proba(images)
+    assert probs.shape == (5, 10) and probs.dtype == np.float64
+    assert np.allclose(probs.sum(axis=1), 1.0) and (probs >= 0).all()
+
+
+def test_predict_proba_on_pil_images_of_any_size_and_mode(cnn):
+    rng = np.random.default_rng(1)
+    images = [
+        Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)),
+        Image.fromarray(rng.integers(0, 256, (7, 5), dtype=np.uint8), "L"),
+        Image.new("RGBA", (100, 60), (255, 0, 0, 128)),
+        Image.new("P", (64, 64)),
+    ]
+    probs = cnn.predict_proba(images)
+    assert probs.shape == (4, 10) and np.allclose(probs.sum(axis=1), 1.0)
+
+
+def test_array_and_pil_paths_agree_for_32px_images(cnn):
+    images = np.random.default_rng(2).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
+    assert np.allclose(cnn.predict_proba(images), cnn.predict_proba([Image.fromarray(i) for i in images]))
+
+
+def test_non_32px_arrays_are_resized_with_antialiasing():
+    checker = np.indices((64, 64)).sum(axis=0) % 2 * 255  # 1-px checkerboard: averages to mid-grey
+    image = np.repeat(checker[..., None], 3, axis=2).astype(np.uint8)
+    resized = to_model_input(image[None], 32)
+    assert resized.shape == (1, 32, 32, 3)
+    assert 100 < resized.mean() < 155 and resized.std() < 30
+
+
+def test_wide_images_are_centre_cropped():
+    image = np.zeros((10, 30, 3), dtype=np.uint8)
+    image[:, 10:20] = 255  # the centre square is white, the sides black
+    assert to_model_input([image], 32).min() == 255
+
+
+def test_bad_inputs_are_rejected(cnn):
+    with pytest.raises(ValueError):
+        cnn.predict_proba(np.zeros((2, 32, 32), dtype=np.uint8))
+    with pytest.raises(TypeError):
+        cnn.predict_proba(["not an image"])
+    assert cnn.predict_proba([]).shape == (0, 10)
+
+
+def test_topk_is_sorted_and_bounded(cnn):
+    images = np.random.default_rng(3).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
+    top = cnn.predict_topk(images, k=3)
+    assert len(top) == 2 and all(len(row) == 3 for row in top)
+    for row in top:
+        probs = [p for _, p in row]
+        assert probs == sorted(probs, reverse=True)
+        assert all(name in cifar10.CLASS_NAMES for name, _ in row)
+    with pytest.raises(ValueError):
+        cnn.predict_topk(images, k=0)
+
+
+def test_info_describes_the_committed_weights(cnn):
+    info = cnn.info
+    assert info["name"] == "custom_cnn" and info["framework"] == "PyTorch"
+    assert info["input_size"] == [32, 32, 3]
+    assert info["weights_sha256"] == sha256_of(REPO / "models" / "custom_cnn" / "weights.pt")
+    assert 1_000_000 < info["parameters"] < 10_000_000
+    assert info["weights_bytes"] <= 25 * 1024 * 1024
+    assert info["class_names"] == list(cifar10.CLASS_NAMES)
+
+
+def test_classification_metrics_on_a_hand_computed_case():
+    labels = np.array([0, 0, 1, 1])
+    probs = np.zeros((4, 10))
+    probs[[0, 1, 2, 3], [0, 1, 1, 1]] = 1.0  # one class-0 image predicted as 1
+    metrics = classification_metrics(labels, probs, cifar10.CLASS_NAMES)
+    assert metrics["accuracy"] == 0.75
+    assert metrics["per_class"]["airplane"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3),
+                                                "support": 2}
+    assert metrics["per_class"]["automobile"]["precision"] == pytest.approx(2 / 3)
+    assert metrics["confusion_matrix"][0][:2] == [1, 1] and metrics["confusion_matrix"][1][:2] == [0, 2]
+
+
+@needs_real_cifar
+def test_committed_weights_reach_the_reported_test_accuracy(cnn):
+    """The metrics file is reproducible: the committed weights score what it says on the full test split."""
+    metrics = json.loads((REPO / "models" / "custom_cnn" / "metrics.json").read_text())
+    test = cifar10.load_split("test", REAL_CIFAR)
+    accuracy = float((cnn.predict_proba(test.images).argmax(axis=1) == test.labels).mean())
+    assert metrics["n_images"] == 10_000
+    assert metrics["weights_sha256"] == cnn.info["weights_sha256"]
+    assert abs(accuracy - metrics["accuracy"]) <= 0.001
+    assert accuracy >= 0.94
