@@ -18,7 +18,7 @@ from models.custom_cnn.net import CifarNet, preprocess, tta_logits
 from models.custom_cnn.train import AugmentedLoader, Recipe, train
 from tests.conftest import REPO
 
-TINY = dict(widths=(8, 16, 16), batch_size=50, whiten_init_images=200, val_batch_size=1000, threads=1)
+TINY = dict(widths=(8, 16, 16), batch_size=50, low_res_epochs=1, whiten_init_images=200, val_batch_size=1000, threads=1)
 
 
 def test_forward_shapes_and_tta_views():
@@ -80,8 +80,8 @@ def run_training(args: list[str], cwd: Path) -> subprocess.Popen:
 
 
 def test_killed_run_resumes_to_identical_weights(synthetic_cifar, tmp_path):
-    common = ["--epochs", "4", "--batch-size", "50", "--widths", "8,16,16", "--threads", "1", "--no-progress",
-              "--data-dir", str(synthetic_cifar)]
+    common = ["--epochs", "4", "--low-res-epochs", "2", "--batch-size", "50", "--widths", "8,16,16", "--threads", "1",
+              "--no-progress", "--data-dir", str(synthetic_cifar)]
     straight = run_training([*common, "--out", str(tmp_path / "a"), "--checkpoint", str(tmp_path / "a.pt")], tmp_path)
     assert straight.wait(timeout=300) == 0, straight.stdout.read()
 
