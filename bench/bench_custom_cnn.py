@@ -27,12 +27,12 @@ from models.custom_cnn.train import Recipe, make_optimizers  # noqa: E402
 from models.machine import describe_machine  # noqa: E402
 
 
-def training_throughput(batch_size: int, steps: int, bf16: bool) -> float:
+def training_throughput(batch_size: int, steps: int, bf16: bool, size: int = 32) -> float:
     recipe = Recipe(batch_size=batch_size)
     torch.set_num_threads(recipe.threads)
     model = CifarNet(recipe.widths).to(memory_format=torch.channels_last).train()
     optimizers = make_optimizers(model, recipe)
-    x = torch.randn(batch_size, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,))
 
     def step() -> None:
@@ -69,9 +69,10 @@ def main() -> None:
     bf16 = bf16_supported()
     print(f"machine: {describe_machine()}")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, bf16 autocast: {bf16}")
-    for label, use_bf16 in (("bf16", True), ("fp32", False)) if bf16 else (("fp32", False),):
-        ips = training_throughput(args.batch_size, args.steps, use_bf16)
-        print(f"train {label:>4} batch {args.batch_size}: {ips:7.0f} img/s  "
+    runs = [("bf16", True, 32), ("bf16", True, Recipe().low_res_size), ("fp32", False, 32)]
+    for label, use_bf16, size in runs if bf16 else [("fp32", False, 32)]:
+        ips = training_throughput(args.batch_size, args.steps, use_bf16, size)
+        print(f"train {label:>4} {size}px batch {args.batch_size}: {ips:7.0f} img/s  "
               f"-> {45_000 / ips:6.1f} s per 45k-image epoch")
     for batch, repeats in ((1, 20), (64, 5), (500, 2)):
         ips, ms = inference_throughput(batch, repeats)
