@@ -30,6 +30,7 @@ class CustomCnnPredictor(Predictor):
         self.model.eval()
         self.bf16 = bf16_supported()
         self._sha256 = sha256_of(self.weights_path)
+        self.metrics_path = Path(model_dir) / "metrics.json"
 
     @torch.no_grad()
     def _forward(self, batch: np.ndarray) -> np.ndarray:
@@ -50,7 +51,8 @@ class CustomCnnPredictor(Predictor):
             "weights_file": self.weights_path.name,
             "weights_bytes": self.weights_path.stat().st_size,
             "weights_sha256": self._sha256,
-            "preprocessing": "centre square crop, antialiased resize to 32x32, per-channel mean/std normalisation",
+            "preprocessing": "centre square crop, antialiased (Lanczos) resize to 32x32, "
+                             "per-channel mean/std normalisation",
             "test_time_augmentation": ["none", "mirror", "mirror + 1px shifts (6 views)"][self.tta_level],
             "precision": "bf16 autocast" if self.bf16 else "fp32",
             "training": {
@@ -59,5 +61,13 @@ class CustomCnnPredictor(Predictor):
                 "seconds": self.config.get("wall_seconds"),
                 "val_accuracy": self.config.get("final_val_acc_tta"),
             },
+            "test_accuracy": self._test_accuracy(),
             "class_names": list(self.class_names),
         }
+
+    def _test_accuracy(self) -> float | None:
+        """Accuracy from the evaluation command's metrics file, only if it was computed for these weights."""
+        if not self.metrics_path.is_file():
+            return None
+        metrics = json.loads(self.metrics_path.read_text())
+        return metrics.get("accuracy") if metrics.get("weights_sha256") == self._sha256 else None
