@@ -33,7 +33,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # ----------------------------------------------------------------------------- hyperparameters
 @dataclass
 class Recipe:
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 500
     seed: int = 0
     widths: tuple[int, int, int] = (64, 256, 256)
@@ -52,7 +52,7 @@ class Recipe:
     translate: int = 2
     # Progressive resizing: the first `low_res_epochs` epochs see images downscaled to `low_res_size`
     # (about half the FLOPs per image); the network is fully convolutional, so nothing else changes.
-    low_res_epochs: int = 6
+    low_res_epochs: int = 10
     low_res_size: int = 24
     whiten_init_images: int = 5000
     tta_level: int = 2
