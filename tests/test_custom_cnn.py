@@ -120,3 +120,13 @@ def test_cli_reports_missing_data_cleanly(tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--epochs", "0"], ["--batch-size", "-5"], ["--low-res-epochs", "99"],
+                                  ["--batch-size", "100000"]])
+def test_cli_rejects_bad_settings_cleanly(synthetic_cifar, args):
+    result = subprocess.run([sys.executable, "-m", "models.custom_cnn.train", "--data-dir", str(synthetic_cifar),
+                             "--out", "/nonexistent-never-written", *args],
+                            cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode != 0
+    assert "error:" in result.stderr and "Traceback" not in result.stderr

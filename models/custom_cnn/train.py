@@ -174,6 +174,8 @@ def train(recipe: Recipe, data_dir: str | None, out_dir: Path, checkpoint: Path,
     val_images = preprocess(val_split.images)
     val_labels = torch.as_tensor(val_split.labels)
 
+    if recipe.batch_size > len(train_labels):
+        raise SystemExit(f"error: --batch-size {recipe.batch_size} exceeds the {len(train_labels)} training images")
     loader = AugmentedLoader(train_images, train_labels, recipe.batch_size, recipe.translate, recipe.seed,
                              recipe.low_res_epochs, recipe.low_res_size)
     total_steps = recipe.epochs * len(loader)
@@ -281,6 +283,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1 or args.threads < 1:
+        raise SystemExit("error: --epochs, --batch-size and --threads must be at least 1")
+    if not 0 <= args.low_res_epochs <= args.epochs:
+        raise SystemExit("error: --low-res-epochs must be between 0 and --epochs")
     recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, widths=args.widths,
                     filter_lr=args.filter_lr, filter_momentum=args.filter_momentum, threads=args.threads,
                     low_res_epochs=args.low_res_epochs)
