@@ -12,7 +12,16 @@ ifeq ($(origin CIFAR10_DIR), undefined)
   endif
 endif
 
-.PHONY: run test lint train-cnn evaluate-cnn bench-cnn readme clean venv
+# Same for the MobileNetV2 ImageNet weights (Keras's cache layout); otherwise Keras downloads them.
+SHARED_KERAS := $(abspath ../shared/keras)
+ifeq ($(origin KERAS_HOME), undefined)
+  ifneq ($(wildcard $(SHARED_KERAS)/models/*.h5),)
+    export KERAS_HOME := $(SHARED_KERAS)
+  endif
+endif
+
+.PHONY: run test lint train-cnn evaluate-cnn bench-cnn train-mobilenetv2 evaluate-mobilenetv2 bench-mobilenetv2 \
+	readme clean venv
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,8 +50,17 @@ evaluate-cnn: $(VENV)/.installed
 bench-cnn: $(VENV)/.installed
 	$(PY) bench/bench_custom_cnn.py
 
+train-mobilenetv2: $(VENV)/.installed
+	$(PY) -m models.mobilenetv2.train
+
+evaluate-mobilenetv2: $(VENV)/.installed
+	$(PY) -m models.evaluate mobilenetv2
+
+bench-mobilenetv2: $(VENV)/.installed
+	$(PY) bench/bench_mobilenetv2.py
+
 readme: $(VENV)/.installed
 	$(PY) scripts/update_readme.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache models/custom_cnn/checkpoints
+	rm -rf $(VENV) .pytest_cache .ruff_cache models/custom_cnn/checkpoints models/mobilenetv2/checkpoints

@@ -13,6 +13,7 @@ from models.predictor import Predictor
 # name -> "module:class"; modules are imported only when that model is first loaded.
 REGISTRY: dict[str, str] = {
     "custom_cnn": "models.custom_cnn.predictor:CustomCnnPredictor",
+    "mobilenetv2": "models.mobilenetv2.predictor:MobileNetV2Predictor",
 }
 
 _loaded: dict[str, Predictor] = {}

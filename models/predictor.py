@@ -8,6 +8,7 @@ on which model it is talking to.
 from __future__ import annotations
 
 import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,14 @@ class Predictor(ABC):
     @abstractmethod
     def info(self) -> dict[str, Any]:
         """Facts about the model (name, framework, version, parameters, input size, weights sha256, ...)."""
+
+    def _test_accuracy(self) -> float | None:
+        """Accuracy from the evaluation command's metrics file, only if it was computed for these weights."""
+        metrics_path: Path = self.metrics_path  # type: ignore[attr-defined]
+        if not metrics_path.is_file():
+            return None
+        metrics = json.loads(metrics_path.read_text())
+        return metrics.get("accuracy") if metrics.get("weights_sha256") == self._sha256 else None  # type: ignore
 
     @abstractmethod
     def _forward(self, batch: np.ndarray) -> np.ndarray:

@@ -64,10 +64,3 @@ class CustomCnnPredictor(Predictor):
             "test_accuracy": self._test_accuracy(),
             "class_names": list(self.class_names),
         }
-
-    def _test_accuracy(self) -> float | None:
-        """Accuracy from the evaluation command's metrics file, only if it was computed for these weights."""
-        if not self.metrics_path.is_file():
-            return None
-        metrics = json.loads(self.metrics_path.read_text())
-        return metrics.get("accuracy") if metrics.get("weights_sha256") == self._sha256 else None

@@ -1,0 +1,147 @@
+"""MobileNetV2 (TensorFlow/Keras): smoke training, checkpoint/resume, SavedModel export, weight errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models.mobilenetv2 import net
+from models.mobilenetv2.export import export_saved_model
+from models.mobilenetv2.train import main as train_main
+from tests.conftest import REAL_CIFAR, REPO, needs_real_cifar
+
+TINY = ["--image-size", "32", "--max-train-images", "250", "--batch-size", "50", "--head-epochs", "1",
+        "--no-progress", "--threads", "2"]
+
+
+@pytest.fixture(scope="session")
+def random_backbone_weights(tmp_path_factory) -> Path:
+    """A MobileNetV2 weights file in the ImageNet file's format (random values): tests never need the download."""
+    path = tmp_path_factory.mktemp("keras") / "random_no_top.weights.h5"
+    keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None).save_weights(path)
+    return path
+
+
+def run_tiny(tmp_path: Path, cifar: Path, weights: Path, *extra: str) -> dict:
+    out = tmp_path / "out"
+    train_main([*TINY, "--data-dir", str(cifar), "--imagenet-weights", str(weights), "--out", str(out),
+                "--work-dir", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache"), *extra])
+    return json.loads((out / "config.json").read_text())
+
+
+def test_smoke_training_writes_a_servable_model(tmp_path, synthetic_cifar, random_backbone_weights):
+    config = run_tiny(tmp_path, synthetic_cifar, random_backbone_weights, "--epochs", "2")
+    out = tmp_path / "out"
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"} <= set(history[0])
+    assert config["best_epoch"] in (1, 2) and config["train_images"] == 250
+    assert (tmp_path / "work" / "last.keras").is_file()  # the per-epoch checkpoint
+    model = keras.models.load_model(out / "model.keras")
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    probs = model.predict(images, verbose=0)
+    assert probs.shape == (3, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    # The cached features are reused by a second run (no recomputation needed): same files, same bytes.
+    cache_files = sorted(p.name for p in (tmp_path / "cache").rglob("*.npy"))
+    assert {"train.npy", "train_mirror.npy", "val.npy"} <= set(cache_files)
+
+
+def test_batchnorm_stays_in_inference_mode_while_training():
+    _, upper = net.backbone_halves(32, None)
+    model = net.trainable_model(upper, net.classifier_head(dropout=0.0))
+    features = np.random.default_rng(0).normal(size=(4, *upper.input.shape[1:])).astype(np.float32)
+    assert np.allclose(model(features, training=True), model(features, training=False))
+
+
+def test_killed_training_resumes_to_the_same_weights(tmp_path, synthetic_cifar, random_backbone_weights):
+    """SIGKILL after the first epoch's checkpoint, then --resume: same final weights as an uninterrupted run."""
+    common = [*TINY, "--epochs", "2", "--data-dir", str(synthetic_cifar), "--imagenet-weights",
+              str(random_backbone_weights), "--cache-dir", str(tmp_path / "cache")]
+    train_main([*common, "--out", str(tmp_path / "straight"), "--work-dir", str(tmp_path / "w1")])
+
+    work, out = tmp_path / "w2", tmp_path / "resumed"
+    args = [*common, "--out", str(out), "--work-dir", str(work)]
+    proc = subprocess.Popen([sys.executable, "-m", "models.mobilenetv2.train", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (work / "state.json").is_file():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (work / "state.json").is_file() and not (out / "model.keras").exists()
+    assert len(json.loads((work / "state.json").read_text())["history"]) == 1
+    train_main([*args, "--resume"])
+
+    straight = keras.models.load_model(tmp_path / "straight" / "model.keras").get_weights()
+    resumed = keras.models.load_model(out / "model.keras").get_weights()
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(straight, resumed, strict=True))
+
+
+def test_missing_imagenet_weights_name_both_options(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty"))
+    with pytest.raises(net.ImagenetWeightsError) as excinfo:
+        net.find_imagenet_weights(None, allow_download=False)
+    message = str(excinfo.value)
+    assert "--imagenet-weights" in message and "KERAS_HOME" in message and net.WEIGHTS_FILE in message
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(net.ImagenetWeightsError, match="download .* failed"):
+        net.find_imagenet_weights(None)
+
+
+def test_training_cli_reports_missing_weights_without_traceback(tmp_path, synthetic_cifar, capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        train_main([*TINY, "--data-dir", str(synthetic_cifar), "--imagenet-weights", str(tmp_path / "nope.h5"),
+                    "--work-dir", str(tmp_path / "w"), "--out", str(tmp_path / "o")])
+    assert "nope.h5" in str(excinfo.value) and str(excinfo.value).startswith("error:")
+
+
+def test_exported_savedmodel_matches_keras(tmp_path):
+    lower, upper = net.backbone_halves(32, None)
+    model = net.full_model(32, lower, upper, net.classifier_head(0.2))
+    export_saved_model(model, tmp_path / "serving" / "1")
+    serve = tf.saved_model.load(str(tmp_path / "serving" / "1")).signatures["serving_default"]
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    got = serve(images=tf.constant(images))["probabilities"].numpy()
+    assert np.abs(got - model.predict(images, verbose=0)).max() <= 1e-4
+
+
+COMMITTED = REPO / "models" / "mobilenetv2"
+
+
+def test_committed_savedmodel_matches_the_committed_keras_model():
+    model = keras.models.load_model(COMMITTED / "model.keras")
+    serve = tf.saved_model.load(str(COMMITTED / "serving" / "1")).signatures["serving_default"]
+    images = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    got = serve(images=tf.constant(images))["probabilities"].numpy()
+    assert got.shape == (8, 10)
+    assert np.abs(got - model.predict(images, verbose=0)).max() <= 1e-4
+    # Any image size is accepted: a 4x nearest-neighbour upscale is area-resized back to the same pixels.
+    big = np.repeat(np.repeat(images, 4, axis=1), 4, axis=2)
+    assert np.abs(serve(images=tf.constant(big))["probabilities"].numpy() - got).max() <= 1e-4
+
+
+@needs_real_cifar
+def test_committed_model_matches_its_metrics_on_a_test_slice():
+    """The first 2,000 test images score what metrics.json recorded for them (per-image predictions)."""
+    from models import cifar10, load_predictor
+
+    metrics = json.loads((COMMITTED / "metrics.json").read_text())
+    test = cifar10.load_split("test", REAL_CIFAR)
+    predicted = load_predictor("mobilenetv2").predict_proba(test.images[:2000]).argmax(axis=1)
+    assert predicted.tolist() == metrics["predictions"][:2000] or \
+        np.mean(predicted != np.array(metrics["predictions"][:2000])) <= 0.001
+    assert abs((predicted == test.labels[:2000]).mean() - np.mean(
+        np.array(metrics["predictions"][:2000]) == test.labels[:2000])) <= 0.001
