@@ -97,7 +97,7 @@ def test_missing_imagenet_weights_name_both_options(tmp_path, monkeypatch):
         raise OSError("network unreachable")
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
-    with pytest.raises(net.ImagenetWeightsError, match="download .* failed"):
+    with pytest.raises(net.ImagenetWeightsError, match=r"download .* failed"):
         net.find_imagenet_weights(None)
 
 

@@ -286,7 +286,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("error: --epochs, --batch-size, --threads and --image-size must be at least 1")
     if args.image_size < 32:
         raise SystemExit("error: --image-size must be at least 32 (MobileNetV2 downsamples 32x)")
-    recipe = Recipe(image_size=args.image_size, cut_layer=args.cut_layer, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    recipe = Recipe(image_size=args.image_size, cut_layer=args.cut_layer, epochs=args.epochs,
+                    batch_size=args.batch_size, lr=args.lr,
                     head_epochs=args.head_epochs, seed=args.seed, threads=args.threads,
                     max_train_images=args.max_train_images)
     if not args.resume and args.work_dir.exists():
