@@ -62,6 +62,8 @@ def evaluate(name: str, data_dir: str | None = None) -> dict[str, Any]:
         "inference_images_per_second": len(test.labels) / seconds,
         "machine": describe_machine(),
         "class_names": list(test.class_names),
+        # Per-image predicted class, in test-split order: lets a test re-check any slice of the split.
+        "predictions": probs.argmax(axis=1).tolist(),
     }
 
 
@@ -76,7 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     except cifar10.Cifar10Error as exc:
         raise SystemExit(f"error: {exc}") from None
     out = args.out or Path(__file__).resolve().parent / args.model / "metrics.json"
-    out.write_text(json.dumps(metrics, indent=2) + "\n")
+    predictions = metrics.pop("predictions")
+    text = json.dumps(metrics, indent=2)[:-2] + ',\n  "predictions": ' + json.dumps(predictions) + "\n}\n"
+    out.write_text(text)  # indented, but the 10,000 predictions on one line
     print(f"{args.model}: test accuracy {metrics['accuracy']:.4f} (top-3 {metrics['top3_accuracy']:.4f}, "
           f"macro F1 {metrics['macro_f1']:.4f}) on {metrics['n_images']} images -> {out}")
 

@@ -1,26 +1,92 @@
-"""Turn whatever a caller hands a predictor into the uint8 (N, S, S, 3) RGB batch a model expects.
+"""Image intake: the one set of rules for every image a user hands the product (web, API, CLI).
 
-Every predictor goes through `to_model_input`, so a 32x32 CIFAR array, a phone photo and a PNG with
-alpha all reach the network the same way. Non-square images are centre-cropped to a square (objects
-in photos are usually centred; squashing distorts them) and resized with antialiasing.
+`decode_image(bytes)` turns an upload into an RGB PIL image or raises `ImageIntakeError` with a
+message fit to show the user: not an image, truncated, too many pixels (decompression bombs are
+refused before decoding), or an unsupported format. EXIF orientation is applied; every Pillow
+mode becomes RGB correctly (transparency composited on white, 16-bit scaled, CMYK converted, the
+first frame of an animation).
+
+`to_model_input` then turns images into the uint8 (N, S, S, 3) batch a model expects, so a 32x32
+CIFAR array, a phone photo and a PNG with alpha all reach the network the same way. Non-square
+images are centre-cropped to a square (objects in photos are usually centred; squashing distorts
+them) and resized with antialiasing.
 """
 
 from __future__ import annotations
 
+import io
+import struct
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # PIL widens the filter when shrinking (antialiased). Lanczos keeps the most accuracy on upscaled
 # CIFAR-10 test images among the antialiased filters: bench/bench_resize_filters.py measures it.
 RESAMPLE = Image.Resampling.LANCZOS
 
 
+# 40 megapixels: a 48 MP phone photo is rejected, everything a person normally uploads passes; a
+# fully decoded 40 MP RGB image is 120 MB, the most one request may make this process allocate.
+MAX_PIXELS = 40_000_000
+# Raster formats a browser or phone produces. SVG, PDF, EPS and friends are refused on purpose.
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO"})
+
+
+class ImageIntakeError(ValueError):
+    """An upload that is not a usable image; the message says why, in words a user understands."""
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Bytes of an uploaded file -> RGB PIL image (EXIF orientation applied, first frame of animations)."""
+    if not data:
+        raise ImageIntakeError("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ALLOWED_FORMATS:
+                raise ImageIntakeError(f"{image.format} images are not supported; send a JPEG, PNG, GIF, WebP, "
+                                       f"BMP or TIFF file")
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageIntakeError(f"the image is {width}x{height} pixels; the limit is "
+                                       f"{max_pixels / 1e6:.0f} megapixels")
+            if width < 1 or height < 1:
+                raise ImageIntakeError("the image has no pixels")
+            image.seek(0)  # first frame of an animated GIF/WebP/PNG
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except ImageIntakeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageIntakeError("the file is not an image Pillow can read (JPEG, PNG, GIF, WebP, BMP, TIFF)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageIntakeError(f"the image declares too many pixels (limit {max_pixels / 1e6:.0f} megapixels)"
+                               ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
+        raise ImageIntakeError(f"the image file is damaged or truncated ({type(exc).__name__})") from None
+    return as_rgb(image)
+
+
+def _high_bit_depth_to_8bit(image: Image.Image) -> Image.Image:
+    """16/32-bit integer and float grayscale -> 8-bit "L", scaled by the value range the mode allows."""
+    values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+    if image.mode == "F" and values.max(initial=0) <= 1.0:
+        values = values * 255.0  # float images in [0, 1]
+    elif image.mode != "F" and (image.mode.startswith("I;16") or values.max(initial=0) > 255):
+        values = values / 257.0  # 16-bit 0..65535 -> 0..255
+    scaled = values
+    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
+
+
 def as_rgb(image: Image.Image) -> Image.Image:
     """RGB view of a PIL image; transparent pixels are composited on white."""
     if image.mode == "RGB":
         return image
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        return _high_bit_depth_to_8bit(image).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

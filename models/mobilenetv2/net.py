@@ -18,7 +18,9 @@ import keras
 
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/" + WEIGHTS_FILE
-CUT_LAYER = "block_12_add"  # default cut: blocks 13-16 and Conv_1 are fine-tuned (see train.Recipe.cut_layer)
+# Default cut: blocks 1-5 (all the layers at 1/2, 1/4 and 1/8 resolution) stay frozen; blocks 6-16 and Conv_1
+# are fine-tuned. Cutting after block 12 instead trains 2.4x faster but reached 2.5 points less on validation.
+CUT_LAYER = "block_5_add"
 CIFAR_SIZE = 32
 
 

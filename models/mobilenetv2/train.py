@@ -50,7 +50,7 @@ class Recipe:
     head_epochs: int = 15
     head_lr: float = 1e-3
     # phase 2: fine-tune the upper blocks (AdamW, linear warm-up then cosine decay to 0)
-    epochs: int = 8
+    epochs: int = 10
     lr: float = 3e-4
     warmup_epochs: float = 0.5
     weight_decay: float = 0.02
