@@ -25,13 +25,15 @@ def available_models() -> list[str]:
 
 
 def load_predictor(name: str) -> Predictor:
-    """The predictor called ``name``, loaded once per process (thread-safe)."""
+    """The predictor called ``name``, loaded and warmed up once per process (thread-safe)."""
     if name not in REGISTRY:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(REGISTRY)}")
     with _lock:
         if name not in _loaded:
             module_name, class_name = REGISTRY[name].split(":")
-            _loaded[name] = getattr(importlib.import_module(module_name), class_name)()
+            predictor = getattr(importlib.import_module(module_name), class_name)()
+            predictor.warm_up()
+            _loaded[name] = predictor
         return _loaded[name]
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -30,29 +31,84 @@ def sha256_of(path: Path) -> str:
 
 
 class Predictor(ABC):
-    """A CIFAR-10 classifier with a framework-independent interface."""
+    """A CIFAR-10 classifier with a framework-independent interface.
+
+    A backend sets the class attributes, loads its weights into `weights_path`/`config` in
+    `__init__`, and implements `_forward`, `framework_version` and `parameter_count`; everything a
+    caller sees (`predict_proba`, `predict_topk`, `info`) is defined here, once.
+    """
 
     name: str
+    display_name: str
+    framework: str
+    preprocessing: str  # one line, for people
     input_size: int
     class_names: tuple[str, ...] = CLASS_NAMES
     batch_size: int = 256
-
-    @property
-    @abstractmethod
-    def info(self) -> dict[str, Any]:
-        """Facts about the model (name, framework, version, parameters, input size, weights sha256, ...)."""
-
-    def _test_accuracy(self) -> float | None:
-        """Accuracy from the evaluation command's metrics file, only if it was computed for these weights."""
-        metrics_path: Path = self.metrics_path  # type: ignore[attr-defined]
-        if not metrics_path.is_file():
-            return None
-        metrics = json.loads(metrics_path.read_text())
-        return metrics.get("accuracy") if metrics.get("weights_sha256") == self._sha256 else None  # type: ignore
+    weights_path: Path
+    config: dict[str, Any]
 
     @abstractmethod
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         """uint8 (n, S, S, 3) -> float (n, 10) probabilities in official class order."""
+
+    @property
+    @abstractmethod
+    def framework_version(self) -> str: ...
+
+    @abstractmethod
+    def parameter_count(self) -> int: ...
+
+    def details(self) -> dict[str, Any]:
+        """Backend-specific facts added to `info` (test-time augmentation, precision, ...)."""
+        return {}
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        return sha256_of(self.weights_path)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.weights_path.parent / "metrics.json"
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Facts about the model, the same keys for every backend."""
+        recipe = self.config.get("recipe", {})
+        return {
+            "name": self.name,
+            "display_name": self.display_name,
+            "framework": self.framework,
+            "framework_version": self.framework_version,
+            "parameters": self.parameter_count(),
+            "input_size": [self.input_size, self.input_size, 3],
+            "weights_file": self.weights_path.name,
+            "weights_bytes": self.weights_path.stat().st_size,
+            "weights_sha256": self.weights_sha256,
+            "preprocessing": self.preprocessing,
+            "training": {
+                "epochs": recipe.get("epochs"),
+                "train_images": self.config.get("train_images"),
+                "seconds": self.config.get("wall_seconds"),
+                "val_accuracy": self.config.get("final_val_acc"),
+            },
+            "test_accuracy": self.test_accuracy(),
+            "class_names": list(self.class_names),
+            **self.details(),
+        }
+
+    def test_accuracy(self) -> float | None:
+        """Accuracy from the evaluation command's metrics file, only if it was computed for these weights."""
+        if not self.metrics_path.is_file():
+            return None
+        metrics = json.loads(self.metrics_path.read_text())
+        return metrics.get("accuracy") if metrics.get("weights_sha256") == self.weights_sha256 else None
+
+    def warm_up(self) -> None:
+        """One prediction, so the first user request does not pay for graph building / kernel selection."""
+        probs = self.predict_proba(np.zeros((1, self.input_size, self.input_size, 3), dtype=np.uint8))
+        if probs.shape != (1, len(self.class_names)) or not np.isfinite(probs).all():
+            raise RuntimeError(f"{self.name}: warm-up prediction returned {probs.shape} / non-finite values")
 
     def predict_proba(self, images: np.ndarray | Sequence[Image.Image]) -> np.ndarray:
         """Class probabilities, float64 (N, 10), each row summing to 1."""
