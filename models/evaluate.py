@@ -3,7 +3,9 @@
     python -m models.evaluate custom_cnn [--data-dir DIR] [--out PATH]
 
 Runs the same `Predictor` the web app serves (uint8 images in, probabilities out) and writes a
-metrics JSON (default: next to the model's weights) that the README table is generated from.
+metrics JSON (default: next to the model's weights). The test-split probabilities are cached in
+reports/predictions/<model>.npz, keyed by the weights' sha256, so the report build
+(`python -m reports.build`) reuses them instead of scoring the test set again.
 """
 
 from __future__ import annotations
@@ -43,15 +45,33 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: t
     }
 
 
-def evaluate(name: str, data_dir: str | None = None) -> dict[str, Any]:
+PREDICTIONS_DIR = Path(__file__).resolve().parent.parent / "reports" / "predictions"
+
+
+def test_probabilities(name: str, test: cifar10.Split, cache_dir: Path = PREDICTIONS_DIR) -> tuple[np.ndarray, float]:
+    """(probabilities (N, 10), seconds the model took) on the test split, from the cache when it matches."""
     predictor = load_predictor(name)
-    test = cifar10.load_split("test", data_dir)
     if tuple(test.class_names) != tuple(predictor.class_names):
         raise SystemExit(f"class order of the dataset {test.class_names} differs from the model's")
+    cache = cache_dir / f"{name}.npz"
+    if cache.is_file():
+        with np.load(cache) as stored:
+            if str(stored["weights_sha256"]) == predictor.weights_sha256 and np.array_equal(stored["labels"],
+                                                                                              test.labels):
+                return stored["probabilities"].astype(np.float64), float(stored["seconds"])
     start = time.perf_counter()
     probs = predictor.predict_proba(test.images)
     seconds = time.perf_counter() - start
-    info = predictor.info
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache, probabilities=probs.astype(np.float32), labels=test.labels,
+                        weights_sha256=predictor.weights_sha256, seconds=seconds)
+    return probs, seconds
+
+
+def evaluate(name: str, data_dir: str | None = None) -> dict[str, Any]:
+    test = cifar10.load_split("test", data_dir)
+    probs, seconds = test_probabilities(name, test)
+    info = load_predictor(name).info
     return {
         "model": name,
         "split": "test",

@@ -42,6 +42,7 @@ class Predictor(ABC):
     display_name: str
     framework: str
     preprocessing: str  # one line, for people
+    description: str  # a short paragraph: what the model is and how it was trained
     input_size: int
     class_names: tuple[str, ...] = CLASS_NAMES
     batch_size: int = 256
@@ -86,16 +87,21 @@ class Predictor(ABC):
             "weights_bytes": self.weights_path.stat().st_size,
             "weights_sha256": self.weights_sha256,
             "preprocessing": self.preprocessing,
+            "description": self.description,
             "training": {
                 "epochs": recipe.get("epochs"),
                 "train_images": self.config.get("train_images"),
                 "seconds": self.config.get("wall_seconds"),
-                "val_accuracy": self.config.get("final_val_acc"),
+                "val_accuracy": self.validation_accuracy(),
             },
             "test_accuracy": self.test_accuracy(),
             "class_names": list(self.class_names),
             **self.details(),
         }
+
+    def validation_accuracy(self) -> float | None:
+        """Accuracy of the served model (as served, e.g. with its test-time augmentation) on the validation split."""
+        return self.config.get("final_val_acc")
 
     def test_accuracy(self) -> float | None:
         """Accuracy from the evaluation command's metrics file, only if it was computed for these weights."""

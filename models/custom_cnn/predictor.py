@@ -21,11 +21,17 @@ class CustomCnnPredictor(Predictor):
     framework = "PyTorch"
     preprocessing = "centre square crop, antialiased (Lanczos) resize to 32x32, per-channel mean/std normalisation"
     input_size = 32
+    description = (
+        "A 7-convolution CNN designed for 32x32 inputs (a frozen 2x2 patch-whitening layer, then three groups of two "
+        "BatchNorm'd convs with GELU and max-pooling, widths 64/256/256) trained from scratch on the 45,000-image "
+        "training split: "
+        "Muon for the filters and Nesterov SGD for the rest, label smoothing, random flips and 2-pixel "
+        "translations, progressive resizing (24 px, then 32 px), and mirror + shift test-time augmentation."
+    )
 
     def __init__(self, model_dir: Path = PACKAGE_DIR):
         self.weights_path = Path(model_dir) / "weights.pt"
         self.config = json.loads((Path(model_dir) / "config.json").read_text())
-        self.config.setdefault("final_val_acc", self.config.get("final_val_acc_tta"))
         self.class_names = tuple(self.config["class_names"])
         self.tta_level = int(self.config.get("tta_level", 2))
         self.model = CifarNet(self.config["architecture"]["widths"]).to(memory_format=torch.channels_last)
@@ -45,6 +51,9 @@ class CustomCnnPredictor(Predictor):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+    def validation_accuracy(self) -> float | None:
+        return self.config.get("final_val_acc_tta", self.config.get("final_val_acc"))
 
     def details(self) -> dict[str, Any]:
         return {

@@ -21,6 +21,13 @@ class MobileNetV2Predictor(Predictor):
     display_name = "MobileNetV2 (TensorFlow/Keras, ImageNet-pretrained, fine-tuned)"
     framework = "TensorFlow/Keras"
     input_size = net.CIFAR_SIZE
+    description = (
+        "Keras MobileNetV2 (alpha 1.0) with ImageNet weights. Images are upscaled to 160 px inside the graph; "
+        "the first five inverted-residual blocks stay frozen (their outputs for every training image and its "
+        "mirror image are computed once and cached), a linear head is trained on the frozen features, then "
+        "blocks 6-16 and the head are fine-tuned with AdamW (warm-up + cosine decay, label smoothing), "
+        "BatchNorm kept in inference mode; the epoch with the best validation accuracy is kept."
+    )
     batch_size = 128
 
     def __init__(self, model_dir: Path = PACKAGE_DIR):

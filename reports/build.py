@@ -1,0 +1,196 @@
+"""Build the evaluation report for every registered model: metrics.json, index.html, report.pdf.
+
+    python -m reports.build [--data-dir DIR] [--models custom_cnn mobilenetv2] [--skip-latency]
+
+Each model scores the official test split once; its probabilities are cached in
+reports/predictions/ (keyed by the weights' sha256), so rebuilding the report only recomputes the
+statistics, figures and documents. Latency is measured on this machine at build time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models import available_models, cifar10, load_predictor
+from models.evaluate import classification_metrics, test_probabilities
+from models.machine import describe_machine
+from reports import figures, stats
+
+REPORTS_DIR = Path(__file__).resolve().parent
+GALLERY_SIZE = 24
+
+
+def measure_latency(name: str, images: np.ndarray, single_calls: int = 30, batch_calls: int = 5) -> dict[str, float]:
+    """Median ms per image: one image per call (a user uploading a photo), and batches of 64."""
+    predictor = load_predictor(name)
+    predictor.predict_proba(images[:64])  # warm
+    singles = []
+    for i in range(single_calls):
+        start = time.perf_counter()
+        predictor.predict_proba(images[i : i + 1])
+        singles.append(time.perf_counter() - start)
+    batches = []
+    for i in range(batch_calls):
+        start = time.perf_counter()
+        predictor.predict_proba(images[64 * i : 64 * (i + 1)])
+        batches.append((time.perf_counter() - start) / 64)
+    ms1, ms64 = 1000 * float(np.median(singles)), 1000 * float(np.median(batches))
+    return {"batch_1_ms_per_image": ms1, "batch_64_ms_per_image": ms64,
+            "batch_1_images_per_second": 1000 / ms1, "batch_64_images_per_second": 1000 / ms64}
+
+
+def confident_mistakes(probs: np.ndarray, labels: np.ndarray, count: int) -> list[int]:
+    wrong = np.flatnonzero(probs.argmax(axis=1) != labels)
+    return wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][:count].tolist()
+
+
+def model_section(name: str, test: cifar10.Split, probs: np.ndarray, seconds: float, latency: bool,
+                  out: Path) -> dict[str, Any]:
+    predictor = load_predictor(name)
+    info = predictor.info
+    names = list(test.class_names)
+    correct = probs.argmax(axis=1) == test.labels
+    low, high = stats.bootstrap_ci(correct)
+    calibration = stats.calibration(probs, test.labels)
+    metrics = classification_metrics(test.labels, probs, test.class_names)
+    history_path = predictor.weights_path.parent / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    fig = out / "figures"
+    files = {
+        "confusion": figures.confusion_matrices(metrics["confusion_matrix"], names, info["display_name"],
+                                                fig / f"{name}_confusion.png"),
+        "reliability": figures.reliability_diagram(calibration["bins"], calibration["ece"], info["display_name"],
+                                                   fig / f"{name}_reliability.png"),
+    }
+    if history:
+        files["curves"] = figures.training_curves(history, f"{info['display_name']}: training (validation split)",
+                                                  fig / f"{name}_curves.png")
+    mistakes = confident_mistakes(probs, test.labels, GALLERY_SIZE)
+    files["mistakes"] = figures.gallery(
+        test.images[mistakes],
+        [f"#{i} true {names[test.labels[i]]}\npred {names[probs[i].argmax()]} {100 * probs[i].max():.0f}%"
+         for i in mistakes],
+        f"{info['display_name']}: most confident mistakes", fig / f"{name}_mistakes.png")
+    return {
+        "name": name,
+        "info": {k: v for k, v in info.items() if k != "class_names"},
+        "config": predictor.config.get("recipe", {}),
+        **metrics,
+        "accuracy_ci95": [low, high],
+        "calibration": calibration,
+        "ece": calibration["ece"],
+        "latency": measure_latency(name, test.images) if latency else None,
+        "test_pass_seconds": seconds,
+        "training_seconds": info["training"]["seconds"],
+        "history": history,
+        "confident_mistakes": mistakes,
+        "figures": {k: str(v.relative_to(out)) for k, v in files.items()},
+    }
+
+
+def comparison_section(a: dict, b: dict, probs_a: np.ndarray, probs_b: np.ndarray, test: cifar10.Split,
+                       out: Path) -> dict[str, Any]:
+    names = list(test.class_names)
+    pred_a, pred_b = probs_a.argmax(axis=1), probs_b.argmax(axis=1)
+    correct_a, correct_b = pred_a == test.labels, pred_b == test.labels
+    acc_a = stats.per_class_accuracy(pred_a, test.labels, len(names))
+    acc_b = stats.per_class_accuracy(pred_b, test.labels, len(names))
+    low, high = stats.paired_difference_ci(correct_a, correct_b)
+    disagree = np.flatnonzero(pred_a != pred_b)
+    # Most telling disagreements first: both models confident, different answers.
+    order = disagree[np.argsort(-(probs_a[disagree].max(axis=1) * probs_b[disagree].max(axis=1)), kind="stable")]
+    shown = order[:GALLERY_SIZE].tolist()
+    tag = f"{a['name']}_vs_{b['name']}"
+    files = {
+        "per_class_difference": figures.per_class_difference(names, acc_a, acc_b, a["name"], b["name"],
+                                                             out / "figures" / f"{tag}_per_class.png"),
+        "disagreements": figures.gallery(
+            test.images[shown],
+            [f"#{i} true {names[test.labels[i]]}\n{a['name'][:6]}: {names[pred_a[i]]}  {b['name'][:6]}: "
+             f"{names[pred_b[i]]}" for i in shown],
+            f"where {a['name']} and {b['name']} disagree (most confident first)",
+            out / "figures" / f"{tag}_disagreements.png"),
+    }
+    return {
+        "a": a["name"], "b": b["name"],
+        "accuracy_a": a["accuracy"], "accuracy_b": b["accuracy"],
+        "accuracy_difference": a["accuracy"] - b["accuracy"],
+        "accuracy_difference_ci95": [low, high],
+        "mcnemar": stats.mcnemar_exact(correct_a, correct_b),
+        "agreement": float((pred_a == pred_b).mean()),
+        "both_correct": int((correct_a & correct_b).sum()),
+        "both_wrong": int((~correct_a & ~correct_b).sum()),
+        "disagreements": len(disagree),
+        "per_class_accuracy": {n: {"a": float(x), "b": float(y), "difference": float(x - y)}
+                               for n, x, y in zip(names, acc_a, acc_b, strict=True)},
+        "disagreement_gallery": shown,
+        "figures": {k: str(v.relative_to(out)) for k, v in files.items()},
+    }
+
+
+def build(names: list[str], data_dir: str | None = None, latency: bool = True, out: Path = REPORTS_DIR,
+          pdf: bool = True) -> dict[str, Any]:
+    test = cifar10.load_split("test", data_dir)
+    probs, sections = {}, {}
+    for name in names:
+        probs[name], seconds = test_probabilities(name, test)
+        sections[name] = model_section(name, test, probs[name], seconds, latency, out)
+    comparisons = [comparison_section(sections[x], sections[y], probs[x], probs[y], test, out)
+                   for x, y in itertools.combinations(names, 2)]
+    report = {
+        "title": "CIFAR-10 model comparison",
+        "generated_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "generated_by": "python -m reports.build",
+        "dataset": {"name": "CIFAR-10", "split": "official test batch", "images": len(test),
+                    "class_names": list(test.class_names),
+                    "note": "models were selected on a 5,000-image validation split held out of the training "
+                            "batches; the test split is scored once per set of weights"},
+        "machine": describe_machine(),
+        "bootstrap_resamples": stats.BOOTSTRAP_RESAMPLES,
+        "calibration_bins": stats.CALIBRATION_BINS,
+        "models": sections,
+        "comparisons": comparisons,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
+    from reports.html import write_html
+
+    write_html(report, out / "index.html")
+    if pdf:
+        from reports.pdf import write_pdf
+
+        write_pdf(report, out, out / "report.pdf")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--models", nargs="+", choices=available_models(), default=available_models())
+    parser.add_argument("--skip-latency", action="store_true", help="leave latency out (faster, for tests)")
+    parser.add_argument("--out", type=Path, default=REPORTS_DIR)
+    args = parser.parse_args(argv)
+    try:
+        report = build(args.models, args.data_dir, latency=not args.skip_latency, out=args.out)
+    except cifar10.Cifar10Error as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for name, section in report["models"].items():
+        low, high = section["accuracy_ci95"]
+        print(f"{name}: accuracy {100 * section['accuracy']:.2f}% (95% CI {100 * low:.2f}-{100 * high:.2f}), "
+              f"ECE {100 * section['ece']:.2f}%")
+    for c in report["comparisons"]:
+        print(f"{c['a']} vs {c['b']}: difference {100 * c['accuracy_difference']:+.2f} points, McNemar p = "
+              f"{c['mcnemar']['p_value']:.3g}, agreement {100 * c['agreement']:.1f}%")
+    print(f"wrote {args.out / 'metrics.json'}, {args.out / 'index.html'}, {args.out / 'report.pdf'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The report's figures, drawn with matplotlib (Agg) and saved as PNG files that the HTML page
+and the PDF both embed. Each function draws one figure from plain arrays and returns its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+DPI = 150
+COLOURS = ("#1f5fa8", "#d9822b", "#3a8f4d", "#8e44ad")
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Software": None})  # no version stamp: stable bytes
+    plt.close(fig)
+    return path
+
+
+def confusion_matrices(matrix: np.ndarray, class_names: list[str], title: str, path: Path) -> Path:
+    """Counts and row-normalised (recall per true class) side by side."""
+    matrix = np.asarray(matrix)
+    normalised = matrix / matrix.sum(axis=1, keepdims=True).clip(min=1)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.4), layout="constrained")
+    for ax, data, fmt, label in ((axes[0], matrix, "d", "images"), (axes[1], normalised, ".2f", "fraction of row")):
+        im = ax.imshow(data, cmap="Blues")
+        ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(class_names)), class_names, fontsize=8)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        threshold = data.max() / 2
+        for i in range(data.shape[0]):
+            for j in range(data.shape[1]):
+                ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=6.5,
+                        color="white" if data[i, j] > threshold else "black")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=label)
+    axes[0].set_title("counts")
+    axes[1].set_title("row-normalised")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def training_curves(history: list[dict], title: str, path: Path) -> Path:
+    epochs = [h["epoch"] for h in history]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for key, style, label in (("train", "-", "train"), ("val", "--", "validation")):
+        loss_ax.plot(epochs, [h[f"{key}_loss"] for h in history], style, marker="o", ms=3, label=label)
+        acc_ax.plot(epochs, [100 * h[f"{key}_acc"] for h in history], style, marker="o", ms=3, label=label)
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def reliability_diagram(bins: list[dict], ece: float, title: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 4.6))
+    filled = [b for b in bins if b["count"]]
+    centres = [(b["low"] + b["high"]) / 2 for b in filled]
+    width = bins[0]["high"] - bins[0]["low"]
+    ax.bar(centres, [b["accuracy"] for b in filled], width=width * 0.95, color=COLOURS[0], alpha=0.8,
+           label="accuracy in bin")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], "o", color=COLOURS[1], ms=3,
+            label="(mean confidence, accuracy)")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-1 probability)", ylabel="accuracy",
+           title=f"{title}\nECE = {100 * ece:.2f}%")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def per_class_difference(class_names: list[str], acc_a: np.ndarray, acc_b: np.ndarray, name_a: str, name_b: str,
+                         path: Path) -> Path:
+    diff = 100 * (np.asarray(acc_a) - np.asarray(acc_b))
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    ax.bar(class_names, diff, color=[COLOURS[0] if d >= 0 else COLOURS[1] for d in diff])
+    ax.axhline(0, color="black", lw=0.8)
+    for x, d in enumerate(diff):
+        ax.text(x, d + (0.15 if d >= 0 else -0.15), f"{d:+.1f}", ha="center", va="bottom" if d >= 0 else "top",
+                fontsize=8)
+    ax.set(ylabel="accuracy difference (points)", title=f"per-class accuracy: {name_a} minus {name_b}")
+    ax.tick_params(axis="x", rotation=30)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def gallery(images: np.ndarray, captions: list[str], title: str, path: Path, columns: int = 8) -> Path:
+    """Thumbnails (CIFAR 32x32, drawn without smoothing) with a caption under each."""
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.45, rows * 1.85), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions, strict=False):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(caption, fontsize=6.5, pad=2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

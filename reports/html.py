@@ -1,0 +1,41 @@
+"""Render the report dictionary as a static HTML page (reports/index.html) that also prints well."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def percent(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def megabytes(n: int | None) -> str:
+    return "–" if n is None else f"{n / 1e6:.1f} MB"
+
+
+def environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    env.filters.update(percent=percent, duration=duration, megabytes=megabytes)
+    return env
+
+
+def render_html(report: dict[str, Any], figure_prefix: str = "") -> str:
+    """The report page; `figure_prefix` is prepended to figure paths (the web app serves them elsewhere)."""
+    return environment().get_template("report.html.j2").render(report=report, fig=figure_prefix)
+
+
+def write_html(report: dict[str, Any], path: Path) -> Path:
+    path.write_text(render_html(report))
+    return path

@@ -1,0 +1,202 @@
+"""Render the report dictionary as a PDF (reportlab): title page, method summary, one section per
+model, the comparison, and the same figures as the HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image as PILImage
+from reportlab.lib import colors
+from reportlab.lib.enums import TA_CENTER
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import (
+    Image,
+    KeepTogether,
+    PageBreak,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from reports.html import duration, megabytes, percent
+
+PAGE_WIDTH, PAGE_HEIGHT = A4
+MARGIN = 16 * mm
+TEXT_WIDTH = PAGE_WIDTH - 2 * MARGIN
+
+STYLES = getSampleStyleSheet()
+BODY = ParagraphStyle("body", parent=STYLES["BodyText"], fontSize=9.5, leading=13)
+SMALL = ParagraphStyle("small", parent=BODY, fontSize=8, leading=10, textColor=colors.HexColor("#5b6675"))
+CELL = ParagraphStyle("cell", parent=BODY, fontSize=8.5, leading=10.5)
+TITLE = ParagraphStyle("title", parent=STYLES["Title"], fontSize=26, leading=32, spaceAfter=12)
+SUBTITLE = ParagraphStyle("subtitle", parent=BODY, fontSize=12, leading=16, alignment=TA_CENTER)
+H1, H2 = STYLES["Heading1"], STYLES["Heading2"]
+
+
+def table(rows: list[list[Any]], widths: list[float] | None = None, header: bool = True) -> Table:
+    cells = [[c if isinstance(c, Paragraph) else Paragraph(str(c), CELL) for c in row] for row in rows]
+    t = Table(cells, colWidths=widths, hAlign="LEFT", repeatRows=1 if header else 0)
+    style = [("LINEBELOW", (0, 0), (-1, -1), 0.4, colors.HexColor("#d9dee5")),
+             ("VALIGN", (0, 0), (-1, -1), "TOP"), ("TOPPADDING", (0, 0), (-1, -1), 2),
+             ("BOTTOMPADDING", (0, 0), (-1, -1), 2)]
+    if header:
+        style.append(("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef1f5")))
+    t.setStyle(TableStyle(style))
+    return t
+
+
+def figure(path: Path, caption: str, max_width: float = TEXT_WIDTH, max_height: float = 120 * mm) -> KeepTogether:
+    with PILImage.open(path) as im:
+        w, h = im.size
+    scale = min(max_width / w, max_height / h)
+    return KeepTogether([Image(str(path), width=w * scale, height=h * scale), Paragraph(caption, SMALL),
+                         Spacer(1, 4 * mm)])
+
+
+def _footer(canvas, doc) -> None:
+    canvas.saveState()
+    canvas.setFont("Helvetica", 8)
+    canvas.setFillColor(colors.HexColor("#5b6675"))
+    canvas.drawString(MARGIN, 10 * mm, "CIFAR-10 model comparison")
+    canvas.drawRightString(PAGE_WIDTH - MARGIN, 10 * mm, f"page {doc.page}")
+    canvas.restoreState()
+
+
+def title_page(report: dict[str, Any]) -> list:
+    story = [Spacer(1, 45 * mm), Paragraph(report["title"], TITLE),
+             Paragraph("Evaluation on the official CIFAR-10 test split", SUBTITLE), Spacer(1, 12 * mm)]
+    rows = [["model", "test accuracy", "95% CI", "top-3", "macro F1", "ECE"]]
+    for m in report["models"].values():
+        low, high = m["accuracy_ci95"]
+        rows.append([m["info"]["display_name"], f"<b>{percent(m['accuracy'])}</b>", f"{percent(low)} – {percent(high)}",
+                     percent(m["top3_accuracy"]), f"{m['macro_f1']:.4f}", percent(m["ece"])])
+    story.append(table(rows, [62 * mm, 24 * mm, 34 * mm, 18 * mm, 18 * mm, 18 * mm]))
+    story.append(Spacer(1, 8 * mm))
+    for c in report["comparisons"]:
+        story.append(Paragraph(verdict(c), BODY))
+    story += [Spacer(1, 30 * mm),
+              Paragraph(f"Generated {report['generated_at']} by <font face='Courier'>{report['generated_by']}</font>"
+                        f" on {report['machine']}.", SMALL),
+              Paragraph(f"{report['dataset']['name']} {report['dataset']['split']}, {report['dataset']['images']:,} "
+                        f"images; {report['dataset']['note']}.", SMALL),
+              PageBreak()]
+    return story
+
+
+def verdict(c: dict[str, Any]) -> str:
+    p = c["mcnemar"]["p_value"]
+    significant = c["mcnemar"]["significant_at_0_05"]
+    significance = "statistically significant" if significant else "not statistically significant"
+    low, high = c["accuracy_difference_ci95"]
+    return (f"<b>{c['a']}</b> vs <b>{c['b']}</b>: accuracy difference {100 * c['accuracy_difference']:+.2f} points "
+            f"(95% paired-bootstrap CI {100 * low:+.2f} to {100 * high:+.2f}); McNemar's exact test p = {p:.3g}, "
+            f"{significance} at the 5% level. The models agree on {percent(c['agreement'], 1)} of the test images.")
+
+
+def method_summary(report: dict[str, Any]) -> list:
+    story = [Paragraph("Method", H1),
+             Paragraph("Both models are trained on the same 45,000 training images; a stratified 5,000-image "
+                       "validation split held out of the official training batches is used for every choice made "
+                       "during training (epochs, checkpoint). The official 10,000-image test split is scored once "
+                       "per set of weights, for this report. Intervals are percentile bootstraps over test images "
+                       f"({report['bootstrap_resamples']:,} resamples); calibration uses "
+                       f"{report['calibration_bins']} equal-width confidence bins.", BODY)]
+    for m in report["models"].values():
+        info = m["info"]
+        story += [Paragraph(info["display_name"], H2), Paragraph(info["description"], BODY), Spacer(1, 2 * mm),
+                  table([["framework", f"{info['framework']} ({info['framework_version']})"],
+                         ["preprocessing", info["preprocessing"]],
+                         ["test-time augmentation", info.get("test_time_augmentation", "none")],
+                         ["parameters", f"{info['parameters']:,}"],
+                         ["weights", f"{info['weights_file']}, {megabytes(info['weights_bytes'])}, sha256 "
+                                     f"{info['weights_sha256'][:16]}…"],
+                         ["training", f"{info['training']['epochs']} epochs, {info['training']['train_images']:,} "
+                                      f"images, {duration(m['training_seconds'])}; validation accuracy "
+                                      f"{percent(info['training']['val_accuracy'])}"]],
+                        [40 * mm, TEXT_WIDTH - 40 * mm], header=False)]
+    story.append(PageBreak())
+    return story
+
+
+def model_pages(name: str, m: dict[str, Any], out: Path) -> list:
+    info = m["info"]
+    low, high = m["accuracy_ci95"]
+    rows = [["test accuracy", f"<b>{percent(m['accuracy'])}</b> (95% CI {percent(low)} – {percent(high)})"],
+            ["top-3 accuracy", percent(m["top3_accuracy"])],
+            ["macro precision / recall / F1", f"{m['macro_precision']:.4f} / {m['macro_recall']:.4f} / "
+                                              f"{m['macro_f1']:.4f}"],
+            ["expected calibration error", f"{percent(m['ece'])} (mean confidence "
+                                           f"{percent(m['calibration']['mean_confidence'])})"]]
+    if m["latency"]:
+        rows.append(["latency (this machine)", f"{m['latency']['batch_1_ms_per_image']:.1f} ms/image at batch 1, "
+                                               f"{m['latency']['batch_64_ms_per_image']:.2f} ms/image at batch 64"])
+    rows += [["parameters / file size", f"{info['parameters']:,} / {megabytes(info['weights_bytes'])}"],
+             ["training time", duration(m["training_seconds"])]]
+    per_class = [["class", "precision", "recall", "F1", "support"]] + [
+        [cls, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
+        for cls, r in m["per_class"].items()]
+    story = [Paragraph(info["display_name"], H1), table(rows, [55 * mm, TEXT_WIDTH - 55 * mm], header=False),
+             Spacer(1, 3 * mm), Paragraph("Per-class precision, recall and F1", H2),
+             table(per_class, [35 * mm, 25 * mm, 25 * mm, 25 * mm, 25 * mm]), Spacer(1, 3 * mm)]
+    f = m["figures"]
+    story.append(figure(out / f["confusion"], "Confusion matrices on the test split: counts and row-normalised."))
+    if "curves" in f:
+        story.append(figure(out / f["curves"], "Training curves on the training and validation splits."))
+    story.append(figure(out / f["reliability"], "Reliability diagram: accuracy vs confidence per bin.",
+                        max_width=95 * mm))
+    story.append(figure(out / f["mistakes"], "Most confident mistakes (#index in the test split)."))
+    story.append(PageBreak())
+    return story
+
+
+def comparison_pages(report: dict[str, Any], c: dict[str, Any], out: Path) -> list:
+    a, b = report["models"][c["a"]], report["models"][c["b"]]
+    rows = [["", c["a"], c["b"]],
+            ["test accuracy", percent(a["accuracy"]), percent(b["accuracy"])],
+            ["95% CI", " – ".join(percent(v) for v in a["accuracy_ci95"]),
+             " – ".join(percent(v) for v in b["accuracy_ci95"])],
+            ["top-3 accuracy", percent(a["top3_accuracy"]), percent(b["top3_accuracy"])],
+            ["macro F1", f"{a['macro_f1']:.4f}", f"{b['macro_f1']:.4f}"],
+            ["ECE", percent(a["ece"]), percent(b["ece"])],
+            ["parameters", f"{a['info']['parameters']:,}", f"{b['info']['parameters']:,}"],
+            ["weights file", megabytes(a["info"]["weights_bytes"]), megabytes(b["info"]["weights_bytes"])],
+            ["training time", duration(a["training_seconds"]), duration(b["training_seconds"])]]
+    if a["latency"] and b["latency"]:
+        rows += [["ms/image, batch 1", f"{a['latency']['batch_1_ms_per_image']:.1f}",
+                  f"{b['latency']['batch_1_ms_per_image']:.1f}"],
+                 ["ms/image, batch 64", f"{a['latency']['batch_64_ms_per_image']:.2f}",
+                  f"{b['latency']['batch_64_ms_per_image']:.2f}"]]
+    mc = c["mcnemar"]
+    paired = [["", "images"],
+              [f"{c['a']} right, {c['b']} wrong", mc["a_right_b_wrong"]],
+              [f"{c['a']} wrong, {c['b']} right", mc["a_wrong_b_right"]],
+              ["both right / both wrong", f"{c['both_correct']} / {c['both_wrong']}"],
+              ["McNemar's exact test (two-sided)", f"p = {mc['p_value']:.3g}"],
+              ["agreement", f"{percent(c['agreement'], 1)} ({c['disagreements']} images differ)"]]
+    f = c["figures"]
+    return [Paragraph(f"Comparison: {c['a']} vs {c['b']}", H1), Paragraph(verdict(c), BODY), Spacer(1, 3 * mm),
+            table(rows, [55 * mm, 55 * mm, 55 * mm]), Spacer(1, 3 * mm),
+            Paragraph("Paired correctness", H2), table(paired, [75 * mm, 60 * mm]), Spacer(1, 3 * mm),
+            figure(out / f["per_class_difference"], f"Per-class accuracy, {c['a']} minus {c['b']}."),
+            figure(out / f["disagreements"], "Test images where the models disagree, both confident first."),
+            PageBreak()]
+
+
+def write_pdf(report: dict[str, Any], out: Path, path: Path) -> Path:
+    doc = SimpleDocTemplate(str(path), pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
+                            bottomMargin=MARGIN + 4 * mm, title=report["title"], author="reports.build",
+                            subject="CIFAR-10 model comparison", creator="reportlab")
+    story = title_page(report) + method_summary(report)
+    for name, m in report["models"].items():
+        story += model_pages(name, m, out)
+    for c in report["comparisons"]:
+        story += comparison_pages(report, c, out)
+    if isinstance(story[-1], PageBreak):
+        story.pop()
+    doc.build(story, onFirstPage=_footer, onLaterPages=_footer)
+    return path

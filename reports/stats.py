@@ -1,0 +1,69 @@
+"""The statistics in the report: bootstrap intervals, calibration, and the paired model comparison.
+
+Each function takes per-image arrays over the test split, so everything here is testable on
+hand-made inputs and independent of any model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.stats import binomtest
+
+BOOTSTRAP_RESAMPLES = 2_000
+CALIBRATION_BINS = 15
+
+
+def bootstrap_ci(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval for the mean of per-image values (e.g. 1 = correct, 0 = wrong)."""
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    chunk = max(1, 20_000_000 // max(1, len(values)))  # bounded memory for the index matrix
+    for start in range(0, resamples, chunk):
+        count = min(chunk, resamples - start)
+        means[start : start + count] = values[rng.integers(0, len(values), (count, len(values)))].mean(axis=1)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:
+    """Expected calibration error (top-1 confidence, equal-width bins) and the reliability-diagram table."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        members = which == b
+        count = int(members.sum())
+        accuracy = float(correct[members].mean()) if count else None
+        mean_conf = float(confidence[members].mean()) if count else None
+        if count:
+            ece += count / len(labels) * abs(accuracy - mean_conf)
+        table.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": count,
+                      "accuracy": accuracy, "confidence": mean_conf})
+    return {"ece": float(ece), "bins": table, "mean_confidence": float(confidence.mean())}
+
+
+def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
+    """McNemar's exact test on paired per-image correctness: do the two models' error rates differ?"""
+    a_only = int(np.sum(correct_a & ~correct_b))
+    b_only = int(np.sum(~correct_a & correct_b))
+    discordant = a_only + b_only
+    p_value = float(binomtest(min(a_only, b_only), discordant, 0.5).pvalue) if discordant else 1.0
+    return {"a_right_b_wrong": a_only, "a_wrong_b_right": b_only, "discordant": discordant,
+            "p_value": p_value, "significant_at_0_05": p_value < 0.05}
+
+
+def paired_difference_ci(correct_a: np.ndarray, correct_b: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of accuracy(a) - accuracy(b), resampling images (keeps the pairing)."""
+    return bootstrap_ci(correct_a.astype(np.float64) - correct_b.astype(np.float64), seed=seed)
+
+
+def per_class_accuracy(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.array([(predicted[labels == c] == c).mean() if np.any(labels == c) else np.nan
+                     for c in range(num_classes)])
