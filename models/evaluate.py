@@ -21,6 +21,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from models import REGISTRY, cifar10, load_predictor
 from models.machine import describe_machine
+from models.predictor import temper
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
@@ -49,23 +50,30 @@ PREDICTIONS_DIR = Path(__file__).resolve().parent.parent / "reports" / "predicti
 
 
 def test_probabilities(name: str, test: cifar10.Split, cache_dir: Path = PREDICTIONS_DIR) -> tuple[np.ndarray, float]:
-    """(probabilities (N, 10), seconds the model took) on the test split, from the cache when it matches."""
+    """(calibrated probabilities (N, 10), seconds the model took) on the test split.
+
+    The cache holds the uncalibrated probabilities, keyed by the weights' sha256, so fitting a new
+    temperature (`python -m models.calibrate`) does not need another pass over the test split.
+    """
     predictor = load_predictor(name)
     if tuple(test.class_names) != tuple(predictor.class_names):
         raise SystemExit(f"class order of the dataset {test.class_names} differs from the model's")
     cache = cache_dir / f"{name}.npz"
+    raw = None
     if cache.is_file():
         with np.load(cache) as stored:
             if str(stored["weights_sha256"]) == predictor.weights_sha256 and np.array_equal(stored["labels"],
                                                                                               test.labels):
-                return stored["probabilities"].astype(np.float64), float(stored["seconds"])
-    start = time.perf_counter()
-    probs = predictor.predict_proba(test.images)
-    seconds = time.perf_counter() - start
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(cache, probabilities=probs.astype(np.float32), labels=test.labels,
-                        weights_sha256=predictor.weights_sha256, seconds=seconds)
-    return probs, seconds
+                raw, seconds = stored["probabilities"].astype(np.float64), float(stored["seconds"])
+    if raw is None:
+        start = time.perf_counter()
+        raw = predictor.predict_proba(test.images, calibrated=False)
+        seconds = time.perf_counter() - start
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, probabilities=raw.astype(np.float32), labels=test.labels,
+                            weights_sha256=predictor.weights_sha256, seconds=seconds)
+    raw /= raw.sum(axis=1, keepdims=True)
+    return temper(raw, predictor.temperature), seconds
 
 
 def evaluate(name: str, data_dir: str | None = None) -> dict[str, Any]:

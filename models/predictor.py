@@ -30,6 +30,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log(probs) / T): temperature scaling applied to probabilities (argmax unchanged)."""
+    if temperature == 1.0:
+        return probs
+    logits = np.log(np.clip(probs, 1e-12, None)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    scaled = np.exp(logits)
+    return scaled / scaled.sum(axis=1, keepdims=True)
+
+
 class Predictor(ABC):
     """A CIFAR-10 classifier with a framework-independent interface.
 
@@ -72,6 +82,16 @@ class Predictor(ABC):
     def metrics_path(self) -> Path:
         return self.weights_path.parent / "metrics.json"
 
+    @cached_property
+    def temperature(self) -> float:
+        """From calibration.json (`python -m models.calibrate`), if it was fitted for these weights; else 1."""
+        path = self.weights_path.parent / "calibration.json"
+        if path.is_file():
+            fitted = json.loads(path.read_text())
+            if fitted.get("weights_sha256") == self.weights_sha256:
+                return float(fitted["temperature"])
+        return 1.0
+
     @property
     def info(self) -> dict[str, Any]:
         """Facts about the model, the same keys for every backend."""
@@ -95,6 +115,7 @@ class Predictor(ABC):
                 "val_accuracy": self.validation_accuracy(),
             },
             "test_accuracy": self.test_accuracy(),
+            "temperature": self.temperature,
             "class_names": list(self.class_names),
             **self.details(),
         }
@@ -116,14 +137,15 @@ class Predictor(ABC):
         if probs.shape != (1, len(self.class_names)) or not np.isfinite(probs).all():
             raise RuntimeError(f"{self.name}: warm-up prediction returned {probs.shape} / non-finite values")
 
-    def predict_proba(self, images: np.ndarray | Sequence[Image.Image]) -> np.ndarray:
-        """Class probabilities, float64 (N, 10), each row summing to 1."""
+    def predict_proba(self, images: np.ndarray | Sequence[Image.Image], calibrated: bool = True) -> np.ndarray:
+        """Class probabilities, float64 (N, 10), each row summing to 1 (temperature-calibrated by default)."""
         batch = to_model_input(images, self.input_size)
         if len(batch) == 0:
             return np.zeros((0, len(self.class_names)))
         chunks = [self._forward(batch[i : i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
         probs = np.concatenate(chunks).astype(np.float64)
-        return probs / probs.sum(axis=1, keepdims=True)
+        probs /= probs.sum(axis=1, keepdims=True)
+        return temper(probs, self.temperature) if calibrated else probs
 
     def predict_topk(self, images: np.ndarray | Sequence[Image.Image], k: int = 3) -> list[list[tuple[str, float]]]:
         """For each image, the k most probable (class name, probability) pairs, best first."""

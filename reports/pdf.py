@@ -131,7 +131,8 @@ def model_pages(name: str, m: dict[str, Any], out: Path) -> list:
             ["macro precision / recall / F1", f"{m['macro_precision']:.4f} / {m['macro_recall']:.4f} / "
                                               f"{m['macro_f1']:.4f}"],
             ["expected calibration error", f"{percent(m['ece'])} (mean confidence "
-                                           f"{percent(m['calibration']['mean_confidence'])})"]]
+                                           f"{percent(m['calibration']['mean_confidence'])}; temperature "
+                                           f"{info['temperature']:.3f} fitted on the validation split)"]]
     if m["latency"]:
         rows.append(["latency (this machine)", f"{m['latency']['batch_1_ms_per_image']:.1f} ms/image at batch 1, "
                                                f"{m['latency']['batch_64_ms_per_image']:.2f} ms/image at batch 64"])

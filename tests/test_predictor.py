@@ -1,4 +1,4 @@
-"""The predictor contract, exercised on the committed CNN weights."""
+"""The predictor contract, exercised on every committed model (same tests, whatever the framework)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,15 @@ from PIL import Image
 
 from models import available_models, cifar10, load_predictor
 from models.evaluate import classification_metrics
-from models.images import to_model_input
+from models.images import decode_image, to_model_input
 from models.predictor import sha256_of
 from tests.conftest import REAL_CIFAR, REPO, needs_real_cifar
+from tests.images_factory import encode
+
+
+@pytest.fixture(scope="module", params=available_models())
+def predictor(request):
+    return load_predictor(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -20,21 +26,21 @@ def cnn():
     return load_predictor("custom_cnn")
 
 
-def test_registry_loads_each_model_once(cnn):
-    assert "custom_cnn" in available_models()
-    assert load_predictor("custom_cnn") is cnn
+def test_registry_loads_each_model_once(predictor):
+    assert set(available_models()) == {"custom_cnn", "mobilenetv2"}
+    assert load_predictor(predictor.name) is predictor
     with pytest.raises(KeyError, match="unknown model"):
         load_predictor("resnet9000")
 
 
-def test_predict_proba_on_uint8_batch(cnn):
+def test_predict_proba_on_uint8_batch(predictor):
     images = np.random.default_rng(0).integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
-    probs = cnn.predict_proba(images)
+    probs = predictor.predict_proba(images)
     assert probs.shape == (5, 10) and probs.dtype == np.float64
     assert np.allclose(probs.sum(axis=1), 1.0) and (probs >= 0).all()
 
 
-def test_predict_proba_on_pil_images_of_any_size_and_mode(cnn):
+def test_predict_proba_on_pil_images_of_any_size_and_mode(predictor):
     rng = np.random.default_rng(1)
     images = [
         Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)),
@@ -42,13 +48,13 @@ def test_predict_proba_on_pil_images_of_any_size_and_mode(cnn):
         Image.new("RGBA", (100, 60), (255, 0, 0, 128)),
         Image.new("P", (64, 64)),
     ]
-    probs = cnn.predict_proba(images)
+    probs = predictor.predict_proba(images)
     assert probs.shape == (4, 10) and np.allclose(probs.sum(axis=1), 1.0)
 
 
-def test_array_and_pil_paths_agree_for_32px_images(cnn):
+def test_array_and_pil_paths_agree_for_32px_images(predictor):
     images = np.random.default_rng(2).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
-    assert np.allclose(cnn.predict_proba(images), cnn.predict_proba([Image.fromarray(i) for i in images]))
+    assert np.allclose(predictor.predict_proba(images), predictor.predict_proba([Image.fromarray(i) for i in images]))
 
 
 def test_non_32px_arrays_are_resized_with_antialiasing():
@@ -65,34 +71,40 @@ def test_wide_images_are_centre_cropped():
     assert to_model_input([image], 32).min() == 255
 
 
-def test_bad_inputs_are_rejected(cnn):
+def test_bad_inputs_are_rejected(predictor):
     with pytest.raises(ValueError):
-        cnn.predict_proba(np.zeros((2, 32, 32), dtype=np.uint8))
+        predictor.predict_proba(np.zeros((2, 32, 32), dtype=np.uint8))
     with pytest.raises(TypeError):
-        cnn.predict_proba(["not an image"])
-    assert cnn.predict_proba([]).shape == (0, 10)
+        predictor.predict_proba(["not an image"])
+    assert predictor.predict_proba([]).shape == (0, 10)
 
 
-def test_topk_is_sorted_and_bounded(cnn):
+def test_topk_is_sorted_and_bounded(predictor):
     images = np.random.default_rng(3).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
-    top = cnn.predict_topk(images, k=3)
+    top = predictor.predict_topk(images, k=3)
     assert len(top) == 2 and all(len(row) == 3 for row in top)
     for row in top:
         probs = [p for _, p in row]
         assert probs == sorted(probs, reverse=True)
         assert all(name in cifar10.CLASS_NAMES for name, _ in row)
     with pytest.raises(ValueError):
-        cnn.predict_topk(images, k=0)
+        predictor.predict_topk(images, k=0)
 
 
-def test_info_describes_the_committed_weights(cnn):
-    info = cnn.info
-    assert info["name"] == "custom_cnn" and info["framework"] == "PyTorch"
+FRAMEWORKS = {"custom_cnn": ("PyTorch", "weights.pt"), "mobilenetv2": ("TensorFlow/Keras", "model.keras")}
+
+
+def test_info_describes_the_committed_weights(predictor):
+    info = predictor.info
+    framework, weights_file = FRAMEWORKS[predictor.name]
+    assert info["name"] == predictor.name and info["framework"] == framework
+    assert info["display_name"] and info["framework_version"] and info["preprocessing"] and info["description"]
     assert info["input_size"] == [32, 32, 3]
-    assert info["weights_sha256"] == sha256_of(REPO / "models" / "custom_cnn" / "weights.pt")
+    assert info["weights_sha256"] == sha256_of(REPO / "models" / predictor.name / weights_file)
     assert 1_000_000 < info["parameters"] < 10_000_000
     assert info["weights_bytes"] <= 25 * 1024 * 1024
     assert info["class_names"] == list(cifar10.CLASS_NAMES)
+    assert 0.9 < info["training"]["val_accuracy"] < 1.0
 
 
 def test_classification_metrics_on_a_hand_computed_case():
@@ -120,16 +132,27 @@ def test_committed_weights_reach_the_reported_test_accuracy(cnn):
 
 
 @needs_real_cifar
-def test_upscaled_photos_classify_like_the_originals(cnn):
+def test_upscaled_photos_classify_like_the_originals(predictor):
     """Users send big images: CIFAR test images upscaled 4x and sent as PIL must keep their accuracy."""
     test = cifar10.load_split("test", REAL_CIFAR)
     images, labels = test.images[:1000], test.labels[:1000]
     upscaled = [Image.fromarray(i).resize((128, 128), Image.Resampling.BICUBIC) for i in images]
-    direct = (cnn.predict_proba(images).argmax(axis=1) == labels).mean()
-    via_pil = (cnn.predict_proba(upscaled).argmax(axis=1) == labels).mean()
+    direct = (predictor.predict_proba(images).argmax(axis=1) == labels).mean()
+    via_pil = (predictor.predict_proba(upscaled).argmax(axis=1) == labels).mean()
     assert via_pil >= direct - 0.03
 
 
-def test_info_reports_the_test_accuracy_of_these_weights(cnn):
-    metrics = json.loads((REPO / "models" / "custom_cnn" / "metrics.json").read_text())
-    assert cnn.info["test_accuracy"] == metrics["accuracy"]
+def test_info_reports_the_test_accuracy_of_these_weights(predictor):
+    metrics = json.loads((REPO / "models" / predictor.name / "metrics.json").read_text())
+    assert predictor.info["test_accuracy"] == metrics["accuracy"]
+
+
+@needs_real_cifar
+def test_png_bytes_through_the_intake_score_like_the_arrays(predictor):
+    """Training/serving parity: test images sent as PNG files (the web path) score like the raw arrays."""
+    test = cifar10.load_split("test", REAL_CIFAR)
+    images, labels = test.images[:2000], test.labels[:2000]
+    decoded = [decode_image(encode(Image.fromarray(i), "PNG")) for i in images]
+    direct = (predictor.predict_proba(images).argmax(axis=1) == labels).mean()
+    via_intake = (predictor.predict_proba(decoded).argmax(axis=1) == labels).mean()
+    assert abs(direct - via_intake) <= 0.001

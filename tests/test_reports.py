@@ -1,0 +1,129 @@
+"""Report statistics on hand-made inputs, calibration, and the generated report (JSON, HTML, real PDF)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from models.calibrate import fit_temperature
+from models.predictor import temper
+from reports import stats
+from tests.conftest import REPO, needs_real_cifar
+
+
+def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_data():
+    rng = np.random.default_rng(0)
+    small, large = rng.random(400) < 0.9, rng.random(10_000) < 0.9
+    lo_s, hi_s = stats.bootstrap_ci(small)
+    lo_l, hi_l = stats.bootstrap_ci(large)
+    assert lo_s < small.mean() < hi_s and lo_l < large.mean() < hi_l
+    assert (hi_l - lo_l) < (hi_s - lo_s)
+    # Normal approximation for a proportion: half-width 1.96 * sqrt(p (1 - p) / n) ~ 0.0059 for n = 10,000.
+    assert abs((hi_l - lo_l) / 2 - 1.96 * np.sqrt(0.09 / 10_000)) < 0.001
+
+
+def test_mcnemar_exact_on_known_tables():
+    a = np.array([True] * 10 + [True] * 50)
+    b = np.array([False] * 10 + [True] * 50)
+    result = stats.mcnemar_exact(a, b)
+    assert result["a_right_b_wrong"] == 10 and result["a_wrong_b_right"] == 0
+    assert result["p_value"] == pytest.approx(2 * 0.5**10) and result["significant_at_0_05"]
+    balanced = stats.mcnemar_exact(np.array([True, False] * 20), np.array([False, True] * 20))
+    assert balanced["p_value"] == pytest.approx(1.0) and not balanced["significant_at_0_05"]
+    assert stats.mcnemar_exact(a, a)["p_value"] == 1.0
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_not():
+    labels = np.zeros(1000, dtype=int)
+    probs = np.full((1000, 10), 0.2 / 9)
+    probs[:, 0] = 0.8
+    probs[800:, 0], probs[800:, 1] = 0.2 / 9, 0.8  # 80% confident everywhere, right 80% of the time
+    assert stats.calibration(probs, labels)["ece"] == pytest.approx(0.0, abs=1e-9)
+    overconfident = np.eye(10)[np.r_[np.zeros(500, int), np.ones(500, int)]] * 0.99 + 0.001
+    result = stats.calibration(overconfident, labels)
+    assert result["ece"] == pytest.approx(0.99 + 0.001 - 0.5, abs=1e-6)
+    assert sum(b["count"] for b in result["bins"]) == 1000
+
+
+def test_temperature_scaling_keeps_the_class_and_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(20_000, 10)) * 2
+    true_probs = temper(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), 0.5)
+    labels = np.array([rng.choice(10, p=p) for p in true_probs])
+    model_probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)  # under-confident by a factor 2
+    assert fit_temperature(model_probs, labels) == pytest.approx(0.5, abs=0.03)
+    assert (temper(model_probs, 0.5).argmax(1) == model_probs.argmax(1)).all()
+    assert np.allclose(temper(model_probs, 0.5).sum(1), 1.0)
+
+
+def test_served_probabilities_are_the_calibrated_ones():
+    from models import load_predictor
+
+    cnn = load_predictor("custom_cnn")
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    raw = cnn.predict_proba(images, calibrated=False)
+    assert cnn.temperature != 1.0  # calibration.json matches the committed weights
+    assert np.allclose(cnn.predict_proba(images), temper(raw, cnn.temperature))
+
+
+@needs_real_cifar
+def test_report_build_writes_json_html_and_a_real_pdf(tmp_path):
+    """From the committed prediction cache (no test-set pass): every artefact, with the same numbers."""
+    from reports.build import build
+
+    report = build(["custom_cnn", "mobilenetv2"], latency=False, out=tmp_path)
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(on_disk["models"]) == {"custom_cnn", "mobilenetv2"} and len(on_disk["comparisons"]) == 1
+    for name, section in on_disk["models"].items():
+        committed = json.loads((REPO / "models" / name / "metrics.json").read_text())
+        assert section["accuracy"] == pytest.approx(committed["accuracy"], abs=1e-9)
+        low, high = section["accuracy_ci95"]
+        assert low < section["accuracy"] < high
+        for figure in section["figures"].values():
+            assert (tmp_path / figure).stat().st_size > 10_000
+    comparison = report["comparisons"][0]
+    assert comparison["mcnemar"]["discordant"] == comparison["disagreements"] - _both_wrong_but_different(tmp_path)
+    html = (tmp_path / "index.html").read_text()
+    assert f"{100 * on_disk['models']['custom_cnn']['accuracy']:.2f}%" in html and "McNemar" in html
+    pdf = tmp_path / "report.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF")
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
+                              check=True).stdout
+        assert "Comparison: custom_cnn vs mobilenetv2" in text and "McNemar" in text
+        assert f"{100 * on_disk['models']['mobilenetv2']['accuracy']:.2f}%" in text
+        pages = int(next(line.split()[-1] for line in subprocess.run(
+            ["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout.splitlines()
+            if line.startswith("Pages:")))
+        assert pages >= 7
+
+
+def _both_wrong_but_different(out) -> int:
+    """Disagreements where both models are wrong count as disagreements but are not discordant pairs."""
+    from models import cifar10
+    from tests.conftest import REAL_CIFAR
+
+    labels = cifar10.load_split("test", REAL_CIFAR).labels
+    preds = {}
+    for name in ("custom_cnn", "mobilenetv2"):
+        with np.load(REPO / "reports" / "predictions" / f"{name}.npz") as stored:
+            preds[name] = stored["probabilities"].argmax(1)
+    a, b = preds["custom_cnn"], preds["mobilenetv2"]
+    return int(np.sum((a != b) & (a != labels) & (b != labels)))
+
+
+def test_committed_report_matches_the_committed_models():
+    from models import load_predictor
+
+    report = json.loads((REPO / "reports" / "metrics.json").read_text())
+    for name, section in report["models"].items():
+        committed = json.loads((REPO / "models" / name / "metrics.json").read_text())
+        assert section["info"]["weights_sha256"] == load_predictor(name).weights_sha256 == committed["weights_sha256"]
+        assert section["accuracy"] == pytest.approx(committed["accuracy"], abs=1e-9)
+        assert section["latency"]["batch_1_ms_per_image"] > 0
+    assert (REPO / "reports" / "report.pdf").read_bytes().startswith(b"%PDF")
+    assert (REPO / "reports" / "index.html").is_file()
