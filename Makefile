@@ -32,7 +32,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 venv: $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(VENV)/bin/gunicorn --config gunicorn.conf.py --bind 127.0.0.1:$(PORT) "app:create_app()"
+	$(VENV)/bin/gunicorn --config gunicorn.conf.py --bind 127.0.0.1:$(PORT) app:app
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

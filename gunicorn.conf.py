@@ -1,10 +1,38 @@
-"""gunicorn settings shared by the Procfile (Railway) and `make run`."""
+"""gunicorn settings shared by the Procfile (Railway), railway.json and `make run`.
+
+Memory: one worker holds PyTorch + TensorFlow and both models, about 1.2 GB resident (measured by
+bench/bench_http.py); size WEB_CONCURRENCY to the instance's memory. Each worker loads and warms
+up the models once when it boots (app.py -> create_app), and inference threads are capped so that
+workers x threads do not oversubscribe the CPU cores.
+"""
 
 import os
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-timeout = 120
-preload_app = False
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))  # a 32-image request with URL fetches fits easily
+graceful_timeout = 30
+preload_app = False  # each worker imports app.py and loads its own models (TF is not fork-safe)
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))  # set >0 to recycle workers periodically
 accesslog = "-"
+errorlog = "-"
+
+# Math-library threads per worker: the cores divided among the workers (at least 1). Set before the
+# workers import torch / TensorFlow, which read these at start-up.
+_cores = os.cpu_count() or 1
+_per_worker = str(max(1, _cores // max(1, workers)))
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+    os.environ.setdefault(_name, _per_worker)
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def post_fork(server, worker):
+    """torch reads its thread count from torch.set_num_threads, not only from OMP_NUM_THREADS."""
+    try:
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    except ImportError:
+        pass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import cached_property
@@ -58,6 +59,11 @@ class Predictor(ABC):
     batch_size: int = 256
     weights_path: Path
     config: dict[str, Any]
+
+    def __init__(self) -> None:
+        # One forward pass at a time per model: concurrent requests queue here instead of splitting
+        # the cores between them (same throughput, far better latency per request).
+        self._forward_lock = threading.Lock()
 
     @abstractmethod
     def _forward(self, batch: np.ndarray) -> np.ndarray:
@@ -142,7 +148,8 @@ class Predictor(ABC):
         batch = to_model_input(images, self.input_size)
         if len(batch) == 0:
             return np.zeros((0, len(self.class_names)))
-        chunks = [self._forward(batch[i : i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
+        with self._forward_lock:
+            chunks = [self._forward(batch[i : i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
         probs = np.concatenate(chunks).astype(np.float64)
         probs /= probs.sum(axis=1, keepdims=True)
         return temper(probs, self.temperature) if calibrated else probs

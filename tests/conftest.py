@@ -80,7 +80,7 @@ needs_real_cifar = pytest.mark.skipif(REAL_CIFAR is None, reason="the real CIFAR
 
 @pytest.fixture()
 def app():
-    from app import create_app
+    from webapp import create_app
 
     return create_app({"TESTING": True})
 

@@ -1,8 +1,41 @@
-"""The app foundation over real HTTP requests: pages and health checks against the committed models."""
+"""The web app over real requests (Flask test client) with the committed models: pages, API, errors."""
 
 from __future__ import annotations
 
+import json
+import re
 
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate as validate_openapi
+from PIL import Image
+
+from tests.http_server import LocalServer
+from tests.images_factory import encode, photo
+from webapp.openapi import openapi_document
+
+JPEG = encode(photo(120, 90), "JPEG")
+RGBA_PNG = encode(Image.new("RGBA", (50, 50), (0, 128, 255, 100)), "PNG")
+
+
+def csrf_token(client) -> str:
+    page = client.get("/").get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def upload(*files: tuple[bytes, str]) -> list:
+    import io
+
+    return [(io.BytesIO(data), name) for data, name in files]
+
+
+def schema_validator(app, name: str) -> Draft202012Validator:
+    document = openapi_document(app.config)
+    schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+    return Draft202012Validator(schema)
+
+
+# ----------------------------------------------------------------------------- health
 def test_healthz(client):
     response = client.get("/healthz")
     assert response.status_code == 200 and response.get_json() == {"status": "ok"}
@@ -11,22 +44,192 @@ def test_healthz(client):
 def test_readyz_reports_every_model_ready(client):
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.get_json()["models"]["custom_cnn"] == "ok"
+    assert response.get_json() == {"ready": True, "models": {"custom_cnn": "ok", "mobilenetv2": "ok"}}
 
 
-def test_index_lists_the_models(client):
-    page = client.get("/").get_data(as_text=True)
-    assert "Custom CNN (PyTorch, from scratch)" in page and "Parameters" in page
-
-
-def test_readyz_is_503_when_a_model_cannot_load(client, monkeypatch):
-    import app as app_module
+def test_readyz_is_503_and_the_ui_names_the_broken_model(client, monkeypatch):
+    import webapp.health
+    from models import load_predictor
 
     def broken(name):
-        raise FileNotFoundError(f"models/{name}/weights.pt")
+        if name == "custom_cnn":
+            raise FileNotFoundError(f"models/{name}/weights.pt")
+        return load_predictor(name)
 
-    monkeypatch.setattr(app_module, "load_predictor", broken)
+    monkeypatch.setattr(webapp.health, "load_predictor", broken)
     response = client.get("/readyz")
     assert response.status_code == 503
     assert "weights.pt" in response.get_json()["models"]["custom_cnn"]
-    assert "unavailable" in client.get("/").get_data(as_text=True)
+    assert response.get_json()["models"]["mobilenetv2"] == "ok"
+    assert "custom_cnn is unavailable" in client.get("/").get_data(as_text=True)
+
+
+# ----------------------------------------------------------------------------- pages
+def test_index_has_the_upload_form_limits_and_security_headers(client):
+    response = client.get("/")
+    page = response.get_data(as_text=True)
+    assert 'type="file"' in page and "multiple" in page and 'id="dropzone"' in page and 'name="urls"' in page
+    assert "Up to 32 images per request" in page and "10 MB per image" in page
+    assert 'name="csrf_token"' in page
+    assert "cdn" not in page.lower()  # Bootstrap is served locally
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "<script>" not in page  # no inline scripts
+
+
+def test_form_classifies_good_files_and_reports_bad_ones_inline(client):
+    response = client.post("/", data={"csrf_token": csrf_token(client), "files": upload(
+        (JPEG, "photo.jpg"), (b"not an image at all", "../../etc/passwd.jpg"), (RGBA_PNG, "alpha.png"))},
+        content_type="multipart/form-data")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert page.count('class="card result"') == 3
+    assert page.count('data-model="custom_cnn"') == 2 and page.count('data-model="mobilenetv2"') == 2
+    assert "Could not classify this file: the file is not an image" in page
+    assert "passwd.jpg" in page and "../" not in page.split('id="results"')[1]  # only the base name is shown
+    assert page.count("data:image/jpeg;base64,") == 2  # thumbnails from memory
+    assert re.search(r"models (agree|disagree)", page)
+
+
+def test_form_without_csrf_token_is_refused(client):
+    response = client.post("/", data={"files": upload((JPEG, "a.jpg"))}, content_type="multipart/form-data")
+    assert response.status_code == 400 and "reload the page" in response.get_data(as_text=True)
+
+
+def test_form_with_nothing_or_too_many_images(app, client):
+    token = csrf_token(client)
+    response = client.post("/", data={"csrf_token": token}, content_type="multipart/form-data")
+    assert response.status_code == 400 and "send at least one image" in response.get_data(as_text=True)
+    app.config["MAX_IMAGES"] = 2
+    response = client.post("/", data={"csrf_token": token, "files": upload(*[(JPEG, f"{i}.jpg") for i in range(3)])},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400 and "the limit is 2 per request" in response.get_data(as_text=True)
+
+
+def test_models_page_and_report_pages(client):
+    page = client.get("/models").get_data(as_text=True)
+    assert "Custom CNN (PyTorch, from scratch)" in page and "TensorFlow/Keras" in page and "sha256" in page
+    report = client.get("/reports")
+    assert report.status_code == 200 and "McNemar" in report.get_data(as_text=True)
+    figure = re.search(r'src="(/reports/figures/[^"]+\.png)"', report.get_data(as_text=True)).group(1)
+    assert client.get(figure).headers["Content-Type"] == "image/png"
+    pdf = client.get("/reports/report.pdf")
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF") and "attachment" in pdf.headers[
+        "Content-Disposition"]
+    assert client.get("/reports/figures/../metrics.json").status_code == 404
+    assert client.get("/reports/report.css").status_code == 200
+
+
+def test_unknown_page_is_a_friendly_404(client):
+    response = client.get("/nope")
+    assert response.status_code == 404 and "text/html" in response.headers["Content-Type"]
+
+
+def test_oversized_request_gets_a_friendly_413(app, client):
+    app.config["MAX_CONTENT_LENGTH"] = 50_000
+    big = encode(photo(400, 400), "PNG")
+    response = client.post("/", data={"csrf_token": "x", "files": upload((big, "big.png"))},
+                           content_type="multipart/form-data")
+    assert response.status_code == 413 and "larger than" in response.get_data(as_text=True)
+    api = client.post("/api/v1/predict", data={"files": upload((big, "big.png"))}, content_type="multipart/form-data")
+    assert api.status_code == 413 and api.get_json()["error"]["code"] == "request_too_large"
+
+
+# ----------------------------------------------------------------------------- API
+def test_api_predict_multipart_matches_the_openapi_schema(app, client):
+    response = client.post("/api/v1/predict", data={"files": upload((JPEG, "photo.jpg"), (b"", "empty.png"),
+                                                                     (RGBA_PNG, "alpha.png")), "top_k": "5"},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200
+    body = response.get_json()
+    schema_validator(app, "PredictResponse").validate(body)
+    assert body["models"] == ["custom_cnn", "mobilenetv2"] and body["top_k"] == 5
+    first, empty, third = body["results"]
+    assert empty["error"]["code"] == "invalid_image" and "empty" in empty["error"]["message"]
+    for result in (first, third):
+        for name in ("custom_cnn", "mobilenetv2"):
+            prediction = result["predictions"][name]
+            assert len(prediction["top_k"]) == 5 and len(prediction["probabilities"]) == 10
+            assert abs(sum(prediction["probabilities"].values()) - 1) < 1e-6
+            assert prediction["top_k"][0]["probability"] == max(prediction["probabilities"].values())
+    assert first["source"] == {"type": "file", "name": "photo.jpg"} and (first["width"], first["height"]) == (120, 90)
+
+
+def test_api_predict_one_model_and_urls_as_json(app, client):
+    app.config["FETCH_ALLOWED_TEST_HOSTS"] = ["127.0.0.1"]
+    with LocalServer() as server:
+        response = client.post("/api/v1/predict", json={
+            "urls": [f"{server.base}/image.png", f"{server.base}/html", "file:///etc/passwd"],
+            "models": ["mobilenetv2"], "top_k": 1})
+    assert response.status_code == 200
+    body = response.get_json()
+    schema_validator(app, "PredictResponse").validate(body)
+    ok, html, local_file = body["results"]
+    assert list(ok["predictions"]) == ["mobilenetv2"] and len(ok["predictions"]["mobilenetv2"]["top_k"]) == 1
+    assert ok["agree"] is None  # one model: nothing to agree with
+    assert html["error"]["code"] == "url_fetch_failed" and "not an image" in html["error"]["message"]
+    assert "only http and https" in local_file["error"]["message"]
+
+
+@pytest.mark.parametrize("data, code", [
+    ({"top_k": "0"}, "invalid_top_k"), ({"top_k": "-1"}, "invalid_top_k"), ({"top_k": "11"}, "invalid_top_k"),
+    ({"top_k": "abc"}, "invalid_top_k"), ({"models": "resnet"}, "unknown_model"), ({}, "no_images"),
+])
+def test_api_predict_rejects_bad_options_with_the_error_shape(app, client, data, code):
+    files = {} if code == "no_images" else {"files": upload((JPEG, "a.jpg"))}
+    response = client.post("/api/v1/predict", data={**data, **files}, content_type="multipart/form-data")
+    assert response.status_code == 400
+    schema_validator(app, "Error").validate(response.get_json())
+    assert response.get_json()["error"]["code"] == code
+
+
+def test_api_wrong_field_name_and_bad_json(app, client):
+    response = client.post("/api/v1/predict", data={"image": upload((JPEG, "a.jpg"))},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "wrong_field_name"
+    response = client.post("/api/v1/predict", data="[1, 2", content_type="application/json")
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "invalid_json"
+    response = client.post("/api/v1/predict", json={"urls": "http://example.com/a.png"})
+    assert response.get_json()["error"]["code"] == "invalid_urls"
+
+
+def test_api_too_many_images(app, client):
+    app.config["MAX_IMAGES"] = 3
+    response = client.post("/api/v1/predict", data={"files": upload(*[(JPEG, f"{i}.jpg") for i in range(4)])},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "too_many_images"
+
+
+def test_api_per_file_size_limit_keeps_the_rest_of_the_batch(app, client):
+    app.config["MAX_FILE_BYTES"] = 5_000
+    big = encode(photo(300, 300), "PNG")
+    response = client.post("/api/v1/predict", data={"files": upload((big, "big.png"), (encode(photo(20, 20), "PNG"),
+                                                                                        "small.png"))},
+                           content_type="multipart/form-data")
+    big_result, small_result = response.get_json()["results"]
+    assert big_result["error"]["code"] == "file_too_large" and "predictions" in small_result
+
+
+def test_api_models_metrics_and_openapi(app, client):
+    models = client.get("/api/v1/models").get_json()
+    schema_validator(app, "ModelsResponse").validate(models)
+    assert [m["name"] for m in models["models"]] == ["custom_cnn", "mobilenetv2"]
+    metrics = client.get("/api/v1/metrics")
+    assert metrics.status_code == 200 and set(metrics.get_json()["models"]) == {"custom_cnn", "mobilenetv2"}
+    document = client.get("/api/v1/openapi.json").get_json()
+    validate_openapi(document)
+    assert set(document["paths"]) >= {"/api/v1/predict", "/api/v1/models", "/api/v1/metrics"}
+
+
+def test_api_unknown_route_and_method_use_the_json_error_shape(app, client):
+    for response, status in ((client.get("/api/v1/nope"), 404), (client.get("/api/v1/predict"), 405)):
+        assert response.status_code == status
+        schema_validator(app, "Error").validate(response.get_json())
+
+
+def test_api_metrics_404_when_no_report(app, client, tmp_path):
+    app.config["REPORTS_DIR"] = str(tmp_path)
+    response = client.get("/api/v1/metrics")
+    assert response.status_code == 404 and "make report" in response.get_json()["error"]["message"]
+    assert json.dumps(response.get_json())

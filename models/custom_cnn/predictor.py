@@ -30,6 +30,7 @@ class CustomCnnPredictor(Predictor):
     )
 
     def __init__(self, model_dir: Path = PACKAGE_DIR):
+        super().__init__()
         self.weights_path = Path(model_dir) / "weights.pt"
         self.config = json.loads((Path(model_dir) / "config.json").read_text())
         self.class_names = tuple(self.config["class_names"])

@@ -31,6 +31,7 @@ class MobileNetV2Predictor(Predictor):
     batch_size = 128
 
     def __init__(self, model_dir: Path = PACKAGE_DIR):
+        super().__init__()
         self.weights_path = Path(model_dir) / "model.keras"
         self.config = json.loads((Path(model_dir) / "config.json").read_text())
         self.class_names = tuple(self.config["class_names"])

@@ -1,0 +1,64 @@
+"""Versioned JSON API: /api/v1/predict, /api/v1/models, /api/v1/metrics, /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from webapp.health import model_status
+from webapp.inference import RequestError, classify, gather_inputs
+from webapp.openapi import openapi_document
+from webapp.options import fetch_policy, parse_models, parse_top_k
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def request_fields() -> tuple[list[str], Any, Any]:
+    """(urls, top_k, models) from a JSON body or from multipart/form fields."""
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise RequestError("the JSON body must be an object like {\"urls\": [...]}", "invalid_json")
+        urls = body.get("urls", [])
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise RequestError("\"urls\" must be a list of strings", "invalid_urls")
+        return urls, body.get("top_k"), body.get("models")
+    models = request.form.getlist("models") or None
+    return request.form.getlist("urls"), request.form.get("top_k"), models
+
+
+@bp.post("/predict")
+def predict():
+    unexpected = [key for key in request.files if key != "files"]
+    if unexpected:
+        raise RequestError(f"upload images in the multipart field 'files' (got {', '.join(sorted(unexpected))})",
+                           "wrong_field_name")
+    urls, top_k, models = request_fields()
+    top_k = parse_top_k(top_k, current_app.config["DEFAULT_TOP_K"])
+    models = parse_models(models, current_app.config["MODELS"])
+    inputs = gather_inputs(request.files.getlist("files"), urls, current_app.config["MAX_IMAGES"],
+                           current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
+    results, timing = classify(inputs, models, top_k)
+    return jsonify(models=models, top_k=top_k, results=results, timing=timing)
+
+
+@bp.get("/models")
+def models():
+    return jsonify(models=[{"name": m["name"], "ready": m["ready"], **({"info": m["info"]} if m["ready"] else
+                                                                         {"error": m["error"]})}
+                           for m in model_status()])
+
+
+@bp.get("/metrics")
+def metrics():
+    path = Path(current_app.config["REPORTS_DIR"]) / "metrics.json"
+    if not path.is_file():
+        raise RequestError("no report has been built yet (run `make report`)", "not_found", 404)
+    return current_app.response_class(path.read_text(), mimetype="application/json")
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document(current_app.config))

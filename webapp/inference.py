@@ -1,0 +1,139 @@
+"""The one place requests turn into predictions, shared by the HTML pages and the JSON API.
+
+gather_inputs: uploaded files and URLs -> `ImageInput`s (bytes, or a per-item error); nothing is
+written to disk and the client's file name is only ever displayed, never used as a path.
+classify: decode every input through the image intake, run each requested model once over the
+batch of good images, and return one result per input in order, errors in place.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+from werkzeug.datastructures import FileStorage
+
+from models import load_predictor
+from models.images import ImageIntakeError, decode_image
+from webapp.fetch import FetchError, FetchPolicy, fetch_image_bytes
+
+THUMBNAIL_SIZE = 160
+
+
+class RequestError(ValueError):
+    """The request as a whole is unacceptable (too many images, nothing sent, bad parameter): HTTP 400."""
+
+    def __init__(self, message: str, code: str = "bad_request", status: int = 400):
+        super().__init__(message)
+        self.code, self.status = code, status
+
+
+@dataclass
+class ImageInput:
+    source: dict[str, str]
+    data: bytes | None = None
+    error: dict[str, str] | None = None
+    image: Image.Image | None = field(default=None, repr=False)
+
+
+def display_name(filename: str | None) -> str:
+    """A client file name made safe to show: last path component, no control characters, bounded length."""
+    name = re.split(r"[\\/]", filename or "")[-1]
+    name = "".join(ch for ch in name if ch.isprintable())
+    return (name[:80] + "…" if len(name) > 80 else name) or "unnamed file"
+
+
+def gather_inputs(files: list[FileStorage], urls: list[str], max_images: int, max_file_bytes: int,
+                  policy: FetchPolicy) -> list[ImageInput]:
+    files = [f for f in files if f.filename or f.content_length]  # browsers send an empty part for "no file"
+    urls = [u.strip() for u in urls if u and u.strip()]
+    if not files and not urls:
+        raise RequestError("send at least one image file or image URL", "no_images")
+    if len(files) + len(urls) > max_images:
+        raise RequestError(f"{len(files) + len(urls)} images sent; the limit is {max_images} per request",
+                           "too_many_images")
+    inputs = []
+    for upload in files:
+        item = ImageInput(source={"type": "file", "name": display_name(upload.filename)})
+        data = upload.stream.read(max_file_bytes + 1)
+        if len(data) > max_file_bytes:
+            item.error = {"code": "file_too_large",
+                          "message": f"the file is larger than {max_file_bytes / 1024 / 1024:.0f} MB"}
+        else:
+            item.data = data
+        inputs.append(item)
+    for url in urls:
+        item = ImageInput(source={"type": "url", "url": url[:2048]})
+        try:
+            item.data = fetch_image_bytes(url, policy)
+        except FetchError as exc:
+            item.error = {"code": "url_fetch_failed", "message": str(exc)}
+        inputs.append(item)
+    return inputs
+
+
+def thumbnail_data_uri(image: Image.Image) -> str:
+    """A small JPEG of the image as a data: URI (served from memory, never stored)."""
+    thumb = image.copy()
+    thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    thumb.save(buffer, "JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumbnails: bool = False
+             ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """(one result per input, per-model timing). A model that fails to load is reported per image."""
+    for item in inputs:
+        if item.error is None:
+            try:
+                item.image = decode_image(item.data or b"")
+            except ImageIntakeError as exc:
+                item.error = {"code": "invalid_image", "message": str(exc)}
+            item.data = None  # the bytes are no longer needed
+    good = [item for item in inputs if item.image is not None]
+    per_model: dict[str, list[dict[str, Any]] | dict[str, str]] = {}
+    timing: dict[str, dict[str, float]] = {}
+    for name in model_names:
+        if not good:
+            break
+        try:
+            predictor = load_predictor(name)
+            start = time.perf_counter()
+            probs = predictor.predict_proba([item.image for item in good])
+            elapsed = 1000 * (time.perf_counter() - start)
+        except Exception as exc:  # a broken model must not take the other one down
+            per_model[name] = {"code": "model_unavailable", "message": f"{name} is unavailable: {exc}"}
+            continue
+        timing[name] = {"batch_ms": elapsed, "ms_per_image": elapsed / len(good), "images": len(good)}
+        order = probs.argsort(axis=1)[:, ::-1]
+        per_model[name] = [{
+            "top_k": [{"label": predictor.class_names[j], "probability": float(row[j])} for j in idx[:top_k]],
+            "probabilities": {label: float(p) for label, p in zip(predictor.class_names, row, strict=True)},
+            "latency_ms": elapsed / len(good),
+        } for row, idx in zip(probs, order, strict=True)]
+    results = []
+    good_index = {id(item): i for i, item in enumerate(good)}
+    for index, item in enumerate(inputs):
+        result: dict[str, Any] = {"index": index, "source": item.source}
+        if item.image is None:
+            result["error"] = item.error
+            results.append(result)
+            continue
+        result.update(width=item.image.width, height=item.image.height, predictions={}, model_errors={})
+        for name, outcome in per_model.items():
+            if isinstance(outcome, dict):
+                result["model_errors"][name] = outcome
+            else:
+                result["predictions"][name] = outcome[good_index[id(item)]]
+        labels = {p["top_k"][0]["label"] for p in result["predictions"].values()}
+        result["agree"] = len(labels) == 1 if len(result["predictions"]) > 1 else None
+        if thumbnails:
+            result["thumbnail"] = thumbnail_data_uri(item.image)
+        results.append(result)
+    return results, timing

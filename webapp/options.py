@@ -1,0 +1,50 @@
+"""Request options shared by the form and the API, validated once: top_k, models, URL-fetch policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webapp.fetch import FetchPolicy
+from webapp.inference import RequestError
+
+NUM_CLASSES = 10
+
+
+def parse_top_k(value: Any, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise RequestError(f"top_k must be an integer from 1 to {NUM_CLASSES}", "invalid_top_k")
+    try:
+        top_k = int(value)
+    except ValueError:
+        raise RequestError(f"top_k must be an integer from 1 to {NUM_CLASSES}, got {value!r}", "invalid_top_k"
+                           ) from None
+    if not 1 <= top_k <= NUM_CLASSES:
+        raise RequestError(f"top_k must be an integer from 1 to {NUM_CLASSES}, got {top_k}", "invalid_top_k")
+    return top_k
+
+
+def parse_models(value: Any, available: list[str]) -> list[str]:
+    """A list (or comma-separated string) of model names, each one served here; default: all of them."""
+    if value is None or value == "" or value == []:
+        return list(available)
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise RequestError("models must be a list of model names", "invalid_models")
+    names = [n.strip() for name in names for n in name.split(",") if n.strip()]
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise RequestError(f"unknown model {unknown[0]!r}; available: {', '.join(available)}", "unknown_model")
+    return list(dict.fromkeys(names)) or list(available)
+
+
+def fetch_policy(config: dict[str, Any]) -> FetchPolicy:
+    return FetchPolicy(
+        max_bytes=config["MAX_FILE_BYTES"],
+        max_redirects=config["FETCH_MAX_REDIRECTS"],
+        connect_timeout=config["FETCH_CONNECT_TIMEOUT"],
+        read_timeout=config["FETCH_READ_TIMEOUT"],
+        total_timeout=config["FETCH_TOTAL_TIMEOUT"],
+        allowed_hosts=frozenset(config["FETCH_ALLOWED_TEST_HOSTS"]),
+    )
