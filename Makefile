@@ -21,7 +21,7 @@ ifeq ($(origin KERAS_HOME), undefined)
 endif
 
 .PHONY: run test lint train-cnn evaluate-cnn bench-cnn train-mobilenetv2 evaluate-mobilenetv2 bench-mobilenetv2 \
-	readme clean venv
+	readme report calibrate clean venv
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,16 @@ evaluate-mobilenetv2: $(VENV)/.installed
 
 bench-mobilenetv2: $(VENV)/.installed
 	$(PY) bench/bench_mobilenetv2.py
+
+calibrate: $(VENV)/.installed
+	$(PY) -m models.calibrate custom_cnn
+	$(PY) -m models.calibrate mobilenetv2
+
+# Scores each model on the test split once (cached in reports/predictions/), then writes
+# reports/metrics.json, index.html and report.pdf, and the README's results table.
+report: $(VENV)/.installed
+	$(PY) -m reports.build
+	$(PY) scripts/update_readme.py
 
 readme: $(VENV)/.installed
 	$(PY) scripts/update_readme.py

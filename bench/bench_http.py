@@ -1,0 +1,216 @@
+"""Drive the real deployment (the Procfile's gunicorn command on a free loopback port) over HTTP.
+
+    python bench/bench_http.py latency [--repeats 30]          # p50/p95 for 1 and 16 images, req/s at 8 clients
+    python bench/bench_http.py soak [--seconds 60 --clients 16]  # mixed load + bad requests, RSS before/after
+
+Prints the numbers; nothing is asserted (targets are discussed in the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from models.machine import describe_machine  # noqa: E402
+from tests.images_factory import encode  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """The Procfile's web command, started in its own process group."""
+
+    def __init__(self, workers: int = 1):
+        line = next(li for li in (REPO / "Procfile").read_text().splitlines() if li.startswith("web:"))
+        self.port = free_port()
+        env = {**os.environ, "PORT": str(self.port), "WEB_CONCURRENCY": str(workers), "SECRET_KEY": "bench"}
+        env["PATH"] = str(REPO / ".venv" / "bin") + os.pathsep + env.get("PATH", "")
+        self.proc = subprocess.Popen(shlex.split(line.removeprefix("web:").strip()), cwd=REPO, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 240) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(self.base + "/readyz", timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise SystemExit("server did not become ready")
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def rss_mb(self) -> dict[int, float]:
+        sizes = {}
+        for pid in self.worker_pids():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes[pid] = int(line.split()[1]) / 1024
+        return sizes
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=60)
+
+
+def sample_images(count: int, seed: int) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    return [encode(Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)), "JPEG")
+            for _ in range(count)]
+
+
+def multipart(files: list[bytes], names: list[str] | None = None) -> tuple[bytes, str]:
+    boundary = "----benchboundary7f3a"
+    names = names or [f"image{i}.jpg" for i in range(len(files))]
+    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{n}"\r\n'
+                    f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n"
+                    for n, data in zip(names, files, strict=True))
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def post(base: str, body: bytes, content_type: str) -> tuple[int, float]:
+    start = time.perf_counter()
+    request = urllib.request.Request(base + "/api/v1/predict", data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            response.read()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        status = exc.code
+    except OSError:
+        status = -1  # connection error
+    return status, time.perf_counter() - start
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def latency(server: Server, repeats: int) -> None:
+    images = sample_images(16, seed=0)
+    for count in (1, 16):
+        body, ctype = multipart(images[:count])
+        post(server.base, body, ctype)  # warm
+        times = [post(server.base, body, ctype)[1] * 1000 for _ in range(repeats)]
+        print(f"{count:2d} image(s), both models, sequential: p50 {statistics.median(times):7.1f} ms   "
+              f"p95 {percentile(times, 95):7.1f} ms   ({repeats} requests)")
+    body, ctype = multipart(images[:1])
+    results: list[tuple[int, float]] = []
+    lock = threading.Lock()
+    stop_at = time.time() + 20
+
+    def client() -> None:
+        while time.time() < stop_at:
+            outcome = post(server.base, body, ctype)
+            with lock:
+                results.append(outcome)
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    start = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.time() - start
+    statuses = Counter(s for s, _ in results)
+    print(f"8 concurrent clients, 1 image each, 20 s: {len(results) / elapsed:.1f} req/s, p50 "
+          f"{percentile([d * 1000 for _, d in results], 50):.0f} ms, p95 "
+          f"{percentile([d * 1000 for _, d in results], 95):.0f} ms, statuses {dict(statuses)}")
+
+
+def soak(server: Server, seconds: float, clients: int) -> None:
+    images = sample_images(8, seed=1)
+    requests = {
+        "1 image": multipart(images[:1]),
+        "8 images": multipart(images),
+        "bad: not an image": multipart([b"definitely not an image"], ["evil.jpg"]),
+        "bad: top_k=abc": (b'--b\r\nContent-Disposition: form-data; name="top_k"\r\n\r\nabc\r\n--b--\r\n',
+                           "multipart/form-data; boundary=b"),
+    }
+    weights = [0.6, 0.25, 0.1, 0.05]
+    records: list[tuple[str, int, float]] = []
+    lock = threading.Lock()
+    rss_start = server.rss_mb()
+    stop_at = time.time() + seconds
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        while time.time() < stop_at:
+            kind = rng.choices(list(requests), weights)[0]
+            status, duration = post(server.base, *requests[kind])
+            with lock:
+                records.append((kind, status, duration))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    start = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.time() - start
+    rss_end = server.rss_mb()
+    print(f"{clients} clients for {elapsed:.0f} s: {len(records)} requests, {len(records) / elapsed:.1f} req/s")
+    for kind in requests:
+        times = [d * 1000 for k, _, d in records if k == kind]
+        print(f"  {kind:18s} n={len(times):5d}  p50 {percentile(times, 50):7.0f} ms  "
+              f"p95 {percentile(times, 95):7.0f} ms  p99 {percentile(times, 99):7.0f} ms")
+    statuses = Counter(s for _, s, _ in records)
+    print(f"  statuses: {dict(sorted(statuses.items()))}  (5xx: {sum(v for s, v in statuses.items() if s >= 500)}, "
+          f"connection errors: {statuses.get(-1, 0)})")
+    for pid in rss_start:
+        before, after = rss_start[pid], rss_end.get(pid, float("nan"))
+        print(f"  worker {pid}: RSS {before:.0f} MB -> {after:.0f} MB ({100 * (after - before) / before:+.1f}%)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["latency", "soak"])
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    print(f"machine: {describe_machine()}; gunicorn workers: {args.workers}")
+    server = Server(args.workers)
+    try:
+        server.wait_ready()
+        print(f"worker RSS after start: {json.dumps({k: round(v) for k, v in server.rss_mb().items()})} MB")
+        if args.mode == "latency":
+            latency(server, args.repeats)
+        else:
+            soak(server, args.seconds, args.clients)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
