@@ -11,7 +11,8 @@ import hashlib
 import json
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,23 @@ def sha256_of(path: Path) -> str:
         while block := handle.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+class ModelLoadError(RuntimeError):
+    """A model's files are missing or unreadable; the message names the file."""
+
+
+@contextmanager
+def loading(path: Path) -> Iterator[None]:
+    """Turn whatever a framework raises on a missing or damaged model file into one clear ModelLoadError."""
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing")
+    try:
+        yield
+    except Exception as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise ModelLoadError(f"{path} could not be loaded: the file is damaged or not in the expected format "
+                             f"({type(exc).__name__}: {detail})") from exc
 
 
 def temper(probs: np.ndarray, temperature: float) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from models.custom_cnn.net import CifarNet, bf16_supported, preprocess, tta_logits
-from models.predictor import Predictor
+from models.predictor import Predictor, loading
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -32,11 +32,13 @@ class CustomCnnPredictor(Predictor):
     def __init__(self, model_dir: Path = PACKAGE_DIR):
         super().__init__()
         self.weights_path = Path(model_dir) / "weights.pt"
-        self.config = json.loads((Path(model_dir) / "config.json").read_text())
-        self.class_names = tuple(self.config["class_names"])
-        self.tta_level = int(self.config.get("tta_level", 2))
-        self.model = CifarNet(self.config["architecture"]["widths"]).to(memory_format=torch.channels_last)
-        self.model.load_state_dict(torch.load(self.weights_path, map_location="cpu", weights_only=True))
+        with loading(Path(model_dir) / "config.json"):
+            self.config = json.loads((Path(model_dir) / "config.json").read_text())
+            self.class_names = tuple(self.config["class_names"])
+            self.tta_level = int(self.config.get("tta_level", 2))
+            self.model = CifarNet(self.config["architecture"]["widths"]).to(memory_format=torch.channels_last)
+        with loading(self.weights_path):
+            self.model.load_state_dict(torch.load(self.weights_path, map_location="cpu", weights_only=True))
         self.model.eval()
         self.bf16 = bf16_supported()
 

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.mobilenetv2 import net
-from models.predictor import Predictor
+from models.predictor import Predictor, loading
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -33,12 +33,14 @@ class MobileNetV2Predictor(Predictor):
     def __init__(self, model_dir: Path = PACKAGE_DIR):
         super().__init__()
         self.weights_path = Path(model_dir) / "model.keras"
-        self.config = json.loads((Path(model_dir) / "config.json").read_text())
-        self.class_names = tuple(self.config["class_names"])
-        size = self.config["architecture"]["image_size"]
+        with loading(Path(model_dir) / "config.json"):
+            self.config = json.loads((Path(model_dir) / "config.json").read_text())
+            self.class_names = tuple(self.config["class_names"])
+            size = self.config["architecture"]["image_size"]
         self.preprocessing = (f"centre square crop, antialiased (Lanczos) resize to 32x32; inside the graph: "
                               f"bilinear upscale to {size}x{size}, scale to [-1, 1]")
-        self.model = keras.models.load_model(self.weights_path, compile=False)
+        with loading(self.weights_path):
+            self.model = keras.models.load_model(self.weights_path, compile=False)
         self._call = tf.function(lambda images: self.model(images, training=False), reduce_retracing=True)
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:

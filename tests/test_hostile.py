@@ -1,0 +1,209 @@
+"""Hostile and odd inputs, each through the JSON API and the HTML form, in a batch with a good image.
+
+Every case ends in a clear per-item error or request-level 4xx (never a 5xx), the good image in
+the same batch still gets its predictions, the service stays ready, and nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO
+from tests.http_server import LocalServer
+from tests.images_factory import HTML, PDF, SVG, animated_gif, encode, exif_rotated_jpeg, photo, png_declaring
+
+GOOD = encode(photo(64, 64, seed=9), "JPEG")
+LIMIT = 300_000  # per-file limit used by this module
+
+OK = "ok"
+FILE_CASES = {
+    "zero-byte": (b"", "invalid_image"),
+    "random bytes as .jpg": (np.random.default_rng(1).bytes(4000), "invalid_image"),
+    "truncated JPEG": (encode(photo(200, 200), "JPEG")[:500], "invalid_image"),
+    "truncated PNG": (encode(photo(200, 200), "PNG")[:500], "invalid_image"),
+    "PNG named .jpg": (encode(photo(40, 30), "PNG"), OK),
+    "SVG": (SVG, "invalid_image"),
+    "HTML": (HTML, "invalid_image"),
+    "PDF": (PDF, "invalid_image"),
+    "decompression bomb 30000x30000": (png_declaring(30_000, 30_000), "invalid_image"),
+    "over the per-file limit": (encode(photo(400, 400), "PNG"), "file_too_large"),
+    "animated GIF": (animated_gif(), OK),
+    "CMYK JPEG": (encode(Image.new("CMYK", (50, 50), (0, 200, 200, 0)), "JPEG"), OK),
+    "16-bit PNG": (encode(Image.fromarray(np.full((30, 30), 40000, dtype=np.uint16)), "PNG"), OK),
+    "grayscale": (encode(Image.new("L", (30, 30), 90), "PNG"), OK),
+    "palette PNG with transparency": (encode(Image.new("P", (30, 30), 0), "PNG", transparency=0), OK),
+    "RGBA PNG": (encode(Image.new("RGBA", (30, 30), (255, 0, 0, 60)), "PNG"), OK),
+    "EXIF-rotated JPEG": (exif_rotated_jpeg(), OK),
+    "1x1": (encode(Image.new("RGB", (1, 1), (5, 5, 5)), "PNG"), OK),
+    "10000x20": (encode(Image.new("RGB", (10_000, 20), (0, 99, 0)), "PNG"), OK),
+}
+NAMES = {"path traversal": "../../../etc/passwd", "NUL byte": "evil\x00.png", "300 characters": "a" * 296 + ".png",
+         "non-ASCII": "猫の写真 – été.png"}
+
+
+def disk_snapshot() -> set[str]:
+    """Files under the repository (outside caches) and the temp folder: uploads must leave no trace."""
+    roots = [REPO, Path(tempfile.gettempdir())]
+    skip = (".venv", ".git", ".pytest_cache", ".ruff_cache", "__pycache__", "build", ".hypothesis", "pytest-of")
+    found = set()
+    for root in roots:
+        for path in root.rglob("*") if root == REPO else root.iterdir():
+            if not any(part in skip or part.startswith("pytest-") for part in path.parts):
+                found.add(str(path))
+    return found
+
+
+@pytest.fixture(scope="module")
+def hostile_app():
+    from webapp import create_app
+
+    return create_app({"TESTING": True, "MAX_FILE_BYTES": LIMIT, "SECRET_KEY": "hostile",
+                       "FETCH_ALLOWED_TEST_HOSTS": ["127.0.0.1"], "FETCH_CONNECT_TIMEOUT": 1.0,
+                       "FETCH_READ_TIMEOUT": 1.0, "FETCH_TOTAL_TIMEOUT": 3.0})
+
+
+@pytest.fixture()
+def client(hostile_app):
+    return hostile_app.test_client()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nothing_written_to_disk():
+    before = disk_snapshot()
+    yield
+    assert disk_snapshot() - before == set()
+
+
+def token(client) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
+
+
+def assert_healthy(client) -> None:
+    assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("case", list(FILE_CASES))
+def test_file_case_through_the_api(client, case):
+    data, expected = FILE_CASES[case]
+    response = client.post("/api/v1/predict", data={"files": [(io.BytesIO(GOOD), "good.jpg"),
+                                                              (io.BytesIO(data), "case.jpg")]},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200
+    good, result = response.get_json()["results"]
+    assert set(good["predictions"]) == {"custom_cnn", "mobilenetv2"}
+    if expected == OK:
+        assert set(result["predictions"]) == {"custom_cnn", "mobilenetv2"}, result.get("error")
+    else:
+        assert result["error"]["code"] == expected and result["error"]["message"]
+    assert_healthy(client)
+
+
+@pytest.mark.parametrize("case", list(FILE_CASES))
+def test_file_case_through_the_form(client, case):
+    data, expected = FILE_CASES[case]
+    response = client.post("/", data={"csrf_token": token(client), "files": [(io.BytesIO(GOOD), "good.jpg"),
+                                                                              (io.BytesIO(data), "case.jpg")]},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200
+    cards = response.get_data(as_text=True).split('class="card result"')[1:]
+    assert len(cards) == 2 and 'data-model="mobilenetv2"' in cards[0]
+    if expected == OK:
+        assert "item-error" not in cards[1] and cards[1].count('class="col-12 col-md prediction"') == 2
+    else:
+        assert "Could not classify this file" in cards[1]
+    assert_healthy(client)
+
+
+@pytest.mark.parametrize("label", list(NAMES))
+def test_odd_file_names_are_only_displayed(client, label):
+    response = client.post("/api/v1/predict", data={"files": [(io.BytesIO(GOOD), NAMES[label])]},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200
+    result = response.get_json()["results"][0]
+    shown = result["source"]["name"]
+    assert "/" not in shown and "\\x00" not in shown and "\x00" not in shown and len(shown) <= 81
+    assert set(result["predictions"]) == {"custom_cnn", "mobilenetv2"}
+    page = client.post("/", data={"csrf_token": token(client), "files": [(io.BytesIO(GOOD), NAMES[label])]},
+                       content_type="multipart/form-data")
+    assert page.status_code == 200 and "../" not in page.get_data(as_text=True).split('id="results"')[1]
+
+
+@pytest.mark.parametrize("data, status, code", [
+    ({"image": [(io.BytesIO(GOOD), "a.jpg")]}, 400, "wrong_field_name"),
+    ({"top_k": "0"}, 400, "invalid_top_k"), ({"top_k": "-1"}, 400, "invalid_top_k"),
+    ({"top_k": "11"}, 400, "invalid_top_k"), ({"top_k": "abc"}, 400, "invalid_top_k"),
+    ({"models": "vgg16"}, 400, "unknown_model"),
+])
+def test_bad_request_options(client, data, status, code):
+    if "image" not in data:
+        data = {**data, "files": [(io.BytesIO(GOOD), "a.jpg")]}
+    response = client.post("/api/v1/predict", data=data, content_type="multipart/form-data")
+    assert response.status_code == status and response.get_json()["error"]["code"] == code
+    assert_healthy(client)
+
+
+def test_more_files_than_allowed_and_a_request_over_max_content_length(hostile_app, client):
+    files = [(io.BytesIO(GOOD), f"{i}.jpg") for i in range(hostile_app.config["MAX_IMAGES"] + 1)]
+    response = client.post("/api/v1/predict", data={"files": files}, content_type="multipart/form-data")
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "too_many_images"
+    huge = b"\0" * (hostile_app.config["MAX_CONTENT_LENGTH"] + 1024)
+    response = client.post("/api/v1/predict", data={"files": [(io.BytesIO(huge), "huge.png")]},
+                           content_type="multipart/form-data")
+    assert response.status_code == 413 and response.get_json()["error"]["code"] == "request_too_large"
+    page = client.post("/", data={"csrf_token": token(client), "files": [(io.BytesIO(huge), "huge.png")]},
+                       content_type="multipart/form-data")
+    assert page.status_code == 413 and "larger than" in page.get_data(as_text=True)
+    assert_healthy(client)
+
+
+URL_CASES = {
+    "file://": ("file:///etc/passwd", "only http and https"),
+    "ftp://": ("ftp://ftp.example.com/cat.jpg", "only http and https"),
+    "loopback (not allowed)": ("http://127.0.0.2:9/cat.jpg", "non-public address"),
+    "IPv6 loopback": ("http://[::1]/cat.jpg", "non-public address"),
+    "cloud metadata": ("http://169.254.169.254/latest/meta-data/", "non-public address"),
+    "redirect to private": ("{base}/to-private", "non-public address"),
+    "redirect loop": ("{base}/loop", "redirects in a loop"),
+    "never answers": ("{base}/silent", "did not answer in time"),
+    "endless body": ("{base}/endless", "larger than"),
+    "404": ("{base}/missing", "HTTP 404"),
+    "non-image content type": ("{base}/html", "not an image"),
+    "image type, not an image": ("{base}/not-an-image", "not an image"),
+}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LocalServer() as running:
+        yield running
+
+
+@pytest.mark.parametrize("case", list(URL_CASES))
+def test_url_case_through_the_api_and_the_form(client, server, case):
+    url, message = URL_CASES[case]
+    url = url.format(base=server.base)
+    response = client.post("/api/v1/predict", json={"urls": [f"{server.base}/image.png", url]})
+    assert response.status_code == 200
+    good, bad = response.get_json()["results"]
+    assert set(good["predictions"]) == {"custom_cnn", "mobilenetv2"}
+    assert message in bad["error"]["message"]
+    page = client.post("/", data={"csrf_token": token(client), "urls": f"{server.base}/image.png\n{url}"},
+                       content_type="multipart/form-data")
+    assert page.status_code == 200 and "Could not classify this URL" in page.get_data(as_text=True)
+    assert_healthy(client)
+
+
+def test_a_public_looking_host_resolving_to_a_private_address(client, monkeypatch):
+    import socket
+
+    monkeypatch.setattr(socket, "getaddrinfo",
+                        lambda host, port, *a, **k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port))])
+    response = client.post("/api/v1/predict", json={"urls": ["http://cdn.images-example.com/cat.jpg"]})
+    assert "non-public address" in response.get_json()["results"][0]["error"]["message"]
