@@ -9,6 +9,9 @@
     bar.style.width = bar.dataset.width + "%";
   });
 
+  var results = document.getElementById("results-heading");
+  if (results) results.scrollIntoView();
+
   var form = document.getElementById("upload-form");
   var input = document.getElementById("files");
   var zone = document.getElementById("dropzone");
