@@ -115,6 +115,28 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def drive(clients: int, seconds: float, send) -> tuple[list, float]:
+    """Run `clients` threads calling `send(rng)` until `seconds` pass; (every returned record, elapsed s)."""
+    records: list = []
+    lock = threading.Lock()
+    stop_at = time.time() + seconds
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        while time.time() < stop_at:
+            record = send(rng)
+            with lock:
+                records.append(record)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    start = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return records, time.time() - start
+
+
 def latency(server: Server, repeats: int) -> None:
     images = sample_images(16, seed=0)
     for count in (1, 16):
@@ -124,23 +146,7 @@ def latency(server: Server, repeats: int) -> None:
         print(f"{count:2d} image(s), both models, sequential: p50 {statistics.median(times):7.1f} ms   "
               f"p95 {percentile(times, 95):7.1f} ms   ({repeats} requests)")
     body, ctype = multipart(images[:1])
-    results: list[tuple[int, float]] = []
-    lock = threading.Lock()
-    stop_at = time.time() + 20
-
-    def client() -> None:
-        while time.time() < stop_at:
-            outcome = post(server.base, body, ctype)
-            with lock:
-                results.append(outcome)
-
-    threads = [threading.Thread(target=client) for _ in range(8)]
-    start = time.time()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.time() - start
+    results, elapsed = drive(8, 20, lambda rng: post(server.base, body, ctype))
     statuses = Counter(s for s, _ in results)
     print(f"8 concurrent clients, 1 image each, 20 s: {len(results) / elapsed:.1f} req/s, p50 "
           f"{percentile([d * 1000 for _, d in results], 50):.0f} ms, p95 "
@@ -157,26 +163,13 @@ def soak(server: Server, seconds: float, clients: int) -> None:
                            "multipart/form-data; boundary=b"),
     }
     weights = [0.6, 0.25, 0.1, 0.05]
-    records: list[tuple[str, int, float]] = []
-    lock = threading.Lock()
     rss_start = server.rss_mb()
-    stop_at = time.time() + seconds
 
-    def client(seed: int) -> None:
-        rng = random.Random(seed)
-        while time.time() < stop_at:
-            kind = rng.choices(list(requests), weights)[0]
-            status, duration = post(server.base, *requests[kind])
-            with lock:
-                records.append((kind, status, duration))
+    def send(rng: random.Random) -> tuple[str, int, float]:
+        kind = rng.choices(list(requests), weights)[0]
+        return (kind, *post(server.base, *requests[kind]))
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    start = time.time()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.time() - start
+    records, elapsed = drive(clients, seconds, send)
     rss_end = server.rss_mb()
     print(f"{clients} clients for {elapsed:.0f} s: {len(records)} requests, {len(records) / elapsed:.1f} req/s")
     for kind in requests:

@@ -44,6 +44,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise ImageIntakeError("the file is empty")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about damaged metadata (EXIF) it can skip
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             if image.format not in ALLOWED_FORMATS:
