@@ -127,8 +127,11 @@ def accuracy_of(model: keras.Model, features: np.ndarray, labels: np.ndarray, ba
 def train(recipe: Recipe, data_dir: str | None, imagenet_weights: str | None, out_dir: Path, work_dir: Path,
           cache_dir: Path, resume: bool, progress: bool = True) -> dict:
     started = time.time()
-    tf.config.threading.set_intra_op_parallelism_threads(recipe.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(recipe.threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(recipe.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(recipe.threads)
+    except RuntimeError:
+        pass  # TensorFlow already ran in this process (e.g. a test): its thread pools are fixed by now
     keras.utils.set_random_seed(recipe.seed)
     weights_path = net.find_imagenet_weights(imagenet_weights)
     train_split = cifar10.load_split("train", data_dir)
