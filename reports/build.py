@@ -14,6 +14,7 @@ import datetime as dt
 import itertools
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +53,35 @@ def confident_mistakes(probs: np.ndarray, labels: np.ndarray, count: int) -> lis
     return wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][:count].tolist()
 
 
-def model_section(name: str, test: cifar10.Split, probs: np.ndarray, seconds: float, latency: bool,
-                  out: Path) -> dict[str, Any]:
+@dataclass
+class ModelRun:
+    """Everything the report needs about one model: what it is, and what it predicted on the test split."""
+
+    name: str
+    info: dict[str, Any]
+    recipe: dict[str, Any]
+    history: list[dict]
+    probs: np.ndarray
+    latency: dict[str, float] | None = None
+
+
+def collect(name: str, test: cifar10.Split, latency: bool) -> ModelRun:
+    """A registered model's run: cached test probabilities, its history.json, optionally measured latency."""
     predictor = load_predictor(name)
-    info = predictor.info
+    probs, _ = test_probabilities(name, test)
+    history_path = predictor.weights_path.parent / "history.json"
+    return ModelRun(name=name, info=predictor.info, recipe=predictor.config.get("recipe", {}),
+                    history=json.loads(history_path.read_text()) if history_path.is_file() else [], probs=probs,
+                    latency=measure_latency(name, test.images) if latency else None)
+
+
+def model_section(run: ModelRun, test: cifar10.Split, out: Path) -> dict[str, Any]:
+    name, info, probs, history = run.name, run.info, run.probs, run.history
     names = list(test.class_names)
     correct = probs.argmax(axis=1) == test.labels
     low, high = stats.bootstrap_ci(correct)
     calibration = stats.calibration(probs, test.labels)
     metrics = classification_metrics(test.labels, probs, test.class_names)
-    history_path = predictor.weights_path.parent / "history.json"
-    history = json.loads(history_path.read_text()) if history_path.is_file() else []
     fig = out / "figures"
     files = {
         "confusion": figures.confusion_matrices(metrics["confusion_matrix"], names, info["display_name"],
@@ -82,13 +101,12 @@ def model_section(name: str, test: cifar10.Split, probs: np.ndarray, seconds: fl
     return {
         "name": name,
         "info": {k: v for k, v in info.items() if k != "class_names"},
-        "config": predictor.config.get("recipe", {}),
+        "config": run.recipe,
         **metrics,
         "accuracy_ci95": [low, high],
         "calibration": calibration,
         "ece": calibration["ece"],
-        "latency": measure_latency(name, test.images) if latency else None,
-        "test_pass_seconds": seconds,
+        "latency": run.latency,
         "training_seconds": info["training"]["seconds"],
         "history": history,
         "confident_mistakes": mistakes,
@@ -139,17 +157,20 @@ def comparison_section(a: dict, b: dict, probs_a: np.ndarray, probs_b: np.ndarra
 def build(names: list[str], data_dir: str | None = None, latency: bool = True, out: Path = REPORTS_DIR,
           pdf: bool = True) -> dict[str, Any]:
     test = cifar10.load_split("test", data_dir)
-    probs, sections = {}, {}
-    for name in names:
-        probs[name], seconds = test_probabilities(name, test)
-        sections[name] = model_section(name, test, probs[name], seconds, latency, out)
-    comparisons = [comparison_section(sections[x], sections[y], probs[x], probs[y], test, out)
-                   for x, y in itertools.combinations(names, 2)]
+    return write_report([collect(name, test, latency) for name in names], test, out, pdf)
+
+
+def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool = True) -> dict[str, Any]:
+    """Statistics, figures, metrics.json, index.html and report.pdf for these runs on this test split."""
+    sections = {run.name: model_section(run, test, out) for run in runs}
+    probs = {run.name: run.probs for run in runs}
+    comparisons = [comparison_section(sections[x.name], sections[y.name], probs[x.name], probs[y.name], test, out)
+                   for x, y in itertools.combinations(runs, 2)]
     report = {
         "title": "CIFAR-10 model comparison",
         "generated_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "generated_by": "python -m reports.build",
-        "dataset": {"name": "CIFAR-10", "split": "official test batch", "images": len(test),
+        "dataset": {"name": "CIFAR-10", "split": "official test batch", "images": len(test.labels),
                     "class_names": list(test.class_names),
                     "note": "models were selected on a 5,000-image validation split held out of the training "
                             "batches; the test split is scored once per set of weights"},

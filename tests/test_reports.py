@@ -127,3 +127,50 @@ def test_committed_report_matches_the_committed_models():
         assert section["latency"]["batch_1_ms_per_image"] > 0
     assert (REPO / "reports" / "report.pdf").read_bytes().startswith(b"%PDF")
     assert (REPO / "reports" / "index.html").is_file()
+
+
+def fake_run(name: str, labels: np.ndarray, accuracy: float, seed: int):
+    """A model that is right on a fraction `accuracy` of the images, with plausible probabilities."""
+    from reports.build import ModelRun
+
+    rng = np.random.default_rng(seed)
+    predicted = np.where(rng.random(len(labels)) < accuracy, labels, rng.integers(0, 10, len(labels)))
+    logits = rng.normal(size=(len(labels), 10))
+    logits[np.arange(len(labels)), predicted] += 4
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    info = {"name": name, "display_name": f"Fake {name}", "framework": "NumPy", "framework_version": "2",
+            "parameters": 1234, "weights_file": "w.bin", "weights_bytes": 4096, "weights_sha256": "0" * 64,
+            "preprocessing": "none", "description": "a fake model for the report test", "temperature": 1.0,
+            "test_time_augmentation": "none",
+            "training": {"epochs": 3, "train_images": 100, "seconds": 12.0, "val_accuracy": accuracy}}
+    history = [{"epoch": e, "train_loss": 2 / e, "val_loss": 2.2 / e, "train_acc": 0.3 * e, "val_acc": 0.28 * e}
+               for e in (1, 2, 3)]
+    return ModelRun(name=name, info=info, recipe={"epochs": 3}, history=history, probs=probs,
+                    latency={"batch_1_ms_per_image": 5.0, "batch_64_ms_per_image": 1.0,
+                             "batch_1_images_per_second": 200.0, "batch_64_images_per_second": 1000.0})
+
+
+def test_report_from_fake_predictions_renders_html_and_pdf(tmp_path):
+    """No model, no dataset: 300 fake test images and two fake models -> metrics.json, index.html, report.pdf."""
+    from models.cifar10 import CLASS_NAMES, Split
+    from reports.build import write_report
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 30)
+    test = Split(rng.integers(0, 256, (300, 32, 32, 3), dtype=np.uint8), labels, CLASS_NAMES)
+    report = write_report([fake_run("alpha", labels, 0.9, 1), fake_run("beta", labels, 0.6, 2)], test, tmp_path)
+    alpha, beta = report["models"]["alpha"], report["models"]["beta"]
+    assert alpha["accuracy"] > beta["accuracy"] and alpha["n_images"] == 300
+    assert report["comparisons"][0]["mcnemar"]["significant_at_0_05"]
+    assert "Fake alpha" in (tmp_path / "index.html").read_text()
+    pdf = tmp_path / "report.pdf"
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("poppler-utils not installed")
+    subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) >= 6
+    from PIL import Image
+
+    for page in pages:
+        pixels = np.asarray(Image.open(page).convert("L"))
+        assert pixels.min() < 100  # every page has ink on it
