@@ -117,6 +117,11 @@ def warmup_cosine(peak: float, warmup_steps: int, total_steps: int) -> keras.opt
     )
 
 
+def best_of(history: list[dict]) -> dict:
+    """The selected epoch: highest validation accuracy, the later epoch on a tie (its weights were saved last)."""
+    return max(history, key=lambda h: (h["val_acc"], h["epoch"]))
+
+
 def accuracy_of(model: keras.Model, features: np.ndarray, labels: np.ndarray, batch: int) -> tuple[float, float]:
     logits = model.predict(features.astype(np.float32), batch_size=batch, verbose=0)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, logits)
@@ -217,7 +222,7 @@ def train(recipe: Recipe, data_dir: str | None, imagenet_weights: str | None, ou
         })
         print(f"epoch {epoch + 1}/{recipe.epochs}: train acc {history[-1]['train_acc']:.4f}  val acc {val_acc:.4f}  "
               f"val loss {val_loss:.4f}  ({history[-1]['seconds']:.0f} s)", flush=True)
-        if val_acc >= max(h["val_acc"] for h in history):
+        if best_of(history) is history[-1]:
             model.save_weights(best_weights)
         partial = work_dir / "last.partial.keras"
         model.save(partial)
@@ -225,7 +230,7 @@ def train(recipe: Recipe, data_dir: str | None, imagenet_weights: str | None, ou
         state_path.write_text(json.dumps({"recipe": recipe_dict, "history": history}, indent=2))
 
     # ---- artefacts: the best epoch (by validation accuracy) as one uint8-in, probabilities-out model
-    best = max(history, key=lambda h: h["val_acc"])
+    best = best_of(history)
     model.load_weights(best_weights)
     served = net.full_model(recipe.image_size, lower, upper, head)
     out_dir.mkdir(parents=True, exist_ok=True)
