@@ -10,7 +10,7 @@
   });
 
   var results = document.getElementById("results-heading");
-  if (results) results.scrollIntoView();
+  if (results) results.scrollIntoView({behavior: "instant", block: "start"});
 
   var form = document.getElementById("upload-form");
   var input = document.getElementById("files");

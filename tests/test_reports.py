@@ -12,7 +12,7 @@ import pytest
 from models.calibrate import fit_temperature
 from models.predictor import temper
 from reports import stats
-from tests.conftest import REPO, needs_real_cifar
+from tests.conftest import REAL_CIFAR, REPO, needs_real_cifar
 
 
 def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_data():
@@ -75,7 +75,7 @@ def test_report_build_writes_json_html_and_a_real_pdf(tmp_path):
     """From the committed prediction cache (no test-set pass): every artefact, with the same numbers."""
     from reports.build import build
 
-    report = build(["custom_cnn", "mobilenetv2"], latency=False, out=tmp_path)
+    report = build(["custom_cnn", "mobilenetv2"], str(REAL_CIFAR), latency=False, out=tmp_path)
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert set(on_disk["models"]) == {"custom_cnn", "mobilenetv2"} and len(on_disk["comparisons"]) == 1
     for name, section in on_disk["models"].items():
