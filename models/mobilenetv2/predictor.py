@@ -41,7 +41,8 @@ class MobileNetV2Predictor(Predictor):
                               f"bilinear upscale to {size}x{size}, scale to [-1, 1]")
         with loading(self.weights_path):
             self.model = keras.models.load_model(self.weights_path, compile=False)
-        self._call = tf.function(lambda images: self.model(images, training=False), reduce_retracing=True)
+        self._call = tf.function(lambda images: self.model(images, training=False), reduce_retracing=True,
+                                 autograph=False)  # no Python control flow; autograph would write /tmp files
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         return self._call(tf.constant(batch, dtype=tf.uint8)).numpy()
