@@ -41,8 +41,11 @@ class MobileNetV2Predictor(Predictor):
                               f"bilinear upscale to {size}x{size}, scale to [-1, 1]")
         with loading(self.weights_path):
             self.model = keras.models.load_model(self.weights_path, compile=False)
-        self._call = tf.function(lambda images: self.model(images, training=False), reduce_retracing=True,
-                                 autograph=False)  # no Python control flow; autograph would write /tmp files
+        # One trace for every batch size (no retracing on a user's first odd-sized batch); no autograph:
+        # there is no Python control flow, and autograph would write generated files to /tmp.
+        self._call = tf.function(
+            lambda images: self.model(images, training=False), autograph=False,
+            input_signature=[tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.uint8)])
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         return self._call(tf.constant(batch, dtype=tf.uint8)).numpy()
