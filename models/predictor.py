@@ -155,11 +155,13 @@ class Predictor(ABC):
         metrics = json.loads(self.metrics_path.read_text())
         return metrics.get("accuracy") if metrics.get("weights_sha256") == self.weights_sha256 else None
 
-    def warm_up(self) -> None:
-        """One prediction, so the first user request does not pay for graph building / kernel selection."""
-        probs = self.predict_proba(np.zeros((1, self.input_size, self.input_size, 3), dtype=np.uint8))
-        if probs.shape != (1, len(self.class_names)) or not np.isfinite(probs).all():
-            raise RuntimeError(f"{self.name}: warm-up prediction returned {probs.shape} / non-finite values")
+    def warm_up(self, batch_sizes: tuple[int, ...] = (1, 8, 32)) -> None:
+        """Predictions at a few batch sizes, so the first user requests do not pay for graph building and
+        kernel selection (and memory reaches its working size at start-up, not under load)."""
+        for n in batch_sizes:
+            probs = self.predict_proba(np.zeros((n, self.input_size, self.input_size, 3), dtype=np.uint8))
+            if probs.shape != (n, len(self.class_names)) or not np.isfinite(probs).all():
+                raise RuntimeError(f"{self.name}: warm-up prediction returned {probs.shape} / non-finite values")
 
     def predict_proba(self, images: np.ndarray | Sequence[Image.Image], calibrated: bool = True) -> np.ndarray:
         """Class probabilities, float64 (N, 10), each row summing to 1 (temperature-calibrated by default)."""
