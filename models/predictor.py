@@ -150,6 +150,11 @@ class Predictor(ABC):
 
     def test_accuracy(self) -> float | None:
         """Accuracy from the evaluation command's metrics file, only if it was computed for these weights."""
+        return self._test_accuracy
+
+    @cached_property
+    def _test_accuracy(self) -> float | None:
+        # Read once: metrics.json carries 10,000 per-image predictions and `info` is on every page view.
         if not self.metrics_path.is_file():
             return None
         metrics = json.loads(self.metrics_path.read_text())
