@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -232,4 +231,4 @@ def test_api_metrics_404_when_no_report(app, client, tmp_path):
     app.config["REPORTS_DIR"] = str(tmp_path)
     response = client.get("/api/v1/metrics")
     assert response.status_code == 404 and "make report" in response.get_json()["error"]["message"]
-    assert json.dumps(response.get_json())
+    schema_validator(app, "Error").validate(response.get_json())

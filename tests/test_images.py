@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -125,4 +123,3 @@ def test_decoded_images_feed_the_model_input_path():
 
     images = [decode_image(encode(photo(300, 200), "JPEG")), decode_image(exif_rotated_jpeg())]
     assert to_model_input(images, 32).shape == (2, 32, 32, 3)
-    assert io  # keep the import for fixtures written to BytesIO in future cases
