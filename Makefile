@@ -20,7 +20,7 @@ ifeq ($(origin KERAS_HOME), undefined)
   endif
 endif
 
-.PHONY: run test lint train-cnn evaluate-cnn bench-cnn train-mobilenetv2 evaluate-mobilenetv2 bench-mobilenetv2 \
+.PHONY: run test lint train-cnn evaluate-cnn bench-cnn train-mobilenetv2 export-mobilenetv2 evaluate-mobilenetv2 bench-mobilenetv2 \
 	readme report calibrate clean venv
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -52,6 +52,9 @@ bench-cnn: $(VENV)/.installed
 
 train-mobilenetv2: $(VENV)/.installed
 	$(PY) -m models.mobilenetv2.train
+
+export-mobilenetv2: $(VENV)/.installed  # model.keras -> serving/1 (TF Serving) + model.tflite (what the app runs)
+	$(PY) -m models.mobilenetv2.export
 
 evaluate-mobilenetv2: $(VENV)/.installed
 	$(PY) -m models.evaluate mobilenetv2

@@ -61,11 +61,17 @@ def stage_rates(size: int, weights: Path, seconds: float, batch: int = 128) -> d
     return out
 
 
-def served_rates(seconds: float) -> dict[int, float]:
+def served_rates(seconds: float) -> dict[str, dict[int, float]]:
+    """img/s of the committed model: through the served Predictor (LiteRT) and as a TensorFlow graph."""
     predictor = load_predictor("mobilenetv2")
+    model = keras.models.load_model(REPO / "models" / "mobilenetv2" / "model.keras", compile=False)
+    graph = tf.function(lambda x: model(x, training=False), autograph=False,
+                        input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.uint8)])
     rng = np.random.default_rng(0)
-    return {b: rate(lambda b=b: predictor.predict_proba(rng.integers(0, 256, (b, 32, 32, 3), dtype=np.uint8)), b,
-                    seconds) for b in (1, 64)}
+    runs = {"Predictor (LiteRT/XNNPACK)": predictor.predict_proba,
+            "TensorFlow graph of model.keras": lambda x: graph(tf.constant(x)).numpy()}
+    return {name: {b: rate(lambda b=b, f=f: f(rng.integers(0, 256, (b, 32, 32, 3), dtype=np.uint8)), b, seconds)
+                   for b in (1, 64)} for name, f in runs.items()}
 
 
 def main() -> None:
@@ -85,9 +91,10 @@ def main() -> None:
         epoch_min = n / r["train step (upper half)"] / 60
         cells = "  ".join(f"{k} {v:7.1f}" for k, v in r.items())
         print(f"{size:4d} px: {cells}  => cache {cache_min:.1f} min, fine-tune epoch {epoch_min:.1f} min", flush=True)
-    if (REPO / "models" / "mobilenetv2" / "model.keras").is_file():
-        for b, v in served_rates(args.seconds).items():
-            print(f"served model (Predictor, fp32) batch {b:3d}: {v:7.1f} img/s ({1000 / v:.1f} ms/img)")
+    if (REPO / "models" / "mobilenetv2" / "model.tflite").is_file():
+        for name, rates in served_rates(args.seconds).items():
+            for b, v in rates.items():
+                print(f"committed model, {name:32s} batch {b:3d}: {v:7.1f} img/s ({1000 / v:.1f} ms/img)")
 
 
 if __name__ == "__main__":

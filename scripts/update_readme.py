@@ -95,6 +95,13 @@ def mobilenet_exploration() -> list[str]:
     return rows
 
 
+def settings(recipe: dict) -> str:
+    """The recipe fields that changed between the CNN runs, in a few words."""
+    jitter = " + colour jitter" if recipe.get("brightness") or recipe.get("contrast") else ""
+    return (f"batch {recipe['batch_size']}, {recipe.get('activation', 'gelu').upper()}, Muon lr {recipe['filter_lr']} "
+            f"/ momentum {recipe['filter_momentum']}, label smoothing {recipe['label_smoothing']}{jitter}")
+
+
 def runs_table() -> list[str]:
     """Every recorded CNN training run (validation numbers only: the test split scores just the committed one)."""
     folder = REPO / "models" / "custom_cnn"
@@ -102,15 +109,15 @@ def runs_table() -> list[str]:
     rows = [
         "Custom CNN training runs on this machine (`models/custom_cnn/runs/*/config.json`, selection by validation):",
         "",
-        "| run | epochs (of which 24 px) | wall time | val acc | val acc with TTA | committed |",
-        "|---|---|---|---|---|---|",
+        "| run | settings | epochs (of which 24 px) | wall time | val acc | val acc with TTA | committed |",
+        "|---|---|---|---|---|---|---|",
     ]
     runs = sorted(folder.glob("runs/*/config.json"), key=lambda p: json.loads(p.read_text())["wall_seconds"])
     for path in runs:
         config = json.loads(path.read_text())
         recipe = config["recipe"]
         rows.append(
-            f"| {path.parent.name} | {recipe['epochs']} ({recipe.get('low_res_epochs', 0)}) "
+            f"| {path.parent.name} | {settings(recipe)} | {recipe['epochs']} ({recipe.get('low_res_epochs', 0)}) "
             f"| {config['wall_seconds']:.0f} s ({config['wall_seconds'] / 60:.1f} min) "
             f"| {100 * config['final_val_acc']:.2f}% | {100 * config['final_val_acc_tta']:.2f}% "
             f"| {'yes' if path.read_text() == committed else ''} |"

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from models.custom_cnn.net import CifarNet, preprocess, tta_logits
-from models.custom_cnn.train import AugmentedLoader, Recipe, train
+from models.custom_cnn.train import AugmentedLoader, Recipe, recipe_overrides, train
 from tests.conftest import REPO
 
 TINY = dict(widths=(8, 16, 16), batch_size=50, low_res_epochs=1, whiten_init_images=200, val_batch_size=1000, threads=1)
@@ -28,6 +28,22 @@ def test_forward_shapes_and_tta_views():
     with torch.no_grad():
         for level in (0, 1, 2):
             assert tta_logits(model, x, level).shape == (3, 10)
+
+
+def test_tta_is_the_weighted_mean_of_the_views_run_one_by_one():
+    """All views go through the network in one batch; the result must equal running each view separately."""
+    torch.manual_seed(0)
+    model = CifarNet(widths=(8, 16, 16), activation="silu").eval()
+    x = preprocess(np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8))
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = padded[:, :, :32, :32], padded[:, :, 2:, 2:]
+    with torch.no_grad():
+        run = lambda v: model(v.contiguous(memory_format=torch.channels_last))  # noqa: E731
+        mirrored = 0.5 * (run(x) + run(x.flip(-1)))
+        shifted = 0.25 * sum(run(v) + run(v.flip(-1)) for v in (up_left, down_right))
+        torch.testing.assert_close(tta_logits(model, x, 0), run(x))
+        torch.testing.assert_close(tta_logits(model, x, 1), mirrored)
+        torch.testing.assert_close(tta_logits(model, x, 2), 0.5 * mirrored + 0.5 * shifted)
 
 
 def test_preprocess_rejects_wrong_input():
@@ -54,12 +70,25 @@ def test_whitening_init_decorrelates_patches():
 def test_augmentation_is_reproducible_per_epoch():
     images = preprocess(np.random.default_rng(0).integers(0, 255, (20, 32, 32, 3), dtype=np.uint8))
     labels = torch.arange(20) % 10
-    loader = AugmentedLoader(images, labels, batch_size=10, translate=2, seed=3)
+    loader = AugmentedLoader(images, labels, batch_size=10, translate=2, seed=3, brightness=0.1, contrast=0.1)
     first = [b for b, _ in loader.epoch(1)]
-    again = [b for b, _ in AugmentedLoader(images, labels, 10, 2, seed=3).epoch(1)]
+    again = [b for b, _ in AugmentedLoader(images, labels, 10, 2, seed=3, brightness=0.1, contrast=0.1).epoch(1)]
     other = [b for b, _ in loader.epoch(2)]
+    plain = [b for b, _ in AugmentedLoader(images, labels, 10, 2, seed=3).epoch(1)]
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+    # Colour jitter changes pixel values but not the geometry: same shuffle, crops and flips as without it.
+    for jittered, geometric in zip(first, plain, strict=True):
+        assert not torch.equal(jittered, geometric)
+        assert torch.allclose(jittered, geometric, atol=(geometric.abs().max() + 0.1) * 0.1 + 0.1 + 1e-5)
+
+
+def test_recipe_overrides_are_typed_and_checked():
+    assert recipe_overrides(["label_smoothing=0.1", "activation=silu", "low_res_size=20"]) == {
+        "label_smoothing": 0.1, "activation": "silu", "low_res_size": 20}
+    for bad in ("nonsense=1", "label_smoothing", "low_res_size=big", "widths=1,2,3"):
+        with pytest.raises(SystemExit, match="--set"):
+            recipe_overrides([bad])
 
 
 def test_a_few_training_steps_learn(synthetic_cifar, tmp_path):

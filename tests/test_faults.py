@@ -18,7 +18,7 @@ from tests.conftest import REPO
 from tests.images_factory import encode, photo
 from tests.test_deploy import free_port, multipart, procfile_command
 
-MODEL_FILES = {"custom_cnn": "weights.pt", "mobilenetv2": "model.keras"}
+MODEL_FILES = {"custom_cnn": "weights.pt", "mobilenetv2": "model.tflite"}
 
 
 @pytest.fixture()

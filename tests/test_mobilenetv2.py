@@ -1,8 +1,9 @@
-"""MobileNetV2 (TensorFlow/Keras): smoke training, checkpoint/resume, SavedModel export, weight errors."""
+"""MobileNetV2 (TensorFlow/Keras): smoke training, checkpoint/resume, SavedModel + LiteRT export, weight errors."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,9 @@ import tensorflow as tf
 
 from models.mobilenetv2 import net
 from models.mobilenetv2.export import export_saved_model
+from models.mobilenetv2.predictor import MobileNetV2Predictor
 from models.mobilenetv2.train import main as train_main
+from models.predictor import ModelLoadError
 from tests.conftest import REAL_CIFAR, REPO, needs_real_cifar
 
 TINY = ["--image-size", "32", "--max-train-images", "250", "--batch-size", "50", "--head-epochs", "1",
@@ -50,6 +53,10 @@ def test_smoke_training_writes_a_servable_model(tmp_path, synthetic_cifar, rando
     images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     probs = model.predict(images, verbose=0)
     assert probs.shape == (3, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    # What the app serves is the LiteRT export written next to it, through the common Predictor.
+    served = MobileNetV2Predictor(out).predict_proba(images, calibrated=False)
+    assert np.abs(served - probs).max() <= 1e-4
+    assert config["architecture"]["parameters"] == model.count_params()
     # The cached features are reused by a second run (no recomputation needed): same files, same bytes.
     cache_files = sorted(p.name for p in (tmp_path / "cache").rglob("*.npy"))
     assert {"train.npy", "train_mirror.npy", "val.npy"} <= set(cache_files)
@@ -119,6 +126,21 @@ def test_exported_savedmodel_matches_keras(tmp_path):
 
 
 COMMITTED = REPO / "models" / "mobilenetv2"
+
+
+def test_committed_litert_file_matches_the_committed_keras_model():
+    """model.tflite (what the app runs) is an export of model.keras: same probabilities, any batch size."""
+    model = keras.models.load_model(COMMITTED / "model.keras")
+    images = np.random.default_rng(2).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    served = MobileNetV2Predictor(COMMITTED).predict_proba(images, calibrated=False)
+    assert np.abs(served - model.predict(images, verbose=0)).max() <= 1e-4
+
+
+def test_damaged_litert_file_is_a_clear_load_error(tmp_path):
+    shutil.copytree(COMMITTED, tmp_path / "m", ignore=shutil.ignore_patterns("checkpoints", "runs", "serving"))
+    (tmp_path / "m" / "model.tflite").write_bytes(b"TFL3" + bytes(1000))
+    with pytest.raises(ModelLoadError, match=r"model\.tflite could not be loaded"):
+        MobileNetV2Predictor(tmp_path / "m")
 
 
 def test_committed_savedmodel_matches_the_committed_keras_model():

@@ -91,7 +91,7 @@ def test_topk_is_sorted_and_bounded(predictor):
         predictor.predict_topk(images, k=0)
 
 
-FRAMEWORKS = {"custom_cnn": ("PyTorch", "weights.pt"), "mobilenetv2": ("TensorFlow/Keras", "model.keras")}
+FRAMEWORKS = {"custom_cnn": ("PyTorch", "weights.pt"), "mobilenetv2": ("TensorFlow/Keras", "model.tflite")}
 
 
 def test_info_describes_the_committed_weights(predictor):

@@ -235,14 +235,16 @@ def train(recipe: Recipe, data_dir: str | None, imagenet_weights: str | None, ou
     served = net.full_model(recipe.image_size, lower, upper, head)
     out_dir.mkdir(parents=True, exist_ok=True)
     served.save(out_dir / "model.keras")
-    from models.mobilenetv2.export import export_saved_model
+    from models.mobilenetv2.export import export_saved_model, export_tflite
 
     export_saved_model(served, out_dir / "serving" / "1")
+    export_tflite(served, out_dir / "model.tflite")
     wall = time.time() - started
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     config = {
         "architecture": {"backbone": "MobileNetV2 (alpha 1.0, ImageNet)", "cut_layer": recipe.cut_layer,
-                         "image_size": recipe.image_size, "trainable_parameters": int(model.count_params())},
+                         "image_size": recipe.image_size, "trainable_parameters": int(model.count_params()),
+                         "parameters": int(served.count_params())},
         "class_names": list(train_split.class_names),
         "recipe": recipe_dict,
         "tensorflow_version": tf.__version__,

@@ -1,0 +1,105 @@
+"""Cross-request batching: concurrent callers of one model share forward passes.
+
+A forward pass over 16 images costs far less than 16 passes over one image (the kernels use the
+cores better and per-call overhead is paid once), so when several web requests want the same model
+at the same moment, their images are concatenated and run together. There is no extra thread and
+no timer: whichever caller finds the model idle becomes the *leader*, takes every waiting job
+(smallest first, up to `max_images`), runs one forward pass, hands each job its rows, and repeats
+until its own job is done; then it steps down and a waiting caller takes over. A caller that
+arrives while a pass is running therefore waits for at most that pass plus its own.
+
+One pass runs at a time per model (the model never splits the cores with itself), which is also
+what keeps frameworks that are not thread-safe (a TFLite interpreter) safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(eq=False)
+class _Job:
+    batch: np.ndarray
+    result: np.ndarray | None = None
+    error: BaseException | None = None
+    done: bool = False
+    order: int = 0
+    passed_over: int = 0
+
+
+class CoalescingRunner:
+    """Run `forward(batch) -> rows` for many threads, merging the batches that wait at the same time."""
+
+    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], max_images: int = 64):
+        self._forward = forward
+        self.max_images = max_images
+        self._cond = threading.Condition()
+        self._pending: list[_Job] = []
+        self._busy = False
+        self._arrivals = 0
+        self.passes = 0  # forward passes run (for tests and benchmarks)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) == 0:
+            return self._forward(batch)
+        with self._cond:
+            self._arrivals += 1
+            job = _Job(batch, order=self._arrivals)
+            self._pending.append(job)
+            while self._busy and not job.done:
+                self._cond.wait()
+            if job.done:
+                return self._outcome(job)
+            self._busy = True  # this caller leads until its own job is done
+        try:
+            while not job.done:
+                self._run_one_pass()
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+        return self._outcome(job)
+
+    def _take(self) -> list[_Job]:
+        """Smallest jobs first (a one-image request is not stuck behind a 32-image one), then arrival order,
+        except that a job passed over twice goes first (no starvation); always at least one job, so an
+        oversized batch still runs (in one pass)."""
+        self._pending.sort(key=lambda j: (j.passed_over < 2, len(j.batch), j.order))
+        taken, images = [], 0
+        while self._pending and (not taken or images + len(self._pending[0].batch) <= self.max_images):
+            job = self._pending.pop(0)
+            taken.append(job)
+            images += len(job.batch)
+        for job in self._pending:
+            job.passed_over += 1
+        return taken
+
+    def _run_one_pass(self) -> None:
+        with self._cond:
+            jobs = self._take()
+        try:
+            rows = self._forward(np.concatenate([j.batch for j in jobs]) if len(jobs) > 1 else jobs[0].batch)
+            self.passes += 1
+        except BaseException as exc:  # every job in the pass gets the error, not only the leader
+            with self._cond:
+                for j in jobs:
+                    j.error, j.done = exc, True
+                self._cond.notify_all()
+            return
+        with self._cond:
+            start = 0
+            for j in jobs:
+                j.result, j.done = rows[start : start + len(j.batch)], True
+                start += len(j.batch)
+            self._cond.notify_all()
+
+    @staticmethod
+    def _outcome(job: _Job) -> np.ndarray:
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result

@@ -1,0 +1,122 @@
+"""Cross-request batching (models/batching.py): merged passes, right rows back to each caller, errors, order."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from models.batching import CoalescingRunner
+
+
+class RecordingForward:
+    """forward(batch) = batch * 2 (as float), recording each pass's batch; optionally held until released."""
+
+    def __init__(self, hold_first: bool = False, delay: float = 0.0):
+        self.batches: list[np.ndarray] = []
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.hold_first, self.delay = hold_first, delay
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.batches.append(batch.copy())
+        self.started.set()
+        if self.hold_first and len(self.batches) == 1:
+            assert self.release.wait(10)
+        time.sleep(self.delay)
+        if (batch == 99).any():
+            raise RuntimeError("poisoned batch")
+        return batch.astype(np.float64) * 2
+
+
+def wait_pending(runner: CoalescingRunner, count: int) -> None:
+    deadline = time.time() + 10
+    while len(runner._pending) < count:
+        assert time.time() < deadline, "jobs never queued"
+        time.sleep(0.005)
+
+
+def in_thread(runner: CoalescingRunner, batch: np.ndarray, results: dict, key) -> threading.Thread:
+    def target():
+        try:
+            results[key] = runner.run(batch)
+        except RuntimeError as exc:
+            results[key] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread
+
+
+def test_single_caller_gets_its_own_rows():
+    forward = RecordingForward()
+    runner = CoalescingRunner(forward)
+    out = runner.run(np.arange(6).reshape(3, 2))
+    np.testing.assert_array_equal(out, np.arange(6).reshape(3, 2) * 2)
+    assert runner.passes == 1
+
+
+def test_waiting_callers_share_one_pass_and_each_gets_its_rows():
+    forward = RecordingForward(hold_first=True)
+    runner = CoalescingRunner(forward, max_images=64)
+    results: dict = {}
+    first = in_thread(runner, np.full((1, 2), 0), results, "first")
+    assert forward.started.wait(10)
+    threads = [in_thread(runner, np.full((k, 2), k), results, k) for k in range(1, 6)]
+    wait_pending(runner, 5)
+    forward.release.set()
+    for t in [first, *threads]:
+        t.join(10)
+    for k in range(1, 6):
+        np.testing.assert_array_equal(results[k], np.full((k, 2), 2 * k))
+    assert runner.passes == 2  # the held pass, then all five waiting jobs together
+    assert len(forward.batches[1]) == 1 + 2 + 3 + 4 + 5
+
+
+def test_small_jobs_go_first_and_the_cap_splits_passes():
+    forward = RecordingForward(hold_first=True)
+    runner = CoalescingRunner(forward, max_images=8)
+    results: dict = {}
+    first = in_thread(runner, np.zeros((1, 1)), results, "first")
+    assert forward.started.wait(10)
+    big = in_thread(runner, np.full((8, 1), 8), results, "big")
+    wait_pending(runner, 1)
+    small = in_thread(runner, np.full((1, 1), 1), results, "small")
+    wait_pending(runner, 2)
+    forward.release.set()
+    for t in (first, big, small):
+        t.join(10)
+    assert [len(b) for b in forward.batches] == [1, 1, 8]  # the 1-image job overtook the 8-image one
+    np.testing.assert_array_equal(results["big"], np.full((8, 1), 16))
+
+
+def test_an_error_reaches_every_job_in_the_pass_and_the_runner_recovers():
+    forward = RecordingForward(hold_first=True)
+    runner = CoalescingRunner(forward, max_images=64)
+    results: dict = {}
+    first = in_thread(runner, np.zeros((1, 1)), results, "first")
+    assert forward.started.wait(10)
+    poisoned = in_thread(runner, np.full((1, 1), 99), results, "poisoned")
+    innocent = in_thread(runner, np.full((2, 1), 3), results, "innocent")
+    wait_pending(runner, 2)
+    forward.release.set()
+    for t in (first, poisoned, innocent):
+        t.join(10)
+    assert isinstance(results["poisoned"], RuntimeError)
+    assert isinstance(results["innocent"], RuntimeError)  # shared the failed pass
+    np.testing.assert_array_equal(runner.run(np.full((2, 1), 3)), np.full((2, 1), 6))
+    with pytest.raises(RuntimeError, match="poisoned"):
+        runner.run(np.full((1, 1), 99))
+
+
+def test_many_threads_all_get_correct_answers():
+    runner = CoalescingRunner(RecordingForward(delay=0.002), max_images=16)
+    results: dict = {}
+    threads = [in_thread(runner, np.full((1 + k % 4, 3), k), results, k) for k in range(40)]
+    for t in threads:
+        t.join(30)
+    for k in range(40):
+        np.testing.assert_array_equal(results[k], np.full((1 + k % 4, 3), 2 * k))
+    assert runner.passes < 40  # some callers shared passes
