@@ -98,7 +98,8 @@ def mobilenet_exploration() -> list[str]:
 def settings(recipe: dict) -> str:
     """The recipe fields that changed between the CNN runs, in a few words."""
     jitter = " + colour jitter" if recipe.get("brightness") or recipe.get("contrast") else ""
-    return (f"batch {recipe['batch_size']}, {recipe.get('activation', 'gelu').upper()}, Muon lr {recipe['filter_lr']} "
+    activation = {"gelu": "GELU", "silu": "SiLU"}[recipe.get("activation", "gelu")]
+    return (f"batch {recipe['batch_size']}, {activation}, Muon lr {recipe['filter_lr']} "
             f"/ momentum {recipe['filter_momentum']}, label smoothing {recipe['label_smoothing']}{jitter}")
 
 

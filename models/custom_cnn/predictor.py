@@ -23,10 +23,11 @@ class CustomCnnPredictor(Predictor):
     input_size = 32
     description = (
         "A 7-convolution CNN designed for 32x32 inputs (a frozen 2x2 patch-whitening layer, then three groups of two "
-        "BatchNorm'd convs with GELU and max-pooling, widths 64/256/256) trained from scratch on the 45,000-image "
+        "BatchNorm'd convs with SiLU and max-pooling, widths 64/256/256) trained from scratch on the 45,000-image "
         "training split: "
-        "Muon for the filters and Nesterov SGD for the rest, label smoothing, random flips and 2-pixel "
-        "translations, progressive resizing (24 px, then 32 px), and mirror + shift test-time augmentation."
+        "Muon for the filters and Nesterov SGD for the rest, label smoothing, random flips, 2-pixel "
+        "translations and colour jitter, progressive resizing (24 px, then 32 px), and mirror + shift "
+        "test-time augmentation."
     )
     batch_size = 32  # images per forward pass = 192 test-time views: the fastest size per image on this CPU
 

@@ -24,8 +24,10 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def runtime_threads() -> int:
-    """The math-library thread budget the process was given (gunicorn.conf.py sets it per worker)."""
-    return max(1, int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+    """LITERT_NUM_THREADS, else the math-library thread budget of the process (gunicorn.conf.py sets
+    OMP_NUM_THREADS per worker), else the number of cores."""
+    value = os.environ.get("LITERT_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1
+    return max(1, int(value))
 
 
 class MobileNetV2Predictor(Predictor):
