@@ -1,16 +1,21 @@
 """gunicorn settings shared by the Procfile (Railway), railway.json and `make run`.
 
-Memory: one worker holds PyTorch + TensorFlow and both models, about 1.2 GB resident (measured by
-bench/bench_http.py); size WEB_CONCURRENCY to the instance's memory. Each worker loads and warms
+Memory: one worker holds PyTorch, the LiteRT runtime and both models, about 400 MB resident (measured
+by bench/bench_http.py; TensorFlow itself is not loaded to serve); size WEB_CONCURRENCY to the
+instance's memory. Each worker loads and warms
 up the models once when it boots (app.py -> create_app), and inference threads are capped so that
 workers x threads do not oversubscribe the CPU cores.
 """
 
+import contextlib
+import ctypes
 import os
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Request threads mostly wait for a model pass; each model's scheduler (models/batching.py) can only merge
+# and prioritise the requests that are inside the worker, so there are as many threads as expected clients.
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))  # a 32-image request with URL fetches fits easily
 graceful_timeout = 30
 preload_app = False  # each worker imports app.py and loads its own models (TF is not fork-safe)
@@ -29,7 +34,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def post_fork(server, worker):
-    """torch reads its thread count from torch.set_num_threads, not only from OMP_NUM_THREADS."""
+    """Per worker: at most 2 malloc arenas, and torch's thread count.
+
+    glibc gives request threads their own malloc arenas once they contend, and memory freed in one
+    arena is not reused by another: with 16 request threads the worker's RSS kept creeping up under
+    load (bench/bench_http.py soak). torch reads its thread count from torch.set_num_threads, not only
+    from OMP_NUM_THREADS.
+    """
+    with contextlib.suppress(OSError):  # not glibc (macOS, musl): nothing to tune
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
     try:
         import torch
 

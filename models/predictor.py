@@ -78,12 +78,12 @@ class Predictor(ABC):
     weights_path: Path
     config: dict[str, Any]
 
-    coalesce_images: int = 32  # concurrent callers' images share one forward pass up to this many
+    coalesce_images: int = 8  # concurrent callers' images share one forward pass up to this many
 
     def __init__(self) -> None:
         # One forward pass at a time per model, and concurrent callers' images merged into it
         # (models/batching.py): under load, requests share passes instead of queueing one by one.
-        self._runner = CoalescingRunner(self._forward_in_chunks, self.coalesce_images)
+        self._runner = CoalescingRunner(self._forward_in_chunks, self.coalesce_images, name=self.name)
 
     @abstractmethod
     def _forward(self, batch: np.ndarray) -> np.ndarray:
@@ -166,10 +166,12 @@ class Predictor(ABC):
         metrics = json.loads(self.metrics_path.read_text())
         return metrics.get("accuracy") if metrics.get("weights_sha256") == self.weights_sha256 else None
 
-    def warm_up(self, batch_sizes: tuple[int, ...] = (1, 8, 32)) -> None:
-        """Predictions at a few batch sizes, so the first user requests do not pay for graph building and
-        kernel selection (and memory reaches its working size at start-up, not under load)."""
-        for n in batch_sizes:
+    warm_up_sizes: tuple[int, ...] = (1, 8, 32)
+
+    def warm_up(self) -> None:
+        """Predictions at each batch size the backend will see, so the first user requests do not pay for graph
+        building and kernel selection (and memory reaches its working size at start-up, not under load)."""
+        for n in self.warm_up_sizes:
             probs = self.predict_proba(np.zeros((n, self.input_size, self.input_size, 3), dtype=np.uint8))
             if probs.shape != (n, len(self.class_names)) or not np.isfinite(probs).all():
                 raise RuntimeError(f"{self.name}: warm-up prediction returned {probs.shape} / non-finite values")

@@ -16,12 +16,14 @@ class RecordingForward:
 
     def __init__(self, hold_first: bool = False, delay: float = 0.0):
         self.batches: list[np.ndarray] = []
+        self.threads: set[str] = set()
         self.release = threading.Event()
         self.started = threading.Event()
         self.hold_first, self.delay = hold_first, delay
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         self.batches.append(batch.copy())
+        self.threads.add(threading.current_thread().name)
         self.started.set()
         if self.hold_first and len(self.batches) == 1:
             assert self.release.wait(10)
@@ -92,6 +94,22 @@ def test_small_jobs_go_first_and_the_cap_splits_passes():
     np.testing.assert_array_equal(results["big"], np.full((8, 1), 16))
 
 
+def test_a_job_overtaken_for_too_long_goes_first():
+    forward = RecordingForward(hold_first=True)
+    runner = CoalescingRunner(forward, max_images=8, max_overtaken_seconds=0.0)  # everyone is overdue at once
+    results: dict = {}
+    first = in_thread(runner, np.zeros((1, 1)), results, "first")
+    assert forward.started.wait(10)
+    big = in_thread(runner, np.full((8, 1), 8), results, "big")
+    wait_pending(runner, 1)
+    small = in_thread(runner, np.full((1, 1), 1), results, "small")
+    wait_pending(runner, 2)
+    forward.release.set()
+    for t in (first, big, small):
+        t.join(10)
+    assert [len(b) for b in forward.batches] == [1, 8, 1]  # arrival order once both waited too long
+
+
 def test_an_error_reaches_every_job_in_the_pass_and_the_runner_recovers():
     forward = RecordingForward(hold_first=True)
     runner = CoalescingRunner(forward, max_images=64)
@@ -111,8 +129,9 @@ def test_an_error_reaches_every_job_in_the_pass_and_the_runner_recovers():
         runner.run(np.full((1, 1), 99))
 
 
-def test_many_threads_all_get_correct_answers():
-    runner = CoalescingRunner(RecordingForward(delay=0.002), max_images=16)
+def test_many_threads_all_get_correct_answers_and_passes_run_on_one_thread():
+    forward = RecordingForward(delay=0.002)
+    runner = CoalescingRunner(forward, max_images=16, name="demo")
     results: dict = {}
     threads = [in_thread(runner, np.full((1 + k % 4, 3), k), results, k) for k in range(40)]
     for t in threads:
@@ -120,3 +139,4 @@ def test_many_threads_all_get_correct_answers():
     for k in range(40):
         np.testing.assert_array_equal(results[k], np.full((1 + k % 4, 3), 2 * k))
     assert runner.passes < 40  # some callers shared passes
+    assert len(forward.threads) == 1 and next(iter(forward.threads)).startswith("demo-forward")
