@@ -30,7 +30,7 @@ from models.machine import describe_machine  # noqa: E402
 def training_throughput(batch_size: int, steps: int, bf16: bool, size: int = 32) -> float:
     recipe = Recipe(batch_size=batch_size)
     torch.set_num_threads(recipe.threads)
-    model = CifarNet(recipe.widths).to(memory_format=torch.channels_last).train()
+    model = CifarNet(recipe.widths, activation=recipe.activation).to(memory_format=torch.channels_last).train()
     optimizers = make_optimizers(model, recipe)
     x = torch.randn(batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,))
@@ -48,6 +48,24 @@ def training_throughput(batch_size: int, steps: int, bf16: bool, size: int = 32)
     for _ in range(steps):
         step()
     return steps * batch_size / (time.perf_counter() - start)
+
+
+def conv_gflop_per_training_image(size: int) -> float:
+    """Convolution work of one training step per image (forward + ~2x for backward), in GFLOP."""
+    model = CifarNet(Recipe().widths, activation=Recipe().activation)
+    flops = []
+
+    def count(module: torch.nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+        flops.append(2 * output[0].numel() * k)
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(count)
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, size, size))
+    # The whitening conv is called functionally (no hook); it is frozen and tiny (12 outputs of 2x2x3).
+    return 3 * sum(flops) / 1e9
 
 
 def inference_throughput(batch: int, repeats: int) -> tuple[float, float]:
@@ -72,9 +90,10 @@ def main() -> None:
     runs = [("bf16", True, 32), ("bf16", True, Recipe().low_res_size), ("fp32", False, 32)]
     for label, use_bf16, size in runs if bf16 else [("fp32", False, 32)]:
         ips = training_throughput(args.batch_size, args.steps, use_bf16, size)
+        gflops = ips * conv_gflop_per_training_image(size)
         print(f"train {label:>4} {size}px batch {args.batch_size}: {ips:7.0f} img/s  "
-              f"-> {45_000 / ips:6.1f} s per 45k-image epoch")
-    for batch, repeats in ((1, 20), (64, 5), (500, 2)):
+              f"-> {45_000 / ips:6.1f} s per 45k-image epoch  ({gflops:5.0f} GFLOP/s of convolution work)")
+    for batch, repeats in ((1, 20), (8, 10), (64, 5), (500, 2)):
         ips, ms = inference_throughput(batch, repeats)
         print(f"inference (served, with TTA) batch {batch:>3}: {ips:7.0f} img/s  {ms:7.2f} ms/image")
     history_path = REPO / "models" / "custom_cnn" / "history.json"

@@ -68,7 +68,7 @@ def served_rates(seconds: float) -> dict[str, dict[int, float]]:
     graph = tf.function(lambda x: model(x, training=False), autograph=False,
                         input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.uint8)])
     rng = np.random.default_rng(0)
-    runs = {"Predictor (LiteRT/XNNPACK)": predictor.predict_proba,
+    runs = {"Predictor (LiteRT, model.tflite)": predictor.predict_proba,
             "TensorFlow graph of model.keras": lambda x: graph(tf.constant(x)).numpy()}
     return {name: {b: rate(lambda b=b, f=f: f(rng.integers(0, 256, (b, 32, 32, 3), dtype=np.uint8)), b, seconds)
                    for b in (1, 64)} for name, f in runs.items()}
@@ -85,7 +85,7 @@ def main() -> None:
     print(f"machine: {describe_machine()}")
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}; cut after {net.CUT_LAYER}; img/s")
     n = 45_000
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in (int(s) for s in args.sizes.split(",") if s):
         r = stage_rates(size, weights, args.seconds)
         cache_min = (2 * n + 5_000) / r["cache (lower half)"] / 60
         epoch_min = n / r["train step (upper half)"] / 60

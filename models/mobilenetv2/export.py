@@ -5,7 +5,7 @@
 - `serving/<version>/` (TF Serving), signature `serving_default`: `images` uint8 (N, H, W, 3) RGB of any
   size (resized to 32x32 with area averaging, as CIFAR-10 images are) -> `probabilities` float32 (N, 10).
 - `model.tflite` (LiteRT, run by the web app's predictor): the same graph for uint8 (1, 32, 32, 3) inputs.
-  LiteRT's XNNPACK kernels run MobileNetV2's depthwise convolutions about 6x faster than TensorFlow at
+  LiteRT's XNNPACK kernels run MobileNetV2's depthwise convolutions about 4x faster than TensorFlow at
   batch size 1 on this CPU (bench/bench_mobilenetv2.py) with the same outputs (max difference ~1e-6).
 """
 

@@ -1,7 +1,7 @@
 """Serve the fine-tuned MobileNetV2 through the common `Predictor` interface.
 
 The trained Keras model (`model.keras`) is exported to LiteRT (`model.tflite`, `python -m
-models.mobilenetv2.export`) and that file is what runs here: XNNPACK's kernels are ~6x faster than
+models.mobilenetv2.export`) and that file is what runs here: XNNPACK's kernels are ~4x faster than
 TensorFlow's for one image (tests check both give the same probabilities). The interpreter has a
 fixed batch size of 1: resizing it re-plans the XNNPACK graph (~20 ms), while per-image cost is the
 same at batch 1 as at 64, so a batch runs image by image.
