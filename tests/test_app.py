@@ -89,6 +89,8 @@ def test_form_classifies_good_files_and_reports_bad_ones_inline(client):
     assert "passwd.jpg" in page and "../" not in page.split('id="results"')[1]  # only the base name is shown
     assert page.count("data:image/jpeg;base64,") == 2  # thumbnails from memory
     assert re.search(r"models (agree|disagree)", page)
+    timing = page.split('id="timing">')[1].split("</p>")[0]
+    assert re.search(r"Custom CNN \(PyTorch, from scratch\): \d+ ms for 2\s+images", timing)
 
 
 def test_form_without_csrf_token_is_refused(client):
