@@ -137,13 +137,21 @@ def drive(clients: int, seconds: float, send) -> tuple[list, float]:
     return records, time.time() - start
 
 
+def phone_photo() -> bytes:
+    """A 4032x3024 (12 MP) photo-like JPEG: smooth gradients, as a phone camera produces."""
+    y, x = np.mgrid[0:3024, 0:4032]
+    rgb = np.stack([255 * x / 4032, 255 * y / 3024, 128 + 100 * np.sin(x / 97.0)], axis=-1)
+    return encode(Image.fromarray(rgb.astype(np.uint8)), "JPEG", quality=92)
+
+
 def latency(server: Server, repeats: int) -> None:
     images = sample_images(16, seed=0)
-    for count in (1, 16):
-        body, ctype = multipart(images[:count])
+    cases = [("1 image(s)", images[:1]), ("16 image(s)", images), ("1 12-MP photo", [phone_photo()])]
+    for label, files in cases:
+        body, ctype = multipart(files)
         post(server.base, body, ctype)  # warm
         times = [post(server.base, body, ctype)[1] * 1000 for _ in range(repeats)]
-        print(f"{count:2d} image(s), both models, sequential: p50 {statistics.median(times):7.1f} ms   "
+        print(f"{label:>13}, both models, sequential: p50 {statistics.median(times):7.1f} ms   "
               f"p95 {percentile(times, 95):7.1f} ms   ({repeats} requests)")
     body, ctype = multipart(images[:1])
     results, elapsed = drive(8, 20, lambda rng: post(server.base, body, ctype))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from models import available_models, load_predictor
-from models.images import ImageIntakeError, decode_image
+from models.images import DECODE_MIN_SIDE, ImageIntakeError, decode_image
 
 
 def classify_files(paths: list[Path], model_names: list[str], top_k: int) -> list[dict[str, Any]]:
@@ -26,7 +26,7 @@ def classify_files(paths: list[Path], model_names: list[str], top_k: int) -> lis
     images, slots = [], []
     for path in paths:
         try:
-            images.append(decode_image(path.read_bytes()))
+            images.append(decode_image(path.read_bytes(), min_side=DECODE_MIN_SIDE))
             slots.append(len(results))
             results.append({"file": str(path), "width": images[-1].width, "height": images[-1].height,
                             "predictions": {}})

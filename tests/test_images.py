@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from models.images import ImageIntakeError, decode_image
+from models.images import DECODE_MIN_SIDE, ImageIntakeError, decode_image, to_model_input
 from tests.images_factory import HTML, PDF, SVG, animated_gif, encode, exif_rotated_jpeg, photo, png_declaring
 
 
@@ -63,6 +63,40 @@ def test_exif_orientation_is_applied():
     assert decoded.size == (20, 40)  # rotated: portrait now
     red, blue = pixel(decoded, (10, 5)), pixel(decoded, (10, 35))
     assert red[0] > 200 and blue[2] > 200  # 90 degrees clockwise: left (red) half ends on top
+
+
+def smooth_photo(width: int, height: int) -> Image.Image:
+    """A photo-like image (smooth gradients and a disc) that JPEG and downscaling both treat kindly."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([255 * x / width, 255 * y / height, 128 + 100 * np.sin(x / 97.0)], axis=-1)
+    disc = (x - width / 2) ** 2 + (y - height / 2) ** 2 < (min(width, height) / 3) ** 2
+    rgb[disc] = (220, 40, 40)
+    return Image.fromarray(rgb.astype(np.uint8), "RGB")
+
+
+def test_big_jpegs_decode_at_a_reduced_scale_that_keeps_min_side():
+    data = encode(smooth_photo(4000, 3000), "JPEG", quality=90)
+    full = decode_image(data)
+    reduced = decode_image(data, min_side=DECODE_MIN_SIDE)
+    assert full.size == (4000, 3000) and full.info["original_size"] == (4000, 3000)
+    assert reduced.size == (500, 375)  # 1/8 scale: the smallest that keeps both sides >= 256
+    assert reduced.info["original_size"] == (4000, 3000)
+    # What the models see hardly changes: the 32x32 inputs differ by a couple of grey levels on average.
+    difference = to_model_input([full], 32).astype(int) - to_model_input([reduced], 32).astype(int)
+    assert np.abs(difference).mean() < 2.0
+    # Small images and non-JPEG formats are decoded as they are.
+    assert decode_image(encode(smooth_photo(300, 200), "JPEG"), min_side=DECODE_MIN_SIDE).size == (300, 200)
+    assert decode_image(encode(smooth_photo(1200, 900), "PNG"), min_side=DECODE_MIN_SIDE).size == (1200, 900)
+
+
+def test_original_size_follows_exif_orientation_when_decoded_smaller():
+    image = smooth_photo(2400, 1200)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise: portrait once shown
+    data = encode(image, "JPEG", exif=exif.tobytes(), quality=90)
+    reduced = decode_image(data, min_side=DECODE_MIN_SIDE)
+    assert reduced.info["original_size"] == (1200, 2400)
+    assert reduced.size == (300, 600)  # 1/4 scale keeps the short side >= 256, then rotated
 
 
 def test_first_frame_of_an_animation():

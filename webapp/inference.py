@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from PIL import Image
 from werkzeug.datastructures import FileStorage
 
 from models import load_predictor
-from models.images import ImageIntakeError, decode_image
+from models.images import DECODE_MIN_SIDE, ImageIntakeError, decode_image, to_model_input
 from webapp.fetch import FetchError, FetchPolicy, fetch_image_bytes
 
 THUMBNAIL_SIZE = 160
@@ -92,20 +93,24 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
     for item in inputs:
         if item.error is None:
             try:
-                item.image = decode_image(item.data or b"")
+                item.image = decode_image(item.data or b"", min_side=DECODE_MIN_SIDE)
             except ImageIntakeError as exc:
                 item.error = {"code": "invalid_image", "message": str(exc)}
             item.data = None  # the bytes are no longer needed
     good = [item for item in inputs if item.image is not None]
     per_model: dict[str, list[dict[str, Any]] | dict[str, str]] = {}
     timing: dict[str, dict[str, float]] = {}
+    model_inputs: dict[int, np.ndarray] = {}  # crop + resize once per input size, not once per model
     for name in model_names:
         if not good:
             break
         try:
             predictor = load_predictor(name)
+            if predictor.input_size not in model_inputs:
+                model_inputs[predictor.input_size] = to_model_input([item.image for item in good],
+                                                                    predictor.input_size)
             start = time.perf_counter()
-            probs = predictor.predict_proba([item.image for item in good])
+            probs = predictor.predict_proba(model_inputs[predictor.input_size])
             elapsed = 1000 * (time.perf_counter() - start)
         except Exception as exc:  # a broken model must not take the other one down
             per_model[name] = {"code": "model_unavailable", "message": f"{name} is unavailable: {exc}"}
@@ -125,7 +130,8 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
             result["error"] = item.error
             results.append(result)
             continue
-        result.update(width=item.image.width, height=item.image.height, predictions={}, model_errors={})
+        width, height = item.image.info.get("original_size", item.image.size)
+        result.update(width=width, height=height, predictions={}, model_errors={})
         for name, outcome in per_model.items():
             if isinstance(outcome, dict):
                 result["model_errors"][name] = outcome
