@@ -1,13 +1,14 @@
 """Cross-request batching: concurrent callers of one model share forward passes.
 
-A forward pass over 16 images costs far less than 16 passes over one image (the kernels use the
-cores better and per-call overhead is paid once), so when several web requests want the same model
-at the same moment, their images are concatenated and run together. There is no extra thread and
-no timer: whichever caller finds the model idle becomes the *leader*, takes the waiting jobs (smallest first,
-up to `max_images`; a job overtaken for longer than `max_overtaken_seconds` goes first), runs one
-forward pass, hands each job its rows, and repeats
-until its own job is done; then it steps down and a waiting caller takes over. A caller that
-arrives while a pass is running therefore waits for at most that pass plus its own.
+A CNN pass over 8 images costs about half as much as 8 passes over one image (bench-cnn: the
+kernels use the cores better and per-call overhead is paid once), so when several web requests want
+the same model at the same moment, their images are concatenated and run together; and for every
+model the queue decides who goes next, which is how small requests stay fast under load. There is no timer: whichever
+caller finds the model idle becomes the *leader*: it takes the waiting jobs (smallest first, up to
+`max_images`; a job overtaken for longer than `max_overtaken_seconds` goes first), has the pass run,
+hands each job its rows, and repeats until its own job is done; then it steps down and a waiting
+caller takes over. A caller that arrives while a pass is running therefore waits for that pass and
+for the smaller jobs queued with it, then runs with them.
 
 One pass runs at a time per model (the model never splits the cores with itself), which is also
 what keeps frameworks that are not thread-safe (a TFLite interpreter) safe; and every pass runs on
