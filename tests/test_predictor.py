@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -38,6 +39,25 @@ def test_predict_proba_on_uint8_batch(predictor):
     probs = predictor.predict_proba(images)
     assert probs.shape == (5, 10) and probs.dtype == np.float64
     assert np.allclose(probs.sum(axis=1), 1.0) and (probs >= 0).all()
+
+
+def test_an_image_scores_the_same_whoever_shares_its_pass(predictor):
+    """Padding to a bucket, merging concurrent requests and chunking must not change any row."""
+    images = np.random.default_rng(7).integers(0, 256, size=(37, 32, 32, 3), dtype=np.uint8)
+    together = predictor.predict_proba(images)  # 32 + 5 (padded to 8)
+    alone = np.concatenate([predictor.predict_proba(images[i : i + 1]) for i in range(0, 37, 9)])
+    assert np.abs(together[::9] - alone).max() < 2e-3  # bf16 kernels may round differently per shape
+    results = {}
+
+    def client(i: int) -> None:
+        results[i] = predictor.predict_proba(images[i : i + 3])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(0, 30, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert np.abs(np.concatenate([results[i] for i in range(0, 30, 3)]) - together[:30]).max() < 2e-3
 
 
 def test_predict_proba_on_pil_images_of_any_size_and_mode(predictor):

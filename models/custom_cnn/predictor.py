@@ -29,7 +29,7 @@ class CustomCnnPredictor(Predictor):
         "translations and colour jitter, progressive resizing (24 px, then 32 px), and mirror + shift "
         "test-time augmentation."
     )
-    batch_size = 32  # images per forward pass = 192 test-time views: the fastest size per image on this CPU
+    batch_size = 32  # images per forward pass at most (192 test-time views)
     # A pass is padded up to one of these sizes. oneDNN builds and caches kernels (and scratch memory) for
     # every input shape it sees: with cross-request batching any size from 1 to 32 would turn up, and the
     # worker's memory grew by ~280 MB under load. Eight shapes, all built at warm-up, keep it flat.
