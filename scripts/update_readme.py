@@ -103,6 +103,15 @@ def settings(recipe: dict) -> str:
             f"/ momentum {recipe['filter_momentum']}, label smoothing {recipe['label_smoothing']}{jitter}")
 
 
+def epoch_schedule(recipe: dict) -> str:
+    """'10 (4 at 16 px, 3 at 24 px)': the epochs and how many of them trained on downscaled images."""
+    lowest = recipe.get("lowest_res_epochs", 0)
+    low = recipe.get("low_res_epochs", 0) - lowest
+    parts = [f"{n} at {size} px" for n, size in ((lowest, recipe.get("lowest_res_size", 16)),
+                                                 (low, recipe.get("low_res_size", 24))) if n]
+    return f"{recipe['epochs']} ({', '.join(parts)})" if parts else str(recipe["epochs"])
+
+
 def runs_table() -> list[str]:
     """Every recorded CNN training run (validation numbers only: the test split scores just the committed one)."""
     folder = REPO / "models" / "custom_cnn"
@@ -110,7 +119,7 @@ def runs_table() -> list[str]:
     rows = [
         "Custom CNN training runs on this machine (`models/custom_cnn/runs/*/config.json`, selection by validation):",
         "",
-        "| run | settings | epochs (of which 24 px) | wall time | val acc | val acc with TTA | committed |",
+        "| run | settings | epochs (downscaled) | wall time | val acc | val acc with TTA | committed |",
         "|---|---|---|---|---|---|---|",
     ]
     runs = sorted(folder.glob("runs/*/config.json"), key=lambda p: json.loads(p.read_text())["wall_seconds"])
@@ -118,7 +127,7 @@ def runs_table() -> list[str]:
         config = json.loads(path.read_text())
         recipe = config["recipe"]
         rows.append(
-            f"| {path.parent.name} | {settings(recipe)} | {recipe['epochs']} ({recipe.get('low_res_epochs', 0)}) "
+            f"| {path.parent.name} | {settings(recipe)} | {epoch_schedule(recipe)} "
             f"| {config['wall_seconds']:.0f} s ({config['wall_seconds'] / 60:.1f} min) "
             f"| {100 * config['final_val_acc']:.2f}% | {100 * config['final_val_acc_tta']:.2f}% "
             f"| {'yes' if path.read_text() == committed else ''} |"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from models.custom_cnn.net import CifarNet, preprocess, tta_logits
 from models.custom_cnn.train import AugmentedLoader, Recipe, recipe_overrides, train
@@ -81,6 +82,20 @@ def test_augmentation_is_reproducible_per_epoch():
     for jittered, geometric in zip(first, plain, strict=True):
         assert not torch.equal(jittered, geometric)
         assert torch.allclose(jittered, geometric, atol=(geometric.abs().max() + 0.1) * 0.1 + 0.1 + 1e-5)
+
+
+def test_progressive_resizing_follows_the_schedule():
+    images = preprocess(np.random.default_rng(0).integers(0, 255, (20, 32, 32, 3), dtype=np.uint8))
+    labels = torch.arange(20) % 10
+    loader = AugmentedLoader(images, labels, batch_size=10, translate=2, seed=3, low_res_epochs=3, low_res_size=24,
+                             lowest_res_epochs=1, lowest_res_size=16)
+    sizes = [{tuple(batch.shape[-2:]) for batch, _ in loader.epoch(e)} for e in range(5)]
+    assert sizes == [{(16, 16)}, {(24, 24)}, {(24, 24)}, {(32, 32)}, {(32, 32)}]
+    # A downscaled epoch is the full-size epoch (same shuffle, crops, flips) resized, not other images.
+    full = AugmentedLoader(images, labels, 10, 2, seed=3)
+    for (small, small_labels), (big, big_labels) in zip(loader.epoch(0), full.epoch(0), strict=True):
+        assert torch.equal(small_labels, big_labels)
+        assert torch.allclose(small, F.interpolate(big, size=16, mode="bilinear", antialias=True), atol=1e-5)
 
 
 def test_recipe_overrides_are_typed_and_checked():
@@ -152,7 +167,8 @@ def test_cli_reports_missing_data_cleanly(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--epochs", "0"], ["--batch-size", "-5"], ["--low-res-epochs", "99"],
-                                  ["--batch-size", "100000"]])
+                                  ["--batch-size", "100000"],
+                                  ["--low-res-epochs", "2", "--set", "lowest_res_epochs=3"]])
 def test_cli_rejects_bad_settings_cleanly(synthetic_cifar, args):
     result = subprocess.run([sys.executable, "-m", "models.custom_cnn.train", "--data-dir", str(synthetic_cifar),
                              "--out", "/nonexistent-never-written", *args],

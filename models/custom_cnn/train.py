@@ -63,6 +63,9 @@ class Recipe:
     # (about half the FLOPs per image); the network is fully convolutional, so nothing else changes.
     low_res_epochs: int = 8
     low_res_size: int = 24
+    # ... of which the first `lowest_res_epochs` go lower still, to `lowest_res_size` (a quarter of the FLOPs).
+    lowest_res_epochs: int = 0
+    lowest_res_size: int = 16
     whiten_init_images: int = 5000
     tta_level: int = 2
     val_batch_size: int = 1000
@@ -78,9 +81,11 @@ class AugmentedLoader:
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, translate: int, seed: int,
-                 low_res_epochs: int = 0, low_res_size: int = 24, brightness: float = 0.0, contrast: float = 0.0):
+                 low_res_epochs: int = 0, low_res_size: int = 24, brightness: float = 0.0, contrast: float = 0.0,
+                 lowest_res_epochs: int = 0, lowest_res_size: int = 16):
         self.labels, self.batch_size, self.translate, self.seed = labels, batch_size, translate, seed
         self.low_res_epochs, self.low_res_size = low_res_epochs, low_res_size
+        self.lowest_res_epochs, self.lowest_res_size = lowest_res_epochs, lowest_res_size
         self.brightness, self.contrast = brightness, contrast
         pad = (translate,) * 4
         self.padded = F.pad(images, pad, mode="reflect") if translate else images
@@ -91,6 +96,12 @@ class AugmentedLoader:
     def __len__(self) -> int:
         return len(self.labels) // self.batch_size
 
+    def image_size(self, epoch: int) -> int:
+        """The side of the images epoch `epoch` trains on (progressive resizing)."""
+        if epoch < self.lowest_res_epochs:
+            return self.lowest_res_size
+        return self.low_res_size if epoch < self.low_res_epochs else self.size
+
     def epoch(self, epoch: int):
         gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch + 1)
         order = torch.randperm(len(self.labels), generator=gen)
@@ -98,15 +109,15 @@ class AugmentedLoader:
         flips = self.base_flip ^ bool(epoch % 2)
         jitter = torch.rand(len(self.labels), 2, generator=gen) * 2 - 1
         jitter *= torch.tensor([self.brightness, self.contrast])
-        low_res = epoch < self.low_res_epochs
+        size = self.image_size(epoch)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             idx = order[start : start + self.batch_size]
             batch = self._crop_flip(idx, shifts[idx], flips[idx])
             if self.brightness or self.contrast:
                 shift, scale = jitter[idx, 0].view(-1, 1, 1, 1), 1 + jitter[idx, 1].view(-1, 1, 1, 1)
                 batch = (batch + shift) * scale
-            if low_res:
-                batch = F.interpolate(batch, size=self.low_res_size, mode="bilinear", antialias=True,
+            if size != self.size:
+                batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True,
                                       align_corners=False).contiguous(memory_format=torch.channels_last)
             yield batch, self.labels[idx]
 
@@ -192,7 +203,8 @@ def train(recipe: Recipe, data_dir: str | None, out_dir: Path, checkpoint: Path,
     if recipe.batch_size > len(train_labels):
         raise SystemExit(f"error: --batch-size {recipe.batch_size} exceeds the {len(train_labels)} training images")
     loader = AugmentedLoader(train_images, train_labels, recipe.batch_size, recipe.translate, recipe.seed,
-                             recipe.low_res_epochs, recipe.low_res_size, recipe.brightness, recipe.contrast)
+                             recipe.low_res_epochs, recipe.low_res_size, recipe.brightness, recipe.contrast,
+                             recipe.lowest_res_epochs, recipe.lowest_res_size)
     total_steps = recipe.epochs * len(loader)
     whiten_steps = max(1, math.ceil(recipe.whiten_bias_epochs * len(loader)))
 
@@ -325,6 +337,8 @@ def main(argv: list[str] | None = None) -> None:
     recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, widths=args.widths,
                     filter_lr=args.filter_lr, filter_momentum=args.filter_momentum, threads=args.threads,
                     low_res_epochs=args.low_res_epochs, **recipe_overrides(args.set))
+    if not 0 <= recipe.lowest_res_epochs <= recipe.low_res_epochs:
+        raise SystemExit("error: lowest_res_epochs must be between 0 and --low-res-epochs")
     try:
         config = train(recipe, args.data_dir, args.out, args.checkpoint, args.resume, args.max_train_images,
                        progress=not args.no_progress)
