@@ -48,7 +48,7 @@ evaluate-cnn: $(VENV)/.installed
 	$(PY) -m models.evaluate custom_cnn
 
 bench-cnn: $(VENV)/.installed
-	$(PY) bench/bench_custom_cnn.py
+	$(PY) bench/bench_custom_cnn.py --compile
 
 train-mobilenetv2: $(VENV)/.installed
 	$(PY) -m models.mobilenetv2.train

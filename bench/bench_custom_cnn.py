@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,27 +28,48 @@ from models.custom_cnn.train import Recipe, make_optimizers  # noqa: E402
 from models.machine import describe_machine  # noqa: E402
 
 
-def training_throughput(batch_size: int, steps: int, bf16: bool, size: int = 32) -> float:
+def training_step(batch_size: int, bf16: bool, size: int = 32, compiled: bool = False) -> Callable[[], None]:
+    """One real training step (model, optimisers, autocast) on random data, warmed up."""
     recipe = Recipe(batch_size=batch_size)
     torch.set_num_threads(recipe.threads)
     model = CifarNet(recipe.widths, activation=recipe.activation).to(memory_format=torch.channels_last).train()
     optimizers = make_optimizers(model, recipe)
+    forward = torch.compile(model) if compiled else model
     x = torch.randn(batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,))
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(x).float(), y, label_smoothing=0.2, reduction="sum")
+            loss = F.cross_entropy(forward(x).float(), y, label_smoothing=0.2, reduction="sum")
         loss.backward()
         for opt in optimizers:
             opt.step()
         model.zero_grad(set_to_none=True)
 
-    step()  # warm-up: oneDNN picks its kernels
+    step()  # warm-up: oneDNN picks its kernels (and torch.compile compiles)
+    step()
+    return step
+
+
+def training_throughput(batch_size: int, steps: int, bf16: bool, size: int = 32, compiled: bool = False) -> float:
+    step = training_step(batch_size, bf16, size, compiled)
     start = time.perf_counter()
     for _ in range(steps):
         step()
     return steps * batch_size / (time.perf_counter() - start)
+
+
+def convolution_share(batch_size: int, bf16: bool) -> float:
+    """Fraction of a 32-px training step's CPU time spent in convolution kernels (forward + backward)."""
+    step = training_step(batch_size, bf16)
+    with torch.profiler.profile() as prof:
+        for _ in range(3):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv = sum(e.self_cpu_time_total for e in events
+               if e.key in ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution"))
+    return conv / total
 
 
 def conv_gflop_per_training_image(size: int) -> float:
@@ -83,11 +105,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=Recipe().batch_size)
+    parser.add_argument("--compile", action="store_true", help="also time the step under torch.compile")
     args = parser.parse_args()
     bf16 = bf16_supported()
     print(f"machine: {describe_machine()}")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, bf16 autocast: {bf16}")
-    runs = [("bf16", True, 32), ("bf16", True, Recipe().low_res_size), ("fp32", False, 32)]
+    recipe = Recipe()
+    runs = [("bf16", True, 32), ("bf16", True, recipe.low_res_size), ("bf16", True, recipe.lowest_res_size),
+            ("fp32", False, 32)]
     for label, use_bf16, size in runs if bf16 else [("fp32", False, 32)]:
         ips = training_throughput(args.batch_size, args.steps, use_bf16, size)
         gflops = ips * conv_gflop_per_training_image(size)
@@ -96,6 +121,15 @@ def main() -> None:
     for batch, repeats in ((1, 20), (8, 10), (64, 5), (500, 2)):
         ips, ms = inference_throughput(batch, repeats)
         print(f"inference (served, with TTA) batch {batch:>3}: {ips:7.0f} img/s  {ms:7.2f} ms/image")
+    # Last: the profiler and torch.compile's workers slow down whatever is timed after them.
+    share = convolution_share(args.batch_size, bf16)
+    print(f"share of a 32px training step in convolution kernels (torch.profiler): {100 * share:.0f}%")
+    if args.compile:
+        try:
+            ips = training_throughput(args.batch_size, args.steps, bf16, 32, compiled=True)
+            print(f"train with torch.compile 32px batch {args.batch_size}: {ips:7.0f} img/s")
+        except Exception as exc:  # a missing C++ compiler is a result to print, not a crash
+            print(f"torch.compile unavailable here: {type(exc).__name__}: {exc}")
     history_path = REPO / "models" / "custom_cnn" / "history.json"
     if history_path.is_file():
         history = json.loads(history_path.read_text())
