@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from models.custom_cnn.net import CifarNet, preprocess, tta_logits
-from models.custom_cnn.train import AugmentedLoader, Recipe, recipe_overrides, train
+from models.custom_cnn.train import AugmentedLoader, Recipe, parse_args, recipe_from_args, recipe_overrides, train
 from tests.conftest import REPO
 
 TINY = dict(widths=(8, 16, 16), batch_size=50, low_res_epochs=1, whiten_init_images=200, val_batch_size=1000, threads=1)
@@ -157,6 +158,28 @@ def test_resume_refuses_a_different_recipe(synthetic_cifar, tmp_path):
     with pytest.raises(SystemExit, match="different recipe"):
         train(Recipe(epochs=2, **TINY), str(synthetic_cifar), tmp_path / "o", tmp_path / "ck.pt", True,
               progress=False)
+
+
+def make_target_recipe(target: str) -> dict:
+    """The Recipe (as a dict) that `make <target>` would train, read from make's dry run."""
+    dry_run = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    lines = dry_run.replace("\\\n", " ").splitlines()  # join make's continued lines
+    command = next(line for line in lines if "models.custom_cnn.train" in line)
+    argv = command.split("models.custom_cnn.train", 1)[1].split()
+    return dataclasses.asdict(recipe_from_args(parse_args(argv)))
+
+
+@pytest.mark.parametrize(("target", "config"), [("train-cnn", "models/custom_cnn/config.json"),
+                                                ("train-cnn-fast", "models/custom_cnn/runs/r10/config.json")])
+def test_make_targets_train_the_recorded_recipes(target, config):
+    """The README's numbers for `make train-cnn` / `train-cnn-fast` come from these recorded runs."""
+    recorded = json.loads((REPO / config).read_text())["recipe"]
+    wanted = make_target_recipe(target)
+    recorded["widths"] = tuple(recorded["widths"])
+    for key in ("threads", "lowest_res_epochs", "lowest_res_size"):  # machine-dependent / newer than the run
+        if key not in recorded:
+            wanted.pop(key)
+    assert {k: v for k, v in wanted.items() if k != "threads"} == {k: v for k, v in recorded.items() if k != "threads"}
 
 
 def test_cli_reports_missing_data_cleanly(tmp_path):

@@ -328,8 +328,8 @@ def recipe_overrides(assignments: list[str]) -> dict:
     return overrides
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    """The Recipe a command line asks for, checked (a bad value exits with a one-line error)."""
     if args.epochs < 1 or args.batch_size < 1 or args.threads < 1:
         raise SystemExit("error: --epochs, --batch-size and --threads must be at least 1")
     if not 0 <= args.low_res_epochs <= args.epochs:
@@ -339,6 +339,12 @@ def main(argv: list[str] | None = None) -> None:
                     low_res_epochs=args.low_res_epochs, **recipe_overrides(args.set))
     if not 0 <= recipe.lowest_res_epochs <= recipe.low_res_epochs:
         raise SystemExit("error: lowest_res_epochs must be between 0 and --low-res-epochs")
+    return recipe
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    recipe = recipe_from_args(args)
     try:
         config = train(recipe, args.data_dir, args.out, args.checkpoint, args.resume, args.max_train_images,
                        progress=not args.no_progress)
