@@ -191,7 +191,8 @@ def test_cli_reports_missing_data_cleanly(tmp_path):
 
 @pytest.mark.parametrize("args", [["--epochs", "0"], ["--batch-size", "-5"], ["--low-res-epochs", "99"],
                                   ["--batch-size", "100000"],
-                                  ["--low-res-epochs", "2", "--set", "lowest_res_epochs=3"]])
+                                  ["--low-res-epochs", "2", "--set", "lowest_res_epochs=3"],
+                                  ["--set", "lowest_res_size=0"], ["--set", "low_res_size=64"]])
 def test_cli_rejects_bad_settings_cleanly(synthetic_cifar, args):
     result = subprocess.run([sys.executable, "-m", "models.custom_cnn.train", "--data-dir", str(synthetic_cifar),
                              "--out", "/nonexistent-never-written", *args],

@@ -339,6 +339,9 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
                     low_res_epochs=args.low_res_epochs, **recipe_overrides(args.set))
     if not 0 <= recipe.lowest_res_epochs <= recipe.low_res_epochs:
         raise SystemExit("error: lowest_res_epochs must be between 0 and --low-res-epochs")
+    for name in ("low_res_size", "lowest_res_size"):  # 9 px is the least that survives the network's 3 poolings
+        if not 9 <= getattr(recipe, name) <= 32:
+            raise SystemExit(f"error: {name} must be between 9 and 32 pixels")
     return recipe
 
 
