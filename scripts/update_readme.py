@@ -99,8 +99,11 @@ def settings(recipe: dict) -> str:
     """The recipe fields that changed between the CNN runs, in a few words."""
     jitter = " + colour jitter" if recipe.get("brightness") or recipe.get("contrast") else ""
     activation = {"gelu": "GELU", "silu": "SiLU"}[recipe.get("activation", "gelu")]
-    return (f"batch {recipe['batch_size']}, {activation}, Muon lr {recipe['filter_lr']} "
-            f"/ momentum {recipe['filter_momentum']}, label smoothing {recipe['label_smoothing']}{jitter}")
+    widths = "" if list(recipe["widths"]) == [64, 256, 256] else f"widths {'/'.join(map(str, recipe['widths']))}, "
+    pruning = (f", skips {recipe['prune_ratio']:.0%} of the well-learned examples per epoch"
+               if recipe.get("prune_ratio") else "")
+    return (f"{widths}batch {recipe['batch_size']}, {activation}, Muon lr {recipe['filter_lr']} "
+            f"/ momentum {recipe['filter_momentum']}, label smoothing {recipe['label_smoothing']}{jitter}{pruning}")
 
 
 def epoch_schedule(recipe: dict) -> str:

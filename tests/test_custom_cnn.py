@@ -17,7 +17,15 @@ import torch
 import torch.nn.functional as F
 
 from models.custom_cnn.net import CifarNet, preprocess, tta_logits
-from models.custom_cnn.train import AugmentedLoader, Recipe, parse_args, recipe_from_args, recipe_overrides, train
+from models.custom_cnn.train import (
+    AugmentedLoader,
+    ExamplePruner,
+    Recipe,
+    parse_args,
+    recipe_from_args,
+    recipe_overrides,
+    train,
+)
 from tests.conftest import REPO
 
 TINY = dict(widths=(8, 16, 16), batch_size=50, low_res_epochs=1, whiten_init_images=200, val_batch_size=1000, threads=1)
@@ -73,10 +81,10 @@ def test_augmentation_is_reproducible_per_epoch():
     images = preprocess(np.random.default_rng(0).integers(0, 255, (20, 32, 32, 3), dtype=np.uint8))
     labels = torch.arange(20) % 10
     loader = AugmentedLoader(images, labels, batch_size=10, translate=2, seed=3, brightness=0.1, contrast=0.1)
-    first = [b for b, _ in loader.epoch(1)]
-    again = [b for b, _ in AugmentedLoader(images, labels, 10, 2, seed=3, brightness=0.1, contrast=0.1).epoch(1)]
-    other = [b for b, _ in loader.epoch(2)]
-    plain = [b for b, _ in AugmentedLoader(images, labels, 10, 2, seed=3).epoch(1)]
+    first = [b for b, *_ in loader.epoch(1)]
+    again = [b for b, *_ in AugmentedLoader(images, labels, 10, 2, seed=3, brightness=0.1, contrast=0.1).epoch(1)]
+    other = [b for b, *_ in loader.epoch(2)]
+    plain = [b for b, *_ in AugmentedLoader(images, labels, 10, 2, seed=3).epoch(1)]
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
     # Colour jitter changes pixel values but not the geometry: same shuffle, crops and flips as without it.
@@ -90,13 +98,44 @@ def test_progressive_resizing_follows_the_schedule():
     labels = torch.arange(20) % 10
     loader = AugmentedLoader(images, labels, batch_size=10, translate=2, seed=3, low_res_epochs=3, low_res_size=24,
                              lowest_res_epochs=1, lowest_res_size=16)
-    sizes = [{tuple(batch.shape[-2:]) for batch, _ in loader.epoch(e)} for e in range(5)]
+    sizes = [{tuple(batch.shape[-2:]) for batch, *_ in loader.epoch(e)} for e in range(5)]
     assert sizes == [{(16, 16)}, {(24, 24)}, {(24, 24)}, {(32, 32)}, {(32, 32)}]
     # A downscaled epoch is the full-size epoch (same shuffle, crops, flips) resized, not other images.
     full = AugmentedLoader(images, labels, 10, 2, seed=3)
-    for (small, small_labels), (big, big_labels) in zip(loader.epoch(0), full.epoch(0), strict=True):
+    for (small, small_labels, _), (big, big_labels, _) in zip(loader.epoch(0), full.epoch(0), strict=True):
         assert torch.equal(small_labels, big_labels)
         assert torch.allclose(small, F.interpolate(big, size=16, mode="bilinear", antialias=True), atol=1e-5)
+
+
+def test_pruner_skips_only_well_learned_examples_and_reweights_the_rest():
+    pruner = ExamplePruner(1000, ratio=0.5, epochs=5, unpruned_final_epochs=1, seed=0)
+    assert pruner.plan(1)[0] is None  # nothing seen yet: every example trains
+    losses = torch.linspace(0, 2, 1000)
+    pruner.record(torch.arange(1, 1000), losses[1:])  # example 0 not seen yet (a dropped partial batch)
+    assert pruner.plan(0)[0] is None  # the first epoch always sees everything
+    keep, weights = pruner.plan(1)
+    well_learned = (losses < losses[1:].mean()) & (torch.arange(1000) > 0)
+    assert keep[~well_learned].all()  # hard and unseen examples always train
+    assert 0.4 < (~keep[well_learned]).float().mean() < 0.6  # about half of the easy ones are skipped
+    assert torch.equal(weights, torch.where(well_learned, 2.0, 1.0))  # kept easy ones count double
+    assert torch.equal(pruner.plan(1)[0], keep) and not torch.equal(pruner.plan(2)[0], keep)  # per-epoch draws
+    assert pruner.plan(4)[0] is None  # the final epoch sees everything
+    assert ExamplePruner(1000, 0.0, 5, 1, 0).plan(1)[0] is None
+
+
+def test_loader_leaves_out_the_skipped_examples():
+    images = preprocess(np.random.default_rng(0).integers(0, 255, (40, 32, 32, 3), dtype=np.uint8))
+    labels = torch.arange(40) % 10
+    keep = torch.arange(40) % 4 != 0
+    loader = AugmentedLoader(images, labels, batch_size=10, translate=2, seed=3)
+    seen = torch.cat([idx for *_, idx in loader.epoch(1, keep)])
+    assert loader.batches(1, keep) == 3 and len(seen) == 30
+    assert sorted(seen.tolist()) == torch.nonzero(keep).flatten().tolist()
+    # A kept example gets the same crop, flip and label as in the unpruned epoch.
+    full = {int(i): (b, y) for batch, lab, idx in loader.epoch(1) for b, y, i in zip(batch, lab, idx, strict=True)}
+    for batch, lab, idx in loader.epoch(1, keep):
+        for b, y, i in zip(batch, lab, idx, strict=True):
+            assert torch.equal(b, full[int(i)][0]) and y == full[int(i)][1]
 
 
 def test_recipe_overrides_are_typed_and_checked():
@@ -115,6 +154,7 @@ def test_a_few_training_steps_learn(synthetic_cifar, tmp_path):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert config["final_val_acc_tta"] > 0.5  # 10 classes: chance is 0.1
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"} <= set(history[0])
+    assert [h["image_size"] for h in history] == [24, 32, 32]  # validated at the size each epoch trained on
     assert (tmp_path / "out" / "weights.pt").is_file()
 
 
@@ -126,7 +166,7 @@ def run_training(args: list[str], cwd: Path) -> subprocess.Popen:
 
 def test_killed_run_resumes_to_identical_weights(synthetic_cifar, tmp_path):
     common = ["--epochs", "4", "--low-res-epochs", "2", "--batch-size", "50", "--widths", "8,16,16", "--threads", "1",
-              "--no-progress", "--data-dir", str(synthetic_cifar)]
+              "--set", "prune_ratio=0.5", "--no-progress", "--data-dir", str(synthetic_cifar)]
     straight = run_training([*common, "--out", str(tmp_path / "a"), "--checkpoint", str(tmp_path / "a.pt")], tmp_path)
     assert straight.wait(timeout=300) == 0, straight.stdout.read()
 
@@ -151,6 +191,10 @@ def test_killed_run_resumes_to_identical_weights(synthetic_cifar, tmp_path):
     history_a = json.loads((tmp_path / "a" / "history.json").read_text())
     history_b = json.loads((tmp_path / "b" / "history.json").read_text())
     assert [h["val_acc"] for h in history_a] == [h["val_acc"] for h in history_b]
+    # Pruning was on: the middle epochs skipped examples (the resumed run's losses came from the checkpoint).
+    images = [h["images"] for h in history_a]
+    assert images == [h["images"] for h in history_b]
+    assert images[0] == images[3] and images[1] < images[0] and images[2] < images[0]
 
 
 def test_resume_refuses_a_different_recipe(synthetic_cifar, tmp_path):
@@ -173,12 +217,10 @@ def make_target_recipe(target: str) -> dict:
                                                 ("train-cnn-fast", "models/custom_cnn/runs/r10/config.json")])
 def test_make_targets_train_the_recorded_recipes(target, config):
     """The README's numbers for `make train-cnn` / `train-cnn-fast` come from these recorded runs."""
-    recorded = json.loads((REPO / config).read_text())["recipe"]
+    # A field newer than the run did not exist then: the run trained as its default (off) does.
+    recorded = dataclasses.asdict(Recipe()) | json.loads((REPO / config).read_text())["recipe"]
     wanted = make_target_recipe(target)
     recorded["widths"] = tuple(recorded["widths"])
-    for key in ("threads", "lowest_res_epochs", "lowest_res_size"):  # machine-dependent / newer than the run
-        if key not in recorded:
-            wanted.pop(key)
     assert {k: v for k, v in wanted.items() if k != "threads"} == {k: v for k, v in recorded.items() if k != "threads"}
 
 

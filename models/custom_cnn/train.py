@@ -66,6 +66,12 @@ class Recipe:
     # ... of which the first `lowest_res_epochs` go lower still, to `lowest_res_size` (a quarter of the FLOPs).
     lowest_res_epochs: int = 0
     lowest_res_size: int = 16
+    # Skipping well-learned examples (after InfoBatch, Qin et al. 2024): in each epoch, an example whose loss when
+    # last seen was below the mean is skipped with probability `prune_ratio`; the kept ones of those count
+    # 1 / (1 - prune_ratio) times in the loss, so the expected gradient is unchanged. The first epoch and the final
+    # `unpruned_final_epochs` see every example. 0 turns it off.
+    prune_ratio: float = 0.0
+    unpruned_final_epochs: int = 1
     whiten_init_images: int = 5000
     tta_level: int = 2
     val_batch_size: int = 1000
@@ -73,6 +79,12 @@ class Recipe:
 
 
 # ----------------------------------------------------------------------------- data augmentation
+def downscale(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Antialiased resize to size x size (progressive resizing: training batches and the matching validation)."""
+    return F.interpolate(images, size=size, mode="bilinear", antialias=True,
+                         align_corners=False).contiguous(memory_format=torch.channels_last)
+
+
 class AugmentedLoader:
     """Yields augmented (images, labels) batches; epoch e's randomness depends only on (seed, e).
 
@@ -102,7 +114,12 @@ class AugmentedLoader:
             return self.lowest_res_size
         return self.low_res_size if epoch < self.low_res_epochs else self.size
 
-    def epoch(self, epoch: int):
+    def batches(self, epoch: int, keep: torch.Tensor | None = None) -> int:
+        """How many batches `epoch(epoch, keep)` yields."""
+        return (len(self.labels) if keep is None else int(keep.sum())) // self.batch_size
+
+    def epoch(self, epoch: int, keep: torch.Tensor | None = None):
+        """Yields (images, labels, example indices); `keep` (a bool mask over the examples) leaves some out."""
         gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch + 1)
         order = torch.randperm(len(self.labels), generator=gen)
         shifts = torch.randint(-self.translate, self.translate + 1, (len(self.labels), 2), generator=gen)
@@ -110,16 +127,17 @@ class AugmentedLoader:
         jitter = torch.rand(len(self.labels), 2, generator=gen) * 2 - 1
         jitter *= torch.tensor([self.brightness, self.contrast])
         size = self.image_size(epoch)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        if keep is not None:
+            order = order[keep[order]]
+        for start in range(0, self.batches(epoch, keep) * self.batch_size, self.batch_size):
             idx = order[start : start + self.batch_size]
             batch = self._crop_flip(idx, shifts[idx], flips[idx])
             if self.brightness or self.contrast:
                 shift, scale = jitter[idx, 0].view(-1, 1, 1, 1), 1 + jitter[idx, 1].view(-1, 1, 1, 1)
                 batch = (batch + shift) * scale
             if size != self.size:
-                batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True,
-                                      align_corners=False).contiguous(memory_format=torch.channels_last)
-            yield batch, self.labels[idx]
+                batch = downscale(batch, size)
+            yield batch, self.labels[idx], idx
 
     def _crop_flip(self, idx: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
         src, size, r = self.padded[idx], self.size, self.translate
@@ -131,6 +149,34 @@ class AugmentedLoader:
                     out[sel] = src[sel, :, r + dy : r + dy + size, r + dx : r + dx + size]
         out = torch.where(flips.view(-1, 1, 1, 1), out.flip(-1), out)
         return out.contiguous(memory_format=torch.channels_last)
+
+
+class ExamplePruner:
+    """Per-example loss memory that decides which well-learned examples an epoch may skip (InfoBatch).
+
+    Its state is one tensor (the last loss of every example), saved in the checkpoint, and the random
+    draws depend only on (seed, epoch), so a resumed run prunes exactly like an uninterrupted one.
+    """
+
+    def __init__(self, examples: int, ratio: float, epochs: int, unpruned_final_epochs: int, seed: int):
+        self.ratio, self.seed = ratio, seed
+        self.last_pruned_epoch = epochs - 1 - unpruned_final_epochs
+        self.losses = torch.full((examples,), float("inf"))  # inf: never seen, so never below the mean
+
+    def plan(self, epoch: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(keep mask or None for all, per-example loss weights) for this epoch."""
+        weights = torch.ones(len(self.losses))
+        seen = torch.isfinite(self.losses)  # an epoch drops its last partial batch: some may not be seen yet
+        if not self.ratio or not 1 <= epoch <= self.last_pruned_epoch or not seen.any():
+            return None, weights
+        well_learned = self.losses < self.losses[seen].mean()
+        gen = torch.Generator().manual_seed(self.seed * 7_919 + epoch)
+        skipped = well_learned & (torch.rand(len(self.losses), generator=gen) < self.ratio)
+        weights[well_learned] = 1 / (1 - self.ratio)
+        return ~skipped, weights
+
+    def record(self, idx: torch.Tensor, losses: torch.Tensor) -> None:
+        self.losses[idx] = losses.detach().float()
 
 
 # ----------------------------------------------------------------------------- optimisers
@@ -154,12 +200,13 @@ def make_optimizers(model: CifarNet, recipe: Recipe) -> list[torch.optim.Optimiz
     return [sgd, muon]
 
 
-def set_learning_rates(optimizers: list[torch.optim.Optimizer], step: int, total: int, whiten_steps: int) -> float:
-    """Linear decay to zero; the whitening bias decays to zero at the end of its own phase."""
+def set_learning_rates(optimizers: list[torch.optim.Optimizer], progress: float, step: int, whiten_steps: int) -> float:
+    """Linear decay to zero over the run (`progress` = epochs done / epochs, fractional); the whitening
+    bias decays to zero at the end of its own phase (`whiten_steps` steps)."""
     sgd, muon = optimizers
     whiten_group, *other_sgd = sgd.param_groups
     whiten_group["lr"] = whiten_group["initial_lr"] * max(0.0, 1 - step / whiten_steps)
-    factor = 1 - step / total
+    factor = 1 - progress
     for group in other_sgd + muon.param_groups:
         group["lr"] = group["initial_lr"] * factor
     return factor
@@ -205,7 +252,8 @@ def train(recipe: Recipe, data_dir: str | None, out_dir: Path, checkpoint: Path,
     loader = AugmentedLoader(train_images, train_labels, recipe.batch_size, recipe.translate, recipe.seed,
                              recipe.low_res_epochs, recipe.low_res_size, recipe.brightness, recipe.contrast,
                              recipe.lowest_res_epochs, recipe.lowest_res_size)
-    total_steps = recipe.epochs * len(loader)
+    pruner = ExamplePruner(len(train_labels), recipe.prune_ratio, recipe.epochs, recipe.unpruned_final_epochs,
+                           recipe.seed)
     whiten_steps = max(1, math.ceil(recipe.whiten_bias_epochs * len(loader)))
 
     model = CifarNet(recipe.widths, activation=recipe.activation).to(memory_format=torch.channels_last)
@@ -222,42 +270,54 @@ def train(recipe: Recipe, data_dir: str | None, out_dir: Path, checkpoint: Path,
         for opt, opt_state in zip(optimizers, state["optimizers"], strict=True):
             opt.load_state_dict(opt_state)
         history, start_epoch = state["history"], state["epoch"] + 1
+        pruner.losses = state["example_losses"]
         print(f"Resumed from {checkpoint} after epoch {start_epoch}/{recipe.epochs}")
 
     for epoch in range(start_epoch, recipe.epochs):
         epoch_start = time.perf_counter()
         model.train()
-        step = epoch * len(loader)
+        step = sum(h["steps"] for h in history)
         loss_sum = correct = seen = 0.0
-        bar = tqdm(loader.epoch(epoch), total=len(loader), desc=f"epoch {epoch + 1}/{recipe.epochs}",
+        keep, loss_weights = pruner.plan(epoch)
+        batches = loader.batches(epoch, keep)
+        bar = tqdm(loader.epoch(epoch, keep), total=batches, desc=f"epoch {epoch + 1}/{recipe.epochs}",
                    disable=not progress, leave=False)
-        for inputs, labels in bar:
-            lr_factor = set_learning_rates(optimizers, step, total_steps, whiten_steps)
+        for batch_index, (inputs, labels, idx) in enumerate(bar):
+            lr_factor = set_learning_rates(optimizers, (epoch + batch_index / batches) / recipe.epochs, step,
+                                           whiten_steps)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 outputs = model(inputs, whiten_bias_grad=step < whiten_steps)
-                loss = F.cross_entropy(outputs.float(), labels, label_smoothing=recipe.label_smoothing,
-                                       reduction="sum")
+                example_losses = F.cross_entropy(outputs.float(), labels, label_smoothing=recipe.label_smoothing,
+                                                 reduction="none")
+                loss = example_losses.sum() if keep is None else (example_losses * loss_weights[idx]).sum()
+            pruner.record(idx, example_losses)
             loss.backward()
             for opt in optimizers:
                 opt.step()
             model.zero_grad(set_to_none=True)
             step += 1
-            loss_sum += loss.item()
+            loss_sum += example_losses.sum().item()
             correct += (outputs.argmax(1) == labels).sum().item()
             seen += len(labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         train_seconds = time.perf_counter() - epoch_start
-        val_loss, val_acc = evaluate(model, val_images, val_labels, recipe.val_batch_size, 0, bf16)
+        # Validated at the size this epoch trained on: cheaper in the downscaled epochs, and it measures the
+        # network as trained so far rather than its mismatch with full-size images.
+        size = loader.image_size(epoch)
+        val_at_size = val_images if size == val_images.shape[-1] else downscale(val_images, size)
+        val_loss, val_acc = evaluate(model, val_at_size, val_labels, recipe.val_batch_size, 0, bf16)
         history.append(dict(
             epoch=epoch + 1, train_loss=loss_sum / seen, train_acc=correct / seen, val_loss=val_loss,
-            val_acc=val_acc, lr=recipe.filter_lr * lr_factor, train_seconds=train_seconds,
+            val_acc=val_acc, lr=recipe.filter_lr * lr_factor, image_size=size, steps=batches, images=int(seen),
+            train_seconds=train_seconds,
             seconds=time.perf_counter() - epoch_start,
         ))
         print(f"epoch {epoch + 1}/{recipe.epochs}  train_loss {loss_sum / seen:.4f}  train_acc {correct / seen:.4f}  "
-              f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  {history[-1]['seconds']:.1f}s", flush=True)
+              f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  ({size} px)  {history[-1]['seconds']:.1f}s", flush=True)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         torch.save(dict(recipe=dataclasses.asdict(recipe), epoch=epoch, model=model.state_dict(),
-                        optimizers=[opt.state_dict() for opt in optimizers], history=history),
+                        optimizers=[opt.state_dict() for opt in optimizers], history=history,
+                        example_losses=pruner.losses),
                    checkpoint.with_suffix(".tmp"))
         checkpoint.with_suffix(".tmp").replace(checkpoint)
 
