@@ -28,19 +28,22 @@ from models.custom_cnn.train import Recipe, make_optimizers  # noqa: E402
 from models.machine import describe_machine  # noqa: E402
 
 
-def training_step(batch_size: int, bf16: bool, size: int = 32, compiled: bool = False) -> Callable[[], None]:
+def training_step(batch_size: int, bf16: bool, size: int = 32, compiled: bool = False,
+                  frozen_first_group: bool = False) -> Callable[[], None]:
     """One real training step (model, optimisers, autocast) on random data, warmed up."""
     recipe = Recipe(batch_size=batch_size)
     torch.set_num_threads(recipe.threads)
     model = CifarNet(recipe.widths, activation=recipe.activation).to(memory_format=torch.channels_last).train()
     optimizers = make_optimizers(model, recipe)
+    model.groups[0].requires_grad_(not frozen_first_group)
     forward = torch.compile(model) if compiled else model
     x = torch.randn(batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,))
 
-    def step() -> None:
+    def step() -> None:  # a step after the whitening-bias phase, i.e. almost every step of a run
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(forward(x).float(), y, label_smoothing=0.2, reduction="sum")
+            loss = F.cross_entropy(forward(x, whiten_bias_grad=False).float(), y, label_smoothing=0.2,
+                                   reduction="sum")
         loss.backward()
         for opt in optimizers:
             opt.step()
@@ -51,8 +54,9 @@ def training_step(batch_size: int, bf16: bool, size: int = 32, compiled: bool = 
     return step
 
 
-def training_throughput(batch_size: int, steps: int, bf16: bool, size: int = 32, compiled: bool = False) -> float:
-    step = training_step(batch_size, bf16, size, compiled)
+def training_throughput(batch_size: int, steps: int, bf16: bool, size: int = 32, compiled: bool = False,
+                        frozen_first_group: bool = False) -> float:
+    step = training_step(batch_size, bf16, size, compiled, frozen_first_group)
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -118,6 +122,10 @@ def main() -> None:
         gflops = ips * conv_gflop_per_training_image(size)
         print(f"train {label:>4} {size}px batch {args.batch_size}: {ips:7.0f} img/s  "
               f"-> {45_000 / ips:6.1f} s per 45k-image epoch  ({gflops:5.0f} GFLOP/s of convolution work)")
+    if bf16:
+        ips = training_throughput(args.batch_size, args.steps, True, 32, frozen_first_group=True)
+        print(f"train bf16 32px batch {args.batch_size}, first conv group frozen: {ips:7.0f} img/s  "
+              f"-> {45_000 / ips:6.1f} s per 45k-image epoch")
     for batch, repeats in ((1, 20), (8, 10), (64, 5), (500, 2)):
         ips, ms = inference_throughput(batch, repeats)
         print(f"inference (served, with TTA) batch {batch:>3}: {ips:7.0f} img/s  {ms:7.2f} ms/image")

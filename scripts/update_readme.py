@@ -100,10 +100,12 @@ def settings(recipe: dict) -> str:
     jitter = " + colour jitter" if recipe.get("brightness") or recipe.get("contrast") else ""
     activation = {"gelu": "GELU", "silu": "SiLU"}[recipe.get("activation", "gelu")]
     widths = "" if list(recipe["widths"]) == [64, 256, 256] else f"widths {'/'.join(map(str, recipe['widths']))}, "
-    pruning = (f", skips {recipe['prune_ratio']:.0%} of the well-learned examples per epoch"
+    extras = (f", skips {recipe['prune_ratio']:.0%} of the well-learned examples per epoch"
                if recipe.get("prune_ratio") else "")
+    if recipe.get("frozen_first_group_epochs"):
+        extras += f", first conv group frozen for the last {recipe['frozen_first_group_epochs']} epochs"
     return (f"{widths}batch {recipe['batch_size']}, {activation}, Muon lr {recipe['filter_lr']} "
-            f"/ momentum {recipe['filter_momentum']}, label smoothing {recipe['label_smoothing']}{jitter}{pruning}")
+            f"/ momentum {recipe['filter_momentum']}, label smoothing {recipe['label_smoothing']}{jitter}{extras}")
 
 
 def epoch_schedule(recipe: dict) -> str:

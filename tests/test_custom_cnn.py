@@ -158,6 +158,17 @@ def test_a_few_training_steps_learn(synthetic_cifar, tmp_path):
     assert (tmp_path / "out" / "weights.pt").is_file()
 
 
+def test_frozen_first_group_keeps_its_initial_weights(synthetic_cifar, tmp_path):
+    recipe = Recipe(epochs=2, frozen_first_group_epochs=2, **TINY)
+    train(recipe, str(synthetic_cifar), tmp_path / "out", tmp_path / "ck.pt", resume=False, progress=False)
+    trained = torch.load(tmp_path / "out" / "weights.pt", weights_only=True)
+    torch.manual_seed(recipe.seed)
+    initial = CifarNet(recipe.widths, activation=recipe.activation).state_dict()
+    for name in ("groups.0.conv1.weight", "groups.0.conv2.weight", "groups.0.norm1.bias", "groups.0.norm2.bias"):
+        assert torch.equal(trained[name], initial[name]), name
+    assert not torch.equal(trained["groups.1.conv1.weight"], initial["groups.1.conv1.weight"])
+
+
 def run_training(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "models.custom_cnn.train", *args], cwd=cwd, env=env,
