@@ -73,7 +73,7 @@ class Recipe:
     prune_ratio: float = 0.0
     unpruned_final_epochs: int = 1
     # Freezing the first conv group for the final N epochs (after FreezeOut, Brock et al. 2017): its weights
-    # have settled by then, and the backward pass stops at the second group (1.4x the img/s in bench-cnn). Off: run
+    # have settled by then, and the backward pass stops at the second group (1.2-1.4x the img/s in bench-cnn). Off: run
     # z10 (3 frozen epochs) was 5% faster than r10 but 0.6 points worse on validation, same seed.
     frozen_first_group_epochs: int = 0
     whiten_init_images: int = 5000
