@@ -101,7 +101,7 @@ def settings(recipe: dict) -> str:
     activation = {"gelu": "GELU", "silu": "SiLU"}[recipe.get("activation", "gelu")]
     widths = "" if list(recipe["widths"]) == [64, 256, 256] else f"widths {'/'.join(map(str, recipe['widths']))}, "
     extras = (f", skips {recipe['prune_ratio']:.0%} of the well-learned examples per epoch"
-               if recipe.get("prune_ratio") else "")
+              if recipe.get("prune_ratio") else "")
     if recipe.get("frozen_first_group_epochs"):
         extras += f", first conv group frozen for the last {recipe['frozen_first_group_epochs']} epochs"
     return (f"{widths}batch {recipe['batch_size']}, {activation}, Muon lr {recipe['filter_lr']} "

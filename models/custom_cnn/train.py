@@ -90,7 +90,7 @@ def downscale(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class AugmentedLoader:
-    """Yields augmented (images, labels) batches; epoch e's randomness depends only on (seed, e).
+    """Yields augmented (images, labels, indices) batches; epoch e's randomness depends only on (seed, e).
 
     That is what makes `--resume` exact: a resumed run replays epoch e with the same shuffle,
     crops and flips as an uninterrupted one.
