@@ -94,6 +94,18 @@ def conv_gflop_per_training_image(size: int) -> float:
     return 3 * sum(flops) / 1e9
 
 
+def matmul_peak_gflops(repeats: int = 10) -> float:
+    """GFLOP/s of one large square bf16 matrix product: about the most this machine's cores deliver, to set
+    the training step's convolution throughput against."""
+    a, b = torch.randn(2048, 2048, dtype=torch.bfloat16), torch.randn(2048, 2048, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1] * repeats / (time.perf_counter() - start) / 1e9
+
+
 def inference_throughput(batch: int, repeats: int) -> tuple[float, float]:
     predictor = load_predictor("custom_cnn")
     images = np.random.default_rng(0).integers(0, 256, size=(batch, 32, 32, 3), dtype=np.uint8)
@@ -115,13 +127,17 @@ def main() -> None:
     print(f"machine: {describe_machine()}")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, bf16 autocast: {bf16}")
     recipe = Recipe()
+    peak = matmul_peak_gflops() if bf16 else None
+    if peak:
+        print(f"bf16 matrix product 2048x2048 @ 2048x2048 (oneDNN): {peak:5.0f} GFLOP/s")
     runs = [("bf16", True, 32), ("bf16", True, recipe.low_res_size), ("bf16", True, recipe.lowest_res_size),
             ("fp32", False, 32)]
     for label, use_bf16, size in runs if bf16 else [("fp32", False, 32)]:
         ips = training_throughput(args.batch_size, args.steps, use_bf16, size)
         gflops = ips * conv_gflop_per_training_image(size)
         print(f"train {label:>4} {size}px batch {args.batch_size}: {ips:7.0f} img/s  "
-              f"-> {45_000 / ips:6.1f} s per 45k-image epoch  ({gflops:5.0f} GFLOP/s of convolution work)")
+              f"-> {45_000 / ips:6.1f} s per 45k-image epoch  ({gflops:5.0f} GFLOP/s of convolution work"
+              + (f" = {100 * gflops / peak:3.0f}% of the bf16 matrix product)" if use_bf16 else ")"))
     if bf16:
         ips = training_throughput(args.batch_size, args.steps, True, 32, frozen_first_group=True)
         print(f"train bf16 32px batch {args.batch_size}, first conv group frozen: {ips:7.0f} img/s  "

@@ -77,6 +77,29 @@ def test_whitening_init_decorrelates_patches():
     assert torch.allclose(covariance, torch.eye(12), atol=0.05)
 
 
+def conv_macs(size: int, widths=(64, 256, 256)) -> int:
+    """Multiply-adds of the 3x3 convs, by hand: each group convolves at its input size, then pools by 2."""
+    side, channels, total = size - 1, 24, 0  # the 2x2 whitening conv (12 filters and their negatives) trims a pixel
+    for width in widths:
+        total += width * side * side * 9 * channels
+        side //= 2
+        total += width * side * side * 9 * width
+        channels = width
+    return total
+
+
+@pytest.mark.parametrize("size", [32, 24, 16])
+def test_bench_counts_the_convolution_work_of_a_training_step(size):
+    """bench-cnn sets its GFLOP/s against the machine's matrix-product peak: the count it uses must be right."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_custom_cnn", REPO / "bench" / "bench_custom_cnn.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert conv_macs(32) == 117_868_032  # 13.3M + 8.3M + 33.2M + 28.9M + 28.9M + 5.3M
+    assert bench.conv_gflop_per_training_image(size) == pytest.approx(3 * 2 * conv_macs(size) / 1e9)
+
+
 def test_augmentation_is_reproducible_per_epoch():
     images = preprocess(np.random.default_rng(0).integers(0, 255, (20, 32, 32, 3), dtype=np.uint8))
     labels = torch.arange(20) % 10
