@@ -109,11 +109,14 @@ def settings(recipe: dict) -> str:
 
 
 def epoch_schedule(recipe: dict) -> str:
-    """'10 (4 at 16 px, 3 at 24 px)': the epochs and how many of them trained on downscaled images."""
+    """'10 (4 at 16 px, 3 at 24 px)': the epochs and how many of them trained on downscaled images
+    ('3 on 24-px crops' where that stage took windows of the full-size images instead)."""
     lowest = recipe.get("lowest_res_epochs", 0)
     low = recipe.get("low_res_epochs", 0) - lowest
-    parts = [f"{n} at {size} px" for n, size in ((lowest, recipe.get("lowest_res_size", 16)),
-                                                 (low, recipe.get("low_res_size", 24))) if n]
+    low_kind = "on {size}-px crops" if recipe.get("low_res_mode") == "crop" else "at {size} px"
+    parts = [f"{n} " + kind.format(size=size) for n, size, kind in (
+        (lowest, recipe.get("lowest_res_size", 16), "at {size} px"),
+        (low, recipe.get("low_res_size", 24), low_kind)) if n]
     return f"{recipe['epochs']} ({', '.join(parts)})" if parts else str(recipe["epochs"])
 
 
@@ -124,7 +127,7 @@ def runs_table() -> list[str]:
     rows = [
         "Custom CNN training runs on this machine (`models/custom_cnn/runs/*/config.json`, selection by validation):",
         "",
-        "| run | settings | epochs (downscaled) | wall time | val acc | val acc with TTA | committed |",
+        "| run | settings | epochs (downscaled or cropped) | wall time | val acc | val acc with TTA | committed |",
         "|---|---|---|---|---|---|---|",
     ]
     runs = sorted(folder.glob("runs/*/config.json"), key=lambda p: json.loads(p.read_text())["wall_seconds"])

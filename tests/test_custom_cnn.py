@@ -130,6 +130,28 @@ def test_progressive_resizing_follows_the_schedule():
         assert torch.allclose(small, F.interpolate(big, size=16, mode="bilinear", antialias=True), atol=1e-5)
 
 
+def test_crop_mode_trains_on_windows_of_the_full_size_images():
+    images = preprocess(np.random.default_rng(0).integers(0, 255, (20, 32, 32, 3), dtype=np.uint8))
+    labels = torch.arange(20) % 10
+    loader = AugmentedLoader(images, labels, batch_size=10, translate=2, seed=3, low_res_epochs=3, low_res_size=24,
+                             lowest_res_epochs=1, lowest_res_size=16, low_res_mode="crop")
+    downscaling = AugmentedLoader(images, labels, batch_size=10, translate=2, seed=3, low_res_epochs=3,
+                                  low_res_size=24, lowest_res_epochs=1, lowest_res_size=16)
+    full = AugmentedLoader(images, labels, 10, 2, seed=3)
+    assert [loader.crops(e) for e in range(4)] == [False, True, True, False]
+    for epoch in (0, 3):  # epochs outside the 24-px stage are exactly as when downscaling
+        pairs = zip(loader.epoch(epoch), downscaling.epoch(epoch), strict=True)
+        assert all(torch.equal(a, b) for (a, *_), (b, *_) in pairs)
+    corners = set()
+    for (window, window_labels, _), (big, big_labels, _) in zip(loader.epoch(1), full.epoch(1), strict=True):
+        assert window.shape[-2:] == (24, 24) and torch.equal(window_labels, big_labels)
+        for w, b in zip(window, big, strict=True):  # each is a 24x24 piece of its own full-size epoch-1 image
+            found = [(y, x) for y in range(9) for x in range(9) if torch.equal(w, b[:, y : y + 24, x : x + 24])]
+            assert found
+            corners.add(found[0])
+    assert len(corners) > 5  # the windows move around
+
+
 def test_pruner_skips_only_well_learned_examples_and_reweights_the_rest():
     pruner = ExamplePruner(1000, ratio=0.5, epochs=5, unpruned_final_epochs=1, seed=0)
     assert pruner.plan(1)[0] is None  # nothing seen yet: every example trains
@@ -268,7 +290,8 @@ def test_cli_reports_missing_data_cleanly(tmp_path):
 @pytest.mark.parametrize("args", [["--epochs", "0"], ["--batch-size", "-5"], ["--low-res-epochs", "99"],
                                   ["--batch-size", "100000"],
                                   ["--low-res-epochs", "2", "--set", "lowest_res_epochs=3"],
-                                  ["--set", "lowest_res_size=0"], ["--set", "low_res_size=64"]])
+                                  ["--set", "lowest_res_size=0"], ["--set", "low_res_size=64"],
+                                  ["--set", "low_res_mode=zoom"]])
 def test_cli_rejects_bad_settings_cleanly(synthetic_cifar, args):
     result = subprocess.run([sys.executable, "-m", "models.custom_cnn.train", "--data-dir", str(synthetic_cifar),
                              "--out", "/nonexistent-never-written", *args],

@@ -66,6 +66,9 @@ class Recipe:
     # ... of which the first `lowest_res_epochs` go lower still, to `lowest_res_size` (a quarter of the FLOPs).
     lowest_res_epochs: int = 0
     lowest_res_size: int = 16
+    # How the low_res_size epochs get their smaller images: "downscale" (the whole image, objects shrink) or
+    # "crop" (a random low_res_size window of the full-size image, objects keep the size they have at test).
+    low_res_mode: str = "downscale"
     # Skipping well-learned examples (after InfoBatch, Qin et al. 2024): in each epoch, an example whose loss when
     # last seen was below the mean is skipped with probability `prune_ratio`; the kept ones of those count
     # 1 / (1 - prune_ratio) times in the loss, so the expected gradient is unchanged. The first epoch and the final
@@ -89,6 +92,16 @@ def downscale(images: torch.Tensor, size: int) -> torch.Tensor:
                          align_corners=False).contiguous(memory_format=torch.channels_last)
 
 
+def crop_windows(images: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
+    """Per image, the size x size window whose top-left corner is corners[i] = (row, column)."""
+    steps = torch.arange(size)
+    rows = (corners[:, 0:1] + steps).view(-1, 1, size, 1)
+    cols = (corners[:, 1:2] + steps).view(-1, 1, 1, size)
+    batch = torch.arange(len(images)).view(-1, 1, 1, 1)
+    channels = torch.arange(images.shape[1]).view(1, -1, 1, 1)
+    return images[batch, channels, rows, cols].contiguous(memory_format=torch.channels_last)
+
+
 class AugmentedLoader:
     """Yields augmented (images, labels, indices) batches; epoch e's randomness depends only on (seed, e).
 
@@ -98,11 +111,12 @@ class AugmentedLoader:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, translate: int, seed: int,
                  low_res_epochs: int = 0, low_res_size: int = 24, brightness: float = 0.0, contrast: float = 0.0,
-                 lowest_res_epochs: int = 0, lowest_res_size: int = 16):
+                 lowest_res_epochs: int = 0, lowest_res_size: int = 16, low_res_mode: str = "downscale"):
         self.labels, self.batch_size, self.translate, self.seed = labels, batch_size, translate, seed
         self.low_res_epochs, self.low_res_size = low_res_epochs, low_res_size
         self.lowest_res_epochs, self.lowest_res_size = lowest_res_epochs, lowest_res_size
         self.brightness, self.contrast = brightness, contrast
+        self.low_res_mode = low_res_mode
         pad = (translate,) * 4
         self.padded = F.pad(images, pad, mode="reflect") if translate else images
         self.size = images.shape[-1]
@@ -118,6 +132,10 @@ class AugmentedLoader:
             return self.lowest_res_size
         return self.low_res_size if epoch < self.low_res_epochs else self.size
 
+    def crops(self, epoch: int) -> bool:
+        """True when epoch `epoch` takes windows of the full-size images rather than downscaling them."""
+        return self.low_res_mode == "crop" and self.lowest_res_epochs <= epoch < self.low_res_epochs
+
     def batches(self, epoch: int, keep: torch.Tensor | None = None) -> int:
         """How many batches `epoch(epoch, keep)` yields."""
         return (len(self.labels) if keep is None else int(keep.sum())) // self.batch_size
@@ -131,6 +149,9 @@ class AugmentedLoader:
         jitter = torch.rand(len(self.labels), 2, generator=gen) * 2 - 1
         jitter *= torch.tensor([self.brightness, self.contrast])
         size = self.image_size(epoch)
+        # Drawn last, and only in crop epochs, so every other epoch's randomness is as without them.
+        windows = torch.randint(0, self.size - size + 1, (len(self.labels), 2), generator=gen) \
+            if self.crops(epoch) else None
         if keep is not None:
             order = order[keep[order]]
         for start in range(0, self.batches(epoch, keep) * self.batch_size, self.batch_size):
@@ -139,7 +160,9 @@ class AugmentedLoader:
             if self.brightness or self.contrast:
                 shift, scale = jitter[idx, 0].view(-1, 1, 1, 1), 1 + jitter[idx, 1].view(-1, 1, 1, 1)
                 batch = (batch + shift) * scale
-            if size != self.size:
+            if windows is not None:
+                batch = crop_windows(batch, windows[idx], size)
+            elif size != self.size:
                 batch = downscale(batch, size)
             yield batch, self.labels[idx], idx
 
@@ -255,7 +278,7 @@ def train(recipe: Recipe, data_dir: str | None, out_dir: Path, checkpoint: Path,
         raise SystemExit(f"error: --batch-size {recipe.batch_size} exceeds the {len(train_labels)} training images")
     loader = AugmentedLoader(train_images, train_labels, recipe.batch_size, recipe.translate, recipe.seed,
                              recipe.low_res_epochs, recipe.low_res_size, recipe.brightness, recipe.contrast,
-                             recipe.lowest_res_epochs, recipe.lowest_res_size)
+                             recipe.lowest_res_epochs, recipe.lowest_res_size, recipe.low_res_mode)
     pruner = ExamplePruner(len(train_labels), recipe.prune_ratio, recipe.epochs, recipe.unpruned_final_epochs,
                            recipe.seed)
     whiten_steps = max(1, math.ceil(recipe.whiten_bias_epochs * len(loader)))
@@ -309,9 +332,10 @@ def train(recipe: Recipe, data_dir: str | None, out_dir: Path, checkpoint: Path,
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         train_seconds = time.perf_counter() - epoch_start
         # Validated at the size this epoch trained on: cheaper in the downscaled epochs, and it measures the
-        # network as trained so far rather than its mismatch with full-size images.
+        # network as trained so far rather than its mismatch with full-size images (crop epochs: at full size,
+        # where objects are as big as in the windows it trained on).
         size = loader.image_size(epoch)
-        val_at_size = val_images if size == val_images.shape[-1] else downscale(val_images, size)
+        val_at_size = val_images if size == val_images.shape[-1] or loader.crops(epoch) else downscale(val_images, size)
         val_loss, val_acc = evaluate(model, val_at_size, val_labels, recipe.val_batch_size, 0, bf16)
         history.append(dict(
             epoch=epoch + 1, train_loss=loss_sum / seen, train_acc=correct / seen, val_loss=val_loss,
@@ -406,6 +430,8 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
                     low_res_epochs=args.low_res_epochs, **recipe_overrides(args.set))
     if not 0 <= recipe.lowest_res_epochs <= recipe.low_res_epochs:
         raise SystemExit("error: lowest_res_epochs must be between 0 and --low-res-epochs")
+    if recipe.low_res_mode not in ("downscale", "crop"):
+        raise SystemExit(f"error: low_res_mode must be downscale or crop, got {recipe.low_res_mode!r}")
     for name in ("low_res_size", "lowest_res_size"):  # 9 px is the least that survives the network's 3 poolings
         if not 9 <= getattr(recipe, name) <= 32:
             raise SystemExit(f"error: {name} must be between 9 and 32 pixels")
