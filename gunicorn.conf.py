@@ -11,15 +11,17 @@ import contextlib
 import ctypes
 import os
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+from models import settings  # the settings table only: imports no NumPy or framework into the master
+
+bind = f"0.0.0.0:{settings.get_int('PORT')}"
+workers = settings.get_int("WEB_CONCURRENCY")
 # Request threads mostly wait for a model pass; each model's scheduler (models/batching.py) can only merge
 # and prioritise the requests that are inside the worker, so there are as many threads as expected clients.
-threads = int(os.environ.get("GUNICORN_THREADS", "16"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))  # a 32-image request with URL fetches fits easily
+threads = settings.get_int("GUNICORN_THREADS")
+timeout = settings.get_int("GUNICORN_TIMEOUT")  # a 32-image request with URL fetches fits easily
 graceful_timeout = 30
 preload_app = False  # each worker imports app.py and loads its own models (TF is not fork-safe)
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))  # set >0 to recycle workers periodically
+max_requests = settings.get_int("GUNICORN_MAX_REQUESTS")  # set >0 to recycle workers periodically
 accesslog = "-"
 errorlog = "-"
 
@@ -28,9 +30,9 @@ errorlog = "-"
 _cores = os.cpu_count() or 1
 _per_worker = str(max(1, _cores // max(1, workers)))
 for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
-    os.environ.setdefault(_name, _per_worker)
-os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    settings.set_default(_name, _per_worker)
+settings.set_default("TF_NUM_INTEROP_THREADS", "1")
+settings.set_default("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def post_fork(server, worker):
@@ -46,6 +48,6 @@ def post_fork(server, worker):
     try:
         import torch
 
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        torch.set_num_threads(settings.get_int("OMP_NUM_THREADS"))
     except ImportError:
         pass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,23 +18,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models import load_predictor
+from models.custom_cnn.net import CifarNet, bf16_supported
+from models.custom_cnn.train import Recipe, make_optimizers
+from models.machine import describe_machine
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from models import load_predictor  # noqa: E402
-from models.custom_cnn.net import CifarNet, bf16_supported  # noqa: E402
-from models.custom_cnn.train import Recipe, make_optimizers  # noqa: E402
-from models.machine import describe_machine  # noqa: E402
 
 
-def training_step(batch_size: int, bf16: bool, size: int = 32, compiled: bool = False,
-                  frozen_first_group: bool = False) -> Callable[[], None]:
+def training_step(batch_size: int, bf16: bool, size: int = 32, compiled: bool = False) -> Callable[[], None]:
     """One real training step (model, optimisers, autocast) on random data, warmed up."""
     recipe = Recipe(batch_size=batch_size)
     torch.set_num_threads(recipe.threads)
     model = CifarNet(recipe.widths, activation=recipe.activation).to(memory_format=torch.channels_last).train()
     optimizers = make_optimizers(model, recipe)
-    model.groups[0].requires_grad_(not frozen_first_group)
     forward = torch.compile(model) if compiled else model
     x = torch.randn(batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,))
@@ -54,9 +50,8 @@ def training_step(batch_size: int, bf16: bool, size: int = 32, compiled: bool = 
     return step
 
 
-def training_throughput(batch_size: int, steps: int, bf16: bool, size: int = 32, compiled: bool = False,
-                        frozen_first_group: bool = False) -> float:
-    step = training_step(batch_size, bf16, size, compiled, frozen_first_group)
+def training_throughput(batch_size: int, steps: int, bf16: bool, size: int = 32, compiled: bool = False) -> float:
+    step = training_step(batch_size, bf16, size, compiled)
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -138,10 +133,6 @@ def main() -> None:
         print(f"train {label:>4} {size}px batch {args.batch_size}: {ips:7.0f} img/s  "
               f"-> {45_000 / ips:6.1f} s per 45k-image epoch  ({gflops:5.0f} GFLOP/s of convolution work"
               + (f" = {100 * gflops / peak:3.0f}% of the bf16 matrix product)" if use_bf16 else ")"))
-    if bf16:
-        ips = training_throughput(args.batch_size, args.steps, True, 32, frozen_first_group=True)
-        print(f"train bf16 32px batch {args.batch_size}, first conv group frozen: {ips:7.0f} img/s  "
-              f"-> {45_000 / ips:6.1f} s per 45k-image epoch")
     for batch, repeats in ((1, 20), (8, 10), (64, 5), (500, 2)):
         ips, ms = inference_throughput(batch, repeats)
         print(f"inference (served, with TTA) batch {batch:>3}: {ips:7.0f} img/s  {ms:7.2f} ms/image")

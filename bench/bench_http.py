@@ -10,75 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import shlex
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from models.machine import describe_machine  # noqa: E402
-from tests.images_factory import encode  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """The Procfile's web command, started in its own process group."""
-
-    def __init__(self, workers: int = 1):
-        line = next(li for li in (REPO / "Procfile").read_text().splitlines() if li.startswith("web:"))
-        self.port = free_port()
-        env = {**os.environ, "PORT": str(self.port), "WEB_CONCURRENCY": str(workers), "SECRET_KEY": "bench"}
-        env["PATH"] = str(REPO / ".venv" / "bin") + os.pathsep + env.get("PATH", "")
-        self.proc = subprocess.Popen(shlex.split(line.removeprefix("web:").strip()), cwd=REPO, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 240) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(self.base + "/readyz", timeout=5) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        raise SystemExit("server did not become ready")
-
-    def worker_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()]
-
-    def rss_mb(self) -> dict[int, float]:
-        sizes = {}
-        for pid in self.worker_pids():
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    sizes[pid] = int(line.split()[1]) / 1024
-        return sizes
-
-    def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=60)
+from devkit.images import encode
+from devkit.server import ProcfileServer, multipart
+from models.machine import describe_machine
 
 
 def sample_images(count: int, seed: int) -> list[bytes]:
@@ -87,13 +32,10 @@ def sample_images(count: int, seed: int) -> list[bytes]:
             for _ in range(count)]
 
 
-def multipart(files: list[bytes], names: list[str] | None = None) -> tuple[bytes, str]:
-    boundary = "----benchboundary7f3a"
-    names = names or [f"image{i}.jpg" for i in range(len(files))]
-    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{n}"\r\n'
-                    f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n"
-                    for n, data in zip(names, files, strict=True))
-    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+def files(images: list[bytes], names: list[str] | None = None) -> tuple[bytes, str]:
+    """A multipart body uploading these images (named image0.jpg, ... unless `names` are given)."""
+    names = names or [f"image{i}.jpg" for i in range(len(images))]
+    return multipart(list(zip(names, images, strict=True)))
 
 
 def post(base: str, body: bytes, content_type: str) -> tuple[int, float]:
@@ -144,16 +86,16 @@ def phone_photo() -> bytes:
     return encode(Image.fromarray(rgb.astype(np.uint8)), "JPEG", quality=92)
 
 
-def latency(server: Server, repeats: int) -> None:
+def latency(server: ProcfileServer, repeats: int) -> None:
     images = sample_images(16, seed=0)
     cases = [("1 image(s)", images[:1]), ("16 image(s)", images), ("1 12-MP photo", [phone_photo()])]
-    for label, files in cases:
-        body, ctype = multipart(files)
+    for label, batch in cases:
+        body, ctype = files(batch)
         post(server.base, body, ctype)  # warm
         times = [post(server.base, body, ctype)[1] * 1000 for _ in range(repeats)]
         print(f"{label:>13}, both models, sequential: p50 {statistics.median(times):7.1f} ms   "
               f"p95 {percentile(times, 95):7.1f} ms   ({repeats} requests)")
-    body, ctype = multipart(images[:1])
+    body, ctype = files(images[:1])
     results, elapsed = drive(8, 20, lambda rng: post(server.base, body, ctype))
     statuses = Counter(s for s, _ in results)
     print(f"8 concurrent clients, 1 image each, 20 s: {len(results) / elapsed:.1f} req/s, p50 "
@@ -161,12 +103,12 @@ def latency(server: Server, repeats: int) -> None:
           f"{percentile([d * 1000 for _, d in results], 95):.0f} ms, statuses {dict(statuses)}")
 
 
-def soak(server: Server, seconds: float, clients: int) -> None:
+def soak(server: ProcfileServer, seconds: float, clients: int) -> None:
     images = sample_images(8, seed=1)
     requests = {
-        "1 image": multipart(images[:1]),
-        "8 images": multipart(images),
-        "bad: not an image": multipart([b"definitely not an image"], ["evil.jpg"]),
+        "1 image": files(images[:1]),
+        "8 images": files(images),
+        "bad: not an image": files([b"definitely not an image"], ["evil.jpg"]),
         "bad: top_k=abc": (b'--b\r\nContent-Disposition: form-data; name="top_k"\r\n\r\nabc\r\n--b--\r\n',
                            "multipart/form-data; boundary=b"),
     }
@@ -201,9 +143,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     print(f"machine: {describe_machine()}; gunicorn workers: {args.workers}")
-    server = Server(args.workers)
+    server = ProcfileServer(args.workers)
     try:
-        server.wait_ready()
+        if not server.wait_ready():
+            raise SystemExit("server did not become ready")
         print(f"worker RSS after start: {json.dumps({k: round(v) for k, v in server.rss_mb().items()})} MB")
         if args.mode == "latency":
             latency(server, args.repeats)

@@ -11,22 +11,19 @@ inference img/s at batch 1 and 64 through the `Predictor` the app uses.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
+
+from models import load_predictor
+from models.machine import describe_machine
+from models.mobilenetv2 import net
+from models.mobilenetv2.train import Recipe
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from models import load_predictor  # noqa: E402
-from models.machine import describe_machine  # noqa: E402
-from models.mobilenetv2 import net  # noqa: E402
-from models.mobilenetv2.train import Recipe  # noqa: E402
 
 
 def rate(fn, batch: int, seconds: float) -> float:

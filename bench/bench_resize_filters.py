@@ -10,12 +10,8 @@ next to the accuracy on the original 32x32 arrays.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import models.images as intake
 from models import cifar10, load_predictor

@@ -16,26 +16,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from models import available_models, load_predictor
 from models.images import DECODE_MIN_SIDE, ImageIntakeError, decode_image
+from models.pipeline import classify
+from models.registry import available_models, load_predictor
 
 
 def classify_files(paths: list[Path], model_names: list[str], top_k: int) -> list[dict[str, Any]]:
-    """One result per file: {"file", "predictions": {model: [{"label", "probability"}...]}} or {"file", "error"}."""
+    """One result per file: {"file", "width", "height", "predictions": {model: [{"label", "probability"}...]}},
+    or {"file", "error"}; a model that cannot run is listed under "model_errors"."""
     results: list[dict[str, Any]] = []
     images, slots = [], []
     for path in paths:
         try:
-            images.append(decode_image(path.read_bytes(), min_side=DECODE_MIN_SIDE))
-            slots.append(len(results))
-            results.append({"file": str(path), "width": images[-1].width, "height": images[-1].height,
-                            "predictions": {}})
+            image = decode_image(path.read_bytes(), min_side=DECODE_MIN_SIDE)
         except (OSError, ImageIntakeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             results.append({"file": str(path), "error": reason})
-    for name in model_names:
-        for slot, top in zip(slots, load_predictor(name).predict_topk(images, top_k) if images else [], strict=True):
-            results[slot]["predictions"][name] = [{"label": label, "probability": p} for label, p in top]
+            continue
+        width, height = image.info.get("original_size", image.size)
+        images.append(image)
+        slots.append(len(results))
+        results.append({"file": str(path), "width": width, "height": height})
+    answers = classify(images, model_names, top_k)
+    for slot, answer in zip(slots, answers.images, strict=True):
+        results[slot]["predictions"] = {name: a.to_dict()["top_k"] for name, a in answer.predictions.items()}
+        if answer.model_errors:
+            results[slot]["model_errors"] = answer.model_errors
     return results
 
 
@@ -47,7 +53,9 @@ def format_table(results: list[dict[str, Any]], model_names: list[str]) -> str:
         if "error" in result:
             lines.append(f"  error: {result['error']}")
             continue
-        for name in model_names:
+        for name, message in result.get("model_errors", {}).items():
+            lines.append(f"  {name:<{width}}  error: {message}")
+        for name in result["predictions"]:
             cells = "   ".join(f"{p['label']:<10} {100 * p['probability']:5.1f}%" for p in result["predictions"][name])
             lines.append(f"  {name:<{width}}  {cells}")
     return "\n".join(lines)
@@ -77,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.model or available_models()
     results = classify_files(args.images, names, args.top_k)
     print(json.dumps(results, indent=2) if args.json else format_table(results, names))
-    return 1 if any("error" in r for r in results) else 0
+    return 1 if any("error" in r or "model_errors" in r for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -17,13 +17,11 @@ import json
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from models import REGISTRY, cifar10, load_predictor
+from models import cifar10
+from models.commands import announce_committed
 from models.predictor import temper
-from reports.stats import calibration
-
-
-def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
+from models.registry import REGISTRY, load_predictor
+from models.scoring import calibration, negative_log_likelihood
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -61,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
         result = calibrate(args.model, args.data_dir)
     except cifar10.Cifar10Error as exc:
         raise SystemExit(f"error: {exc}") from None
-    out = load_predictor(args.model).weights_path.parent / "calibration.json"
+    out = load_predictor(args.model).model_dir / "calibration.json"
+    announce_committed(f"{out} (the served temperature)")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{args.model}: temperature {result['temperature']:.3f}; validation ECE "
           f"{100 * result['val_ece_before']:.2f}% -> {100 * result['val_ece_after']:.2f}%, NLL "

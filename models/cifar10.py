@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models import settings
+
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 TARBALL = "cifar-10-python.tar.gz"
 TARBALL_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -143,7 +145,7 @@ def download(dest: Path, url: str | None = None) -> Path:
 
 def find_batches_dir(data_dir: str | os.PathLike | None = None, allow_download: bool = True) -> Path:
     """Resolve where the extracted batches live (see the module docstring for the order)."""
-    explicit = data_dir if data_dir is not None else os.environ.get(ENV_VAR) or None
+    explicit = data_dir if data_dir is not None else settings.get(ENV_VAR)
     if explicit is not None:
         folder = Path(explicit).expanduser()
         if not folder.is_dir():

@@ -3,9 +3,9 @@
     python -m models.evaluate custom_cnn [--data-dir DIR] [--out PATH]
 
 Runs the same `Predictor` the web app serves (uint8 images in, probabilities out) and writes a
-metrics JSON (default: next to the model's weights). The test-split probabilities are cached in
-reports/predictions/<model>.npz, keyed by the weights' sha256, so the report build
-(`python -m reports.build`) reuses them instead of scoring the test set again.
+metrics JSON (default: next to the model's weights). The test-split probabilities are cached next to
+the weights too (models/<model>/test_probabilities.npz, keyed by the weights' sha256), so the report
+build (`python -m reports.build`) reuses them instead of scoring the test set again.
 """
 
 from __future__ import annotations
@@ -17,39 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from models import REGISTRY, cifar10, load_predictor
+from models import cifar10
+from models.commands import announce_committed
 from models.machine import describe_machine
 from models.predictor import temper
+from models.registry import REGISTRY, load_predictor
+from models.scoring import classification_metrics
+
+PREDICTIONS_FILE = "test_probabilities.npz"
 
 
-def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
-    """Accuracy, top-3 accuracy, per-class and macro precision/recall/F1, confusion matrix."""
-    predicted = probs.argmax(axis=1)
-    classes = list(range(len(class_names)))
-    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes,
-                                                                     zero_division=0)
-    top3 = np.argsort(-probs, axis=1)[:, :3]
-    return {
-        "n_images": len(labels),
-        "accuracy": float((predicted == labels).mean()),
-        "top3_accuracy": float((top3 == labels[:, None]).any(axis=1).mean()),
-        "macro_precision": float(precision.mean()),
-        "macro_recall": float(recall.mean()),
-        "macro_f1": float(f1.mean()),
-        "per_class": {
-            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for name, p, r, f, s in zip(class_names, precision, recall, f1, support, strict=True)
-        },
-        "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
-    }
-
-
-PREDICTIONS_DIR = Path(__file__).resolve().parent.parent / "reports" / "predictions"
-
-
-def test_probabilities(name: str, test: cifar10.Split, cache_dir: Path = PREDICTIONS_DIR) -> tuple[np.ndarray, float]:
+def test_probabilities(name: str, test: cifar10.Split) -> tuple[np.ndarray, float]:
     """(calibrated probabilities (N, 10), seconds the model took) on the test split.
 
     The cache holds the uncalibrated probabilities, keyed by the weights' sha256, so fitting a new
@@ -58,7 +37,7 @@ def test_probabilities(name: str, test: cifar10.Split, cache_dir: Path = PREDICT
     predictor = load_predictor(name)
     if tuple(test.class_names) != tuple(predictor.class_names):
         raise SystemExit(f"class order of the dataset {test.class_names} differs from the model's")
-    cache = cache_dir / f"{name}.npz"
+    cache = predictor.model_dir / PREDICTIONS_FILE
     raw = None
     if cache.is_file():
         with np.load(cache) as stored:
@@ -69,7 +48,6 @@ def test_probabilities(name: str, test: cifar10.Split, cache_dir: Path = PREDICT
         start = time.perf_counter()
         raw = predictor.predict_proba(test.images, calibrated=False)
         seconds = time.perf_counter() - start
-        cache_dir.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(cache, probabilities=raw.astype(np.float32), labels=test.labels,
                             weights_sha256=predictor.weights_sha256, seconds=seconds)
     raw /= raw.sum(axis=1, keepdims=True)
@@ -106,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     except cifar10.Cifar10Error as exc:
         raise SystemExit(f"error: {exc}") from None
     out = args.out or Path(__file__).resolve().parent / args.model / "metrics.json"
+    if out.resolve().is_relative_to(Path(__file__).resolve().parent):
+        announce_committed(f"{out.name} in models/{args.model}/")
     predictions = metrics.pop("predictions")
     text = json.dumps(metrics, indent=2)[:-2] + ',\n  "predictions": ' + json.dumps(predictions) + "\n}\n"
     out.write_text(text)  # indented, but the 10,000 predictions on one line

@@ -95,8 +95,7 @@ def _high_bit_depth_to_8bit(image: Image.Image) -> Image.Image:
         values = values * 255.0  # float images in [0, 1]
     elif image.mode != "F" and (image.mode.startswith("I;16") or values.max(initial=0) > 255):
         values = values / 257.0  # 16-bit 0..65535 -> 0..255
-    scaled = values
-    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
+    return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
 
 
 def as_rgb(image: Image.Image) -> Image.Image:

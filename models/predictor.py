@@ -59,12 +59,21 @@ def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
     return scaled / scaled.sum(axis=1, keepdims=True)
 
 
+def top_k_labels(probs: np.ndarray, class_names: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+    """Per row, the k most probable (class name, probability) pairs, best first; ties go to the lower class index."""
+    if not 1 <= k <= len(class_names):
+        raise ValueError(f"k must be between 1 and {len(class_names)}, got {k}")
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return [[(class_names[j], float(row[j])) for j in idx] for row, idx in zip(probs, order, strict=True)]
+
+
 class Predictor(ABC):
     """A CIFAR-10 classifier with a framework-independent interface.
 
-    A backend sets the class attributes, loads its weights into `weights_path`/`config` in
-    `__init__`, and implements `_forward`, `framework_version` and `parameter_count`; everything a
-    caller sees (`predict_proba`, `predict_topk`, `info`) is defined here, once.
+    A backend sets the class attributes (`weights_file` among them), loads its weights in `__init__`
+    after calling this one (which reads `config.json` from the model folder), and implements
+    `_forward`, `framework_version` and `parameter_count`; everything a caller sees
+    (`predict_proba`, `predict_topk`, `info`) is defined here, once.
     """
 
     name: str
@@ -75,12 +84,17 @@ class Predictor(ABC):
     input_size: int
     class_names: tuple[str, ...] = CLASS_NAMES
     batch_size: int = 256
-    weights_path: Path
-    config: dict[str, Any]
+    weights_file: str  # inside the model folder
 
     coalesce_images: int = 8  # concurrent callers' images share one forward pass up to this many
 
-    def __init__(self) -> None:
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = Path(model_dir)
+        self.weights_path = self.model_dir / self.weights_file
+        config_path = self.model_dir / "config.json"
+        with loading(config_path):
+            self.config: dict[str, Any] = json.loads(config_path.read_text())
+            self.class_names = tuple(self.config["class_names"])
         # One forward pass at a time per model, and concurrent callers' images merged into it
         # (models/batching.py): under load, requests share passes instead of queueing one by one.
         self._runner = CoalescingRunner(self._forward_in_chunks, self.coalesce_images, name=self.name)
@@ -110,12 +124,12 @@ class Predictor(ABC):
 
     @property
     def metrics_path(self) -> Path:
-        return self.weights_path.parent / "metrics.json"
+        return self.model_dir / "metrics.json"
 
     @cached_property
     def temperature(self) -> float:
         """From calibration.json (`python -m models.calibrate`), if it was fitted for these weights; else 1."""
-        path = self.weights_path.parent / "calibration.json"
+        path = self.model_dir / "calibration.json"
         if path.is_file():
             fitted = json.loads(path.read_text())
             if fitted.get("weights_sha256") == self.weights_sha256:
@@ -189,6 +203,4 @@ class Predictor(ABC):
         """For each image, the k most probable (class name, probability) pairs, best first."""
         if not 1 <= k <= len(self.class_names):
             raise ValueError(f"k must be between 1 and {len(self.class_names)}, got {k}")
-        probs = self.predict_proba(images)
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        return [[(self.class_names[j], float(row[j])) for j in idx] for row, idx in zip(probs, order, strict=True)]
+        return top_k_labels(self.predict_proba(images), self.class_names, k)

@@ -1,10 +1,11 @@
 """Build the evaluation report for every registered model: metrics.json, index.html, report.pdf.
 
-    python -m reports.build [--data-dir DIR] [--models custom_cnn mobilenetv2] [--skip-latency]
+    python -m reports.build [--data-dir DIR] [--models custom_cnn mobilenetv2] [--latency measure|reuse|skip]
 
 Each model scores the official test split once; its probabilities are cached in
-reports/predictions/ (keyed by the weights' sha256), so rebuilding the report only recomputes the
-statistics, figures and documents. Latency is measured on this machine at build time.
+models/<name>/test_probabilities.npz (keyed by the weights' sha256), so rebuilding the report only recomputes the
+statistics, figures and documents. Latency is measured on this machine at build time (`--latency reuse`
+keeps the figures of the previous report for unchanged weights, with the machine they were measured on).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import Any
 import numpy as np
 
 from models import available_models, cifar10, load_predictor
-from models.evaluate import classification_metrics, test_probabilities
+from models.commands import announce_committed
+from models.evaluate import test_probabilities
 from models.machine import describe_machine
+from models.scoring import CALIBRATION_BINS, calibration, classification_metrics
 from reports import figures, stats
 
 REPORTS_DIR = Path(__file__).resolve().parent
@@ -62,17 +65,35 @@ class ModelRun:
     recipe: dict[str, Any]
     history: list[dict]
     probs: np.ndarray
-    latency: dict[str, float] | None = None
+    latency: dict[str, Any] | None = None
+    training_machine: str | None = None
 
 
-def collect(name: str, test: cifar10.Split, latency: bool) -> ModelRun:
-    """A registered model's run: cached test probabilities, its history.json, optionally measured latency."""
+def previous_latency(name: str, weights_sha256: str, out: Path) -> dict[str, Any] | None:
+    """The latency an earlier build of this report measured for these exact weights, if any."""
+    path = out / "metrics.json"
+    if not path.is_file():
+        return None
+    section = json.loads(path.read_text()).get("models", {}).get(name, {})
+    if section.get("info", {}).get("weights_sha256") != weights_sha256 or not section.get("latency"):
+        return None
+    return {"machine": json.loads(path.read_text())["machine"], **section["latency"]}
+
+
+def collect(name: str, test: cifar10.Split, latency: str, out: Path) -> ModelRun:
+    """A registered model's run: cached test probabilities, its history.json, and latency (measured, reused
+    from the previous report for the same weights, or left out)."""
     predictor = load_predictor(name)
     probs, _ = test_probabilities(name, test)
-    history_path = predictor.weights_path.parent / "history.json"
+    history_path = predictor.model_dir / "history.json"
+    timing = None
+    if latency == "reuse":
+        timing = previous_latency(name, predictor.weights_sha256, out)
+    if latency == "measure" or (latency == "reuse" and timing is None):
+        timing = {"machine": describe_machine(), **measure_latency(name, test.images)}
     return ModelRun(name=name, info=predictor.info, recipe=predictor.config.get("recipe", {}),
                     history=json.loads(history_path.read_text()) if history_path.is_file() else [], probs=probs,
-                    latency=measure_latency(name, test.images) if latency else None)
+                    latency=timing, training_machine=predictor.config.get("machine"))
 
 
 def model_section(run: ModelRun, test: cifar10.Split, out: Path) -> dict[str, Any]:
@@ -80,13 +101,13 @@ def model_section(run: ModelRun, test: cifar10.Split, out: Path) -> dict[str, An
     names = list(test.class_names)
     correct = probs.argmax(axis=1) == test.labels
     low, high = stats.bootstrap_ci(correct)
-    calibration = stats.calibration(probs, test.labels)
+    calibrated = calibration(probs, test.labels)
     metrics = classification_metrics(test.labels, probs, test.class_names)
     fig = out / "figures"
     files = {
         "confusion": figures.confusion_matrices(metrics["confusion_matrix"], names, info["display_name"],
                                                 fig / f"{name}_confusion.png"),
-        "reliability": figures.reliability_diagram(calibration["bins"], calibration["ece"], info["display_name"],
+        "reliability": figures.reliability_diagram(calibrated["bins"], calibrated["ece"], info["display_name"],
                                                    fig / f"{name}_reliability.png"),
     }
     if history:
@@ -104,10 +125,11 @@ def model_section(run: ModelRun, test: cifar10.Split, out: Path) -> dict[str, An
         "config": run.recipe,
         **metrics,
         "accuracy_ci95": [low, high],
-        "calibration": calibration,
-        "ece": calibration["ece"],
+        "calibration": calibrated,
+        "ece": calibrated["ece"],
         "latency": run.latency,
         "training_seconds": info["training"]["seconds"],
+        "training_machine": run.training_machine,
         "history": history,
         "confident_mistakes": mistakes,
         "figures": {k: str(v.relative_to(out)) for k, v in files.items()},
@@ -154,10 +176,10 @@ def comparison_section(a: dict, b: dict, probs_a: np.ndarray, probs_b: np.ndarra
     }
 
 
-def build(names: list[str], data_dir: str | None = None, latency: bool = True, out: Path = REPORTS_DIR,
+def build(names: list[str], data_dir: str | None = None, latency: str = "measure", out: Path = REPORTS_DIR,
           pdf: bool = True) -> dict[str, Any]:
     test = cifar10.load_split("test", data_dir)
-    return write_report([collect(name, test, latency) for name in names], test, out, pdf)
+    return write_report([collect(name, test, latency, out) for name in names], test, out, pdf)
 
 
 def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool = True) -> dict[str, Any]:
@@ -176,7 +198,7 @@ def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool
                             "batches; the test split is scored once per set of weights"},
         "machine": describe_machine(),
         "bootstrap_resamples": stats.BOOTSTRAP_RESAMPLES,
-        "calibration_bins": stats.CALIBRATION_BINS,
+        "calibration_bins": CALIBRATION_BINS,
         "models": sections,
         "comparisons": comparisons,
     }
@@ -196,11 +218,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--models", nargs="+", choices=available_models(), default=available_models())
-    parser.add_argument("--skip-latency", action="store_true", help="leave latency out (faster, for tests)")
-    parser.add_argument("--out", type=Path, default=REPORTS_DIR)
+    parser.add_argument("--latency", choices=["measure", "reuse", "skip"], default="measure",
+                        help="measure on this machine (default), reuse the previous report's figures for unchanged "
+                             "weights, or leave latency out (faster, for tests)")
+    parser.add_argument("--out", type=Path, default=REPORTS_DIR, help="default: reports/ (the committed report)")
     args = parser.parse_args(argv)
+    if args.out.resolve() == REPORTS_DIR.resolve():
+        announce_committed("reports/metrics.json, index.html, report.pdf and figures/")
     try:
-        report = build(args.models, args.data_dir, latency=not args.skip_latency, out=args.out)
+        report = build(args.models, args.data_dir, latency=args.latency, out=args.out)
     except cifar10.Cifar10Error as exc:
         raise SystemExit(f"error: {exc}") from None
     for name, section in report["models"].items():

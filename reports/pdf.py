@@ -116,7 +116,9 @@ def method_summary(report: dict[str, Any]) -> list:
                          ["weights", f"{info['weights_file']}, {megabytes(info['weights_bytes'])}, sha256 "
                                      f"{info['weights_sha256'][:16]}…"],
                          ["training", f"{info['training']['epochs']} epochs, {info['training']['train_images']:,} "
-                                      f"images, {duration(m['training_seconds'])}; validation accuracy "
+                                      f"images, {duration(m['training_seconds'])}"
+                                      + (f" on {m['training_machine']}" if m.get("training_machine") else "")
+                                      + "; validation accuracy "
                                       f"{percent(info['training']['val_accuracy'])}"]],
                         [40 * mm, TEXT_WIDTH - 40 * mm], header=False)]
     story.append(PageBreak())
@@ -134,8 +136,9 @@ def model_pages(name: str, m: dict[str, Any], out: Path) -> list:
                                            f"{percent(m['calibration']['mean_confidence'])}; temperature "
                                            f"{info['temperature']:.3f} fitted on the validation split)"]]
     if m["latency"]:
-        rows.append(["latency (this machine)", f"{m['latency']['batch_1_ms_per_image']:.1f} ms/image at batch 1, "
-                                               f"{m['latency']['batch_64_ms_per_image']:.2f} ms/image at batch 64"])
+        where = f" (on {m['latency']['machine']})" if m["latency"].get("machine") else ""
+        rows.append(["latency", f"{m['latency']['batch_1_ms_per_image']:.1f} ms/image at batch 1, "
+                                f"{m['latency']['batch_64_ms_per_image']:.2f} ms/image at batch 64{where}"])
     rows += [["parameters / file size", f"{info['parameters']:,} / {megabytes(info['weights_bytes'])}"],
              ["training time", duration(m["training_seconds"])]]
     per_class = [["class", "precision", "recall", "F1", "support"]] + [

@@ -1,4 +1,5 @@
-"""The statistics in the report: bootstrap intervals, calibration, and the paired model comparison.
+"""The statistics in the report: bootstrap intervals and the paired model comparison (calibration is in
+`models.scoring`, shared with the calibration command).
 
 Each function takes per-image arrays over the test split, so everything here is testable on
 hand-made inputs and independent of any model.
@@ -12,7 +13,6 @@ import numpy as np
 from scipy.stats import binomtest
 
 BOOTSTRAP_RESAMPLES = 2_000
-CALIBRATION_BINS = 15
 
 
 def bootstrap_ci(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95,
@@ -28,25 +28,6 @@ def bootstrap_ci(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, level
     alpha = (1 - level) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
     return float(low), float(high)
-
-
-def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:
-    """Expected calibration error (top-1 confidence, equal-width bins) and the reliability-diagram table."""
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    table, ece = [], 0.0
-    for b in range(bins):
-        members = which == b
-        count = int(members.sum())
-        accuracy = float(correct[members].mean()) if count else None
-        mean_conf = float(confidence[members].mean()) if count else None
-        if count:
-            ece += count / len(labels) * abs(accuracy - mean_conf)
-        table.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": count,
-                      "accuracy": accuracy, "confidence": mean_conf})
-    return {"ece": float(ece), "bins": table, "mean_confidence": float(confidence.mean())}
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:

@@ -1,16 +1,19 @@
-"""The web app over real requests (Flask test client) with the committed models: pages, API, errors."""
+"""The web app over real requests (Flask test client): pages, API, errors (fake models), and one end-to-end
+pass with the committed models."""
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 from PIL import Image
 
-from tests.http_server import LocalServer
-from tests.images_factory import encode, photo
+from devkit.images import encode, photo
+from devkit.url_server import LocalServer
+from tests.helpers import REAL_CIFAR, needs_real_cifar
 from webapp.openapi import openapi_document
 
 JPEG = encode(photo(120, 90), "JPEG")
@@ -234,3 +237,48 @@ def test_api_metrics_404_when_no_report(app, client, tmp_path):
     response = client.get("/api/v1/metrics")
     assert response.status_code == 404 and "make report" in response.get_json()["error"]["message"]
     schema_validator(app, "Error").validate(response.get_json())
+
+
+# ----------------------------------------------------------------------------- the committed models, end to end
+@pytest.mark.slow
+@needs_real_cifar
+def test_real_models_answer_through_the_api_as_they_do_in_python(real_app):
+    """PNG bytes of CIFAR test images through the API give the probabilities the predictors give directly."""
+    from models import cifar10, load_predictor
+
+    test = cifar10.load_split("test", str(REAL_CIFAR))
+    images = test.images[:6]
+    files = upload(*[(encode(Image.fromarray(image), "PNG"), f"{i}.png") for i, image in enumerate(images)])
+    body = real_app.test_client().post("/api/v1/predict", data={"files": files},
+                                       content_type="multipart/form-data").get_json()
+    for name in ("custom_cnn", "mobilenetv2"):
+        direct = load_predictor(name).predict_proba(images)
+        served = np.array([[r["predictions"][name]["probabilities"][c] for c in cifar10.CLASS_NAMES]
+                           for r in body["results"]])
+        np.testing.assert_allclose(served, direct, atol=1e-6)
+        assert (served.argmax(axis=1) == test.labels[:6]).mean() >= 5 / 6
+
+
+# ----------------------------------------------------------------------------- configuration
+def test_config_precedence_defaults_then_environment_then_the_config_argument(fake_models, monkeypatch):
+    from webapp import DEFAULTS, create_app
+
+    monkeypatch.setenv("SECRET_KEY", "from-the-environment")
+    monkeypatch.setenv("APP_MAX_IMAGES", "7")
+    monkeypatch.setenv("APP_MODELS", '["mobilenetv2"]')
+    app = create_app({"TESTING": True})
+    assert app.config["SECRET_KEY"] == "from-the-environment" and app.config["MAX_IMAGES"] == 7
+    assert app.config["MODELS"] == ["mobilenetv2"] and app.config["DEFAULT_TOP_K"] == DEFAULTS["DEFAULT_TOP_K"]
+    app = create_app({"TESTING": True, "SECRET_KEY": "from-the-argument", "MAX_IMAGES": 3})
+    assert app.config["SECRET_KEY"] == "from-the-argument" and app.config["MAX_IMAGES"] == 3
+
+
+def test_the_loopback_exemption_for_url_tests_exists_only_in_testing_apps(fake_models):
+    from webapp import DEFAULTS, create_app
+    from webapp.options import fetch_policy
+
+    assert "FETCH_ALLOWED_TEST_HOSTS" not in DEFAULTS
+    production = create_app({"SECRET_KEY": "x", "FETCH_ALLOWED_TEST_HOSTS": ["127.0.0.1"]})
+    assert fetch_policy(production.config).allowed_hosts == frozenset()
+    testing = create_app({"TESTING": True, "SECRET_KEY": "x", "FETCH_ALLOWED_TEST_HOSTS": ["127.0.0.1"]})
+    assert fetch_policy(testing.config).allowed_hosts == {"127.0.0.1"}

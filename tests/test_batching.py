@@ -77,9 +77,13 @@ def test_waiting_callers_share_one_pass_and_each_gets_its_rows():
     assert len(forward.batches[1]) == 1 + 2 + 3 + 4 + 5
 
 
-def test_small_jobs_go_first_and_the_cap_splits_passes():
+@pytest.mark.parametrize(("overtaken_seconds", "passes"), [
+    (2.0, [1, 1, 8]),  # the 1-image job overtakes the 8-image one, and the cap splits the passes
+    (0.0, [1, 8, 1]),  # everyone is overdue at once: arrival order
+])
+def test_small_jobs_go_first_until_a_job_has_been_overtaken_for_too_long(overtaken_seconds, passes):
     forward = RecordingForward(hold_first=True)
-    runner = CoalescingRunner(forward, max_images=8)
+    runner = CoalescingRunner(forward, max_images=8, max_overtaken_seconds=overtaken_seconds)
     results: dict = {}
     first = in_thread(runner, np.zeros((1, 1)), results, "first")
     assert forward.started.wait(10)
@@ -90,24 +94,8 @@ def test_small_jobs_go_first_and_the_cap_splits_passes():
     forward.release.set()
     for t in (first, big, small):
         t.join(10)
-    assert [len(b) for b in forward.batches] == [1, 1, 8]  # the 1-image job overtook the 8-image one
+    assert [len(b) for b in forward.batches] == passes
     np.testing.assert_array_equal(results["big"], np.full((8, 1), 16))
-
-
-def test_a_job_overtaken_for_too_long_goes_first():
-    forward = RecordingForward(hold_first=True)
-    runner = CoalescingRunner(forward, max_images=8, max_overtaken_seconds=0.0)  # everyone is overdue at once
-    results: dict = {}
-    first = in_thread(runner, np.zeros((1, 1)), results, "first")
-    assert forward.started.wait(10)
-    big = in_thread(runner, np.full((8, 1), 8), results, "big")
-    wait_pending(runner, 1)
-    small = in_thread(runner, np.full((1, 1), 1), results, "small")
-    wait_pending(runner, 2)
-    forward.release.set()
-    for t in (first, big, small):
-        t.join(10)
-    assert [len(b) for b in forward.batches] == [1, 8, 1]  # arrival order once both waited too long
 
 
 def test_an_error_reaches_every_job_in_the_pass_and_the_runner_recovers():

@@ -13,15 +13,16 @@ import pytest
 from PIL import Image
 from werkzeug.serving import make_server
 
-from tests.conftest import REPO
-from tests.images_factory import encode, photo
+from devkit.images import encode, photo
+from tests.helpers import REPO
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = REPO / "build" / "screenshots"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")]
 
 
 @pytest.fixture(scope="module")

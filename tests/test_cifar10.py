@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from models import cifar10
-from tests.conftest import PER_CLASS, REAL_CIFAR, needs_real_cifar
+from tests.helpers import PER_CLASS, REAL_CIFAR, needs_real_cifar
 
 
 def test_loads_official_layout(synthetic_cifar):
@@ -61,6 +61,7 @@ def test_split_is_deterministic_stratified_and_disjoint(synthetic_cifar):
     assert not np.array_equal(other_train, train_a)
 
 
+@pytest.mark.slow
 @needs_real_cifar
 def test_real_split_is_45k_5k_and_checksums_match():
     batches = cifar10.find_batches_dir(REAL_CIFAR, allow_download=False)

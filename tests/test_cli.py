@@ -9,8 +9,10 @@ import sys
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO
-from tests.images_factory import encode, photo
+from devkit.images import encode, photo
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.slow  # the committed models, real processes
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

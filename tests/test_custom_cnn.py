@@ -17,16 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from models.custom_cnn.net import CifarNet, preprocess, tta_logits
-from models.custom_cnn.train import (
-    AugmentedLoader,
-    ExamplePruner,
-    Recipe,
-    parse_args,
-    recipe_from_args,
-    recipe_overrides,
-    train,
-)
-from tests.conftest import REPO
+from models.custom_cnn.train import PRESETS, AugmentedLoader, Recipe, parse_args, recipe_from_args, train
+from tests.helpers import REPO
 
 TINY = dict(widths=(8, 16, 16), batch_size=50, low_res_epochs=1, whiten_init_images=200, val_batch_size=1000, threads=1)
 
@@ -125,75 +117,38 @@ def test_progressive_resizing_follows_the_schedule():
     assert sizes == [{(16, 16)}, {(24, 24)}, {(24, 24)}, {(32, 32)}, {(32, 32)}]
     # A downscaled epoch is the full-size epoch (same shuffle, crops, flips) resized, not other images.
     full = AugmentedLoader(images, labels, 10, 2, seed=3)
-    for (small, small_labels, _), (big, big_labels, _) in zip(loader.epoch(0), full.epoch(0), strict=True):
+    for (small, small_labels), (big, big_labels) in zip(loader.epoch(0), full.epoch(0), strict=True):
         assert torch.equal(small_labels, big_labels)
         assert torch.allclose(small, F.interpolate(big, size=16, mode="bilinear", antialias=True), atol=1e-5)
 
 
-def test_crop_mode_trains_on_windows_of_the_full_size_images():
-    images = preprocess(np.random.default_rng(0).integers(0, 255, (20, 32, 32, 3), dtype=np.uint8))
-    labels = torch.arange(20) % 10
-    loader = AugmentedLoader(images, labels, batch_size=10, translate=2, seed=3, low_res_epochs=3, low_res_size=24,
-                             lowest_res_epochs=1, lowest_res_size=16, low_res_mode="crop")
-    downscaling = AugmentedLoader(images, labels, batch_size=10, translate=2, seed=3, low_res_epochs=3,
-                                  low_res_size=24, lowest_res_epochs=1, lowest_res_size=16)
-    full = AugmentedLoader(images, labels, 10, 2, seed=3)
-    assert [loader.crops(e) for e in range(4)] == [False, True, True, False]
-    for epoch in (0, 3):  # epochs outside the 24-px stage are exactly as when downscaling
-        pairs = zip(loader.epoch(epoch), downscaling.epoch(epoch), strict=True)
-        assert all(torch.equal(a, b) for (a, *_), (b, *_) in pairs)
-    corners = set()
-    for (window, window_labels, _), (big, big_labels, _) in zip(loader.epoch(1), full.epoch(1), strict=True):
-        assert window.shape[-2:] == (24, 24) and torch.equal(window_labels, big_labels)
-        for w, b in zip(window, big, strict=True):  # each is a 24x24 piece of its own full-size epoch-1 image
-            found = [(y, x) for y in range(9) for x in range(9) if torch.equal(w, b[:, y : y + 24, x : x + 24])]
-            assert found
-            corners.add(found[0])
-    assert len(corners) > 5  # the windows move around
-
-
-def test_pruner_skips_only_well_learned_examples_and_reweights_the_rest():
-    pruner = ExamplePruner(1000, ratio=0.5, epochs=5, unpruned_final_epochs=1, seed=0)
-    assert pruner.plan(1)[0] is None  # nothing seen yet: every example trains
-    losses = torch.linspace(0, 2, 1000)
-    pruner.record(torch.arange(1, 1000), losses[1:])  # example 0 not seen yet (a dropped partial batch)
-    assert pruner.plan(0)[0] is None  # the first epoch always sees everything
-    keep, weights = pruner.plan(1)
-    well_learned = (losses < losses[1:].mean()) & (torch.arange(1000) > 0)
-    assert keep[~well_learned].all()  # hard and unseen examples always train
-    assert 0.4 < (~keep[well_learned]).float().mean() < 0.6  # about half of the easy ones are skipped
-    assert torch.equal(weights, torch.where(well_learned, 2.0, 1.0))  # kept easy ones count double
-    assert torch.equal(pruner.plan(1)[0], keep) and not torch.equal(pruner.plan(2)[0], keep)  # per-epoch draws
-    assert pruner.plan(4)[0] is None  # the final epoch sees everything
-    assert ExamplePruner(1000, 0.0, 5, 1, 0).plan(1)[0] is None
-
-
-def test_loader_leaves_out_the_skipped_examples():
-    images = preprocess(np.random.default_rng(0).integers(0, 255, (40, 32, 32, 3), dtype=np.uint8))
-    labels = torch.arange(40) % 10
-    keep = torch.arange(40) % 4 != 0
-    loader = AugmentedLoader(images, labels, batch_size=10, translate=2, seed=3)
-    seen = torch.cat([idx for *_, idx in loader.epoch(1, keep)])
-    assert loader.batches(1, keep) == 3 and len(seen) == 30
-    assert sorted(seen.tolist()) == torch.nonzero(keep).flatten().tolist()
-    # A kept example gets the same crop, flip and label as in the unpruned epoch.
-    full = {int(i): (b, y) for batch, lab, idx in loader.epoch(1) for b, y, i in zip(batch, lab, idx, strict=True)}
-    for batch, lab, idx in loader.epoch(1, keep):
-        for b, y, i in zip(batch, lab, idx, strict=True):
-            assert torch.equal(b, full[int(i)][0]) and y == full[int(i)][1]
-
-
-def test_recipe_overrides_are_typed_and_checked():
-    assert recipe_overrides(["label_smoothing=0.1", "activation=silu", "low_res_size=20"]) == {
-        "label_smoothing": 0.1, "activation": "silu", "low_res_size": 20}
-    for bad in ("nonsense=1", "label_smoothing", "low_res_size=big", "widths=1,2,3"):
+def test_set_overrides_are_typed_and_checked():
+    args = parse_args(["--set", "label_smoothing=0.1", "--set", "activation=gelu", "--set", "low_res_size=20",
+                       "--set", "widths=8,16,16", "--set", "max_train_images=500"])
+    recipe = recipe_from_args(args)
+    assert (recipe.label_smoothing, recipe.activation, recipe.low_res_size) == (0.1, "gelu", 20)
+    assert recipe.widths == (8, 16, 16) and recipe.max_train_images == 500
+    for bad in ("nonsense=1", "label_smoothing", "low_res_size=big", "prune_ratio=0.5"):
         with pytest.raises(SystemExit, match="--set"):
-            recipe_overrides([bad])
+            recipe_from_args(parse_args(["--set", bad]))
 
 
+def test_epochs_alone_scales_the_preset_schedule():
+    """`--epochs N` with nothing else is a valid run: the 24-px and 16-px stages keep their share of it."""
+    one = recipe_from_args(parse_args(["--epochs", "1"]))
+    assert (one.epochs, one.low_res_epochs, one.lowest_res_epochs) == (1, 0, 0)
+    eight = recipe_from_args(parse_args(["--epochs", "8"]))
+    assert (eight.low_res_epochs, eight.lowest_res_epochs) == (4, 0)  # the default: half the epochs at 24 px
+    fast = recipe_from_args(parse_args(["--preset", "fast", "--epochs", "20"]))
+    assert (fast.low_res_epochs, fast.lowest_res_epochs) == (14, 8)  # 7/10 and 4/10 of the epochs
+    pinned = recipe_from_args(parse_args(["--epochs", "4", "--set", "low_res_epochs=3"]))
+    assert pinned.low_res_epochs == 3
+
+
+@pytest.mark.slow
 def test_a_few_training_steps_learn(synthetic_cifar, tmp_path):
     recipe = Recipe(epochs=3, **TINY)
-    config = train(recipe, str(synthetic_cifar), tmp_path / "out", tmp_path / "ck.pt", resume=False, progress=False)
+    config = train(recipe, str(synthetic_cifar), tmp_path / "out", tmp_path / "ck", resume=False, progress=False)
     history = json.loads((tmp_path / "out" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
@@ -203,31 +158,22 @@ def test_a_few_training_steps_learn(synthetic_cifar, tmp_path):
     assert (tmp_path / "out" / "weights.pt").is_file()
 
 
-def test_frozen_first_group_keeps_its_initial_weights(synthetic_cifar, tmp_path):
-    recipe = Recipe(epochs=2, frozen_first_group_epochs=2, **TINY)
-    train(recipe, str(synthetic_cifar), tmp_path / "out", tmp_path / "ck.pt", resume=False, progress=False)
-    trained = torch.load(tmp_path / "out" / "weights.pt", weights_only=True)
-    torch.manual_seed(recipe.seed)
-    initial = CifarNet(recipe.widths, activation=recipe.activation).state_dict()
-    for name in ("groups.0.conv1.weight", "groups.0.conv2.weight", "groups.0.norm1.bias", "groups.0.norm2.bias"):
-        assert torch.equal(trained[name], initial[name]), name
-    assert not torch.equal(trained["groups.1.conv1.weight"], initial["groups.1.conv1.weight"])
-
-
 def run_training(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "models.custom_cnn.train", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights(synthetic_cifar, tmp_path):
-    common = ["--epochs", "4", "--low-res-epochs", "2", "--batch-size", "50", "--widths", "8,16,16", "--threads", "1",
-              "--set", "prune_ratio=0.5", "--no-progress", "--data-dir", str(synthetic_cifar)]
-    straight = run_training([*common, "--out", str(tmp_path / "a"), "--checkpoint", str(tmp_path / "a.pt")], tmp_path)
+    common = ["--epochs", "4", "--set", "low_res_epochs=2", "--batch-size", "50", "--set", "widths=8,16,16",
+              "--threads", "1", "--no-progress", "--data-dir", str(synthetic_cifar)]
+    straight = run_training([*common, "--out", str(tmp_path / "a"), "--work-dir", str(tmp_path / "a-ck")], tmp_path)
     assert straight.wait(timeout=300) == 0, straight.stdout.read()
 
-    checkpoint = tmp_path / "b.pt"
-    interrupted = run_training([*common, "--out", str(tmp_path / "b"), "--checkpoint", str(checkpoint)], tmp_path)
+    checkpoint = tmp_path / "b-ck" / "last.pt"
+    interrupted = run_training([*common, "--out", str(tmp_path / "b"), "--work-dir", str(checkpoint.parent)],
+                               tmp_path)
     deadline = time.time() + 300
     while not checkpoint.exists() and time.time() < deadline:  # first epoch done: kill it in the next one
         time.sleep(0.05)
@@ -235,7 +181,7 @@ def test_killed_run_resumes_to_identical_weights(synthetic_cifar, tmp_path):
     interrupted.wait()
     assert not (tmp_path / "b" / "weights.pt").exists()
 
-    resumed = run_training([*common, "--out", str(tmp_path / "b"), "--checkpoint", str(checkpoint), "--resume"],
+    resumed = run_training([*common, "--out", str(tmp_path / "b"), "--work-dir", str(checkpoint.parent), "--resume"],
                            tmp_path)
     output = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, output
@@ -247,39 +193,45 @@ def test_killed_run_resumes_to_identical_weights(synthetic_cifar, tmp_path):
     history_a = json.loads((tmp_path / "a" / "history.json").read_text())
     history_b = json.loads((tmp_path / "b" / "history.json").read_text())
     assert [h["val_acc"] for h in history_a] == [h["val_acc"] for h in history_b]
-    # Pruning was on: the middle epochs skipped examples (the resumed run's losses came from the checkpoint).
-    images = [h["images"] for h in history_a]
-    assert images == [h["images"] for h in history_b]
-    assert images[0] == images[3] and images[1] < images[0] and images[2] < images[0]
+    assert [h["image_size"] for h in history_a] == [24, 24, 32, 32]
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_recipe(synthetic_cifar, tmp_path):
-    train(Recipe(epochs=1, **TINY), str(synthetic_cifar), tmp_path / "o", tmp_path / "ck.pt", False, progress=False)
+    train(Recipe(epochs=1, **TINY), str(synthetic_cifar), tmp_path / "o", tmp_path / "ck", False, progress=False)
     with pytest.raises(SystemExit, match="different recipe"):
-        train(Recipe(epochs=2, **TINY), str(synthetic_cifar), tmp_path / "o", tmp_path / "ck.pt", True,
+        train(Recipe(epochs=2, **TINY), str(synthetic_cifar), tmp_path / "o", tmp_path / "ck", True,
               progress=False)
 
 
-def make_target_recipe(target: str) -> dict:
-    """The Recipe (as a dict) that `make <target>` would train, read from make's dry run."""
-    dry_run = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    lines = dry_run.replace("\\\n", " ").splitlines()  # join make's continued lines
-    command = next(line for line in lines if "models.custom_cnn.train" in line)
-    argv = command.split("models.custom_cnn.train", 1)[1].split()
-    return dataclasses.asdict(recipe_from_args(parse_args(argv)))
+# Options measured and removed (runs q10/q13, z10, c10/c10b/k10 in runs/): the value each had when off.
+REMOVED_OPTIONS = {"prune_ratio": 0.0, "unpruned_final_epochs": 1, "frozen_first_group_epochs": 0,
+                   "low_res_mode": "downscale"}
 
 
-@pytest.mark.parametrize(("target", "config"), [("train-cnn", "models/custom_cnn/config.json"),
-                                                ("train-cnn-fast", "models/custom_cnn/runs/r10/config.json")])
-def test_make_targets_train_the_recorded_recipes(target, config):
-    """The README's numbers for `make train-cnn` / `train-cnn-fast` come from these recorded runs."""
-    # A field newer than the run did not exist then: the run trained as its default (off) does.
-    recorded = dataclasses.asdict(Recipe()) | json.loads((REPO / config).read_text())["recipe"]
-    wanted = make_target_recipe(target)
+@pytest.mark.parametrize(("preset", "config"), [("default", "models/custom_cnn/config.json"),
+                                                ("fast", "models/custom_cnn/runs/r10/config.json")])
+def test_presets_train_the_recorded_recipes(preset, config):
+    """The numbers docs/custom-cnn.md gives for each preset come from these recorded runs."""
+    recorded = json.loads((REPO / config).read_text())["recipe"]
+    for name, off in REMOVED_OPTIONS.items():  # the run did not use an option that no longer exists
+        assert recorded.pop(name, off) == off, name
     recorded["widths"] = tuple(recorded["widths"])
-    assert {k: v for k, v in wanted.items() if k != "threads"} == {k: v for k, v in recorded.items() if k != "threads"}
+    wanted = dataclasses.asdict(recipe_from_args(parse_args(["--preset", preset])))
+    ignored = {"threads", "max_train_images"}  # machine-dependent / newer than the runs (None = all images)
+    assert wanted["max_train_images"] is None
+    assert {k: v for k, v in wanted.items() if k not in ignored} == \
+           {k: v for k, v in (dataclasses.asdict(Recipe()) | recorded).items() if k not in ignored}
+    assert set(recorded) <= set(wanted)
 
 
+def test_training_writes_to_build_by_default_never_over_the_committed_model():
+    args = parse_args([])
+    assert args.out == REPO / "build" / "custom_cnn" and args.work_dir.is_relative_to(REPO / "build")
+    assert set(PRESETS) == {"default", "fast"}
+
+
+@pytest.mark.slow
 def test_cli_reports_missing_data_cleanly(tmp_path):
     result = subprocess.run([sys.executable, "-m", "models.custom_cnn.train", "--data-dir", str(tmp_path)],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -287,11 +239,12 @@ def test_cli_reports_missing_data_cleanly(tmp_path):
     assert "error:" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("args", [["--epochs", "0"], ["--batch-size", "-5"], ["--low-res-epochs", "99"],
-                                  ["--batch-size", "100000"],
-                                  ["--low-res-epochs", "2", "--set", "lowest_res_epochs=3"],
+@pytest.mark.parametrize("args", [["--epochs", "0"], ["--batch-size", "-5"], ["--set", "low_res_epochs=99"],
+                                  ["--batch-size", "100000"], ["--preset", "slow"],
+                                  ["--set", "low_res_epochs=2", "--set", "lowest_res_epochs=3"],
                                   ["--set", "lowest_res_size=0"], ["--set", "low_res_size=64"],
-                                  ["--set", "low_res_mode=zoom"]])
+                                  ["--set", "low_res_mode=crop"]])
+@pytest.mark.slow
 def test_cli_rejects_bad_settings_cleanly(synthetic_cifar, args):
     result = subprocess.run([sys.executable, "-m", "models.custom_cnn.train", "--data-dir", str(synthetic_cifar),
                              "--out", "/nonexistent-never-written", *args],

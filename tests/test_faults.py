@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 import urllib.error
@@ -14,9 +13,11 @@ import urllib.request
 import pytest
 
 import models
-from tests.conftest import REPO
-from tests.images_factory import encode, photo
-from tests.test_deploy import free_port, multipart, procfile_command
+from devkit.images import encode, photo
+from devkit.server import ProcfileServer, multipart
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.slow  # the committed models, real processes
 
 MODEL_FILES = {"custom_cnn": "weights.pt", "mobilenetv2": "model.tflite"}
 
@@ -27,7 +28,7 @@ def model_root(tmp_path, monkeypatch):
     root = tmp_path / "models"
     for name in MODEL_FILES:
         shutil.copytree(REPO / "models" / name, root / name, ignore=shutil.ignore_patterns("checkpoints", "runs"))
-    monkeypatch.setenv(models.MODELS_DIR_ENV, str(root))
+    monkeypatch.setenv("CIFAR10_MODELS_DIR", str(root))
     models.forget_loaded_models()
     yield root
     models.forget_loaded_models()
@@ -68,37 +69,15 @@ def test_a_broken_model_file_leaves_the_app_up_and_the_other_model_serving(model
 
 
 def test_a_killed_worker_is_replaced_and_only_in_flight_requests_fail():
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "WEB_CONCURRENCY": "1", "SECRET_KEY": "test-only",
-           "PATH": str(REPO / ".venv" / "bin") + os.pathsep + os.environ.get("PATH", "")}
-    server = subprocess.Popen(procfile_command(), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-
-    def ready(timeout: float) -> bool:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(base + "/readyz", timeout=5) as response:
-                    if response.status == 200:
-                        return True
-            except OSError:
-                time.sleep(0.5)
-        return False
-
-    def workers() -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()]
-
-    try:
-        assert ready(180)
-        (first,) = workers()
+    with ProcfileServer() as server:
+        assert server.wait_ready(180)
+        (first,) = server.worker_pids()
         body, content_type = multipart([("a.jpg", encode(photo(64, 64), "JPEG"))])
         outcomes: list[int] = []
 
         def client() -> None:
             for _ in range(6):
-                request = urllib.request.Request(base + "/api/v1/predict", data=body,
+                request = urllib.request.Request(server.base + "/api/v1/predict", data=body,
                                                  headers={"Content-Type": content_type})
                 try:
                     with urllib.request.urlopen(request, timeout=120) as response:
@@ -116,12 +95,9 @@ def test_a_killed_worker_is_replaced_and_only_in_flight_requests_fail():
         os.kill(first, signal.SIGKILL)
         for t in threads:
             t.join()
-        assert ready(180), "the master did not bring a worker back"
-        (second,) = workers()
+        assert server.wait_ready(180), "the master did not bring a worker back"
+        (second,) = server.worker_pids()
         assert second != first
         assert not [s for s in outcomes if s >= 500], outcomes  # no 5xx, only dropped connections
         assert outcomes.count(-1) <= 2  # at most one in-flight request per client thread
         assert outcomes.count(200) >= len(outcomes) - 2
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)

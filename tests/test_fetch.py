@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.http_server import PNG, LocalServer
+from devkit.url_server import PNG, LocalServer
 from webapp.fetch import FetchError, FetchPolicy, fetch_image_bytes
 
 TEST_POLICY = FetchPolicy(allowed_hosts=frozenset({"127.0.0.1"}), connect_timeout=1, read_timeout=1,

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO
-from tests.http_server import LocalServer
-from tests.images_factory import HTML, PDF, SVG, animated_gif, encode, exif_rotated_jpeg, photo, png_declaring
+from devkit.images import HTML, PDF, SVG, animated_gif, encode, exif_rotated_jpeg, photo, png_declaring
+from devkit.url_server import LocalServer
+from tests.helpers import REPO, fake_predictors
 
 GOOD = encode(photo(64, 64, seed=9), "JPEG")
 LIMIT = 300_000  # per-file limit used by this module
@@ -61,12 +61,14 @@ def disk_snapshot() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def hostile_app():
+def hostile_app(tmp_path_factory):
+    """The app over fake models: what is under test here is the intake and the web layer, not the networks."""
     from webapp import create_app
 
-    return create_app({"TESTING": True, "MAX_FILE_BYTES": LIMIT, "SECRET_KEY": "hostile",
-                       "FETCH_ALLOWED_TEST_HOSTS": ["127.0.0.1"], "FETCH_CONNECT_TIMEOUT": 1.0,
-                       "FETCH_READ_TIMEOUT": 1.0, "FETCH_TOTAL_TIMEOUT": 3.0})
+    with fake_predictors(tmp_path_factory.mktemp("fake-models")):
+        yield create_app({"TESTING": True, "MAX_FILE_BYTES": LIMIT, "SECRET_KEY": "hostile",
+                          "FETCH_ALLOWED_TEST_HOSTS": ["127.0.0.1"], "FETCH_CONNECT_TIMEOUT": 1.0,
+                          "FETCH_READ_TIMEOUT": 1.0, "FETCH_TOTAL_TIMEOUT": 3.0})
 
 
 @pytest.fixture()

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from devkit.images import HTML, PDF, SVG, animated_gif, encode, exif_rotated_jpeg, photo, png_declaring
 from models.images import DECODE_MIN_SIDE, ImageIntakeError, decode_image, to_model_input
-from tests.images_factory import HTML, PDF, SVG, animated_gif, encode, exif_rotated_jpeg, photo, png_declaring
 
 
 def pixel(image: Image.Image, xy=(0, 0)) -> tuple[int, int, int]:

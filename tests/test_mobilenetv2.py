@@ -20,9 +20,11 @@ from models.mobilenetv2.export import export_saved_model
 from models.mobilenetv2.predictor import MobileNetV2Predictor
 from models.mobilenetv2.train import main as train_main
 from models.predictor import ModelLoadError
-from tests.conftest import REAL_CIFAR, REPO, needs_real_cifar
+from tests.helpers import REAL_CIFAR, REPO, needs_real_cifar
 
-TINY = ["--image-size", "32", "--max-train-images", "250", "--batch-size", "50", "--head-epochs", "1",
+pytestmark = pytest.mark.slow  # TensorFlow: training, export, the committed model
+
+TINY = ["--set", "image_size=32", "--max-train-images", "250", "--batch-size", "50", "--set", "head_epochs=1",
         "--no-progress", "--threads", "2"]
 
 

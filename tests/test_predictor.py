@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from devkit.images import encode
 from models import available_models, cifar10, load_predictor
-from models.evaluate import classification_metrics
 from models.images import decode_image, to_model_input
 from models.predictor import sha256_of
-from tests.conftest import REAL_CIFAR, REPO, needs_real_cifar
-from tests.images_factory import encode
+from models.scoring import classification_metrics
+from tests.helpers import REAL_CIFAR, REPO, needs_real_cifar
+
+pytestmark = pytest.mark.slow  # the committed models
 
 
 @pytest.fixture(scope="module", params=available_models())

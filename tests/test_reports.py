@@ -11,8 +11,9 @@ import pytest
 
 from models.calibrate import fit_temperature
 from models.predictor import temper
+from models.scoring import calibration
 from reports import stats
-from tests.conftest import REAL_CIFAR, REPO, needs_real_cifar
+from tests.helpers import REAL_CIFAR, REPO, needs_real_cifar
 
 
 def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_data():
@@ -42,9 +43,9 @@ def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_not():
     probs = np.full((1000, 10), 0.2 / 9)
     probs[:, 0] = 0.8
     probs[800:, 0], probs[800:, 1] = 0.2 / 9, 0.8  # 80% confident everywhere, right 80% of the time
-    assert stats.calibration(probs, labels)["ece"] == pytest.approx(0.0, abs=1e-9)
+    assert calibration(probs, labels)["ece"] == pytest.approx(0.0, abs=1e-9)
     overconfident = np.eye(10)[np.r_[np.zeros(500, int), np.ones(500, int)]] * 0.99 + 0.001
-    result = stats.calibration(overconfident, labels)
+    result = calibration(overconfident, labels)
     assert result["ece"] == pytest.approx(0.99 + 0.001 - 0.5, abs=1e-6)
     assert sum(b["count"] for b in result["bins"]) == 1000
 
@@ -60,6 +61,7 @@ def test_temperature_scaling_keeps_the_class_and_recovers_a_known_temperature():
     assert np.allclose(temper(model_probs, 0.5).sum(1), 1.0)
 
 
+@pytest.mark.slow
 def test_served_probabilities_are_the_calibrated_ones():
     from models import load_predictor
 
@@ -70,12 +72,13 @@ def test_served_probabilities_are_the_calibrated_ones():
     assert np.allclose(cnn.predict_proba(images), temper(raw, cnn.temperature))
 
 
+@pytest.mark.slow
 @needs_real_cifar
 def test_report_build_writes_json_html_and_a_real_pdf(tmp_path):
     """From the committed prediction cache (no test-set pass): every artefact, with the same numbers."""
     from reports.build import build
 
-    report = build(["custom_cnn", "mobilenetv2"], str(REAL_CIFAR), latency=False, out=tmp_path)
+    report = build(["custom_cnn", "mobilenetv2"], str(REAL_CIFAR), latency="skip", out=tmp_path)
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert set(on_disk["models"]) == {"custom_cnn", "mobilenetv2"} and len(on_disk["comparisons"]) == 1
     for name, section in on_disk["models"].items():
@@ -105,17 +108,18 @@ def test_report_build_writes_json_html_and_a_real_pdf(tmp_path):
 def _both_wrong_but_different(out) -> int:
     """Disagreements where both models are wrong count as disagreements but are not discordant pairs."""
     from models import cifar10
-    from tests.conftest import REAL_CIFAR
+    from tests.helpers import REAL_CIFAR
 
     labels = cifar10.load_split("test", REAL_CIFAR).labels
     preds = {}
     for name in ("custom_cnn", "mobilenetv2"):
-        with np.load(REPO / "reports" / "predictions" / f"{name}.npz") as stored:
+        with np.load(REPO / "models" / name / "test_probabilities.npz") as stored:
             preds[name] = stored["probabilities"].argmax(1)
     a, b = preds["custom_cnn"], preds["mobilenetv2"]
     return int(np.sum((a != b) & (a != labels) & (b != labels)))
 
 
+@pytest.mark.slow
 def test_committed_report_matches_the_committed_models():
     from models import load_predictor
 
@@ -150,6 +154,7 @@ def fake_run(name: str, labels: np.ndarray, accuracy: float, seed: int):
                              "batch_1_images_per_second": 200.0, "batch_64_images_per_second": 1000.0})
 
 
+@pytest.mark.slow
 def test_report_from_fake_predictions_renders_html_and_pdf(tmp_path):
     """No model, no dataset: 300 fake test images and two fake models -> metrics.json, index.html, report.pdf."""
     from models.cifar10 import CLASS_NAMES, Split

@@ -2,14 +2,14 @@
 
     gunicorn app:app                 # production (Procfile, make run); app.py calls create_app()
 
-Configuration comes from `DEFAULTS`, then `APP_*` environment variables (e.g. APP_MAX_IMAGES=16;
-values are parsed as JSON where possible), then the `config` argument (tests).
+Configuration comes from `DEFAULTS`, then the environment (`SECRET_KEY`, and `APP_<KEY>` for any key
+below, e.g. APP_MAX_IMAGES=16, parsed as JSON where possible; read by `models.settings`), then the
+`config` argument (tests), which wins. docs/settings.md lists every setting.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -19,29 +19,32 @@ from flask_bootstrap import Bootstrap5
 from flask_wtf.csrf import CSRFProtect
 from jinja2 import ChoiceLoader, FileSystemLoader
 
-from models import available_models, load_predictor
+from models import available_models, load_predictor, settings
 from reports.html import TEMPLATES as REPORT_TEMPLATES
 from reports.html import duration, megabytes, percent
+from webapp.fetch import FetchPolicy
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 
-DEFAULTS: dict[str, Any] = {
-    "MAX_IMAGES": 32,  # files + URLs per request
-    "MAX_FILE_BYTES": 10 * 1024 * 1024,
-    "MAX_CONTENT_LENGTH": 50 * 1024 * 1024,  # whole request; Werkzeug answers 413 beyond it
-    "DEFAULT_TOP_K": 3,
-    "MODELS": None,  # None = every registered model
-    "PRELOAD_MODELS": True,  # load + warm up every model when the app is created (once per worker)
-    "FETCH_MAX_REDIRECTS": 3,
-    "FETCH_CONNECT_TIMEOUT": 3.0,
-    "FETCH_READ_TIMEOUT": 5.0,
-    "FETCH_TOTAL_TIMEOUT": 10.0,
-    "FETCH_ALLOWED_TEST_HOSTS": [],  # tests only: addresses exempt from the public-address rule
-    "REPORTS_DIR": str(ROOT / "reports"),
-    "BOOTSTRAP_SERVE_LOCAL": True,  # no CDN: the app works offline
-    "WTF_CSRF_TIME_LIMIT": None,
+# key -> (default, meaning); every key can be set as APP_<KEY> in the environment (docs/settings.md).
+CONFIG: dict[str, tuple[Any, str]] = {
+    "MAX_IMAGES": (32, "files + URLs per request"),
+    "MAX_FILE_BYTES": (10 * 1024 * 1024, "bytes per uploaded file or fetched URL"),
+    "MAX_CONTENT_LENGTH": (50 * 1024 * 1024, "bytes per request; beyond it the answer is 413"),
+    "DEFAULT_TOP_K": (3, "classes listed per model when a request does not say"),
+    "MODELS": (None, "the models to serve (a JSON list); null: every registered model"),
+    "PRELOAD_MODELS": (True, "load and warm up every model when a worker starts"),
+    # URL fetching: the FetchPolicy defaults (webapp/fetch.py), one source for both.
+    "FETCH_MAX_REDIRECTS": (FetchPolicy.max_redirects, "redirects followed per image URL"),
+    "FETCH_CONNECT_TIMEOUT": (FetchPolicy.connect_timeout, "seconds to connect to an image host"),
+    "FETCH_READ_TIMEOUT": (FetchPolicy.read_timeout, "seconds a host may stay silent"),
+    "FETCH_TOTAL_TIMEOUT": (FetchPolicy.total_timeout, "seconds for a whole image fetch"),
+    "REPORTS_DIR": (str(ROOT / "reports"), "where the evaluation report (metrics.json, PDF, figures) is"),
+    "BOOTSTRAP_SERVE_LOCAL": (True, "serve Bootstrap from the app, never a CDN"),
+    "WTF_CSRF_TIME_LIMIT": (None, "seconds a form's CSRF token stays valid; null: no limit"),
 }
+DEFAULTS: dict[str, Any] = {key: default for key, (default, _) in CONFIG.items()}
 
 csrf = CSRFProtect()
 
@@ -49,10 +52,12 @@ csrf = CSRFProtect()
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, root_path=str(ROOT), template_folder="templates", static_folder="static")
     app.config.update(DEFAULTS)
-    app.config.from_prefixed_env("APP")
+    app.config.update(settings.app_overrides())
+    if settings.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = settings.get("SECRET_KEY")
     if config:
         app.config.update(config)
-    secret = os.environ.get("SECRET_KEY") or app.config.get("SECRET_KEY")
+    secret = app.config.get("SECRET_KEY")
     if not secret:
         log.warning("SECRET_KEY is not set; using a random key (CSRF tokens reset when the process restarts)")
         secret = secrets.token_hex(32)

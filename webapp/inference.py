@@ -2,8 +2,8 @@
 
 gather_inputs: uploaded files and URLs -> `ImageInput`s (bytes, or a per-item error); nothing is
 written to disk and the client's file name is only ever displayed, never used as a path.
-classify: decode every input through the image intake, run each requested model once over the
-batch of good images, and return one result per input in order, errors in place.
+classify: decode every input through the image intake, hand the good images to the one seam
+(`models.classify`) and shape its answers as JSON-ready dicts, one per input in order, errors in place.
 """
 
 from __future__ import annotations
@@ -11,16 +11,14 @@ from __future__ import annotations
 import base64
 import io
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from PIL import Image
 from werkzeug.datastructures import FileStorage
 
-from models import load_predictor
-from models.images import DECODE_MIN_SIDE, ImageIntakeError, decode_image, to_model_input
+import models
+from models.images import DECODE_MIN_SIDE, ImageIntakeError, decode_image
 from webapp.fetch import FetchError, FetchPolicy, fetch_image_bytes
 
 THUMBNAIL_SIZE = 160
@@ -89,7 +87,7 @@ def thumbnail_data_uri(image: Image.Image) -> str:
 
 def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumbnails: bool = False
              ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
-    """(one result per input, per-model timing). A model that fails to load is reported per image."""
+    """(one JSON-ready result per input, in order, errors in place; per-model timing)."""
     for item in inputs:
         if item.error is None:
             try:
@@ -98,48 +96,23 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
                 item.error = {"code": "invalid_image", "message": str(exc)}
             item.data = None  # the bytes are no longer needed
     good = [item for item in inputs if item.image is not None]
-    per_model: dict[str, list[dict[str, Any]] | dict[str, str]] = {}
-    timing: dict[str, dict[str, float]] = {}
-    model_inputs: dict[int, np.ndarray] = {}  # crop + resize once per input size, not once per model
-    for name in model_names:
-        if not good:
-            break
-        try:
-            predictor = load_predictor(name)
-            if predictor.input_size not in model_inputs:
-                model_inputs[predictor.input_size] = to_model_input([item.image for item in good],
-                                                                    predictor.input_size)
-            start = time.perf_counter()
-            probs = predictor.predict_proba(model_inputs[predictor.input_size])
-            elapsed = 1000 * (time.perf_counter() - start)
-        except Exception as exc:  # a broken model must not take the other one down
-            per_model[name] = {"code": "model_unavailable", "message": f"{name} is unavailable: {exc}"}
-            continue
-        timing[name] = {"batch_ms": elapsed, "ms_per_image": elapsed / len(good), "images": len(good)}
-        order = probs.argsort(axis=1)[:, ::-1]
-        per_model[name] = [{
-            "top_k": [{"label": predictor.class_names[j], "probability": float(row[j])} for j in idx[:top_k]],
-            "probabilities": {label: float(p) for label, p in zip(predictor.class_names, row, strict=True)},
-            "latency_ms": elapsed / len(good),
-        } for row, idx in zip(probs, order, strict=True)]
+    answers = models.classify([item.image for item in good], model_names, top_k)
+    answer_of = {id(item): answer for item, answer in zip(good, answers.images, strict=True)}
     results = []
-    good_index = {id(item): i for i, item in enumerate(good)}
     for index, item in enumerate(inputs):
         result: dict[str, Any] = {"index": index, "source": item.source}
         if item.image is None:
             result["error"] = item.error
             results.append(result)
             continue
+        answer = answer_of[id(item)]
         width, height = item.image.info.get("original_size", item.image.size)
-        result.update(width=width, height=height, predictions={}, model_errors={})
-        for name, outcome in per_model.items():
-            if isinstance(outcome, dict):
-                result["model_errors"][name] = outcome
-            else:
-                result["predictions"][name] = outcome[good_index[id(item)]]
-        labels = {p["top_k"][0]["label"] for p in result["predictions"].values()}
-        result["agree"] = len(labels) == 1 if len(result["predictions"]) > 1 else None
+        result.update(width=width, height=height,
+                      predictions={name: a.to_dict() for name, a in answer.predictions.items()},
+                      model_errors={name: {"code": "model_unavailable", "message": message}
+                                    for name, message in answer.model_errors.items()},
+                      agree=answer.agree)
         if thumbnails:
             result["thumbnail"] = thumbnail_data_uri(item.image)
         results.append(result)
-    return results, timing
+    return results, {name: t.to_dict() for name, t in answers.timing.items()}

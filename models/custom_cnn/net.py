@@ -35,7 +35,7 @@ def preprocess(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 class FrozenScaleBatchNorm(nn.BatchNorm2d):
-    """BatchNorm that learns only its shift; a learned scale adds nothing before a GELU + BN stack."""
+    """BatchNorm that learns only its shift, its scale fixed at 1 (as in airbench: one parameter fewer per channel)."""
 
     def __init__(self, channels: int, momentum: float = 0.4):
         super().__init__(channels, eps=1e-12, momentum=momentum)

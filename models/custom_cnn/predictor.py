@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +35,11 @@ class CustomCnnPredictor(Predictor):
     batch_buckets = (1, 2, 4, 8, 12, 16, 24, 32)
     warm_up_sizes = batch_buckets
 
+    weights_file = "weights.pt"
+
     def __init__(self, model_dir: Path = PACKAGE_DIR):
-        super().__init__()
-        self.weights_path = Path(model_dir) / "weights.pt"
-        with loading(Path(model_dir) / "config.json"):
-            self.config = json.loads((Path(model_dir) / "config.json").read_text())
-            self.class_names = tuple(self.config["class_names"])
+        super().__init__(model_dir)
+        with loading(self.model_dir / "config.json"):
             self.tta_level = int(self.config.get("tta_level", 2))
             architecture = self.config["architecture"]
             self.model = CifarNet(architecture["widths"], activation=architecture.get("activation", "gelu"))

@@ -1,6 +1,6 @@
 """Export the trained Keras model for serving: the TensorFlow Serving SavedModel and the LiteRT file the app uses.
 
-    python -m models.mobilenetv2.export [--model-dir models/mobilenetv2]
+    python -m models.mobilenetv2.export [--model-dir models/mobilenetv2] [--out build/mobilenetv2-export]
 
 - `serving/<version>/` (TF Serving), signature `serving_default`: `images` uint8 (N, H, W, 3) RGB of any
   size (resized to 32x32 with area averaging, as CIFAR-10 images are) -> `probabilities` float32 (N, 10).
@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from models.commands import announce_committed
 from models.mobilenetv2.net import CIFAR_SIZE
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -62,23 +62,24 @@ def export_tflite(model: keras.Model, path: Path) -> Path:
     return path
 
 
-def export_all(model_dir: Path) -> None:
-    """Both serving formats from `model_dir/model.keras`; the parameter count goes into config.json."""
+def export_all(model_dir: Path, out: Path) -> None:
+    """Both serving formats from `model_dir/model.keras`, written to `out` (training already did this once)."""
     model = keras.models.load_model(model_dir / "model.keras", compile=False)
-    export_saved_model(model, model_dir / "serving" / "1")
-    export_tflite(model, model_dir / "model.tflite")
-    config_path = model_dir / "config.json"
-    config = json.loads(config_path.read_text())
-    config["architecture"]["parameters"] = int(model.count_params())
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    export_saved_model(model, out / "serving" / "1")
+    export_tflite(model, out / "model.tflite")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, default=PACKAGE_DIR)
+    parser.add_argument("--model-dir", type=Path, default=PACKAGE_DIR, help="where model.keras is")
+    parser.add_argument("--out", type=Path, default=PACKAGE_DIR.parent.parent / "build" / "mobilenetv2-export",
+                        help="where the exports go (default: build/mobilenetv2-export/; --out models/mobilenetv2 "
+                             "replaces the committed model.tflite and serving/)")
     args = parser.parse_args(argv)
-    export_all(args.model_dir)
-    print(f"wrote {args.model_dir / 'serving' / '1'} and {args.model_dir / 'model.tflite'}")
+    if args.out.resolve() == PACKAGE_DIR.resolve():
+        announce_committed("models/mobilenetv2/model.tflite and serving/1")
+    export_all(args.model_dir, args.out)
+    print(f"wrote {args.out / 'serving' / '1'} and {args.out / 'model.tflite'}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import keras
 
+from models import settings
+
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/" + WEIGHTS_FILE
 # Default cut: blocks 1-5 (all the layers at 1/2, 1/4 and 1/8 resolution) stay frozen; blocks 6-16 and Conv_1
@@ -35,7 +37,7 @@ def find_imagenet_weights(explicit: str | os.PathLike | None = None, allow_downl
         if not path.is_file():
             raise ImagenetWeightsError(f"--imagenet-weights {path}: no such file (expected {WEIGHTS_FILE})")
         return path
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    keras_home = settings.get_path("KERAS_HOME")
     cached = keras_home / "models" / WEIGHTS_FILE
     if cached.is_file():
         return cached

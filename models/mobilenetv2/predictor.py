@@ -10,7 +10,6 @@ same at batch 1 as at 64, so a batch runs image by image.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from models import settings
 from models.predictor import Predictor, loading
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -26,7 +26,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 def runtime_threads() -> int:
     """LITERT_NUM_THREADS, else the math-library thread budget of the process (gunicorn.conf.py sets
     OMP_NUM_THREADS per worker), else the number of cores."""
-    value = os.environ.get("LITERT_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1
+    value = settings.get("LITERT_NUM_THREADS") or settings.get("OMP_NUM_THREADS") or os.cpu_count() or 1
     return max(1, int(value))
 
 
@@ -45,12 +45,11 @@ class MobileNetV2Predictor(Predictor):
     )
     batch_size = 64
 
+    weights_file = "model.tflite"
+
     def __init__(self, model_dir: Path = PACKAGE_DIR):
-        super().__init__()
-        self.weights_path = Path(model_dir) / "model.tflite"
-        with loading(Path(model_dir) / "config.json"):
-            self.config = json.loads((Path(model_dir) / "config.json").read_text())
-            self.class_names = tuple(self.config["class_names"])
+        super().__init__(model_dir)
+        with loading(self.model_dir / "config.json"):
             size = self.config["architecture"]["image_size"]
         self.preprocessing = (f"centre square crop, antialiased (Lanczos) resize to 32x32; inside the graph: "
                               f"bilinear upscale to {size}x{size}, scale to [-1, 1]")

@@ -1,4 +1,5 @@
-"""A loopback HTTP server with misbehaving routes, for the URL-fetching tests (no network needed)."""
+"""A loopback HTTP server with misbehaving routes (slow, huge, redirecting, not images) for the URL-fetching
+tests and benchmarks; no network needed."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.images_factory import encode, photo
+from devkit.images import encode, photo
 
 PNG = encode(photo(48, 48, seed=3), "PNG")
 

@@ -1,4 +1,4 @@
-"""Byte-level image fixtures shared by the intake, API and hostile-input tests."""
+"""Image files made in memory: ordinary photos, odd formats and hostile ones (tests and benchmarks)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,115 @@
+"""The one seam between a caller (web page, JSON API, CLI, Python) and the models.
+
+    answers = classify(images, ["custom_cnn", "mobilenetv2"], top_k=3)
+
+preprocess (centre crop + resize, once per input size, not once per model) -> forward (each model's
+`Predictor`, calibrated probabilities) -> postprocess (top-k with one tie-break rule, the full
+distribution, timing). Callers only decode their inputs with `models.images.decode_image` and
+format the answers for their own transport; none of them resizes an image, builds a top-k or
+branches on which model it is talking to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from models.cifar10 import CLASS_NAMES
+from models.images import to_model_input
+from models.predictor import top_k_labels
+from models.registry import REGISTRY, load_predictor
+
+
+@dataclass
+class ModelAnswer:
+    """One model's answer for one image."""
+
+    top_k: list[tuple[str, float]]
+    probabilities: dict[str, float]
+    latency_ms: float  # the model's time for the whole batch, divided by the images in it
+
+    @property
+    def label(self) -> str:
+        return self.top_k[0][0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"top_k": [{"label": label, "probability": p} for label, p in self.top_k],
+                "probabilities": self.probabilities, "latency_ms": self.latency_ms}
+
+
+@dataclass
+class ImageAnswer:
+    """Every requested model's answer for one image; a model that could not run is in `model_errors`."""
+
+    predictions: dict[str, ModelAnswer] = field(default_factory=dict)
+    model_errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def agree(self) -> bool | None:
+        """Whether every model that answered picked the same class (None with fewer than two answers)."""
+        if len(self.predictions) < 2:
+            return None
+        return len({answer.label for answer in self.predictions.values()}) == 1
+
+
+@dataclass
+class ModelTiming:
+    images: int
+    batch_ms: float
+
+    @property
+    def ms_per_image(self) -> float:
+        return self.batch_ms / self.images
+
+    def to_dict(self) -> dict[str, float]:
+        return {"batch_ms": self.batch_ms, "ms_per_image": self.ms_per_image, "images": self.images}
+
+
+@dataclass
+class Classification:
+    """The answers for a batch of images, in input order, and how long each model took."""
+
+    images: list[ImageAnswer]
+    timing: dict[str, ModelTiming]
+
+
+def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[str], top_k: int = 3
+             ) -> Classification:
+    """Run every named model over the images. A model that fails to load or run is reported per image (the
+    others still answer); an unknown model name is a `KeyError` (callers validate names first)."""
+    if not 1 <= top_k <= len(CLASS_NAMES):
+        raise ValueError(f"top_k must be between 1 and {len(CLASS_NAMES)}, got {top_k}")
+    unknown = [name for name in model_names if name not in REGISTRY]
+    if unknown:
+        raise KeyError(f"unknown model {unknown[0]!r}; available: {', '.join(REGISTRY)}")
+    answers = [ImageAnswer() for _ in images]
+    timing: dict[str, ModelTiming] = {}
+    if not images:
+        return Classification(answers, timing)
+    model_inputs: dict[int, np.ndarray] = {}
+    for name in model_names:
+        try:
+            predictor = load_predictor(name)
+            size = predictor.input_size
+            if size not in model_inputs:
+                model_inputs[size] = to_model_input(images, size)
+            start = time.perf_counter()
+            probs = predictor.predict_proba(model_inputs[size])
+            elapsed_ms = 1000 * (time.perf_counter() - start)
+        except Exception as exc:  # a broken model must not take the other one down
+            for answer in answers:
+                answer.model_errors[name] = f"{name} is unavailable: {exc}"
+            continue
+        timing[name] = ModelTiming(images=len(images), batch_ms=elapsed_ms)
+        best = top_k_labels(probs, predictor.class_names, top_k)
+        for answer, row, ranked in zip(answers, probs, best, strict=True):
+            answer.predictions[name] = ModelAnswer(
+                top_k=ranked,
+                probabilities={label: float(p) for label, p in zip(predictor.class_names, row, strict=True)},
+                latency_ms=timing[name].ms_per_image)
+    return Classification(answers, timing)

@@ -1,0 +1,81 @@
+"""The one seam (`models.classify`): what every caller gets, with fake models (fast) and the rules it keeps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import models.pipeline
+from devkit.images import photo
+from models import classify, registry
+from models.predictor import top_k_labels
+
+
+def test_every_image_gets_every_model_top_k_distribution_and_timing(fake_models):
+    images = [photo(64, 48, seed=s) for s in range(3)]
+    answers = classify(images, ["custom_cnn", "mobilenetv2"], top_k=4)
+    assert len(answers.images) == 3 and set(answers.timing) == {"custom_cnn", "mobilenetv2"}
+    for name, predictor in fake_models.items():
+        expected = predictor.predict_topk(images, k=4)
+        for answer, ranked in zip(answers.images, expected, strict=True):
+            got = answer.predictions[name]
+            assert got.top_k == ranked and len(got.probabilities) == 10
+            assert got.top_k[0][1] == max(got.probabilities.values())
+            assert sum(got.probabilities.values()) == pytest.approx(1.0)
+        assert answers.timing[name].images == 3 and answers.timing[name].batch_ms > 0
+
+
+def test_images_are_cropped_and_resized_once_per_input_size_not_once_per_model(fake_models, monkeypatch):
+    calls = []
+    original = models.pipeline.to_model_input
+    monkeypatch.setattr(models.pipeline, "to_model_input",
+                        lambda imgs, size: calls.append(size) or original(imgs, size))
+    classify([photo(300, 200)], ["custom_cnn", "mobilenetv2"])
+    assert calls == [32]  # both fakes take 32x32: one crop + resize for the two models
+
+
+def test_a_model_that_cannot_load_is_reported_per_image_and_the_other_still_answers(fake_models, monkeypatch):
+    def broken(name):
+        if name == "custom_cnn":
+            raise registry.ModelLoadError("models/custom_cnn/weights.pt is missing")
+        return fake_models[name]
+
+    monkeypatch.setattr(models.pipeline, "load_predictor", broken)
+    answers = classify([photo(), photo(seed=1)], ["custom_cnn", "mobilenetv2"])
+    for answer in answers.images:
+        assert list(answer.predictions) == ["mobilenetv2"]
+        assert "weights.pt is missing" in answer.model_errors["custom_cnn"]
+        assert answer.agree is None  # one answer: nothing to agree with
+    assert list(answers.timing) == ["mobilenetv2"]
+
+
+def test_agreement_compares_the_top_classes(fake_models):
+    answer = classify([photo()], ["custom_cnn", "mobilenetv2"]).images[0]
+    labels = {a.label for a in answer.predictions.values()}
+    assert answer.agree == (len(labels) == 1)
+
+
+def test_bad_arguments_fail_before_any_model_runs(fake_models):
+    with pytest.raises(KeyError, match="resnet"):
+        classify([photo()], ["resnet"])
+    for k in (0, 11):
+        with pytest.raises(ValueError, match="top_k"):
+            classify([photo()], ["custom_cnn"], top_k=k)
+    empty = classify([], ["custom_cnn", "mobilenetv2"])
+    assert empty.images == [] and empty.timing == {}
+
+
+def test_ties_go_to_the_lower_class_index():
+    probs = np.array([[0.1, 0.3, 0.3, 0.3] + [0.0] * 6])
+    names = [f"c{i}" for i in range(10)]
+    assert [label for label, _ in top_k_labels(probs, names, 3)[0]] == ["c1", "c2", "c3"]
+    with pytest.raises(ValueError):
+        top_k_labels(probs, names, 11)
+
+
+def test_arrays_and_pil_images_are_the_same_input(fake_models):
+    array = np.asarray(photo(40, 40))
+    from_array = classify([array], ["custom_cnn"]).images[0].predictions["custom_cnn"]
+    from_pil = classify([Image.fromarray(array)], ["custom_cnn"]).images[0].predictions["custom_cnn"]
+    assert from_array.probabilities == from_pil.probabilities
