@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import signal
@@ -168,3 +169,27 @@ def test_committed_model_matches_its_metrics_on_a_test_slice():
     recorded, labels = np.array(metrics["predictions"][:2000]), test.labels[:2000]
     assert np.mean(predicted != recorded) <= 0.001
     assert abs((predicted == labels).mean() - (recorded == labels).mean()) <= 0.001
+
+
+def test_both_trainers_share_one_command_line():
+    """The same flags, presets mechanism and defaults (build/<model>/), plus MobileNetV2's two input paths."""
+    from models.custom_cnn import train as cnn_train
+    from models.mobilenetv2 import train as mobilenet_train
+
+    cnn, mobilenet = vars(cnn_train.parse_args([])), vars(mobilenet_train.parse_args([]))
+    assert set(mobilenet) - set(cnn) == {"imagenet_weights", "cache_dir"} and set(cnn) <= set(mobilenet)
+    assert cnn["out"] == REPO / "build" / "custom_cnn" and mobilenet["out"] == REPO / "build" / "mobilenetv2"
+    assert set(mobilenet_train.PRESETS) == {"default", "explore"}
+    explore = mobilenet_train.recipe_from_args(mobilenet_train.parse_args(["--preset", "explore", "--set",
+                                                                          "image_size=128"]))
+    assert (explore.epochs, explore.max_train_images, explore.image_size) == (4, 10_000, 128)
+
+
+@pytest.mark.parametrize(("preset", "recorded"), [("default", "config.json"),
+                                                  ("explore", "runs/160px-cut-block5-10k/state.json")])
+def test_presets_train_the_recorded_recipes(preset, recorded):
+    from models.mobilenetv2 import train as mobilenet_train
+
+    wanted = dataclasses.asdict(mobilenet_train.recipe_from_args(mobilenet_train.parse_args(["--preset", preset])))
+    record = json.loads((REPO / "models" / "mobilenetv2" / recorded).read_text())["recipe"]
+    assert {k: v for k, v in wanted.items() if k != "threads"} == {k: v for k, v in record.items() if k != "threads"}

@@ -3,7 +3,8 @@
     python -m models.mobilenetv2.train [--preset NAME] [--epochs N] [--out DIR] [--resume] [--set FIELD=VALUE ...]
                                        [--imagenet-weights PATH] [--cache-dir DIR]
 
-Read top to bottom. Training MobileNetV2 end to end at 160 px runs ~70 img/s on a 2-core CPU, so:
+Read top to bottom. On a 2-core CPU even the forward pass at 160 px runs only ~210 img/s
+(bench/bench_mobilenetv2.py), and a full training step costs several times that, so:
   0. cache   the frozen lower blocks (input -> `CUT_LAYER`) run once over every training image and
              its mirror image, and over the validation images; stored as float16 .npy files.
   1. head    a linear classifier on the frozen network's pooled features (those are cached too,
