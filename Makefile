@@ -24,19 +24,29 @@ endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: run test test-fast lint train-cnn train-cnn-fast evaluate-cnn bench-cnn train-mobilenetv2 export-mobilenetv2 \
-	evaluate-mobilenetv2 bench-mobilenetv2 bench-http readme docs report calibrate clean venv
+	evaluate-mobilenetv2 bench-mobilenetv2 bench-http simulate-image readme docs report calibrate clean venv
 
-# The project is installed in the venv (editable), so `from models import load_predictor` works from any folder.
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# One retry per failed download instead of pip's five: requirements.txt names PyTorch's CPU wheel page, and on a
+# machine that cannot reach it (offline CI with a local wheel) five retries per package cost minutes.
+export PIP_RETRIES ?= 1
+
+# Two environments in one venv: `make run` needs only the serving set (requirements.txt); `make test`, training
+# and the report add requirements-train.txt and requirements-dev.txt. The project is installed in the venv
+# (editable), so `from models import classify` works from any folder.
+$(VENV)/.serving: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.serving requirements-train.txt requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.installed
 
-run: $(VENV)/.installed
+run: $(VENV)/.serving
 	$(VENV)/bin/gunicorn --config gunicorn.conf.py --bind 127.0.0.1:$(PORT) app:app
 
 test: $(VENV)/.installed
@@ -79,6 +89,10 @@ bench-mobilenetv2: $(VENV)/.installed
 calibrate: $(VENV)/.installed
 	$(PY) -m models.calibrate custom_cnn
 	$(PY) -m models.calibrate mobilenetv2
+
+# Replays the Dockerfile without Docker (fresh venv, same pip line, same COPY/ENV/CMD) and measures the image.
+simulate-image: $(VENV)/.installed
+	$(PY) scripts/simulate_docker_build.py
 
 bench-http: $(VENV)/.installed
 	$(PY) bench/bench_http.py latency

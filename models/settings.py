@@ -28,8 +28,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GUNICORN_THREADS", "16", "request threads per worker", "deployment"),
     Setting("GUNICORN_TIMEOUT", "120", "seconds before gunicorn restarts a silent worker", "deployment"),
     Setting("GUNICORN_MAX_REQUESTS", "0", "recycle a worker after this many requests (0: never)", "deployment"),
-    Setting("SECRET_KEY", "", "signs CSRF tokens; set it in production (else a random key per process, with a "
-            "warning)", "serving"),
+    Setting("SECRET_KEY", "", "signs sessions and CSRF tokens; one shared value for every worker and replica. "
+            "Required with more than one worker or on Railway (the server refuses to start without it); a local "
+            "one-worker `make run` uses a random key, with a warning", "serving"),
+    Setting("RAILWAY_ENVIRONMENT", "", "set by Railway: marks a public deployment (SECRET_KEY becomes required)",
+            "deployment"),
     Setting("CIFAR10_MODELS_DIR", "", "serve `<dir>/<model name>/` instead of the committed `models/<name>/`",
             "serving"),
     Setting("LITERT_NUM_THREADS", "", "LiteRT threads for MobileNetV2 (default: OMP_NUM_THREADS, else the cores)",

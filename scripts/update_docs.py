@@ -168,6 +168,15 @@ def settings_table() -> list[str]:
     return rows
 
 
+def measurement(name: str) -> Callable[[], list[str]]:
+    """A command's saved output (docs/measurements/NAME.txt) as a code block."""
+    def block() -> list[str]:
+        path = REPO / "docs" / "measurements" / f"{name}.txt"
+        text = path.read_text().rstrip("\n") if path.is_file() else f"(not measured yet: {name}.txt is missing)"
+        return ["```", text, "```"]
+    return block
+
+
 # marker name -> (file, the function that writes the block)
 BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "results": (REPO / "README.md", results_block),
@@ -175,6 +184,7 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "mobilenetv2-phases": (REPO / "docs" / "mobilenetv2.md", mobilenet_phases),
     "mobilenetv2-runs": (REPO / "docs" / "mobilenetv2.md", mobilenet_exploration),
     "settings": (REPO / "docs" / "settings.md", settings_table),
+    "image": (REPO / "docs" / "deploy.md", measurement("image")),
 }
 
 

@@ -107,3 +107,60 @@ def test_the_readme_python_example_runs_from_another_folder(tmp_path):
     result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True,
                             timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_serving_imports_no_training_or_report_library():
+    """requirements.txt (the serving set) must be enough: the app, loaded and answering with both models,
+    has imported none of the libraries that only training, evaluation and the report need."""
+    probe = """
+import sys
+from webapp import create_app
+from models import classify
+from devkit.images import photo
+app = create_app({"TESTING": True, "SECRET_KEY": "x"})
+answers = classify([photo()], ["custom_cnn", "mobilenetv2"])
+assert all(len(a.predictions) == 2 for a in answers.images)
+assert app.test_client().get("/models").status_code == 200 and app.test_client().get("/reports").status_code == 200
+heavy = ("tensorflow", "keras", "sklearn", "scipy", "matplotlib", "reportlab")
+print(sorted({m.split(".")[0] for m in sys.modules} & set(heavy)))
+"""
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_requirements_by_role():
+    """Serving installs only what it imports, with PyTorch's CPU wheel on Linux x86_64; training and tests add."""
+    serving = (REPO / "requirements.txt").read_text()
+    pins = [line.split(";")[0].strip() for line in serving.splitlines() if line and not line.startswith(("#", "-"))]
+    names = {re.split(r"[=<>]", pin)[0].lower() for pin in pins}
+    assert names == {"torch", "numpy", "pillow", "flask", "bootstrap-flask", "flask-wtf", "gunicorn", "ai-edge-litert"}
+    assert 'torch==2.13.0+cpu ; sys_platform == "linux" and platform_machine == "x86_64"' in serving
+    assert "--find-links https://download.pytorch.org/whl/cpu/torch/" in serving
+    train = (REPO / "requirements-train.txt").read_text()
+    dev = (REPO / "requirements-dev.txt").read_text()
+    assert "-r requirements.txt" in train and "tensorflow-cpu" in train and "tensorflow" not in serving
+    assert "-r requirements-train.txt" in dev and "pytest" in dev
+
+
+def test_every_start_path_runs_the_same_command():
+    """Procfile, the Dockerfile's CMD and `make run` start the same gunicorn command; Railway builds the Dockerfile
+    with its health check on /readyz and a draining time that covers gunicorn's graceful timeout."""
+    import json
+
+    procfile = (REPO / "Procfile").read_text().split("web:", 1)[1].strip()
+    dockerfile = (REPO / "Dockerfile").read_text()
+    cmd = json.loads(next(line for line in dockerfile.splitlines() if line.startswith("CMD "))[4:])
+    assert " ".join(cmd) == procfile == "gunicorn --config gunicorn.conf.py app:app"
+    assert "gunicorn --config gunicorn.conf.py" in (REPO / "Makefile").read_text()
+    assert "USER app" in dockerfile and "HEALTHCHECK" in dockerfile and "/readyz" in dockerfile
+    assert "FROM python:3.11-slim" in dockerfile and (REPO / ".python-version").read_text().strip() == "3.11"
+    railway = json.loads((REPO / "railway.json").read_text())
+    assert railway["build"]["builder"] == "DOCKERFILE" and railway["deploy"]["healthcheckPath"] == "/readyz"
+    graceful = re.search(r"^graceful_timeout = (\d+)", (REPO / "gunicorn.conf.py").read_text(), re.M).group(1)
+    assert railway["deploy"]["drainingSeconds"] >= int(graceful)
+    assert "docs/**" not in railway["build"]["watchPatterns"] and "models/**" in railway["build"]["watchPatterns"]
+    ignored = (REPO / ".dockerignore").read_text()
+    for path in ("tests/", "models/*/runs/", "models/mobilenetv2/model.keras", ".venv"):
+        assert path in ignored

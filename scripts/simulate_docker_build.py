@@ -1,0 +1,191 @@
+"""Replay the Dockerfile without Docker: build the serving environment it describes, start its command, measure.
+
+    .venv/bin/python scripts/simulate_docker_build.py [--keep]
+
+Reads the Dockerfile and .dockerignore, then: creates a fresh virtual environment and runs the build stage's
+`pip install` line with the same flags and ENV; copies the runtime stage's COPY sources (minus .dockerignore)
+into a scratch /app; starts the CMD there with the runtime ENV on a free loopback port (with a SECRET_KEY, as an
+operator sets one); waits for /readyz; classifies an image; prints the installed size, the packages that must
+not be there (nvidia-*, tensorflow*), the time from start to ready, and whether the targets hold.
+What it cannot replay: the base image's own files and the non-root user (the Dockerfile's USER line); this
+machine's pip configuration (PIP_* variables) stands in for the build's network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from devkit.images import encode, photo
+from devkit.server import free_port, multipart
+from models.machine import describe_machine
+
+REPO = Path(__file__).resolve().parent.parent
+MEASUREMENT = REPO / "docs" / "measurements" / "image.txt"
+TARGET_MB, TARGET_READY_S = 1300, 10.0  # docs/deploy.md: installed size and time to /readyz
+FORBIDDEN = ("nvidia", "tensorflow", "keras", "scikit-learn", "scipy", "matplotlib", "reportlab")
+
+
+def stages(dockerfile: str) -> list[list[str]]:
+    """Instructions per stage (continuation lines joined, comments dropped)."""
+    text = re.sub(r"\\\n\s*", " ", dockerfile)
+    result: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            result.append([])
+        result[-1].append(line)
+    return result
+
+
+def env_of(stage: list[str], base: dict[str, str]) -> dict[str, str]:
+    env = dict(base)
+    for line in stage:
+        if line.upper().startswith("ENV "):
+            for pair in shlex.split(line[4:]):
+                key, _, value = pair.partition("=")
+                env[key] = re.sub(r"\$(\w+)", lambda m: env.get(m.group(1), ""), value)
+    return env
+
+
+def ignored(relative: str, patterns: list[str]) -> bool:
+    for pattern in patterns:
+        pattern = pattern.rstrip("/")
+        candidates = [relative, *(str(Path(*Path(relative).parts[:i])) for i in range(1, len(Path(relative).parts)))]
+        if any(fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(c, pattern.removeprefix("**/"))
+               or fnmatch.fnmatch(Path(c).name, pattern.removeprefix("**/")) for c in candidates):
+            return True
+    return False
+
+
+def copy_context(sources: list[str], dest: Path, patterns: list[str]) -> None:
+    for source in sources:
+        path = REPO / source.rstrip("/")
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            relative = str(file.relative_to(REPO))
+            if ignored(relative, patterns):
+                continue
+            target = dest / (file.name if path.is_file() else file.relative_to(path))  # COPY dir/ dest/: contents
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(file, target)
+
+
+def megabytes(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
+
+
+class Report:
+    """Prints each line and keeps it for docs/measurements/image.txt."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", action="store_true", help="leave the scratch folder for inspection")
+    parser.add_argument("--out", type=Path, default=MEASUREMENT, help="where the measurement goes "
+                        "(default: docs/measurements/image.txt, which docs/deploy.md shows)")
+    args = parser.parse_args()
+    if sys.version_info[:2] != (3, 11):
+        raise SystemExit("run this with Python 3.11, the image's Python (.venv/bin/python)")
+    build, runtime = stages((REPO / "Dockerfile").read_text())[-2:]
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    scratch = Path(tempfile.mkdtemp(prefix="image-"))
+    venv, app = scratch / "opt" / "venv", scratch / "app"
+    say = Report()
+    say(f"machine: {describe_machine()}")
+
+    # ---- build stage: the venv and the pip line, with the stage's ENV
+    # This machine's pip configuration (PIP_* variables: package mirrors, local wheels) stands in for the network a
+    # Docker build would have; nothing else from this shell reaches the build.
+    machine_pip = {k: v for k, v in os.environ.items() if k.startswith("PIP_")}
+    build_env = env_of(build, {"PATH": os.environ["PATH"], "HOME": str(scratch), **machine_pip})
+    copies = {shlex.split(line)[-1]: shlex.split(line)[1:-1] for line in build if line.upper().startswith("COPY ")}
+    pip_line = next(line for line in build if "pip install" in line)
+    pip_args = shlex.split(pip_line.split("pip install", 1)[1])
+    pip_args = [str(REPO / copies[a][0]) if a in copies else a for a in pip_args]
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *pip_args], check=True, env=build_env)
+    pip_shown = " ".join(shlex.quote(str(Path(a).relative_to(REPO)) if a.startswith(str(REPO)) else a)
+                         for a in pip_args)
+    say(f"build stage: pip install {pip_shown} ({time.perf_counter() - started:.0f} s)")
+
+    # ---- runtime stage: copy the sources, start the CMD with the stage's ENV
+    for line in runtime:
+        parts = shlex.split(line)
+        if parts[0].upper() == "COPY" and not parts[1].startswith("--from"):
+            copy_context(parts[1:-1], app if parts[-1] in ("./", ".") else app / parts[-1], patterns)
+    command = json.loads(next(line for line in runtime if line.upper().startswith("CMD "))[4:])
+    port = free_port()
+    run_env = env_of(runtime, {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(scratch)})
+    run_env.update(PATH=run_env["PATH"].replace("/opt/venv", str(venv)), PORT=str(port),
+                   SECRET_KEY=secrets.token_hex(16))
+    start = time.perf_counter()
+    server = subprocess.Popen(command, cwd=app, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    base, ready_after = f"http://127.0.0.1:{port}", None
+    try:
+        while time.perf_counter() - start < 120 and server.poll() is None:
+            try:
+                with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        ready_after = time.perf_counter() - start
+                        break
+            except OSError:
+                time.sleep(0.1)
+        if ready_after is None:
+            raise SystemExit("the server did not become ready; its output:\n" +
+                             (server.stdout.read().decode(errors="replace") if server.poll() is not None else ""))
+        body, content_type = multipart([("photo.jpg", encode(photo(320, 240), "JPEG"))])
+        request = urllib.request.Request(base + "/api/v1/predict", data=body, headers={"Content-Type": content_type})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            result = json.loads(response.read())["results"][0]["predictions"]
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+
+    packages = json.loads(subprocess.run([str(venv / "bin" / "pip"), "list", "--format=json"], capture_output=True,
+                                         text=True, check=True).stdout)
+    unwanted = sorted(p["name"] for p in packages if p["name"].lower().startswith(FORBIDDEN))
+    torch = next((p["version"] for p in packages if p["name"].lower() == "torch"), "missing")
+    venv_mb, app_mb = megabytes(venv), megabytes(app)
+    say(f"installed: venv {venv_mb:.0f} MB + app {app_mb:.0f} MB = {venv_mb + app_mb:.0f} MB "
+        f"({len(packages)} packages; torch {torch})")
+    say(f"unwanted packages (nvidia-*, tensorflow, training-only): {', '.join(unwanted) or 'none'}")
+    say(f"start -> /readyz 200: {ready_after:.1f} s; one photo classified by {', '.join(result)}")
+    ok = venv_mb + app_mb <= TARGET_MB and not unwanted and ready_after <= TARGET_READY_S and len(result) == 2
+    say(f"targets (<= {TARGET_MB} MB, no unwanted package, ready <= {TARGET_READY_S:.0f} s, both models answer): "
+        f"{'met' if ok else 'NOT met'}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(say.lines) + "\n")
+    print(f"wrote {args.out} (make readme copies docs/measurements/image.txt into docs/deploy.md)")
+    if not args.keep:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
