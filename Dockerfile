@@ -11,7 +11,8 @@ RUN /opt/venv/bin/pip install --no-compile -r /tmp/requirements.txt
 
 # ---- runtime: the venv, the code and the served model files, run as an unprivileged user
 FROM python:3.11-slim
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PORT=8000
+# One proxy (the platform's) sits in front of the app on Railway, Fly, Render and Cloud Run: trust its X-Forwarded-*.
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PORT=8000 APP_TRUSTED_PROXY_HOPS=1
 RUN useradd --create-home --uid 10001 app
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv

@@ -65,6 +65,21 @@ class Handler(BaseHTTPRequestHandler):
                 pass
         elif path == "/silent":  # accepts the request, never answers
             time.sleep(30)
+        elif path == "/trickle-headers":  # a valid answer, one byte of the status line and headers every 0.5 s
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Padding: " + b"x" * 200 + b"\r\n\r\n"
+            try:
+                for byte in head:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.5)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        elif path == "/caf%C3%A9.jpg":  # a non-ASCII path, as the client must percent-encode it
+            self.send(200, PNG)
+        elif path == "/to-cafe":
+            self.send(302, headers={"Location": "/café.jpg"})
+        elif path == "/to-broken-ipv6":
+            self.send(302, headers={"Location": "http://[::1/x"})
         else:
             self.send(404, b"no such route", content_type="text/plain")
 

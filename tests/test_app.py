@@ -282,3 +282,33 @@ def test_the_loopback_exemption_for_url_tests_exists_only_in_testing_apps(fake_m
     assert fetch_policy(production.config).allowed_hosts == frozenset()
     testing = create_app({"TESTING": True, "SECRET_KEY": "x", "FETCH_ALLOWED_TEST_HOSTS": ["127.0.0.1"]})
     assert fetch_policy(testing.config).allowed_hosts == {"127.0.0.1"}
+
+
+def test_session_cookie_is_lax_and_secure_only_over_https_behind_a_trusted_proxy(fake_models):
+    from webapp import create_app
+
+    direct = create_app({"TESTING": True, "SECRET_KEY": "x"})
+    cookie = direct.test_client().get("/").headers["Set-Cookie"]
+    assert "SameSite=Lax" in cookie and "HttpOnly" in cookie and "Secure" not in cookie
+    spoofed = direct.test_client().get("/", headers={"X-Forwarded-Proto": "https"}).headers["Set-Cookie"]
+    assert "Secure" not in spoofed  # no trusted proxy: the header is the client's word
+    proxied = create_app({"TESTING": True, "SECRET_KEY": "x", "TRUSTED_PROXY_HOPS": 1}).test_client()
+    cookie = proxied.get("/", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}).headers[
+        "Set-Cookie"]
+    assert "Secure" in cookie and "SameSite=Lax" in cookie
+
+
+def test_an_expired_form_says_so(fake_models, monkeypatch):
+    from webapp import create_app
+
+    app = create_app({"TESTING": True, "SECRET_KEY": "x"})
+    assert app.config["WTF_CSRF_TIME_LIMIT"] == 3600
+    client = app.test_client()
+    token = csrf_token(client)
+    import time as time_module
+
+    real_time = time_module.time
+    monkeypatch.setattr(time_module, "time", lambda: real_time() + 3601)  # an hour and a second later
+    response = client.post("/", data={"csrf_token": token, "files": upload((JPEG, "a.jpg"))},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400 and "The page expired" in response.get_data(as_text=True)

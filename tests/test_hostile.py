@@ -178,6 +178,13 @@ URL_CASES = {
     "404": ("{base}/missing", "HTTP 404"),
     "non-image content type": ("{base}/html", "not an image"),
     "image type, not an image": ("{base}/not-an-image", "not an image"),
+    "malformed IPv6 host": ("http://[::1/", "malformed"),
+    "empty IPv6 host": ("http://[/", "malformed"),
+    "IPv6 host that is a name": ("http://[foo]/", "malformed"),
+    "redirect to a malformed URL": ("{base}/to-broken-ipv6", "malformed"),
+    "6to4 around loopback": ("http://[2002:7f00:1::]/cat.jpg", "non-public address"),
+    "6to4 around cloud metadata": ("http://[2002:a9fe:a9fe::]/cat.jpg", "non-public address"),
+    "headers trickled a byte at a time": ("{base}/trickle-headers", "took longer than 3 s"),
 }
 
 
@@ -200,6 +207,28 @@ def test_url_case_through_the_api_and_the_form(client, server, case):
                        content_type="multipart/form-data")
     assert page.status_code == 200 and "Could not classify this URL" in page.get_data(as_text=True)
     assert_healthy(client)
+
+
+def test_a_non_ascii_url_as_copied_from_a_browser_is_fetched(client, server):
+    response = client.post("/api/v1/predict", json={"urls": [f"{server.base}/café.jpg", f"{server.base}/to-cafe"]})
+    assert response.status_code == 200
+    assert all(set(r["predictions"]) == {"custom_cnn", "mobilenetv2"} for r in response.get_json()["results"])
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000, '{"urls": ' + "[" * 5_000 + "]" * 5_000 + "}"])
+def test_deeply_nested_json_is_a_400_not_a_500(client, body):
+    response = client.post("/api/v1/predict", data=body, content_type="application/json")
+    assert response.status_code == 400 and response.get_json()["error"]["code"] in ("invalid_json", "invalid_urls")
+    assert_healthy(client)
+
+
+def test_ten_thousand_form_fields_get_a_413_that_says_so(client):
+    fields = {f"f{i}": "x" for i in range(10_000)}
+    for path in ("/api/v1/predict", "/"):
+        response = client.post(path, data=fields, content_type="multipart/form-data")
+        assert response.status_code == 413
+        text = response.get_data(as_text=True)
+        assert "too many fields" in text and "larger than" not in text
 
 
 def test_a_public_looking_host_resolving_to_a_private_address(client, monkeypatch):

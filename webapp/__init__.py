@@ -14,10 +14,12 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_bootstrap import Bootstrap5
 from flask_wtf.csrf import CSRFProtect
 from jinja2 import ChoiceLoader, FileSystemLoader
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models import available_models, load_predictor, settings
 from reports.html import TEMPLATES as REPORT_TEMPLATES
@@ -39,14 +41,29 @@ CONFIG: dict[str, tuple[Any, str]] = {
     "FETCH_MAX_REDIRECTS": (FetchPolicy.max_redirects, "redirects followed per image URL"),
     "FETCH_CONNECT_TIMEOUT": (FetchPolicy.connect_timeout, "seconds to connect to an image host"),
     "FETCH_READ_TIMEOUT": (FetchPolicy.read_timeout, "seconds a host may stay silent"),
-    "FETCH_TOTAL_TIMEOUT": (FetchPolicy.total_timeout, "seconds for a whole image fetch"),
+    "FETCH_TOTAL_TIMEOUT": (FetchPolicy.total_timeout, "seconds for one URL, all included (connect, headers, "
+                                                        "body, redirects)"),
+    "FETCH_REQUEST_TIMEOUT": (FetchPolicy.request_timeout, "seconds for all the URLs of one request"),
+    "FETCH_CONCURRENCY": (FetchPolicy.concurrency, "URLs of one request fetched at the same time"),
     "REPORTS_DIR": (str(ROOT / "reports"), "where the evaluation report (metrics.json, PDF, figures) is"),
     "BOOTSTRAP_SERVE_LOCAL": (True, "serve Bootstrap from the app, never a CDN"),
-    "WTF_CSRF_TIME_LIMIT": (None, "seconds a form's CSRF token stays valid; null: no limit"),
+    "WTF_CSRF_TIME_LIMIT": (3600, "seconds a form's CSRF token stays valid (then: 'the page expired, reload it')"),
+    "SESSION_COOKIE_SAMESITE": ("Lax", "the session cookie (it carries the CSRF token) is not sent on cross-site "
+                                       "posts; it is marked Secure whenever the request came over HTTPS"),
+    "TRUSTED_PROXY_HOPS": (0, "proxies in front of the app whose X-Forwarded-For/-Proto/-Host to trust (the "
+                              "Dockerfile sets 1: Railway, Fly, Render and Cloud Run each add one)"),
 }
 DEFAULTS: dict[str, Any] = {key: default for key, (default, _) in CONFIG.items()}
 
 csrf = CSRFProtect()
+
+
+class HttpsAwareSessionInterface(SecureCookieSessionInterface):
+    """The session cookie gets the Secure flag exactly when the request came over HTTPS (behind a trusted proxy:
+    X-Forwarded-Proto), so one configuration serves both `make run` on http://127.0.0.1 and a public HTTPS URL."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure or bool(app.config.get("SESSION_COOKIE_SECURE"))
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -71,6 +88,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     Bootstrap5(app)
     csrf.init_app(app)
+    app.session_interface = HttpsAwareSessionInterface()
+    if app.config["TRUSTED_PROXY_HOPS"]:
+        hops = int(app.config["TRUSTED_PROXY_HOPS"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     from webapp import api, errors, health, pages, security
 

@@ -18,7 +18,10 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 def request_fields() -> tuple[list[str], Any, Any]:
     """(urls, top_k, models) from a JSON body or from multipart/form fields."""
     if request.is_json:
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # thousands of nested brackets: the parser's recursion limit, not a server fault
+            raise RequestError("the JSON body is nested too deeply", "invalid_json") from None
         if not isinstance(body, dict):
             raise RequestError("the JSON body must be an object like {\"urls\": [...]}", "invalid_json")
         urls = body.get("urls", [])

@@ -30,14 +30,19 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
-        return error_response(400, "csrf_failed", "The form expired or was not sent by this site; reload the page "
-                                                  "and try again.")
+        return error_response(400, "csrf_failed", "The page expired (a form is valid for an hour) or was not sent "
+                                                  "by this site: reload the page and send the images again.")
 
     @app.errorhandler(413)
     def too_large(exc: HTTPException):
-        limit = app.config["MAX_CONTENT_LENGTH"] / 1024 / 1024
-        return error_response(413, "request_too_large", f"The request is larger than {limit:.0f} MB. Send fewer or "
-                                                        f"smaller images.")
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None and request.content_length <= limit:
+            # Werkzeug's other form limits: too many parts (MAX_FORM_PARTS), or a text field over MAX_FORM_MEMORY_SIZE.
+            return error_response(413, "form_too_large", f"The form has too many fields (the limit is "
+                                  f"{request.max_form_parts}) or a text field that is too long. Send the images as "
+                                  f"files, at most {app.config['MAX_IMAGES']} per request.")
+        return error_response(413, "request_too_large", f"The request is larger than {limit / 1024 / 1024:.0f} MB. "
+                                                        f"Send fewer or smaller images.")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -16,9 +16,13 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 USER_AGENT = "cifar10-compare/1.0 (+image fetch)"
 
@@ -32,14 +36,31 @@ class FetchPolicy:
     max_bytes: int = 10 * 1024 * 1024
     max_redirects: int = 3
     connect_timeout: float = 3.0
-    read_timeout: float = 5.0
-    total_timeout: float = 10.0
+    read_timeout: float = 5.0  # the longest silence between two reads
+    total_timeout: float = 10.0  # one URL, everything included: connect, status line, headers, body, redirects
+    request_timeout: float = 15.0  # all the URLs of one request together
+    concurrency: int = 4  # URLs of one request fetched at the same time
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)  # tests only
 
 
+# IPv6 ranges that reach IPv4 hosts through a translator or tunnel we cannot see into: never contacted.
+TRANSLATED_IPV6 = tuple(ipaddress.ip_network(n) for n in (
+    "64:ff9b::/96", "64:ff9b:1::/48",  # NAT64 (RFC 6052, RFC 8215)
+    "2001::/32",  # Teredo
+    "::/96",  # IPv4-compatible (deprecated; ::7f00:1 is 127.0.0.1)
+))
+
+
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    """Whether the address is a public unicast one. An IPv6 address that embeds an IPv4 one is judged by it
+    (IPv4-mapped ::ffff:a.b.c.d, 6to4 2002:aabb:ccdd::); NAT64, Teredo and IPv4-compatible ones are refused."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return is_public(address.ipv4_mapped)
+        if address.sixtofour:
+            return is_public(address.sixtofour)
+        if any(address in network for network in TRANSLATED_IPV6):
+            return False
     return not (address.is_private or address.is_loopback or address.is_link_local or address.is_multicast
                 or address.is_reserved or address.is_unspecified or not address.is_global)
 
@@ -72,59 +93,101 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self._server_hostname)
 
 
-def _open(url: str, policy: FetchPolicy) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise FetchError(f"only http and https URLs are fetched, not {parts.scheme or 'a relative URL'!r}")
-    if not parts.hostname:
+def _cut(sock: socket.socket) -> None:
+    """Unblock whatever is reading from `sock` (the fetch's deadline has passed)."""
+    with suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextmanager
+def _deadline(sock: socket.socket, deadline: float) -> Iterator[None]:
+    """Shut the socket down when the deadline passes, whatever the server trickles: a per-read timeout alone
+    lets a server that sends one byte every few seconds hold a request thread for minutes."""
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), _cut, [sock])
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _target(url: str) -> tuple[str, str, int, str, str]:
+    """(scheme, host, port, Host header, request path) of a URL, or FetchError for anything malformed."""
+    try:
+        parts = urlsplit(url)
+        scheme, hostname, port = parts.scheme, parts.hostname, parts.port
+    except ValueError:
+        raise FetchError("the URL is malformed") from None
+    if scheme not in ("http", "https"):
+        raise FetchError(f"only http and https URLs are fetched, not {scheme or 'a relative URL'!r}")
+    if not hostname:
         raise FetchError("the URL has no host")
     if parts.username or parts.password:
         raise FetchError("URLs with credentials are not fetched")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise FetchError("the URL has an invalid port") from None
-    address = resolve_checked(parts.hostname, port, policy)
-    if parts.scheme == "https":
-        conn: http.client.HTTPConnection = _PinnedHTTPSConnection(address, port, parts.hostname,
-                                                                  policy.connect_timeout)
-    else:
-        conn = http.client.HTTPConnection(address, port, timeout=policy.connect_timeout)
-    path = parts.path or "/"
+        ascii_host = hostname.encode("idna").decode("ascii") if not hostname.isascii() else hostname
+    except UnicodeError:
+        raise FetchError("the URL's host name is not valid") from None
+    # Paths copied from a browser may hold non-ASCII characters or spaces: percent-encode them (not twice).
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
     if parts.query:
-        path += "?" + parts.query
-    host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+        path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
+    port = port or (443 if scheme == "https" else 80)
+    host_header = ascii_host if parts.port is None else f"{ascii_host}:{parts.port}"
+    return scheme, ascii_host, port, host_header, path
+
+
+def _open(url: str, policy: FetchPolicy, deadline: float
+          ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    scheme, host, port, host_header, path = _target(url)
+    address = resolve_checked(host, port, policy)
+    connect_timeout = max(0.05, min(policy.connect_timeout, deadline - time.monotonic()))
+    if scheme == "https":
+        conn: http.client.HTTPConnection = _PinnedHTTPSConnection(address, port, host, connect_timeout)
+    else:
+        conn = http.client.HTTPConnection(address, port, timeout=connect_timeout)
     try:
-        conn.request("GET", path, headers={"Host": host_header, "User-Agent": USER_AGENT, "Accept": "image/*"})
-        if conn.sock is not None:
-            conn.sock.settimeout(policy.read_timeout)
-        return conn, conn.getresponse()
-    except TimeoutError:
-        conn.close()
-        raise FetchError("the server did not answer in time") from None
+        conn.connect()
+        conn.sock.settimeout(policy.read_timeout)
+        with _deadline(conn.sock, deadline):
+            conn.request("GET", path, headers={"Host": host_header, "User-Agent": USER_AGENT, "Accept": "image/*"})
+            return conn, conn.getresponse()
     except (OSError, http.client.HTTPException) as exc:
         conn.close()
-        raise FetchError(f"could not connect to {parts.hostname} ({type(exc).__name__})") from None
+        if time.monotonic() >= deadline:
+            raise FetchError(_too_slow(policy)) from None
+        if isinstance(exc, TimeoutError):
+            raise FetchError("the server did not answer in time") from None
+        raise FetchError(f"could not connect to {host} ({type(exc).__name__})") from None
 
 
-def fetch_image_bytes(url: str, policy: FetchPolicy | None = None) -> bytes:
-    """The body of `url` (an image), following at most `policy.max_redirects` redirects."""
+def _too_slow(policy: FetchPolicy) -> str:
+    return f"the server took longer than {policy.total_timeout:g} s to send the image"
+
+
+def fetch_image_bytes(url: str, policy: FetchPolicy | None = None, deadline: float | None = None) -> bytes:
+    """The body of `url` (an image), following at most `policy.max_redirects` redirects, all within
+    `policy.total_timeout` seconds (and before `deadline`, a time.monotonic() value, when given)."""
     policy = policy or FetchPolicy()
     if len(url) > 2048:
         raise FetchError("the URL is longer than 2048 characters")
-    deadline = time.monotonic() + policy.total_timeout
+    deadline = min(time.monotonic() + policy.total_timeout, deadline or float("inf"))
     seen = set()
     for _ in range(policy.max_redirects + 1):
         if url in seen:
             raise FetchError("the URL redirects in a loop")
         seen.add(url)
-        conn, response = _open(url, policy)
+        conn, response = _open(url, policy, deadline)
         try:
             if response.status in (301, 302, 303, 307, 308):
                 location = response.getheader("Location")
                 if not location:
                     raise FetchError(f"the server answered {response.status} without a Location")
-                url = urljoin(url, location)
+                try:
+                    url = urljoin(url, location)
+                except ValueError:
+                    raise FetchError("the server redirected to a malformed URL") from None
                 continue
             if response.status != 200:
                 raise FetchError(f"the server answered HTTP {response.status}")
@@ -134,10 +197,30 @@ def fetch_image_bytes(url: str, policy: FetchPolicy | None = None) -> bytes:
             declared = response.getheader("Content-Length")
             if declared and declared.isdigit() and int(declared) > policy.max_bytes:
                 raise FetchError(f"the image is larger than {policy.max_bytes // (1024 * 1024)} MB")
-            return _read_capped(response, policy, deadline)
+            with _deadline(conn.sock, deadline):
+                return _read_capped(response, policy, deadline)
         finally:
             conn.close()
     raise FetchError(f"more than {policy.max_redirects} redirects")
+
+
+def fetch_all(urls: list[str], policy: FetchPolicy) -> list[bytes | FetchError]:
+    """Every URL's bytes or its FetchError, in order: fetched `policy.concurrency` at a time, all within
+    `policy.request_timeout` seconds, so one request's URLs hold a request thread for a bounded time."""
+    deadline = time.monotonic() + policy.request_timeout
+
+    def one(url: str) -> bytes | FetchError:
+        if time.monotonic() >= deadline:
+            return FetchError(f"not fetched: the request's {policy.request_timeout:g} s for all its URLs ran out")
+        try:
+            return fetch_image_bytes(url, policy, deadline)
+        except FetchError as exc:
+            return exc
+
+    if len(urls) <= 1:
+        return [one(url) for url in urls]
+    with ThreadPoolExecutor(max_workers=min(policy.concurrency, len(urls)), thread_name_prefix="fetch") as pool:
+        return list(pool.map(one, urls))
 
 
 def _read_capped(response: http.client.HTTPResponse, policy: FetchPolicy, deadline: float) -> bytes:
@@ -148,10 +231,12 @@ def _read_capped(response: http.client.HTTPResponse, policy: FetchPolicy, deadli
             if total > policy.max_bytes:
                 raise FetchError(f"the image is larger than {policy.max_bytes // (1024 * 1024)} MB")
             if time.monotonic() > deadline:
-                raise FetchError("the download took too long")
+                raise FetchError(_too_slow(policy))
             chunks.append(chunk)
     except TimeoutError:
         raise FetchError("the server stopped sending data") from None
     except (OSError, http.client.HTTPException) as exc:
+        if time.monotonic() >= deadline:
+            raise FetchError(_too_slow(policy)) from None
         raise FetchError(f"the download failed ({type(exc).__name__})") from None
     return b"".join(chunks)

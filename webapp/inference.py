@@ -19,7 +19,7 @@ from werkzeug.datastructures import FileStorage
 
 import models
 from models.images import DECODE_MIN_SIDE, ImageIntakeError, decode_image
-from webapp.fetch import FetchError, FetchPolicy, fetch_image_bytes
+from webapp.fetch import FetchError, FetchPolicy, fetch_all
 
 THUMBNAIL_SIZE = 160
 
@@ -66,12 +66,12 @@ def gather_inputs(files: list[FileStorage], urls: list[str], max_images: int, ma
         else:
             item.data = data
         inputs.append(item)
-    for url in urls:
+    for url, fetched in zip(urls, fetch_all(urls, policy), strict=True):
         item = ImageInput(source={"type": "url", "url": url[:2048]})
-        try:
-            item.data = fetch_image_bytes(url, policy)
-        except FetchError as exc:
-            item.error = {"code": "url_fetch_failed", "message": str(exc)}
+        if isinstance(fetched, FetchError):
+            item.error = {"code": "url_fetch_failed", "message": str(fetched)}
+        else:
+            item.data = fetched
         inputs.append(item)
     return inputs
 

@@ -46,6 +46,8 @@ def fetch_policy(config: dict[str, Any]) -> FetchPolicy:
         connect_timeout=config["FETCH_CONNECT_TIMEOUT"],
         read_timeout=config["FETCH_READ_TIMEOUT"],
         total_timeout=config["FETCH_TOTAL_TIMEOUT"],
+        request_timeout=config["FETCH_REQUEST_TIMEOUT"],
+        concurrency=config["FETCH_CONCURRENCY"],
         # Tests serve images from loopback; this exemption exists only in an app created with TESTING=True.
         allowed_hosts=frozenset(config.get("FETCH_ALLOWED_TEST_HOSTS", ()) if config.get("TESTING") else ()),
     )
