@@ -50,3 +50,57 @@ def animated_gif() -> bytes:
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
 HTML = b"<!doctype html><html><body><script>alert(1)</script></body></html>"
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+
+
+# ----------------------------------------------------------------------------- CPU and memory bombs
+def smooth(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A smooth colour field (compresses like a photo, unlike noise): gradients plus a little noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([x / max(1, width), y / max(1, height), (x + y) / max(1, width + height)], axis=-1) * 255
+    return Image.fromarray(np.clip(base + rng.normal(0, 3, (1, width, 3)), 0, 255).astype(np.uint8), "RGB")
+
+
+def jpeg_segments(data: bytes) -> tuple[bytes, list[bytes], bytes]:
+    """(everything before the first scan, each scan with its entropy-coded data, EOI) of a JPEG."""
+    first = data.index(b"\xff\xda")
+    scans, start = [], first
+    while True:
+        next_sos = data.find(b"\xff\xda", start + 2)
+        if next_sos == -1:
+            scans.append(data[start:-2])
+            return data[:first], scans, data[-2:]
+        scans.append(data[start:next_sos])
+        start = next_sos
+
+
+def many_scan_jpeg(width: int, height: int, scans: int) -> bytes:
+    """A progressive JPEG whose last (refinement) scan is repeated until it has `scans` scans: libjpeg re-reads
+    the whole image for every one, so a small file costs seconds to decode."""
+    flat = Image.new("RGB", (width, height), (120, 130, 140))  # near-empty scans: a tiny file
+    head, real, eoi = jpeg_segments(encode(flat, "JPEG", progressive=True, quality=90))
+    return head + b"".join(real) + real[-1] * max(0, scans - len(real)) + eoi
+
+
+def gif_with_tiny_sub_blocks(width: int, height: int) -> bytes:
+    """A GIF whose LZW data is split into 1-byte sub-blocks (legal; the slowest layout to parse)."""
+    data = encode(Image.new("P", (width, height), 0), "GIF")
+    image_start = data.index(b"\x2c")  # image descriptor
+    lzw_min = image_start + 10
+    blocks, position, payload = [], lzw_min + 1, b""
+    while data[position] != 0:
+        size = data[position]
+        payload += data[position + 1 : position + 1 + size]
+        position += 1 + size
+    blocks = b"".join(b"\x01" + bytes([byte]) for byte in payload)
+    return data[: lzw_min + 1] + blocks + b"\x00" + data[position + 1 :]
+
+
+def sixteen_bit_png(width: int, height: int) -> bytes:
+    values = (np.arange(width * height, dtype=np.uint32) % 65536).astype(np.uint16).reshape(height, width)
+    return encode(Image.fromarray(values), "PNG")  # uint16 -> mode I;16
+
+
+def float_tiff(width: int, height: int) -> bytes:
+    values = np.linspace(0, 1, width * height, dtype=np.float32).reshape(height, width)
+    return encode(Image.fromarray(values, "F"), "TIFF")

@@ -30,9 +30,17 @@ RESAMPLE = Image.Resampling.LANCZOS
 # 40 megapixels: a 48 MP phone photo is rejected, everything a person normally uploads passes; a
 # fully decoded 40 MP RGB image is 120 MB, the most one request may make this process allocate.
 MAX_PIXELS = 40_000_000
-# Callers that only need a thumbnail and a 32x32 model input decode big JPEGs at a reduced DCT scale,
-# never below this many pixels per side (decode_image's min_side): enough for a 160 px thumbnail and an
-# antialiased shrink to 32x32.
+# 16-bit and float images go through 4 bytes a pixel (and a float32 conversion): a lower limit keeps one of them
+# near an 8-bit 40 MP image's memory.
+MAX_HIGH_DEPTH_PIXELS = 12_000_000
+# A progressive JPEG is decoded once per scan (libjpeg re-reads every block each time): a 0.2 MB file of 4,000
+# near-empty scans took 31 s. Encoders write about 10 scans; cost grows with scans x megapixels.
+MAX_JPEG_SCANS = 64
+MAX_JPEG_SCAN_MEGAPIXELS = 1_000  # ~0.6 s of decoding on the 2-core machine (bench/bench_attack.py)
+# Callers that only need a thumbnail and a 32x32 model input shrink every image right after decoding (big
+# JPEGs are even decoded at a reduced DCT scale), never below this many pixels per side (decode_image's
+# min_side): enough for a 160 px thumbnail and an antialiased shrink to 32x32, and a request never holds more
+# than one full-size decode at a time.
 DECODE_MIN_SIDE = 256
 # Raster formats a browser or phone produces. SVG, PDF, EPS and friends are refused on purpose.
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO"})
@@ -42,13 +50,35 @@ class ImageIntakeError(ValueError):
     """An upload that is not a usable image; the message says why, in words a user understands."""
 
 
-def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None = None) -> Image.Image:
+class PixelBudget:
+    """Decoded pixels one request may spend on all its images (CPU and memory of the decodes), shared by
+    `decode_image` calls; an image that would overdraw it is refused with its own error."""
+
+    def __init__(self, pixels: int):
+        self.total, self.left = pixels, pixels
+
+    def take(self, pixels: int) -> None:
+        if pixels > self.left:
+            raise ImageIntakeError(f"this image would take the request past its {self.total / 1e6:.0f}-megapixel "
+                                   "decoding budget; send large images in separate requests")
+        self.left -= pixels
+
+
+def jpeg_scans(data: bytes) -> int:
+    """Scans in a JPEG: SOS markers (0xFFDA). Entropy-coded data stuffs every 0xFF with 0x00, so the pair
+    appears nowhere else (an EXIF thumbnail adds its own one scan)."""
+    return data.count(b"\xff\xda")
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None = None,
+                 budget: PixelBudget | None = None) -> Image.Image:
     """Bytes of an uploaded file -> RGB PIL image (EXIF orientation applied, first frame of animations).
 
-    With `min_side`, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) as long as
-    both sides stay >= min_side: a 12 MP phone photo that will become 32x32 then costs a tenth of the
-    decoding time and memory. `image.info["original_size"]` is the (width, height) the file declares,
-    after EXIF orientation, whether or not it was decoded smaller.
+    With `min_side`, the image is shrunk right after decoding (by an integer factor, box filter) as long as
+    both sides stay >= min_side, and a JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling)
+    to begin with: a 12 MP phone photo that will become 32x32 then costs a tenth of the decoding time and
+    memory. `budget` is charged the pixels actually decoded. `image.info["original_size"]` is the
+    (width, height) the file declares, after EXIF orientation, whether or not it was decoded smaller.
     """
     if not data:
         raise ImageIntakeError("the file is empty")
@@ -61,19 +91,30 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None
                 raise ImageIntakeError(f"{image.format} images are not supported; send a JPEG, PNG, GIF, WebP, "
                                        f"BMP or TIFF file")
             width, height = image.size
-            if width * height > max_pixels:
-                raise ImageIntakeError(f"the image is {width}x{height} pixels; the limit is "
-                                       f"{max_pixels / 1e6:.0f} megapixels")
+            high_depth = image.mode in ("I", "F") or image.mode.startswith("I;16")
+            limit = min(max_pixels, MAX_HIGH_DEPTH_PIXELS) if high_depth else max_pixels
+            if width * height > limit:
+                raise ImageIntakeError(f"the image is {width}x{height} pixels; the limit is {limit / 1e6:.0f} "
+                                       f"megapixels{' for 16-bit and floating-point images' if high_depth else ''}")
             if width < 1 or height < 1:
                 raise ImageIntakeError("the image has no pixels")
+            if image.format in ("JPEG", "MPO"):
+                scans = jpeg_scans(data)
+                if scans > MAX_JPEG_SCANS or scans * width * height / 1e6 > MAX_JPEG_SCAN_MEGAPIXELS:
+                    raise ImageIntakeError(f"the JPEG has {scans} progressive scans; at {width}x{height} pixels "
+                                           "decoding it would take too long (re-save it as a baseline JPEG)")
             image.seek(0)  # first frame of an animated GIF/WebP/PNG
             if min_side and image.format in ("JPEG", "MPO"):
                 image.draft(None, (min_side, min_side))
+            if budget is not None:
+                budget.take(image.size[0] * image.size[1])
             image.load()
             decoded_size = image.size
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no second full-size copy
             rotated = image.size != decoded_size
             original_size = (height, width) if rotated else (width, height)
+            if min_side:
+                image = shrink(image, min_side)
     except ImageIntakeError:
         raise
     except UnidentifiedImageError:
@@ -88,14 +129,33 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None
     return rgb
 
 
+def shrink(image: Image.Image, min_side: int) -> Image.Image:
+    """Reduce by the largest integer factor that keeps both sides >= min_side (box filter: fast, antialiased);
+    the full-size decode can then be freed."""
+    factor = min(image.size) // min_side
+    if factor < 2:
+        return image
+    if image.mode.startswith("I;16"):
+        image = image.convert("I")  # reduce() takes 32-bit integers, not 16-bit
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    try:
+        return image.reduce(factor)
+    except ValueError:  # a mode reduce() does not take (e.g. CMYK, 1): shrink after the RGB conversion
+        return as_rgb(image).reduce(factor)
+
+
 def _high_bit_depth_to_8bit(image: Image.Image) -> Image.Image:
     """16/32-bit integer and float grayscale -> 8-bit "L", scaled by the value range the mode allows."""
-    values = np.nan_to_num(np.asarray(image, dtype=np.float64))
-    if image.mode == "F" and values.max(initial=0) <= 1.0:
-        values = values * 255.0  # float images in [0, 1]
-    elif image.mode != "F" and (image.mode.startswith("I;16") or values.max(initial=0) > 255):
-        values = values / 257.0  # 16-bit 0..65535 -> 0..255
-    return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
+    sixteen_bit = image.mode.startswith("I;16")
+    values = np.asarray(image, dtype=np.float32)
+    np.nan_to_num(values, copy=False)
+    top = values.max(initial=0)
+    if image.mode == "F" and top <= 1.0:
+        values *= 255.0  # float images in [0, 1]
+    elif image.mode != "F" and (sixteen_bit or top > 255):
+        values /= 257.0  # 16-bit 0..65535 -> 0..255
+    return Image.fromarray(np.clip(values, 0, 255, out=values).astype(np.uint8), "L")
 
 
 def as_rgb(image: Image.Image) -> Image.Image:

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from devkit.images import HTML, PDF, SVG, animated_gif, encode, exif_rotated_jpeg, photo, png_declaring
-from models.images import DECODE_MIN_SIDE, ImageIntakeError, decode_image, to_model_input
+from devkit.images import (
+    HTML,
+    PDF,
+    SVG,
+    animated_gif,
+    encode,
+    exif_rotated_jpeg,
+    many_scan_jpeg,
+    photo,
+    png_declaring,
+    sixteen_bit_png,
+)
+from models.images import DECODE_MIN_SIDE, ImageIntakeError, PixelBudget, decode_image, to_model_input
 
 
 def pixel(image: Image.Image, xy=(0, 0)) -> tuple[int, int, int]:
@@ -84,9 +97,14 @@ def test_big_jpegs_decode_at_a_reduced_scale_that_keeps_min_side():
     # What the models see hardly changes: the 32x32 inputs differ by a couple of grey levels on average.
     difference = to_model_input([full], 32).astype(int) - to_model_input([reduced], 32).astype(int)
     assert np.abs(difference).mean() < 2.0
-    # Small images and non-JPEG formats are decoded as they are.
+    # Small images are decoded as they are; other formats are shrunk by an integer factor after decoding,
+    # with the same small effect on the model's input.
     assert decode_image(encode(smooth_photo(300, 200), "JPEG"), min_side=DECODE_MIN_SIDE).size == (300, 200)
-    assert decode_image(encode(smooth_photo(1200, 900), "PNG"), min_side=DECODE_MIN_SIDE).size == (1200, 900)
+    png = encode(smooth_photo(1200, 900), "PNG")
+    shrunk = decode_image(png, min_side=DECODE_MIN_SIDE)
+    assert shrunk.size == (400, 300) and shrunk.info["original_size"] == (1200, 900)
+    difference = to_model_input([decode_image(png)], 32).astype(int) - to_model_input([shrunk], 32).astype(int)
+    assert np.abs(difference).mean() < 2.0
 
 
 def test_original_size_follows_exif_orientation_when_decoded_smaller():
@@ -157,3 +175,36 @@ def test_decoded_images_feed_the_model_input_path():
 
     images = [decode_image(encode(photo(300, 200), "JPEG")), decode_image(exif_rotated_jpeg())]
     assert to_model_input(images, 32).shape == (2, 32, 32, 3)
+
+
+# ----------------------------------------------------------------------------- CPU and memory bounds
+def test_a_jpeg_with_thousands_of_scans_is_refused_before_decoding():
+    bomb = many_scan_jpeg(1000, 750, 4000)  # 0.05 MB; decoding it took ~2 s (31 s at 4000x3000)
+    start = time.perf_counter()
+    with pytest.raises(ImageIntakeError, match="4000 progressive scans"):
+        decode_image(bomb, min_side=DECODE_MIN_SIDE)
+    assert time.perf_counter() - start < 0.1
+    ordinary = encode(smooth_photo(800, 600), "JPEG", progressive=True)
+    assert decode_image(ordinary).size == (800, 600)  # an encoder's usual ~10 scans are fine
+
+
+def test_high_bit_depth_images_have_a_lower_pixel_limit():
+    with pytest.raises(ImageIntakeError, match="12 megapixels for 16-bit"):
+        decode_image(sixteen_bit_png(4000, 3100))
+    small = decode_image(sixteen_bit_png(300, 200))
+    assert small.mode == "RGB" and small.size == (300, 200)
+
+
+def test_images_are_shrunk_right_after_decoding_but_keep_their_declared_size():
+    decoded = decode_image(encode(smooth_photo(1800, 1200), "PNG"), min_side=DECODE_MIN_SIDE)
+    assert decoded.size == (450, 300) and decoded.info["original_size"] == (1800, 1200)  # reduced 4x, >= 256
+    assert decode_image(encode(smooth_photo(500, 300), "PNG"), min_side=DECODE_MIN_SIDE).size == (500, 300)
+
+
+def test_a_request_budget_refuses_the_image_that_would_overdraw_it():
+    budget = PixelBudget(1_000_000)
+    image = encode(smooth_photo(800, 800), "PNG")  # 0.64 MP each
+    decode_image(image, budget=budget)
+    with pytest.raises(ImageIntakeError, match="1-megapixel decoding budget"):
+        decode_image(image, budget=budget)
+    assert budget.left == 1_000_000 - 640_000

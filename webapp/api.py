@@ -43,7 +43,7 @@ def predict():
     models = parse_models(models, current_app.config["MODELS"])
     inputs = gather_inputs(request.files.getlist("files"), urls, current_app.config["MAX_IMAGES"],
                            current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
-    results, timing = classify(inputs, models, top_k)
+    results, timing = classify(inputs, models, top_k, max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"])
     return jsonify(models=models, top_k=top_k, results=results, timing=timing)
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 from werkzeug.datastructures import FileStorage
 
 import models
-from models.images import DECODE_MIN_SIDE, ImageIntakeError, decode_image
+from models.images import DECODE_MIN_SIDE, ImageIntakeError, PixelBudget, decode_image
 from webapp.fetch import FetchError, FetchPolicy, fetch_all
 
 THUMBNAIL_SIZE = 160
@@ -85,13 +85,15 @@ def thumbnail_data_uri(image: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumbnails: bool = False
-             ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
-    """(one JSON-ready result per input, in order, errors in place; per-model timing)."""
+def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumbnails: bool = False,
+             max_request_pixels: int | None = None) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """(one JSON-ready result per input, in order, errors in place; per-model timing). Images are decoded one
+    at a time and shrunk at once, drawing on one decoded-pixel budget for the whole request."""
+    budget = PixelBudget(max_request_pixels) if max_request_pixels else None
     for item in inputs:
         if item.error is None:
             try:
-                item.image = decode_image(item.data or b"", min_side=DECODE_MIN_SIDE)
+                item.image = decode_image(item.data or b"", min_side=DECODE_MIN_SIDE, budget=budget)
             except ImageIntakeError as exc:
                 item.error = {"code": "invalid_image", "message": str(exc)}
             item.data = None  # the bytes are no longer needed

@@ -43,7 +43,8 @@ def predict():
         return render_template("index.html", limits=limits(), models=models, form_error=str(exc),
                                urls="\n".join(urls)), exc.status
     ready = [m["name"] for m in models if m["ready"]]
-    results, timing = classify(inputs, ready, top_k, thumbnails=True)
+    results, timing = classify(inputs, ready, top_k, thumbnails=True,
+                               max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"])
     return render_template("index.html", limits=limits(), models=models, results=results, timing=timing,
                            urls="\n".join(urls))
 
