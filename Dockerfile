@@ -1,6 +1,7 @@
 # The serving image: what Railway builds (railway.json) and what runs on Fly, Render, Cloud Run or Kubernetes.
 # Serving dependencies and model files only (no TensorFlow, no training data); the same start command as the
-# Procfile. scripts/simulate_docker_build.py replays this file without Docker and measures the result.
+# Procfile (serve.py: a buffering front door, gunicorn behind it). scripts/simulate_docker_build.py replays this
+# file without Docker and measures the result.
 
 # ---- build: a virtual environment with the serving requirements (PyTorch's CPU wheel, LiteRT, Flask, gunicorn)
 FROM python:3.11-slim AS build
@@ -16,7 +17,7 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PORT=8
 RUN useradd --create-home --uid 10001 app
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
-COPY app.py gunicorn.conf.py ./
+COPY app.py gunicorn.conf.py serve.py ./
 COPY models/ models/
 COPY reports/ reports/
 COPY webapp/ webapp/
@@ -26,4 +27,4 @@ USER app
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import os, sys, urllib.request as u; sys.exit(u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('PORT', '8000'), timeout=4).status != 200)"
-CMD ["gunicorn", "--config", "gunicorn.conf.py", "app:app"]
+CMD ["python", "serve.py"]

@@ -47,7 +47,7 @@ $(VENV)/.installed: $(VENV)/.serving requirements-train.txt requirements-dev.txt
 venv: $(VENV)/.installed
 
 run: $(VENV)/.serving
-	$(VENV)/bin/gunicorn --config gunicorn.conf.py --bind 127.0.0.1:$(PORT) app:app
+	HOST=127.0.0.1 PORT=$(PORT) $(PY) serve.py
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -37,8 +37,14 @@ def multipart(files: list[tuple[str, bytes]], field: str = "files") -> tuple[byt
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
 class ProcfileServer:
-    """`web:` from the Procfile in its own process group, with the venv's gunicorn first on PATH."""
+    """`web:` from the Procfile (serve.py: the front door, gunicorn behind it) in its own process group, with the
+    venv's Python first on PATH."""
 
     def __init__(self, workers: int = 1, env: dict[str, str] | None = None, capture_output: bool = False):
         self.port = free_port()
@@ -63,8 +69,8 @@ class ProcfileServer:
         return False
 
     def worker_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()]
+        """gunicorn's workers: the children of the gunicorn master that the front door (serve.py) started."""
+        return [worker for master in children(self.proc.pid) for worker in children(master)]
 
     def rss_mb(self) -> dict[int, float]:
         sizes = {}

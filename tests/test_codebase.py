@@ -145,21 +145,24 @@ def test_requirements_by_role():
 
 
 def test_every_start_path_runs_the_same_command():
-    """Procfile, the Dockerfile's CMD and `make run` start the same gunicorn command; Railway builds the Dockerfile
-    with its health check on /readyz and a draining time that covers gunicorn's graceful timeout."""
+    """Procfile, the Dockerfile's CMD and `make run` start the same command (serve.py: the front door, gunicorn
+    behind it); Railway builds the Dockerfile with its health check on /readyz and a draining time that covers
+    gunicorn's graceful timeout."""
     import json
 
     procfile = (REPO / "Procfile").read_text().split("web:", 1)[1].strip()
     dockerfile = (REPO / "Dockerfile").read_text()
     cmd = json.loads(next(line for line in dockerfile.splitlines() if line.startswith("CMD "))[4:])
-    assert " ".join(cmd) == procfile == "gunicorn --config gunicorn.conf.py app:app"
-    assert "gunicorn --config gunicorn.conf.py" in (REPO / "Makefile").read_text()
+    assert " ".join(cmd) == procfile == "python serve.py"
+    assert "$(PY) serve.py" in (REPO / "Makefile").read_text()
+    assert '"gunicorn", "--config", "gunicorn.conf.py", "app:app"' in (REPO / "serve.py").read_text()
     assert "USER app" in dockerfile and "HEALTHCHECK" in dockerfile and "/readyz" in dockerfile
     assert "FROM python:3.11-slim" in dockerfile and (REPO / ".python-version").read_text().strip() == "3.11"
     railway = json.loads((REPO / "railway.json").read_text())
     assert railway["build"]["builder"] == "DOCKERFILE" and railway["deploy"]["healthcheckPath"] == "/readyz"
     graceful = re.search(r"^graceful_timeout = (\d+)", (REPO / "gunicorn.conf.py").read_text(), re.M).group(1)
-    assert railway["deploy"]["drainingSeconds"] >= int(graceful)
+    front_door = re.search(r"^GRACEFUL_SECONDS = ([\d.]+)", (REPO / "serve.py").read_text(), re.M).group(1)
+    assert railway["deploy"]["drainingSeconds"] >= int(graceful) == float(front_door)
     assert "docs/**" not in railway["build"]["watchPatterns"] and "models/**" in railway["build"]["watchPatterns"]
     ignored = (REPO / ".dockerignore").read_text()
     for path in ("tests/", "models/*/runs/", "models/mobilenetv2/model.keras", ".venv"):
