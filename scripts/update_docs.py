@@ -185,6 +185,7 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "mobilenetv2-runs": (REPO / "docs" / "mobilenetv2.md", mobilenet_exploration),
     "settings": (REPO / "docs" / "settings.md", settings_table),
     "image": (REPO / "docs" / "deploy.md", measurement("image")),
+    "attack": (REPO / "docs" / "performance.md", measurement("attack")),
 }
 
 
