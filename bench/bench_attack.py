@@ -114,7 +114,7 @@ def attack(server: ProcfileServer, name: str, action: Callable[[threading.Event]
     errors = sum(1 for status in statuses + [st for st, _ in probes.good] if status >= 500)
     say(f"{name:34s} healthz p95 {p95(probes.health):7.0f} ms | good p95 {p95(good_times):7.0f} ms "
           f"(n={len(good_times):3d}, failed {len(probes.good) - len(good_times)}) | 5xx {errors:3d} | "
-          f"worker RSS peak {max(probes.rss or [final]):5.0f} MB, final {final:5.0f} MB", flush=True)
+          f"worker RSS peak {max(probes.rss or [final]):5.0f} MB, final {final:5.0f} MB")
 
 
 def hold_sockets(server: ProcfileServer, count: int, opening: bytes, trickle: bytes | None = None):
@@ -178,6 +178,11 @@ def repeat_requests(server: ProcfileServer, make: Callable[[], tuple[str, bytes,
     return action
 
 
+def idle(stop: threading.Event) -> list[int]:
+    stop.wait()
+    return []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter attacks (about a minute in all)")
@@ -199,7 +204,7 @@ def main() -> None:
         if not server.wait_ready():
             raise SystemExit("server did not become ready")
         say(f"worker RSS after start: {round(sum(server.rss_mb().values()))} MB")
-        attack(server, "none (baseline)", lambda stop: stop.wait() or [], 10 * scale)
+        attack(server, "none (baseline)", idle, 10 * scale)
         attack(server, "256 sockets: 'G', then silence", hold_sockets(server, 256, b"G"), 60 * scale)
         attack(server, "128 trickling bodies (1 B / 0.5 s)", hold_sockets(
             server, 128, b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n", b"x"),

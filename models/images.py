@@ -14,8 +14,10 @@ them) and resized with antialiasing.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -42,6 +44,10 @@ MAX_JPEG_SCAN_MEGAPIXELS = 1_000  # ~0.6 s of decoding on the 2-core machine (be
 # min_side): enough for a 160 px thumbnail and an antialiased shrink to 32x32, and a request never holds more
 # than one full-size decode at a time.
 DECODE_MIN_SIDE = 256
+# Decodes above this many pixels take a process-wide turn (one at a time): concurrent requests cannot stack
+# several 120 MB decodes in one worker, and on 2 cores they would not run faster side by side anyway.
+LARGE_DECODE_PIXELS = 8_000_000
+_large_decode = threading.Lock()
 # Raster formats a browser or phone produces. SVG, PDF, EPS and friends are refused on purpose.
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO"})
 
@@ -108,13 +114,17 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None
                 image.draft(None, (min_side, min_side))
             if budget is not None:
                 budget.take(image.size[0] * image.size[1])
-            image.load()
-            decoded_size = image.size
-            ImageOps.exif_transpose(image, in_place=True)  # in place: no second full-size copy
-            rotated = image.size != decoded_size
-            original_size = (height, width) if rotated else (width, height)
-            if min_side:
-                image = shrink(image, min_side)
+            large = image.size[0] * image.size[1] > LARGE_DECODE_PIXELS
+            with _large_decode if large else contextlib.nullcontext():
+                image.load()
+                decoded_size = image.size
+                ImageOps.exif_transpose(image, in_place=True)  # in place: no second full-size copy
+                rotated = image.size != decoded_size
+                original_size = (height, width) if rotated else (width, height)
+                if min_side:
+                    image = shrink(image, min_side)
+                rgb = as_rgb(image)  # inside: a conversion that fails is the file's fault, never a server error
+                del image  # the full-size decode goes before the next large one starts
     except ImageIntakeError:
         raise
     except UnidentifiedImageError:
@@ -124,7 +134,6 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None
                                ) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
         raise ImageIntakeError(f"the image file is damaged or truncated ({type(exc).__name__})") from None
-    rgb = as_rgb(image)
     rgb.info["original_size"] = original_size
     return rgb
 
@@ -148,7 +157,7 @@ def shrink(image: Image.Image, min_side: int) -> Image.Image:
 def _high_bit_depth_to_8bit(image: Image.Image) -> Image.Image:
     """16/32-bit integer and float grayscale -> 8-bit "L", scaled by the value range the mode allows."""
     sixteen_bit = image.mode.startswith("I;16")
-    values = np.asarray(image, dtype=np.float32)
+    values = np.array(image, dtype=np.float32)  # a writable copy (of the already shrunk image)
     np.nan_to_num(values, copy=False)
     top = values.max(initial=0)
     if image.mode == "F" and top <= 1.0:

@@ -118,3 +118,20 @@ def test_a_server_that_never_answers_times_out(server):
     with pytest.raises(FetchError, match="did not answer in time"):
         fetch_image_bytes(f"{server.base}/silent", TEST_POLICY)
     assert time.monotonic() - start < 3
+
+
+def test_only_a_few_requests_fetch_at_once_the_others_are_told_the_server_is_busy(server):
+    import threading
+    from dataclasses import replace
+
+    from webapp.fetch import fetch_all
+
+    policy = replace(TEST_POLICY, request_timeout=1.5, max_requests=1)
+    holder = threading.Thread(target=fetch_all, args=([f"{server.base}/silent"], policy))
+    holder.start()
+    time.sleep(0.2)
+    start = time.monotonic()
+    (busy,) = fetch_all([f"{server.base}/image.png"], policy)
+    assert isinstance(busy, FetchError) and "busy" in str(busy) and time.monotonic() - start < 0.1
+    holder.join()
+    assert fetch_all([f"{server.base}/image.png"], policy) == [PNG]  # the slot is free again

@@ -15,7 +15,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from devkit.images import HTML, PDF, SVG, animated_gif, encode, exif_rotated_jpeg, photo, png_declaring
+from devkit.images import (
+    HTML,
+    PDF,
+    SVG,
+    animated_gif,
+    encode,
+    exif_rotated_jpeg,
+    float_tiff,
+    gif_with_tiny_sub_blocks,
+    many_scan_jpeg,
+    photo,
+    png_declaring,
+    sixteen_bit_png,
+)
 from devkit.url_server import LocalServer
 from tests.helpers import REPO, fake_predictors
 
@@ -28,6 +41,10 @@ FILE_CASES = {
     "random bytes as .jpg": (np.random.default_rng(1).bytes(4000), "invalid_image"),
     "truncated JPEG": (encode(photo(200, 200), "JPEG")[:500], "invalid_image"),
     "truncated PNG": (encode(photo(200, 200), "PNG")[:500], "invalid_image"),
+    "12 MP float TIFF (deflate)": (float_tiff(4000, 3000), OK),
+    "16-bit PNG over 12 MP": (sixteen_bit_png(4000, 3100), "invalid_image"),
+    "JPEG with 4,000 progressive scans": (many_scan_jpeg(1000, 750, 4000), "invalid_image"),
+    "GIF with 1-byte sub-blocks": (gif_with_tiny_sub_blocks(2000, 2000), OK),
     "PNG named .jpg": (encode(photo(40, 30), "PNG"), OK),
     "SVG": (SVG, "invalid_image"),
     "HTML": (HTML, "invalid_image"),

@@ -47,6 +47,8 @@ CONFIG: dict[str, tuple[Any, str]] = {
                                                         "body, redirects)"),
     "FETCH_REQUEST_TIMEOUT": (FetchPolicy.request_timeout, "seconds for all the URLs of one request"),
     "FETCH_CONCURRENCY": (FetchPolicy.concurrency, "URLs of one request fetched at the same time"),
+    "FETCH_MAX_REQUESTS": (FetchPolicy.max_requests, "requests fetching URLs at the same time per worker; more "
+                                                     "get a 'busy, try again' per URL (threads stay free)"),
     "REPORTS_DIR": (str(ROOT / "reports"), "where the evaluation report (metrics.json, PDF, figures) is"),
     "BOOTSTRAP_SERVE_LOCAL": (True, "serve Bootstrap from the app, never a CDN"),
     "WTF_CSRF_TIME_LIMIT": (3600, "seconds a form's CSRF token stays valid (then: 'the page expired, reload it')"),

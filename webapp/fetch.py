@@ -40,6 +40,7 @@ class FetchPolicy:
     total_timeout: float = 10.0  # one URL, everything included: connect, status line, headers, body, redirects
     request_timeout: float = 15.0  # all the URLs of one request together
     concurrency: int = 4  # URLs of one request fetched at the same time
+    max_requests: int = 4  # requests fetching URLs at the same time, per process (the rest: "busy")
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)  # tests only
 
 
@@ -204,9 +205,39 @@ def fetch_image_bytes(url: str, policy: FetchPolicy | None = None, deadline: flo
     raise FetchError(f"more than {policy.max_redirects} redirects")
 
 
+_fetching_requests = 0
+_fetching_lock = threading.Lock()
+
+
+@contextmanager
+def _fetch_slot(limit: int) -> Iterator[bool]:
+    """Whether this request may fetch now: at most `limit` requests fetch URLs at once in a process, so slow
+    image hosts can hold a few request threads for their deadline, never all of them."""
+    global _fetching_requests
+    with _fetching_lock:
+        granted = _fetching_requests < limit
+        _fetching_requests += granted
+    try:
+        yield granted
+    finally:
+        if granted:
+            with _fetching_lock:
+                _fetching_requests -= 1
+
+
 def fetch_all(urls: list[str], policy: FetchPolicy) -> list[bytes | FetchError]:
     """Every URL's bytes or its FetchError, in order: fetched `policy.concurrency` at a time, all within
     `policy.request_timeout` seconds, so one request's URLs hold a request thread for a bounded time."""
+    if not urls:
+        return []
+    with _fetch_slot(policy.max_requests) as granted:
+        if not granted:
+            busy = FetchError("the server is busy fetching other requests' URLs; try again in a few seconds")
+            return [busy for _ in urls]
+        return _fetch_all(urls, policy)
+
+
+def _fetch_all(urls: list[str], policy: FetchPolicy) -> list[bytes | FetchError]:
     deadline = time.monotonic() + policy.request_timeout
 
     def one(url: str) -> bytes | FetchError:

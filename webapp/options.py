@@ -48,6 +48,7 @@ def fetch_policy(config: dict[str, Any]) -> FetchPolicy:
         total_timeout=config["FETCH_TOTAL_TIMEOUT"],
         request_timeout=config["FETCH_REQUEST_TIMEOUT"],
         concurrency=config["FETCH_CONCURRENCY"],
+        max_requests=config["FETCH_MAX_REQUESTS"],
         # Tests serve images from loopback; this exemption exists only in an app created with TESTING=True.
         allowed_hosts=frozenset(config.get("FETCH_ALLOWED_TEST_HOSTS", ()) if config.get("TESTING") else ()),
     )
