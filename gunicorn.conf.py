@@ -50,12 +50,7 @@ def post_fork(server, worker):
     from OMP_NUM_THREADS.
     """
     with contextlib.suppress(OSError):  # not glibc (macOS, musl): nothing to tune
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, 2)  # M_ARENA_MAX
-        # Blocks of 4 MB and more (decoded images, request bodies) are mapped and unmapped directly, so their
-        # memory goes back to the system when freed; glibc's default threshold grows after the first large
-        # free, and a worker that decoded a 40 MP image kept ~250 MB it no longer used (bench_attack.py).
-        libc.mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
     try:
         import torch
 

@@ -40,7 +40,7 @@ BUFFER_BYTES = 256 * 1024 * 1024  # request bodies held at once, all connections
 UPSTREAM_SECONDS = 150.0  # gunicorn's own timeout (120 s) plus slack
 SEND_SECONDS = 60.0  # to hand a whole answer to a client that reads slowly
 GRACEFUL_SECONDS = 30.0  # = gunicorn.conf.py's graceful_timeout and railway.json's drainingSeconds
-HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"}
+HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"expect"}
 
 
 class Rejected(Exception):
@@ -150,6 +150,8 @@ class FrontDoor:
             names = {n.lower(): v for n, v in headers}
             if b"transfer-encoding" in names:
                 raise Rejected(411, "Length Required", "send the body with a Content-Length")
+            if len({v for n, v in headers if n.lower() == b"content-length"}) > 1:  # request smuggling
+                raise Rejected(400, "Bad Request", "the request has conflicting Content-Length headers")
             try:
                 length = int(names.get(b"content-length", b"0"))
             except ValueError:
@@ -163,6 +165,8 @@ class FrontDoor:
                 raise Rejected(503, "Service Unavailable", "the server is busy receiving other uploads; try again")
             self.buffered += length
             held = length
+            if names.get(b"expect", b"").lower() == b"100-continue" and length:
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits a second for this before a big upload
             body = await self.read_body(reader, length)
             answer = await self.relay(self.upstream_request(request_line, headers, body, peer))
             del body

@@ -27,18 +27,12 @@ from PIL import Image
 
 from devkit.images import encode, float_tiff, gif_with_tiny_sub_blocks, many_scan_jpeg, photo, sixteen_bit_png
 from devkit.server import ProcfileServer, multipart
+from devkit.transcript import MEASUREMENTS, Transcript
 from devkit.url_server import LocalServer
 from models.machine import describe_machine
 
 GOOD = multipart([("good.jpg", encode(photo(64, 64), "JPEG"))])
-MEASUREMENT = Path(__file__).resolve().parent.parent / "docs" / "measurements" / "attack.txt"
-LINES: list[str] = []
-
-
-def say(line: str) -> None:
-    """Print a result line and keep it for the measurement file (docs/performance.md shows it)."""
-    print(line, flush=True)
-    LINES.append(line)
+say = Transcript()  # the result lines, saved to docs/measurements/attack.txt (docs/performance.md shows them)
 
 
 def http(base: str, path: str, data: bytes | None = None, content_type: str | None = None,
@@ -186,7 +180,7 @@ def idle(stop: threading.Event) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter attacks (about a minute in all)")
-    parser.add_argument("--out", type=Path, default=MEASUREMENT, help="default: docs/measurements/attack.txt")
+    parser.add_argument("--out", type=Path, default=MEASUREMENTS / "attack.txt")
     args = parser.parse_args()
     scale = 0.33 if args.quick else 1.0
     say(f"machine: {describe_machine()}" + ("; --quick" if args.quick else ""))
@@ -223,9 +217,7 @@ def main() -> None:
                                    f"{urls.base}/to-broken-ipv6", "http://[2002:7f00:1::]/x.png"]}).encode()
         attack(server, "malformed URLs and deep JSON", repeat_requests(server, lambda: (
             "/api/v1/predict", deep if time.monotonic() % 2 < 1 else odd, "application/json"), 4), 8 * scale)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(LINES) + "\n")
-    print(f"wrote {args.out} (make readme copies docs/measurements/attack.txt into docs/performance.md)")
+    say.save(args.out)
 
 
 if __name__ == "__main__":

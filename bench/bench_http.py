@@ -17,12 +17,14 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from devkit.images import encode
 from devkit.server import ProcfileServer, multipart
+from devkit.transcript import MEASUREMENTS, Transcript
 from models.machine import describe_machine
 
 
@@ -86,24 +88,24 @@ def phone_photo() -> bytes:
     return encode(Image.fromarray(rgb.astype(np.uint8)), "JPEG", quality=92)
 
 
-def latency(server: ProcfileServer, repeats: int) -> None:
+def latency(server: ProcfileServer, repeats: int, say: Transcript) -> None:
     images = sample_images(16, seed=0)
     cases = [("1 image(s)", images[:1]), ("16 image(s)", images), ("1 12-MP photo", [phone_photo()])]
     for label, batch in cases:
         body, ctype = files(batch)
         post(server.base, body, ctype)  # warm
         times = [post(server.base, body, ctype)[1] * 1000 for _ in range(repeats)]
-        print(f"{label:>13}, both models, sequential: p50 {statistics.median(times):7.1f} ms   "
+        say(f"{label:>13}, both models, sequential: p50 {statistics.median(times):7.1f} ms   "
               f"p95 {percentile(times, 95):7.1f} ms   ({repeats} requests)")
     body, ctype = files(images[:1])
     results, elapsed = drive(8, 20, lambda rng: post(server.base, body, ctype))
     statuses = Counter(s for s, _ in results)
-    print(f"8 concurrent clients, 1 image each, 20 s: {len(results) / elapsed:.1f} req/s, p50 "
+    say(f"8 concurrent clients, 1 image each, 20 s: {len(results) / elapsed:.1f} req/s, p50 "
           f"{percentile([d * 1000 for _, d in results], 50):.0f} ms, p95 "
           f"{percentile([d * 1000 for _, d in results], 95):.0f} ms, statuses {dict(statuses)}")
 
 
-def soak(server: ProcfileServer, seconds: float, clients: int) -> None:
+def soak(server: ProcfileServer, seconds: float, clients: int, say: Transcript) -> None:
     images = sample_images(8, seed=1)
     requests = {
         "1 image": files(images[:1]),
@@ -121,17 +123,17 @@ def soak(server: ProcfileServer, seconds: float, clients: int) -> None:
 
     records, elapsed = drive(clients, seconds, send)
     rss_end = server.rss_mb()
-    print(f"{clients} clients for {elapsed:.0f} s: {len(records)} requests, {len(records) / elapsed:.1f} req/s")
+    say(f"{clients} clients for {elapsed:.0f} s: {len(records)} requests, {len(records) / elapsed:.1f} req/s")
     for kind in requests:
         times = [d * 1000 for k, _, d in records if k == kind]
-        print(f"  {kind:18s} n={len(times):5d}  p50 {percentile(times, 50):7.0f} ms  "
+        say(f"  {kind:18s} n={len(times):5d}  p50 {percentile(times, 50):7.0f} ms  "
               f"p95 {percentile(times, 95):7.0f} ms  p99 {percentile(times, 99):7.0f} ms")
     statuses = Counter(s for _, s, _ in records)
-    print(f"  statuses: {dict(sorted(statuses.items()))}  (5xx: {sum(v for s, v in statuses.items() if s >= 500)}, "
+    say(f"  statuses: {dict(sorted(statuses.items()))}  (5xx: {sum(v for s, v in statuses.items() if s >= 500)}, "
           f"connection errors: {statuses.get(-1, 0)})")
     for pid in rss_start:
         before, after = rss_start[pid], rss_end.get(pid, float("nan"))
-        print(f"  worker {pid}: RSS {before:.0f} MB -> {after:.0f} MB ({100 * (after - before) / before:+.1f}%)")
+        say(f"  worker {pid}: RSS {before:.0f} MB -> {after:.0f} MB ({100 * (after - before) / before:+.1f}%)")
 
 
 def main() -> None:
@@ -141,19 +143,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None, help="default: docs/measurements/http-<mode>.txt")
     args = parser.parse_args()
-    print(f"machine: {describe_machine()}; gunicorn workers: {args.workers}")
+    say = Transcript()
+    say(f"machine: {describe_machine()}; gunicorn workers: {args.workers}")
     server = ProcfileServer(args.workers)
     try:
         if not server.wait_ready():
             raise SystemExit("server did not become ready")
-        print(f"worker RSS after start: {json.dumps({k: round(v) for k, v in server.rss_mb().items()})} MB")
+        say(f"worker RSS after start: {json.dumps({k: round(v) for k, v in server.rss_mb().items()})} MB")
         if args.mode == "latency":
-            latency(server, args.repeats)
+            latency(server, args.repeats, say)
         else:
-            soak(server, args.seconds, args.clients)
+            soak(server, args.seconds, args.clients, say)
     finally:
         server.stop()
+    say.save(args.out or MEASUREMENTS / f"http-{args.mode}.txt")
 
 
 if __name__ == "__main__":

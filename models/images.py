@@ -15,6 +15,8 @@ them) and resized with antialiasing.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import io
 import struct
 import threading
@@ -44,10 +46,24 @@ MAX_JPEG_SCAN_MEGAPIXELS = 1_000  # ~0.6 s of decoding on the 2-core machine (be
 # min_side): enough for a 160 px thumbnail and an antialiased shrink to 32x32, and a request never holds more
 # than one full-size decode at a time.
 DECODE_MIN_SIDE = 256
-# Decodes above this many pixels take a process-wide turn (one at a time): concurrent requests cannot stack
-# several 120 MB decodes in one worker, and on 2 cores they would not run faster side by side anyway.
+# Images declaring more pixels than this are decoded one at a time per process (and freed memory is handed back
+# after each): concurrent requests cannot stack several 120 MB decodes in one worker, and on 2 cores they would
+# not run faster side by side anyway.
 LARGE_DECODE_PIXELS = 8_000_000
 _large_decode = threading.Lock()
+
+
+def _return_freed_memory() -> None:
+    """Hand freed heap memory back to the system (glibc's malloc_trim) after a large decode: glibc keeps
+    freed blocks for reuse, and a worker that decoded a 40 MP image otherwise stayed ~250 MB larger
+    (bench/bench_attack.py). Only after large decodes: trimming on every request would cost time."""
+    with contextlib.suppress(OSError, AttributeError):
+        _libc().malloc_trim(0)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL("libc.so.6")
 # Raster formats a browser or phone produces. SVG, PDF, EPS and friends are refused on purpose.
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO"})
 
@@ -114,7 +130,8 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None
                 image.draft(None, (min_side, min_side))
             if budget is not None:
                 budget.take(image.size[0] * image.size[1])
-            large = image.size[0] * image.size[1] > LARGE_DECODE_PIXELS
+            # By the declared size: a progressive JPEG holds whole-image coefficient buffers even when decoded small.
+            large = width * height > LARGE_DECODE_PIXELS
             with _large_decode if large else contextlib.nullcontext():
                 image.load()
                 decoded_size = image.size
@@ -125,6 +142,8 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None
                     image = shrink(image, min_side)
                 rgb = as_rgb(image)  # inside: a conversion that fails is the file's fault, never a server error
                 del image  # the full-size decode goes before the next large one starts
+                if large:
+                    _return_freed_memory()
     except ImageIntakeError:
         raise
     except UnidentifiedImageError:

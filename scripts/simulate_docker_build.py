@@ -30,10 +30,11 @@ from pathlib import Path
 
 from devkit.images import encode, photo
 from devkit.server import free_port, multipart
+from devkit.transcript import MEASUREMENTS, Transcript
 from models.machine import describe_machine
 
 REPO = Path(__file__).resolve().parent.parent
-MEASUREMENT = REPO / "docs" / "measurements" / "image.txt"
+MEASUREMENT = MEASUREMENTS / "image.txt"
 TARGET_MB, TARGET_READY_S = 1300, 10.0  # docs/deploy.md: installed size and time to /readyz
 FORBIDDEN = ("nvidia", "tensorflow", "keras", "scikit-learn", "scipy", "matplotlib", "reportlab")
 
@@ -89,17 +90,6 @@ def megabytes(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
 
 
-class Report:
-    """Prints each line and keeps it for docs/measurements/image.txt."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, line: str) -> None:
-        print(line, flush=True)
-        self.lines.append(line)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="leave the scratch folder for inspection")
@@ -113,7 +103,7 @@ def main() -> int:
                 if line.strip() and not line.startswith("#")]
     scratch = Path(tempfile.mkdtemp(prefix="image-"))
     venv, app = scratch / "opt" / "venv", scratch / "app"
-    say = Report()
+    say = Transcript()
     say(f"machine: {describe_machine()}")
 
     # ---- build stage: the venv and the pip line, with the stage's ENV
@@ -179,9 +169,7 @@ def main() -> int:
     ok = venv_mb + app_mb <= TARGET_MB and not unwanted and ready_after <= TARGET_READY_S and len(result) == 2
     say(f"targets (<= {TARGET_MB} MB, no unwanted package, ready <= {TARGET_READY_S:.0f} s, both models answer): "
         f"{'met' if ok else 'NOT met'}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(say.lines) + "\n")
-    print(f"wrote {args.out} (make readme copies docs/measurements/image.txt into docs/deploy.md)")
+    say.save(args.out)
     if not args.keep:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0 if ok else 1

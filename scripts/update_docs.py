@@ -186,6 +186,8 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "settings": (REPO / "docs" / "settings.md", settings_table),
     "image": (REPO / "docs" / "deploy.md", measurement("image")),
     "attack": (REPO / "docs" / "performance.md", measurement("attack")),
+    "http-latency": (REPO / "docs" / "performance.md", measurement("http-latency")),
+    "http-soak": (REPO / "docs" / "performance.md", measurement("http-soak")),
 }
 
 
