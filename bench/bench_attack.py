@@ -18,15 +18,13 @@ import socket
 import statistics
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
 
 from devkit.images import encode, float_tiff, gif_with_tiny_sub_blocks, many_scan_jpeg, photo, sixteen_bit_png
-from devkit.server import ProcfileServer, multipart
+from devkit.server import ProcfileServer, multipart, timed_request
 from devkit.transcript import MEASUREMENTS, Transcript
 from devkit.url_server import LocalServer
 from models.machine import describe_machine
@@ -37,19 +35,7 @@ say = Transcript()  # the result lines, saved to docs/measurements/attack.txt (d
 
 def http(base: str, path: str, data: bytes | None = None, content_type: str | None = None,
          timeout: float = 60) -> tuple[int, float]:
-    start = time.perf_counter()
-    headers = {"Content-Type": content_type} if content_type else {}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(base + path, data=data, headers=headers),
-                                    timeout=timeout) as response:
-            response.read()
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        exc.read()
-        status = exc.code
-    except OSError:
-        status = -1
-    return status, time.perf_counter() - start
+    return timed_request(base, path, data, content_type, timeout)
 
 
 def p95(values: list[float]) -> float:

@@ -14,8 +14,6 @@ import random
 import statistics
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from devkit.images import encode
-from devkit.server import ProcfileServer, multipart
+from devkit.server import ProcfileServer, multipart, timed_request
 from devkit.transcript import MEASUREMENTS, Transcript
 from models.machine import describe_machine
 
@@ -41,18 +39,7 @@ def files(images: list[bytes], names: list[str] | None = None) -> tuple[bytes, s
 
 
 def post(base: str, body: bytes, content_type: str) -> tuple[int, float]:
-    start = time.perf_counter()
-    request = urllib.request.Request(base + "/api/v1/predict", data=body, headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            response.read()
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        exc.read()
-        status = exc.code
-    except OSError:
-        status = -1  # connection error
-    return status, time.perf_counter() - start
+    return timed_request(base, "/api/v1/predict", body, content_type)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -35,6 +36,24 @@ def multipart(files: list[tuple[str, bytes]], field: str = "files") -> tuple[byt
         f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
         f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n" for name, data in files)
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def timed_request(base: str, path: str, data: bytes | None = None, content_type: str | None = None,
+                  timeout: float = 120) -> tuple[int, float]:
+    """(HTTP status, or -1 for a connection error; seconds) of one request, body read to the end."""
+    start = time.perf_counter()
+    headers = {"Content-Type": content_type} if content_type else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(base + path, data=data, headers=headers),
+                                    timeout=timeout) as response:
+            response.read()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        status = exc.code
+    except OSError:
+        status = -1
+    return status, time.perf_counter() - start
 
 
 def children(pid: int) -> list[int]:
