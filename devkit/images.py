@@ -105,3 +105,52 @@ def float_tiff(width: int, height: int) -> bytes:
     """A deflate-compressed 32-bit float TIFF (a few steps of grey: small on disk, 4 bytes a pixel decoded)."""
     values = (np.arange(width * height, dtype=np.float32).reshape(height, width) // (width * height // 8)) / 8
     return encode(Image.fromarray(values, "F"), "TIFF", compression="tiff_adobe_deflate")
+
+
+# ----------------------------------------------------------------------------- out of scope
+def out_of_scope() -> dict[str, Image.Image]:
+    """Images that show none of the 10 CIFAR-10 classes, drawn here (no download): noise, flat fields,
+    gradients, patterns, a chart, text, an icon, a face and a room sketched with shapes."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(7)
+    images: dict[str, Image.Image] = {}
+    for seed in range(3):
+        images[f"noise {seed}"] = photo(128, 128, seed=seed)
+    images["blank white"] = Image.new("RGB", (128, 128), (255, 255, 255))
+    images["blank black"] = Image.new("RGB", (128, 128), (0, 0, 0))
+    images["grey page"] = Image.new("RGB", (128, 128), (200, 200, 200))
+    images["gradient"] = smooth(128, 128)
+    y, x = np.mgrid[0:128, 0:128]
+    images["checkerboard"] = Image.fromarray(((((x // 16) + (y // 16)) % 2) * 255).astype(np.uint8)).convert("RGB")
+    images["stripes"] = Image.fromarray(np.stack([(x % 20 < 10) * 255, y * 2, 128 + 0 * x], -1).astype(np.uint8))
+    rings = (np.hypot(x - 64, y - 64) // 8 % 2 * 255).astype(np.uint8)
+    images["rings"] = Image.merge("RGB", [Image.fromarray(rings)] * 3)
+    chart = Image.new("RGB", (160, 120), "white")
+    draw = ImageDraw.Draw(chart)
+    for i, h in enumerate(rng.integers(20, 100, 6)):
+        draw.rectangle([10 + 24 * i, 110 - int(h), 28 + 24 * i, 110], fill=(40, 90, 200))
+    draw.line([8, 110, 152, 110], fill="black", width=2)
+    images["bar chart"] = chart
+    text = Image.new("RGB", (160, 120), "white")
+    ImageDraw.Draw(text).multiline_text((8, 20), "Quarterly report\nRevenue up 4%\nCosts flat", fill="black")
+    images["text"] = text
+    icon = Image.new("RGB", (128, 128), (230, 240, 255))
+    ImageDraw.Draw(icon).regular_polygon((64, 64, 40), 6, fill=(220, 60, 60))
+    images["icon"] = icon
+    face = Image.new("RGB", (128, 128), (240, 230, 220))
+    draw = ImageDraw.Draw(face)
+    draw.ellipse([24, 14, 104, 114], fill=(230, 190, 160))
+    draw.ellipse([46, 48, 58, 60], fill="black")
+    draw.ellipse([70, 48, 82, 60], fill="black")
+    draw.arc([48, 70, 80, 96], 20, 160, fill=(150, 40, 40), width=3)
+    images["face sketch"] = face
+    room = Image.new("RGB", (160, 120), (210, 200, 180))
+    draw = ImageDraw.Draw(room)
+    draw.polygon([(0, 120), (40, 80), (120, 80), (160, 120)], fill=(150, 110, 80))
+    draw.rectangle([60, 20, 100, 60], fill=(170, 210, 240), outline="white", width=3)
+    draw.rectangle([20, 70, 55, 100], fill=(90, 60, 40))
+    images["room sketch"] = room
+    blob = np.clip(255 * np.exp(-((x - 64) ** 2 + (y - 60) ** 2) / 900.0) + rng.normal(0, 12, (128, 128)), 0, 255)
+    images["scan-like blob"] = Image.fromarray(blob.astype(np.uint8)).convert("RGB")
+    return images

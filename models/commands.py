@@ -98,4 +98,4 @@ def announce_output(model: str, out: Path) -> None:
 
 
 def announce_committed(what: str) -> None:
-    print(f"NOTE: this rewrites {what}, which are committed; review with `git diff --stat`.", flush=True)
+    print(f"NOTE: this rewrites {what} (committed files; review with `git diff --stat`).", flush=True)

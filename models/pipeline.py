@@ -21,8 +21,9 @@ from PIL import Image
 
 from models.cifar10 import CLASS_NAMES
 from models.images import to_model_input
-from models.predictor import top_k_labels
+from models.predictor import Predictor, top_k_labels
 from models.registry import REGISTRY, load_predictor
+from models.uncertainty import rule_for
 
 
 @dataclass
@@ -44,10 +45,13 @@ class ModelAnswer:
 
 @dataclass
 class ImageAnswer:
-    """Every requested model's answer for one image; a model that could not run is in `model_errors`."""
+    """Every requested model's answer for one image; a model that could not run is in `model_errors`.
+    `uncertain` is the verdict of models/uncertainty.py's rule (None where no rule fits these weights)."""
 
     predictions: dict[str, ModelAnswer] = field(default_factory=dict)
     model_errors: dict[str, str] = field(default_factory=dict)
+    uncertain: bool | None = None
+    uncertain_reason: str | None = None
 
     @property
     def agree(self) -> bool | None:
@@ -92,6 +96,7 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
     if not images:
         return Classification(answers, timing)
     model_inputs: dict[int, np.ndarray] = {}
+    answered: dict[str, Predictor] = {}
     for name in model_names:
         try:
             predictor = load_predictor(name)
@@ -106,10 +111,25 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
                 answer.model_errors[name] = f"{name} is unavailable: {exc}"
             continue
         timing[name] = ModelTiming(images=len(images), batch_ms=elapsed_ms)
+        answered[name] = predictor
         best = top_k_labels(probs, predictor.class_names, top_k)
         for answer, row, ranked in zip(answers, probs, best, strict=True):
             answer.predictions[name] = ModelAnswer(
                 top_k=ranked,
                 probabilities={label: float(p) for label, p in zip(predictor.class_names, row, strict=True)},
                 latency_ms=timing[name].ms_per_image)
+    add_verdicts(answers, answered)
     return Classification(answers, timing)
+
+
+def add_verdicts(answers: list[ImageAnswer], predictors: dict[str, Predictor]) -> None:
+    """Flag images the models disagree on or are unsure of (models/uncertainty.py), when the rule was fitted
+    for these weights; with one model, its confidence alone decides."""
+    rule = rule_for({name: p.weights_sha256 for name, p in predictors.items()}) if predictors else None
+    if rule is None:
+        return
+    for answer in answers:
+        tops = {name: (a.top_k[0][0], a.top_k[0][1], predictors[name].display_name)
+                for name, a in answer.predictions.items() if name in predictors}
+        answer.uncertain_reason = rule.reason(tops)
+        answer.uncertain = answer.uncertain_reason is not None

@@ -177,6 +177,37 @@ def measurement(name: str) -> Callable[[], list[str]]:
     return block
 
 
+def uncertainty_block() -> list[str]:
+    """The verdict's trade-off: from models/uncertainty.json (validation) and the cached test probabilities."""
+    import numpy as np
+
+    from models.predictor import temper
+    from models.uncertainty import Rule
+
+    fitted = json.loads((REPO / "models" / "uncertainty.json").read_text())
+    rule = Rule(fitted["threshold"], fitted["weights_sha256"])
+    probs, labels = {}, None
+    for name in fitted["weights_sha256"]:
+        calibration = json.loads((REPO / "models" / name / "calibration.json").read_text())
+        with np.load(REPO / "models" / name / "test_probabilities.npz") as stored:
+            probs[name] = temper(stored["probabilities"].astype(np.float64), calibration["temperature"])
+            labels = stored["labels"]
+    flagged = rule.flags(probs)
+    val = fitted["validation"]
+    rows = ["| split | images | flagged | " + " | ".join(f"{n} accuracy: all / unflagged" for n in probs) + " |",
+            "|---|---|---|" + "---|" * len(probs),
+            f"| validation (fitting) | {val['images']:,} | {100 * val['flagged']:.1f}% | " + " | ".join(
+                f"{100 * val[f'{n}_accuracy']:.2f}% / {100 * val[f'{n}_accuracy_unflagged']:.2f}%" for n in probs)
+            + " |"]
+    cells = []
+    for p in probs.values():
+        correct = p.argmax(axis=1) == labels
+        cells.append(f"{100 * correct.mean():.2f}% / {100 * correct[~flagged].mean():.2f}%")
+    rows.append(f"| test | {len(labels):,} | {100 * flagged.mean():.1f}% | " + " | ".join(cells) + " |")
+    return [f"Threshold {fitted['threshold']:.3f}: the largest that flags at most "
+            f"{100 * fitted['max_flagged']:.0f}% of the validation images (`models/uncertainty.json`).", "", *rows]
+
+
 # marker name -> (file, the function that writes the block)
 BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "results": (REPO / "README.md", results_block),
@@ -184,6 +215,7 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "mobilenetv2-phases": (REPO / "docs" / "mobilenetv2.md", mobilenet_phases),
     "mobilenetv2-runs": (REPO / "docs" / "mobilenetv2.md", mobilenet_exploration),
     "settings": (REPO / "docs" / "settings.md", settings_table),
+    "uncertainty": (REPO / "docs" / "how-it-works.md", uncertainty_block),
     "image": (REPO / "docs" / "deploy.md", measurement("image")),
     "attack": (REPO / "docs" / "performance.md", measurement("attack")),
     "http-latency": (REPO / "docs" / "performance.md", measurement("http-latency")),

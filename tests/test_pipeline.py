@@ -79,3 +79,64 @@ def test_arrays_and_pil_images_are_the_same_input(fake_models):
     from_array = classify([array], ["custom_cnn"]).images[0].predictions["custom_cnn"]
     from_pil = classify([Image.fromarray(array)], ["custom_cnn"]).images[0].predictions["custom_cnn"]
     assert from_array.probabilities == from_pil.probabilities
+
+
+# ----------------------------------------------------------------------------- the uncertain verdict
+def test_no_verdict_without_a_rule_fitted_for_these_weights(fake_models):
+    answer = classify([photo()], ["custom_cnn", "mobilenetv2"]).images[0]
+    assert answer.uncertain is None and answer.uncertain_reason is None
+
+
+def test_disagreement_or_low_confidence_flags_an_image(fake_models, monkeypatch):
+    from models.uncertainty import Rule
+
+    rule = Rule(threshold=0.99, weights_sha256={})
+    monkeypatch.setattr(models.pipeline, "rule_for", lambda shas: rule)
+    answers = classify([photo(seed=s) for s in range(4)], ["custom_cnn", "mobilenetv2"]).images
+    for answer in answers:
+        assert answer.uncertain is True  # nothing the fakes say reaches 99%
+        if answer.agree:
+            assert answer.uncertain_reason.startswith("low confidence")
+        else:
+            assert answer.uncertain_reason.startswith("the models disagree")
+    lenient = Rule(threshold=0.0, weights_sha256={})
+    monkeypatch.setattr(models.pipeline, "rule_for", lambda shas: lenient)
+    for answer in classify([photo(seed=s) for s in range(4)], ["custom_cnn", "mobilenetv2"]).images:
+        assert answer.uncertain == (not answer.agree)
+
+
+def test_the_threshold_is_the_largest_that_flags_at_most_the_allowed_share():
+    from models.uncertainty import Rule, fit_threshold
+
+    rng = np.random.default_rng(0)
+    raw = rng.dirichlet(np.ones(10) * 0.3, size=2000)
+    probs = {"a": raw, "b": raw}  # same answers: only confidence can flag
+    threshold = fit_threshold(probs, max_flagged=0.25)
+    assert Rule(threshold, {}).flags(probs).mean() <= 0.25 < Rule(threshold + 0.005, {}).flags(probs).mean()
+
+
+@pytest.mark.slow
+def test_the_committed_rule_flags_out_of_scope_images_and_few_test_images():
+    """Fitted on validation (models/uncertainty.json); on the test split (cached probabilities) it flags few
+    images and the unflagged ones are more often right; most drawn out-of-scope images are flagged."""
+    from devkit.images import out_of_scope
+    from models import load_predictor
+    from models.predictor import temper
+    from models.uncertainty import rule_for
+    from tests.helpers import REPO
+
+    predictors = {name: load_predictor(name) for name in ("custom_cnn", "mobilenetv2")}
+    rule = rule_for({name: p.weights_sha256 for name, p in predictors.items()})
+    assert rule is not None  # fitted for the committed weights
+    probs, labels = {}, None
+    for name, predictor in predictors.items():
+        with np.load(REPO / "models" / name / "test_probabilities.npz") as stored:
+            probs[name] = temper(stored["probabilities"].astype(np.float64), predictor.temperature)
+            labels = stored["labels"]
+    flagged = rule.flags(probs)
+    assert 0.05 <= flagged.mean() <= 0.12
+    for p in probs.values():
+        correct = p.argmax(axis=1) == labels
+        assert correct[~flagged].mean() > correct.mean() + 0.03
+    oos = classify(list(out_of_scope().values()), list(predictors)).images
+    assert sum(bool(a.uncertain) for a in oos) / len(oos) >= 0.8  # measured: 14 of 16

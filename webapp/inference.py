@@ -113,7 +113,7 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
                       predictions={name: a.to_dict() for name, a in answer.predictions.items()},
                       model_errors={name: {"code": "model_unavailable", "message": message}
                                     for name, message in answer.model_errors.items()},
-                      agree=answer.agree)
+                      agree=answer.agree, uncertain=answer.uncertain, uncertain_reason=answer.uncertain_reason)
         if thumbnails:
             result["thumbnail"] = thumbnail_data_uri(item.image)
         results.append(result)

@@ -37,6 +37,9 @@ RESULT = {
         "predictions": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/ModelPrediction"}},
         "model_errors": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/ItemError"}},
         "agree": {"type": ["boolean", "null"], "description": "all models' top-1 labels are equal"},
+        "uncertain": {"type": ["boolean", "null"], "description": "the models disagree or are unsure: the image "
+                      "may not show one of the 10 classes (rule fitted on the validation split; null if none fits)"},
+        "uncertain_reason": {"type": ["string", "null"], "description": "why, in words"},
     },
 }
 PREDICT_RESPONSE = {
