@@ -6,7 +6,7 @@ gunicorn's threads wait for a complete request with no deadline, so 16 sockets t
 silent took the whole service down. Here an asyncio loop owns every client connection until its request is
 complete — request line and headers within HEADER_SECONDS, the body with no silence longer than
 BODY_IDLE_SECONDS and at least BODY_MIN_RATE bytes/s once it has taken longer than that — and only then
-hands it, whole, to gunicorn on a private loopback port; the answer is buffered back the same way. A slow
+hands it, whole, to gunicorn on a private Unix socket; the answer is buffered back the same way. A slow
 client costs a coroutine and its bytes, never a request thread. Bodies larger than the app accepts are
 refused before they are read, and all the bodies held at once are capped (BUFFER_BYTES: beyond it, 503).
 
@@ -22,10 +22,11 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,8 +71,8 @@ def error_answer(status: int, reason: str, message: str, path: bytes) -> bytes:
 
 
 class FrontDoor:
-    def __init__(self, upstream_port: int, max_body: int):
-        self.upstream_port, self.max_body = upstream_port, max_body
+    def __init__(self, upstream: str | int, max_body: int):
+        self.upstream, self.max_body = upstream, max_body  # a Unix socket path (serve) or a loopback port (tests)
         self.buffered = 0  # body bytes held right now
         self.in_flight: set[asyncio.Task] = set()
 
@@ -123,7 +124,9 @@ class FrontDoor:
 
     async def relay(self, data: bytes) -> bytes:
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.upstream_port), 5)
+            connect = asyncio.open_connection("127.0.0.1", self.upstream) if isinstance(self.upstream, int) \
+                else asyncio.open_unix_connection(self.upstream)
+            reader, writer = await asyncio.wait_for(connect, 5)
         except (OSError, TimeoutError):
             raise Rejected(503, "Service Unavailable", "the server is starting or restarting; try again in a "
                                                        "few seconds") from None
@@ -186,29 +189,26 @@ class FrontDoor:
                 await writer.wait_closed()
 
 
-def start_gunicorn(port: int) -> subprocess.Popen:
-    """gunicorn on 127.0.0.1:port, in its own session (a signal to this process group is for the front door,
+def start_gunicorn(socket_path: str) -> subprocess.Popen:
+    """gunicorn on a Unix socket in a private folder (no port to collide with, nothing reachable from outside),
+    in its own session (a signal to this process group is for the front door,
     which relays it), and told to exit if this process dies."""
 
     def die_with_parent() -> None:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
-    env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", "FRONT_DOOR": "1"}
+    env = {**os.environ, "GUNICORN_BIND": f"unix:{socket_path}", "FRONT_DOOR": "1"}
     return subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"],
                             cwd=ROOT, env=env, start_new_session=True, preexec_fn=die_with_parent)
 
 
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def serve() -> int:
-    upstream_port = free_loopback_port()
-    gunicorn = start_gunicorn(upstream_port)
-    door = FrontDoor(upstream_port, max_body_bytes())
+    private = tempfile.mkdtemp(prefix="cifar10-compare-")
+    os.chmod(private, 0o700)
+    upstream = os.path.join(private, "gunicorn.sock")
+    gunicorn = start_gunicorn(upstream)
+    door = FrontDoor(upstream, max_body_bytes())
     host = settings.get("HOST") or "0.0.0.0"
     server = await asyncio.start_server(door.handle, host=host, port=settings.get_int("PORT"),
                                         limit=MAX_HEADER_BYTES, reuse_address=True, backlog=1024)
@@ -216,7 +216,7 @@ async def serve() -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    print(f"[front door] listening on {host}:{settings.get_int('PORT')}, gunicorn on 127.0.0.1:{upstream_port}",
+    print(f"[front door] listening on {host}:{settings.get_int('PORT')}, gunicorn on {upstream}",
           flush=True)
     while not stop.is_set() and gunicorn.poll() is None:
         with contextlib.suppress(TimeoutError):
@@ -231,6 +231,7 @@ async def serve() -> int:
     except subprocess.TimeoutExpired:
         gunicorn.kill()
         code = gunicorn.wait()
+    shutil.rmtree(private, ignore_errors=True)
     return code
 
 

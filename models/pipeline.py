@@ -52,6 +52,7 @@ class ImageAnswer:
     model_errors: dict[str, str] = field(default_factory=dict)
     uncertain: bool | None = None
     uncertain_reason: str | None = None
+    model_view: np.ndarray | None = field(default=None, repr=False)  # the uint8 (S, S, 3) input the models saw
 
     @property
     def agree(self) -> bool | None:
@@ -103,6 +104,9 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
             size = predictor.input_size
             if size not in model_inputs:
                 model_inputs[size] = to_model_input(images, size)
+                for answer, view in zip(answers, model_inputs[size], strict=True):
+                    if answer.model_view is None:
+                        answer.model_view = view
             start = time.perf_counter()
             probs = predictor.predict_proba(model_inputs[size])
             elapsed_ms = 1000 * (time.perf_counter() - start)

@@ -118,6 +118,11 @@ class Predictor(ABC):
         """Backend-specific facts added to `info` (test-time augmentation, precision, ...)."""
         return {}
 
+    @property
+    def short_name(self) -> str:
+        """The display name without its parenthesis ("Custom CNN"): for headings that must not wrap."""
+        return self.display_name.split(" (")[0]
+
     @cached_property
     def weights_sha256(self) -> str:
         return sha256_of(self.weights_path)
@@ -143,6 +148,7 @@ class Predictor(ABC):
         return {
             "name": self.name,
             "display_name": self.display_name,
+            "short_name": self.short_name,
             "framework": self.framework,
             "framework_version": self.framework_version,
             "parameters": self.parameter_count(),

@@ -25,7 +25,7 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("PORT", "8000", "port the front door (serve.py) listens on (Railway sets it)", "deployment"),
     Setting("HOST", "0.0.0.0", "address the front door listens on (`make run`: 127.0.0.1)", "deployment"),
-    Setting("GUNICORN_BIND", "", "where gunicorn listens; serve.py sets a private loopback port (unset: "
+    Setting("GUNICORN_BIND", "", "where gunicorn listens; serve.py sets a private Unix socket (unset: "
             "0.0.0.0:$PORT, gunicorn alone, without the front door)", "deployment"),
     Setting("FRONT_DOOR", "", "set by serve.py for gunicorn: the app trusts one more proxy hop (the front door)",
             "deployment"),

@@ -93,7 +93,12 @@ def test_form_classifies_good_files_and_reports_bad_ones_inline(client):
     assert page.count("data:image/jpeg;base64,") == 2  # thumbnails from memory
     assert re.search(r"models (agree|disagree)", page)
     timing = page.split('id="timing">')[1].split("</p>")[0]
-    assert re.search(r"Custom CNN \(PyTorch, from scratch\): \d+ ms for 2\s+images", timing)
+    assert re.search(r"You waited \d+ ms", timing)
+    assert re.search(r"Custom CNN computed for \d+ ms over the\s+2\s+images", timing)
+    summary = " ".join(page.split('id="summary">')[1].split("</p>")[0].split())
+    assert summary.startswith("3 images:") and "of 2" in summary and "1 could not be read" in summary
+    assert page.count('class="img-thumbnail pixelated"') == 2  # the model's view beside each readable image
+    assert "ms/image" not in page.split('id="results"')[1]  # no batch average repeated on every card
 
 
 def test_form_without_csrf_token_is_refused(client):

@@ -77,11 +77,14 @@ def test_a_deployment_without_secret_key_refuses_to_start(env):
 
 def test_a_form_from_one_replica_is_accepted_by_another_with_the_same_secret_key():
     shared = {"SECRET_KEY": "one-value-for-every-replica"}
-    with ProcfileServer(env=shared) as first, ProcfileServer(env=shared) as second:
-        assert first.wait_ready(180) and second.wait_ready(180)
+    with ProcfileServer(env=shared) as first:
+        assert first.wait_ready(180)
+        second = ProcfileServer(env=shared)  # started once the first listens: no race for a free port
+        assert second.wait_ready(180)
         opener = cookie_opener()
         token = form_session(first.base, opener)
         assert post_form(second.base, opener, token) == 200
+        second.stop()
         # Without the shared key the other replica must refuse the form (the check above can fail).
         with ProcfileServer(env={"SECRET_KEY": "another-value"}) as stranger:
             assert stranger.wait_ready(180)

@@ -85,6 +85,13 @@ def thumbnail_data_uri(image: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def png_data_uri(pixels) -> str:
+    """The exact pixels a model saw (e.g. 32x32), losslessly, as a data: URI; the page enlarges them."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumbnails: bool = False,
              max_request_pixels: int | None = None) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """(one JSON-ready result per input, in order, errors in place; per-model timing). Images are decoded one
@@ -116,5 +123,7 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
                       agree=answer.agree, uncertain=answer.uncertain, uncertain_reason=answer.uncertain_reason)
         if thumbnails:
             result["thumbnail"] = thumbnail_data_uri(item.image)
+            if answer.model_view is not None:
+                result["model_view"] = png_data_uri(answer.model_view)
         results.append(result)
     return results, {name: t.to_dict() for name, t in answers.timing.items()}

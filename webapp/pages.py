@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
@@ -33,6 +34,7 @@ def index():
 @bp.post("/")
 def predict():
     """Classify the submitted files and URLs; bad items get an inline error, the rest still succeed."""
+    started = time.perf_counter()
     urls = [line for field in request.form.getlist("urls") for line in field.splitlines()]
     models = model_status()
     try:
@@ -45,8 +47,9 @@ def predict():
     ready = [m["name"] for m in models if m["ready"]]
     results, timing = classify(inputs, ready, top_k, thumbnails=True,
                                max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"])
+    waited_ms = 1000 * (time.perf_counter() - started)  # receiving aside: decoding, fetching, both models
     return render_template("index.html", limits=limits(), models=models, results=results, timing=timing,
-                           urls="\n".join(urls))
+                           waited_ms=waited_ms, urls="\n".join(urls))
 
 
 @bp.get("/models")
