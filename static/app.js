@@ -10,7 +10,29 @@
   });
 
   var results = document.getElementById("results-heading");
-  if (results) results.scrollIntoView({behavior: "instant", block: "start"});
+  if (results) {
+    results.scrollIntoView({behavior: "instant", block: "start"});
+    // The results came from a POST: make the page's address a plain GET, so reloading never sends the
+    // images again (nothing is stored server-side to redirect to).
+    if (window.history.replaceState) window.history.replaceState(null, "", window.location.pathname);
+  }
+
+  // Show all results, only the disagreements, or only the uncertain ones.
+  document.querySelectorAll("#result-tools [data-filter]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var filter = button.dataset.filter;
+      document.querySelectorAll("#result-tools [data-filter]").forEach(function (other) {
+        var on = other === button;
+        other.classList.toggle("active", on);
+        other.setAttribute("aria-pressed", on ? "true" : "false");
+      });
+      document.querySelectorAll("#results article.result").forEach(function (card) {
+        var shown = filter === "all" || (filter === "disagree" && card.dataset.agree === "false") ||
+          (filter === "uncertain" && card.dataset.uncertain === "true");
+        card.hidden = !shown;
+      });
+    });
+  });
 
   var form = document.getElementById("upload-form");
   var input = document.getElementById("files");

@@ -147,3 +147,28 @@ def test_models_and_report_pages_render(page, base_url):
                                        for i in range(images.count()))
     page.screenshot(path=str(SCREENSHOTS / "05-report.png"), full_page=False)
     assert page.console_errors == []
+
+
+def test_filters_show_only_the_uncertain_results_and_a_reload_never_posts_again(page, base_url, tmp_path):
+    noise, flat = tmp_path / "noise.png", tmp_path / "flat.png"
+    noise.write_bytes(encode(photo(200, 200, seed=3), "PNG"))  # out of scope: the verdict flags it
+    flat.write_bytes(encode(Image.new("RGB", (64, 64), (255, 255, 255)), "PNG"))
+    page.goto(base_url + "/")
+    page.set_input_files("#files", [str(noise), str(flat)])
+    page.click("#submit")
+    page.wait_for_selector("#results")
+    cards = page.locator("article.result")
+    uncertain = page.locator('article.result[data-uncertain="true"]').count()
+    assert uncertain >= 1 and "uncertain" in page.locator("#summary").inner_text()
+    page.click('#result-tools [data-filter="uncertain"]')
+    assert sum(cards.nth(i).is_visible() for i in range(cards.count())) == uncertain
+    assert page.locator('#result-tools [data-filter="uncertain"]').get_attribute("aria-pressed") == "true"
+    page.click('#result-tools [data-filter="all"]')
+    assert all(cards.nth(i).is_visible() for i in range(cards.count()))
+    page.screenshot(path=str(SCREENSHOTS / "05-uncertain.png"), full_page=True)
+    assert page.locator("#new-comparison").get_attribute("href") == "/"
+    posts = []
+    page.on("request", lambda request: posts.append(request) if request.method == "POST" else None)
+    page.reload()
+    assert posts == [] and page.locator("#results").count() == 0  # a GET of the upload page, no re-post
+    assert page.console_errors == []
