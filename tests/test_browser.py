@@ -14,7 +14,7 @@ from PIL import Image
 from werkzeug.serving import make_server
 
 from devkit.images import encode, photo
-from tests.helpers import REPO
+from tests.helpers import REAL_CIFAR, REPO, needs_real_cifar
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -149,17 +149,23 @@ def test_models_and_report_pages_render(page, base_url):
     assert page.console_errors == []
 
 
+@needs_real_cifar
 def test_filters_show_only_the_uncertain_results_and_a_reload_never_posts_again(page, base_url, tmp_path):
-    noise, flat = tmp_path / "noise.png", tmp_path / "flat.png"
+    from models import cifar10
+
+    noise, flat, plane = tmp_path / "noise.png", tmp_path / "flat.png", tmp_path / "plane.png"
     noise.write_bytes(encode(photo(200, 200, seed=3), "PNG"))  # out of scope: the verdict flags it
     flat.write_bytes(encode(Image.new("RGB", (64, 64), (255, 255, 255)), "PNG"))
+    airplane = cifar10.load_split("test", str(REAL_CIFAR)).images[3]  # both models: airplane, > 99%
+    plane.write_bytes(encode(Image.fromarray(airplane).resize((128, 128), Image.Resampling.BICUBIC), "PNG"))
     page.goto(base_url + "/")
-    page.set_input_files("#files", [str(noise), str(flat)])
+    page.set_input_files("#files", [str(noise), str(flat), str(plane)])
     page.click("#submit")
     page.wait_for_selector("#results")
+    page.wait_for_load_state("load")  # app.js has run: the filter buttons listen
     cards = page.locator("article.result")
     uncertain = page.locator('article.result[data-uncertain="true"]').count()
-    assert uncertain >= 1 and "uncertain" in page.locator("#summary").inner_text()
+    assert 1 <= uncertain < cards.count() and "uncertain" in page.locator("#summary").inner_text()
     page.click('#result-tools [data-filter="uncertain"]')
     assert sum(cards.nth(i).is_visible() for i in range(cards.count())) == uncertain
     assert page.locator('#result-tools [data-filter="uncertain"]').get_attribute("aria-pressed") == "true"
