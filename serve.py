@@ -54,7 +54,7 @@ class Rejected(Exception):
 
 def max_body_bytes() -> int:
     """What the app accepts per request (APP_MAX_CONTENT_LENGTH, else its 50 MB default), plus form overhead."""
-    return int(settings.app_overrides().get("MAX_CONTENT_LENGTH", 50 * 1024 * 1024)) + 64 * 1024
+    return int(settings.app_overrides().get("MAX_CONTENT_LENGTH", settings.MAX_CONTENT_LENGTH)) + 64 * 1024
 
 
 def error_answer(status: int, reason: str, message: str, path: bytes) -> bytes:

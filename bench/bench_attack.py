@@ -33,11 +33,6 @@ GOOD = multipart([("good.jpg", encode(photo(64, 64), "JPEG"))])
 say = Transcript()  # the result lines, saved to docs/measurements/attack.txt (docs/performance.md shows them)
 
 
-def http(base: str, path: str, data: bytes | None = None, content_type: str | None = None,
-         timeout: float = 60) -> tuple[int, float]:
-    return timed_request(base, path, data, content_type, timeout)
-
-
 def p95(values: list[float]) -> float:
     return 1000 * (statistics.quantiles(values, n=20)[-1] if len(values) >= 2 else (values or [float("nan")])[0])
 
@@ -54,13 +49,13 @@ class Probes:
     def run(self) -> None:
         def health() -> None:
             while not self.stop.is_set():
-                status, seconds = http(self.server.base, "/healthz", timeout=10)
+                status, seconds = timed_request(self.server.base, "/healthz", timeout=10)
                 self.health.append(seconds if status == 200 else 10.0)
                 time.sleep(0.2)
 
         def good() -> None:
             while not self.stop.is_set():
-                self.good.append(http(self.server.base, "/api/v1/predict", *GOOD))
+                self.good.append(timed_request(self.server.base, "/api/v1/predict", *GOOD))
                 time.sleep(0.2)
 
         def rss() -> None:
@@ -144,7 +139,7 @@ def repeat_requests(server: ProcfileServer, make: Callable[[], tuple[str, bytes,
         def client() -> None:
             while not stop.is_set():
                 path, body, kind = make()
-                status, _ = http(server.base, path, body, kind, timeout=120)
+                status, _ = timed_request(server.base, path, body, kind, timeout=120)
                 with lock:
                     statuses.append(status)
 

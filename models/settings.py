@@ -53,6 +53,9 @@ SETTINGS: tuple[Setting, ...] = (
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 APP_PREFIX = "APP_"  # APP_<KEY> overrides the web app's config key <KEY> (webapp.DEFAULTS)
+# The largest request the app accepts (APP_MAX_CONTENT_LENGTH): here because both the web app and the front
+# door (serve.py, which must not import Flask) enforce it.
+MAX_CONTENT_LENGTH = 50 * 1024 * 1024
 
 
 def get(name: str) -> str | None:

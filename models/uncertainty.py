@@ -40,13 +40,13 @@ class Rule:
         return disagree | (top.min(axis=0) < self.threshold)
 
     def reason(self, answers: Mapping[str, tuple[str, float, str]]) -> str | None:
-        """Why one image is flagged, in words, or None. answers: model name -> (label, probability, display name)."""
+        """Why one image is flagged, in words, or None. answers: model name -> (label, probability, short name)."""
         labels = {label for label, _, _ in answers.values()}
         if len(labels) > 1:
             return "the models disagree (" + " vs ".join(f"{label}" for label, _, _ in answers.values()) + ")"
-        label, probability, display = min(answers.values(), key=lambda answer: answer[1])
+        label, probability, model = min(answers.values(), key=lambda answer: answer[1])
         if probability < self.threshold:
-            return (f"low confidence: {display.split(' (')[0]} gives {label} only {100 * probability:.0f}% "
+            return (f"low confidence: {model} gives {label} only {100 * probability:.0f}% "
                     f"(below {100 * self.threshold:.0f}%); it may not be one of the 10 classes")
         return None
 

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG: dict[str, tuple[Any, str]] = {
     "MAX_IMAGES": (32, "files + URLs per request"),
     "MAX_FILE_BYTES": (10 * 1024 * 1024, "bytes per uploaded file or fetched URL"),
-    "MAX_CONTENT_LENGTH": (50 * 1024 * 1024, "bytes per request; beyond it the answer is 413"),
+    "MAX_CONTENT_LENGTH": (settings.MAX_CONTENT_LENGTH, "bytes per request; beyond it the answer is 413"),
     "MAX_REQUEST_PIXELS": (64_000_000, "decoded pixels per request, all images together (a big JPEG is decoded "
                                        "at reduced scale and costs little; a 40 MP PNG costs 40 MP)"),
     "DEFAULT_TOP_K": (3, "classes listed per model when a request does not say"),

@@ -76,20 +76,18 @@ def gather_inputs(files: list[FileStorage], urls: list[str], max_images: int, ma
     return inputs
 
 
+def data_uri(image: Image.Image, fmt: str, **params) -> str:
+    """The image encoded as a data: URI (served from memory, never stored)."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def thumbnail_data_uri(image: Image.Image) -> str:
-    """A small JPEG of the image as a data: URI (served from memory, never stored)."""
+    """A small JPEG of the whole image, for display."""
     thumb = image.copy()
     thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    thumb.save(buffer, "JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def png_data_uri(pixels) -> str:
-    """The exact pixels a model saw (e.g. 32x32), losslessly, as a data: URI; the page enlarges them."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return data_uri(thumb, "JPEG", quality=85)
 
 
 def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumbnails: bool = False,
@@ -124,6 +122,7 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
         if thumbnails:
             result["thumbnail"] = thumbnail_data_uri(item.image)
             if answer.model_view is not None:
-                result["model_view"] = png_data_uri(answer.model_view)
+                # The exact pixels the models saw (32x32), lossless; the page enlarges them without smoothing.
+                result["model_view"] = data_uri(Image.fromarray(answer.model_view, "RGB"), "PNG")
         results.append(result)
     return results, {name: t.to_dict() for name, t in answers.timing.items()}
