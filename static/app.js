@@ -1,7 +1,9 @@
-// Upload page behaviour (no inline scripts: the CSP forbids them).
-// - The drop zone puts dropped files into the real <input type="file">, so the form submits them.
-// - Previews of the chosen files are shown before sending (object URLs, nothing leaves the browser).
-// - Probability bars get their widths from data attributes.
+// Compare page behaviour (no inline scripts: the CSP forbids them).
+// - A file list the visitor controls: dropped and chosen files merge, duplicates are skipped, any file can be
+//   removed, and what cannot be sent (over the size limit, beyond the image limit) is set aside with a notice
+//   before sending, so one bad file never costs the batch.
+// - Results: focus moves to them and the summary is announced; a reload never posts the images again;
+//   a filter shows only disagreements or uncertain images.
 (function () {
   "use strict";
 
@@ -9,15 +11,15 @@
     bar.style.width = bar.dataset.width + "%";
   });
 
-  var results = document.getElementById("results-heading");
-  if (results) {
-    results.scrollIntoView({behavior: "instant", block: "start"});
+  var heading = document.getElementById("results-heading");
+  if (heading) {
+    heading.scrollIntoView({behavior: "instant", block: "start"});
+    heading.focus({preventScroll: true});
     // The results came from a POST: make the page's address a plain GET, so reloading never sends the
     // images again (nothing is stored server-side to redirect to).
     if (window.history.replaceState) window.history.replaceState(null, "", window.location.pathname);
   }
 
-  // Show all results, only the disagreements, or only the uncertain ones.
   document.querySelectorAll("#result-tools [data-filter]").forEach(function (button) {
     button.addEventListener("click", function () {
       var filter = button.dataset.filter;
@@ -26,11 +28,15 @@
         other.classList.toggle("active", on);
         other.setAttribute("aria-pressed", on ? "true" : "false");
       });
+      var shown = 0;
       document.querySelectorAll("#results article.result").forEach(function (card) {
-        var shown = filter === "all" || (filter === "disagree" && card.dataset.agree === "false") ||
+        var show = filter === "all" || (filter === "disagree" && card.dataset.agree === "false") ||
           (filter === "uncertain" && card.dataset.uncertain === "true");
-        card.hidden = !shown;
+        card.hidden = !show;
+        if (show) shown += 1;
       });
+      var status = document.getElementById("filter-status");
+      if (status) status.textContent = "Showing " + shown + " result" + (shown === 1 ? "" : "s") + ".";
     });
   });
 
@@ -38,51 +44,103 @@
   var input = document.getElementById("files");
   var zone = document.getElementById("dropzone");
   var previews = document.getElementById("previews");
-  if (!form || !input || !zone || !previews) return;
+  var notice = document.getElementById("file-notice");
+  if (!form || !input || !zone || !previews || !notice) return;
   var maxImages = parseInt(form.dataset.maxImages, 10);
   var maxBytes = parseInt(form.dataset.maxFileBytes, 10);
+  var chosen = [];  // the files that will be sent, in order
 
-  function showPreviews() {
+  function key(file) { return [file.name, file.size, file.lastModified].join("/"); }
+
+  function megabytes(bytes) { return (bytes / 1024 / 1024).toFixed(1) + " MB"; }
+
+  function urlCount() {
+    return document.getElementById("urls").value.split("\n").filter(function (line) {
+      return line.trim() !== "";
+    }).length;
+  }
+
+  function sync() {
+    var transfer = new DataTransfer();
+    chosen.forEach(function (file) { transfer.items.add(file); });
+    input.files = transfer.files;
+  }
+
+  function render() {
     previews.replaceChildren();
-    Array.prototype.forEach.call(input.files, function (file) {
-      var figure = document.createElement("figure");
-      figure.className = "preview mb-0";
-      var caption = document.createElement("figcaption");
-      caption.className = "small text-truncate";
-      caption.textContent = file.name;
+    chosen.forEach(function (file, i) {
+      var item = document.createElement("li");
+      item.className = "preview";
       if (file.type.indexOf("image/") === 0) {
         var img = document.createElement("img");
-        img.alt = "preview of " + file.name;
+        img.alt = "";
         img.src = URL.createObjectURL(file);
         img.onload = function () { URL.revokeObjectURL(img.src); };
-        figure.appendChild(img);
+        item.appendChild(img);
       } else {
         var box = document.createElement("div");
         box.className = "not-image";
         box.textContent = "not an image?";
-        figure.appendChild(box);
+        item.appendChild(box);
       }
-      if (file.size > maxBytes) caption.textContent += " (too large)";
-      figure.appendChild(caption);
-      previews.appendChild(figure);
+      var caption = document.createElement("div");
+      caption.className = "small text-truncate";
+      caption.textContent = file.name;
+      caption.title = file.name;
+      item.appendChild(caption);
+      var remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "btn btn-sm btn-light border remove";
+      remove.textContent = "×";
+      remove.setAttribute("aria-label", "Remove " + file.name);
+      remove.addEventListener("click", function () {
+        chosen.splice(i, 1);
+        sync();
+        render();
+        say(file.name + " removed; " + chosen.length + " file" + (chosen.length === 1 ? "" : "s") + " chosen.");
+        (previews.querySelector(".remove") || zone).focus();
+      });
+      item.appendChild(remove);
+      previews.appendChild(item);
     });
-    if (input.files.length > maxImages) {
-      var warning = document.createElement("div");
-      warning.className = "alert alert-warning w-100 mb-0";
-      warning.textContent = input.files.length + " files chosen; the limit is " + maxImages + " per request.";
-      previews.appendChild(warning);
-    }
+  }
+
+  function say(message) {
+    notice.hidden = !message;
+    notice.textContent = message || "";
   }
 
   function addFiles(files) {
-    var merged = new DataTransfer();
-    Array.prototype.forEach.call(input.files, function (f) { merged.items.add(f); });
-    Array.prototype.forEach.call(files, function (f) { merged.items.add(f); });
-    input.files = merged.files;
-    showPreviews();
+    var known = {};
+    chosen.forEach(function (f) { known[key(f)] = true; });
+    var tooLarge = [], duplicates = 0, overLimit = [];
+    Array.prototype.forEach.call(files, function (file) {
+      if (known[key(file)]) { duplicates += 1; return; }
+      if (file.size > maxBytes) { tooLarge.push(file.name + " (" + megabytes(file.size) + ")"); return; }
+      if (chosen.length + urlCount() >= maxImages) { overLimit.push(file.name); return; }
+      known[key(file)] = true;
+      chosen.push(file);
+    });
+    sync();
+    render();
+    var parts = [];
+    if (tooLarge.length) {
+      parts.push("Not added, larger than " + megabytes(maxBytes) + ": " + tooLarge.join(", ") + ".");
+    }
+    if (overLimit.length) {
+      parts.push("Kept the first " + maxImages + " images (the limit per comparison); not added: " +
+        overLimit.length + " file" + (overLimit.length === 1 ? "" : "s") + ". Compare these, then the rest.");
+    }
+    if (duplicates) parts.push(duplicates + " file" + (duplicates === 1 ? " was" : "s were") + " already chosen.");
+    say(parts.join(" "));
   }
 
-  input.addEventListener("change", showPreviews);
+  // The browser replaces input.files on every choice; take the new files into the list instead.
+  input.addEventListener("change", function () {
+    var picked = Array.prototype.slice.call(input.files);
+    sync();  // restore the list first: the new choice adds to it
+    addFiles(picked);
+  });
   zone.addEventListener("click", function () { input.click(); });
   zone.addEventListener("keydown", function (e) {
     if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); }
@@ -98,8 +156,15 @@
     zone.classList.remove("dragging");
     if (e.dataTransfer && e.dataTransfer.files.length) addFiles(e.dataTransfer.files);
   });
-  form.addEventListener("submit", function () {
+  form.addEventListener("submit", function (e) {
+    if (chosen.length + urlCount() > maxImages) {
+      e.preventDefault();
+      say((chosen.length + urlCount()) + " images (files and URLs); the limit is " + maxImages +
+        " per comparison. Remove some files or URLs.");
+      notice.focus();
+      return;
+    }
     var button = document.getElementById("submit");
-    if (button) { button.disabled = true; button.textContent = "Classifying…"; }
+    if (button) { button.disabled = true; button.textContent = "Comparing…"; }
   });
 })();

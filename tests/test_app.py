@@ -71,7 +71,7 @@ def test_index_has_the_upload_form_limits_and_security_headers(client):
     response = client.get("/")
     page = response.get_data(as_text=True)
     assert 'type="file"' in page and "multiple" in page and 'id="dropzone"' in page and 'name="urls"' in page
-    assert "Up to 32 images per request" in page and "10 MB per image" in page
+    assert "Up to 32 images per comparison" in page and "10 MB per image" in page
     assert 'name="csrf_token"' in page
     assert "cdn" not in page.lower()  # Bootstrap is served locally
     csp = response.headers["Content-Security-Policy"]
@@ -90,7 +90,7 @@ def test_form_classifies_good_files_and_reports_bad_ones_inline(client):
     assert page.count('data-model="custom_cnn"') == 2 and page.count('data-model="mobilenetv2"') == 2
     assert "Could not classify this file: the file is not an image" in page
     assert "passwd.jpg" in page and "../" not in page.split('id="results"')[1]  # only the base name is shown
-    assert page.count("data:image/jpeg;base64,") == 2  # thumbnails from memory
+    assert page.split('id="results"')[1].count("data:image/jpeg;base64,") == 2  # thumbnails from memory
     assert re.search(r"models (agree|disagree)", page)
     timing = page.split('id="timing">')[1].split("</p>")[0]
     assert re.search(r"You waited \d+ ms", timing)
@@ -113,7 +113,28 @@ def test_form_with_nothing_or_too_many_images(app, client):
     app.config["MAX_IMAGES"] = 2
     response = client.post("/", data={"csrf_token": token, "files": upload(*[(JPEG, f"{i}.jpg") for i in range(3)])},
                            content_type="multipart/form-data")
-    assert response.status_code == 400 and "the limit is 2 per request" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)  # a browser without JavaScript: the first 2 compared, with a notice
+    assert response.status_code == 200 and page.count('class="card result"') == 2
+    assert "3 images were sent; the limit is 2 per comparison, so the first 2 were compared." in page
+    assert "0.jpg" in page and "2.jpg" not in page
+
+
+def test_examples_gallery_runs_in_one_click(client):
+    from webapp.examples import gallery
+
+    page = client.get("/").get_data(as_text=True)
+    examples = gallery()
+    assert len(examples) >= 14 and sum(not e["in_scope"] for e in examples) >= 2
+    assert page.count('name="examples"') == len(examples) + 1  # one button each and "all"
+    for c in ("airplane", "automobile", "frog", "truck"):  # the first screen names the 10 classes
+        assert f">{c}</li>" in page
+    one = client.post("/", data={"csrf_token": csrf_token(client), "examples": examples[0]["file"]})
+    assert one.status_code == 200 and one.get_data(as_text=True).count('class="card result"') == 1
+    every = client.post("/", data={"csrf_token": csrf_token(client), "examples": ["all", "../app.py", "nope"]})
+    text = every.get_data(as_text=True)
+    assert every.status_code == 200 and text.count('class="card result"') == len(examples)
+    assert examples[-1]["title"] in text
+    assert client.post("/", data={"csrf_token": csrf_token(client), "examples": "../../app.py"}).status_code == 400
 
 
 def test_models_page_and_report_pages(client):
@@ -317,3 +338,95 @@ def test_an_expired_form_says_so(fake_models, monkeypatch):
     response = client.post("/", data={"csrf_token": token, "files": upload((JPEG, "a.jpg"))},
                            content_type="multipart/form-data")
     assert response.status_code == 400 and "The page expired" in response.get_data(as_text=True)
+
+
+# ----------------------------------------------------------------------------- take it away
+def compared_page(client) -> tuple[str, str]:
+    """(the results page, the comparison it carries for export) for two photos and a non-image."""
+    response = client.post("/", data={"csrf_token": csrf_token(client), "files": upload(
+        (JPEG, "photo.jpg"), (b"not an image", "notes.txt"), (RGBA_PNG, "café.png"))},
+        content_type="multipart/form-data")
+    page = response.get_data(as_text=True)
+    import html
+
+    field = re.search(r'name="comparison" value="([^"]*)"', page).group(1)
+    return page, html.unescape(field)
+
+
+def test_export_csv_and_json_hold_what_the_page_shows(client):
+    import csv
+    import io
+    import json
+
+    _, comparison = compared_page(client)
+    token = csrf_token(client)
+    as_json = client.post("/export/json", data={"csrf_token": token, "comparison": comparison})
+    assert as_json.status_code == 200 and as_json.mimetype == "application/json"
+    assert "attachment" in as_json.headers["Content-Disposition"] and as_json.headers["Cache-Control"] == "no-store"
+    body = json.loads(as_json.data)
+    assert body["models"] == ["custom_cnn", "mobilenetv2"] and len(body["results"]) == 3
+    first = body["results"][0]
+    assert first["source"] == {"type": "file", "name": "photo.jpg"} and "thumbnail" not in first
+    assert set(first["predictions"]) == {"custom_cnn", "mobilenetv2"}
+    assert len(first["predictions"]["custom_cnn"]["top_k"]) == 3
+    assert body["results"][1]["error"]["code"] == "invalid_image"
+    as_csv = client.post("/export/csv", data={"csrf_token": token, "comparison": comparison})
+    assert as_csv.status_code == 200 and as_csv.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(as_csv.data.decode("utf-8-sig"))))
+    assert len(rows) == 2 * 2 * 3 + 1  # 2 images x 2 models x top-3, and the unreadable file
+    assert rows[0]["source"] == "photo.jpg" and rows[0]["rank"] == "1" and rows[-1]["source"] == "café.png"
+    assert rows[3]["error"] == "" and any("not an image" in r["error"] for r in rows)
+    top = body["results"][0]["predictions"]["custom_cnn"]["top_k"][0]
+    assert rows[0]["label"] == top["label"]
+    assert float(rows[0]["probability"]) == pytest.approx(top["probability"], abs=1e-4)
+
+
+def test_export_pdf_renders_every_image(client, tmp_path):
+    import subprocess
+
+    _, comparison = compared_page(client)
+    response = client.post("/export/pdf", data={"csrf_token": csrf_token(client), "comparison": comparison})
+    assert response.status_code == 200 and response.mimetype == "application/pdf" and response.data[:5] == b"%PDF-"
+    (tmp_path / "c.pdf").write_bytes(response.data)
+    text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "c.pdf"), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert "3 images: the models agree on" in text and "1 could not be read" in text
+    assert "photo.jpg" in text and "café.png" in text and "could not classify" in text
+    assert "Custom CNN" in text and "MobileNetV2" in text and "the models' view" in text
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: None, "not JSON"),
+    (lambda c: c.update(results=[]), "between 1 and"),
+    (lambda c: c["results"][0]["predictions"]["custom_cnn"]["top_k"][0].update(label="<script>"), "class names"),
+    (lambda c: c["results"][0]["predictions"]["custom_cnn"]["top_k"][0].update(probability=7), "between 0 and 1"),
+    (lambda c: c["results"][0]["predictions"].update(evil={"top_k": []}), "served models"),
+    (lambda c: c["results"][0].update(thumbnail="data:image/svg+xml;base64,PHN2Zz4="), "PNG or JPEG"),
+    (lambda c: c["results"][0].update(model_view="data:image/png;base64,!!!"), "could not be decoded"),
+    (lambda c: c["results"][0].update(width="wide"), "positive integer"),
+    (lambda c: c["results"][0]["source"].update(type="disk"), "source type"),
+])
+def test_export_refuses_a_malformed_comparison(client, mutate, message):
+    import json
+
+    _, comparison = compared_page(client)
+    data = json.loads(comparison)
+    field = "{not json" if mutate(data) is None and message == "not JSON" else json.dumps(data)
+    for fmt in ("pdf", "csv", "json"):
+        response = client.post(f"/export/{fmt}", data={"csrf_token": csrf_token(client), "comparison": field})
+        assert response.status_code == 400 and message in response.get_data(as_text=True)
+
+
+def test_export_of_a_huge_image_or_without_csrf_is_refused(client):
+    import base64
+    import json
+
+    _, comparison = compared_page(client)
+    data = json.loads(comparison)
+    big = encode(Image.new("RGB", (2000, 10)), "PNG")
+    data["results"][0]["thumbnail"] = "data:image/png;base64," + base64.b64encode(big).decode()
+    response = client.post("/export/pdf", data={"csrf_token": csrf_token(client), "comparison": json.dumps(data)})
+    assert response.status_code == 400 and "more than this page makes" in response.get_data(as_text=True)
+    assert client.post("/export/csv", data={"comparison": comparison}).status_code == 400
+    unknown = client.post("/export/xls", data={"csrf_token": csrf_token(client), "comparison": comparison})
+    assert unknown.status_code == 404

@@ -36,6 +36,8 @@ CONFIG: dict[str, tuple[Any, str]] = {
     "MAX_CONTENT_LENGTH": (settings.MAX_CONTENT_LENGTH, "bytes per request; beyond it the answer is 413"),
     "MAX_REQUEST_PIXELS": (64_000_000, "decoded pixels per request, all images together (a big JPEG is decoded "
                                        "at reduced scale and costs little; a 40 MP PNG costs 40 MP)"),
+    "MAX_FORM_MEMORY_SIZE": (4 * 1024 * 1024, "bytes per text field (the results page posts its comparison back "
+                                               "to export it: up to 32 thumbnails)"),
     "DEFAULT_TOP_K": (3, "classes listed per model when a request does not say"),
     "MODELS": (None, "the models to serve (a JSON list); null: every registered model"),
     "PRELOAD_MODELS": (True, "load and warm up every model when a worker starts"),

@@ -48,15 +48,16 @@ def display_name(filename: str | None) -> str:
 
 
 def gather_inputs(files: list[FileStorage], urls: list[str], max_images: int, max_file_bytes: int,
-                  policy: FetchPolicy) -> list[ImageInput]:
+                  policy: FetchPolicy, examples: list[tuple[str, bytes]] = ()) -> list[ImageInput]:
+    """Examples (the app's own gallery: title, bytes) come first, then files, then URLs."""
     files = [f for f in files if f.filename or f.content_length]  # browsers send an empty part for "no file"
     urls = [u.strip() for u in urls if u and u.strip()]
-    if not files and not urls:
+    count = len(examples) + len(files) + len(urls)
+    if not count:
         raise RequestError("send at least one image file or image URL", "no_images")
-    if len(files) + len(urls) > max_images:
-        raise RequestError(f"{len(files) + len(urls)} images sent; the limit is {max_images} per request",
-                           "too_many_images")
-    inputs = []
+    if count > max_images:
+        raise RequestError(f"{count} images sent; the limit is {max_images} per request", "too_many_images")
+    inputs = [ImageInput(source={"type": "example", "name": title}, data=data) for title, data in examples]
     for upload in files:
         item = ImageInput(source={"type": "file", "name": display_name(upload.filename)})
         data = upload.stream.read(max_file_bytes + 1)

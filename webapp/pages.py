@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
+from typing import Any
 
-from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
+from flask import Blueprint, Response, abort, current_app, render_template, request, send_from_directory
 
+from webapp.examples import example_files, gallery
+from webapp.exports import api_shape, read_comparison
 from webapp.health import model_status
 from webapp.inference import RequestError, classify, gather_inputs
 from webapp.options import fetch_policy, parse_top_k
@@ -26,30 +30,75 @@ def load_report() -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def page(**context: Any) -> str:
+    return render_template("index.html", limits=limits(), models=model_status(), examples=gallery(), **context)
+
+
+def served_models() -> dict[str, dict[str, Any]]:
+    """name -> the labels the results and exports show for each ready model."""
+    return {m["name"]: {"short_name": m["info"]["short_name"], "display_name": m["info"]["display_name"],
+                        "test_accuracy": m["info"]["test_accuracy"]} for m in model_status() if m["ready"]}
+
+
 @bp.get("/")
 def index():
-    return render_template("index.html", limits=limits(), models=model_status())
+    return page()
 
 
 @bp.post("/")
 def predict():
-    """Classify the submitted files and URLs; bad items get an inline error, the rest still succeed."""
+    """Classify the submitted examples, files and URLs; bad items get an inline error, the rest still succeed.
+    More than the limit (a browser without JavaScript): the first ones are classified, with a notice."""
     started = time.perf_counter()
-    urls = [line for field in request.form.getlist("urls") for line in field.splitlines()]
-    models = model_status()
+    urls = [line.strip() for field in request.form.getlist("urls") for line in field.splitlines() if line.strip()]
+    files = [f for f in request.files.getlist("files") if f.filename or f.content_length]
+    examples = example_files(request.form.getlist("examples"))
+    limit = current_app.config["MAX_IMAGES"]
+    sent = len(examples) + len(files) + len(urls)
+    notice = None
+    if sent > limit:
+        notice = f"{sent} images were sent; the limit is {limit} per comparison, so the first {limit} were compared."
+        examples = examples[:limit]
+        files = files[:limit - len(examples)]
+        urls = urls[:limit - len(examples) - len(files)]
     try:
         top_k = parse_top_k(request.form.get("top_k"), current_app.config["DEFAULT_TOP_K"])
-        inputs = gather_inputs(request.files.getlist("files"), urls, current_app.config["MAX_IMAGES"],
-                               current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
+        inputs = gather_inputs(files, urls, limit, current_app.config["MAX_FILE_BYTES"],
+                               fetch_policy(current_app.config), examples)
     except RequestError as exc:
-        return render_template("index.html", limits=limits(), models=models, form_error=str(exc),
-                               urls="\n".join(urls)), exc.status
-    ready = [m["name"] for m in models if m["ready"]]
-    results, timing = classify(inputs, ready, top_k, thumbnails=True,
+        return page(form_error=str(exc), urls="\n".join(urls)), exc.status
+    models = served_models()
+    results, timing = classify(inputs, list(models), top_k, thumbnails=True,
                                max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"])
     waited_ms = 1000 * (time.perf_counter() - started)  # receiving aside: decoding, fetching, both models
-    return render_template("index.html", limits=limits(), models=models, results=results, timing=timing,
-                           waited_ms=waited_ms, urls="\n".join(urls))
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    comparison = json.dumps({"created": created, "models": list(models), "top_k": top_k, "results": results},
+                            separators=(",", ":"))
+    return page(results=results, timing=timing, waited_ms=waited_ms, notice=notice, comparison=comparison,
+                served=models)
+
+
+EXPORTS = {"csv": ("text/csv; charset=utf-8", "csv"), "json": ("application/json", "json"),
+           "pdf": ("application/pdf", "pdf")}
+
+
+@bp.post("/export/<fmt>")
+def export(fmt: str):
+    """The comparison the page posts back, as a download; nothing is kept on the server."""
+    if fmt not in EXPORTS:
+        abort(404)
+    comparison = read_comparison(request.form.get("comparison"), served_models(), current_app.config["MAX_IMAGES"])
+    if fmt == "json":
+        body = json.dumps(api_shape(comparison), indent=2).encode()
+    else:
+        from reports import comparison as render  # reportlab is imported only when someone exports
+
+        body = render.to_csv(comparison) if fmt == "csv" else render.to_pdf(comparison)
+    mimetype, extension = EXPORTS[fmt]
+    stamp = comparison["created"].replace(" UTC", "").replace(" ", "-").replace(":", "")
+    return Response(body, mimetype=mimetype, headers={
+        "Content-Disposition": f'attachment; filename="cifar10-comparison-{stamp}.{extension}"',
+        "Cache-Control": "no-store"})
 
 
 @bp.get("/models")

@@ -1,0 +1,163 @@
+"""A results page taken away: one comparison (the API's answer plus the page's thumbnails) as CSV or PDF.
+
+The input is the dictionary `webapp.exports.read_comparison` validated: {"models": {name: {short_name,
+test_accuracy}}, "results": [...], "timing": {...}, "created": ISO time}; images are already decoded (PIL).
+Nothing here touches a disk: both writers return bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+from xml.sax.saxutils import escape
+
+from PIL import Image as PILImage
+
+CSV_COLUMNS = ("image", "source", "width", "height", "model", "rank", "label", "probability", "models_agree",
+               "uncertain", "uncertain_reason", "error")
+IMAGES_PER_PAGE = 6
+
+
+def source_text(result: dict[str, Any]) -> str:
+    source = result["source"]
+    return source.get("name") or source.get("url") or ""
+
+
+def to_csv(comparison: dict[str, Any]) -> bytes:
+    """One row per image, model and rank (a spreadsheet's natural shape); an unreadable image is one row."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for r in comparison["results"]:
+        common = [r["index"] + 1, source_text(r), r.get("width", ""), r.get("height", "")]
+        verdict = ["" if r.get("agree") is None else r["agree"], r.get("uncertain", ""),
+                   r.get("uncertain_reason") or ""]
+        if r.get("error"):
+            writer.writerow([*common, "", "", "", "", "", "", "", r["error"]["message"]])
+            continue
+        for model, answer in r["predictions"].items():
+            for rank, t in enumerate(answer["top_k"], 1):
+                writer.writerow([*common, model, rank, t["label"], f"{t['probability']:.4f}", *verdict, ""])
+        for model, error in r.get("model_errors", {}).items():
+            writer.writerow([*common, model, "", "", "", *verdict, error["message"]])
+    # A byte-order mark so that spreadsheet programs read the UTF-8 file names correctly.
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def _pixel_image(image: PILImage.Image, width: float, height: float, smooth: bool):
+    """A reportlab flowable; the model's 32x32 view is enlarged with nearest-neighbour first, so that no PDF
+    viewer blurs its pixels."""
+    from reportlab.platypus import Image
+
+    if not smooth:
+        image = image.resize((image.width * 4, image.height * 4), PILImage.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    buffer.seek(0)
+    scale = min(width / image.width, height / image.height)
+    return Image(buffer, width=image.width * scale, height=image.height * scale)
+
+
+def to_pdf(comparison: dict[str, Any]) -> bytes:
+    """Title, the batch summary, then up to six images a page: the image, what the models saw, each model's
+    top-k and the verdict."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+    from reportlab.lib.units import mm
+    from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    styles = getSampleStyleSheet()
+    body = ParagraphStyle("body", parent=styles["BodyText"], fontSize=9, leading=11.5)
+    small = ParagraphStyle("small", parent=body, fontSize=7.5, leading=9.5, textColor=colors.HexColor("#4a5563"))
+    margin = 14 * mm
+    width = A4[0] - 2 * margin
+    models = comparison["models"]
+    row_height = 34 * mm
+
+    def page_footer(canvas, doc) -> None:
+        canvas.saveState()
+        canvas.setFont("Helvetica", 7.5)
+        canvas.setFillColor(colors.HexColor("#4a5563"))
+        canvas.drawString(margin, 8 * mm, f"CIFAR-10 model comparison · {comparison['created']}")
+        canvas.drawRightString(A4[0] - margin, 8 * mm, f"page {doc.page}")
+        canvas.restoreState()
+
+    names = ", ".join(f"<b>{escape(m['short_name'])}</b>"
+                      + (f" ({100 * m['test_accuracy']:.1f}% on the CIFAR-10 test set)" if m.get("test_accuracy")
+                         else "") for m in models.values())
+    story: list = [Paragraph("CIFAR-10 model comparison", styles["Title"]),
+                   Paragraph(f"{escape(summary_sentence(comparison))} Models: {names}.", body),
+                   Paragraph("Each model knows only the 10 CIFAR-10 classes (airplane, automobile, bird, cat, deer, "
+                             "dog, frog, horse, ship, truck) and sees a 32×32 centre crop. Probabilities are "
+                             "calibrated on the validation split; \"uncertain\" means the models disagree or the "
+                             "less confident one is below the fitted threshold.", small),
+                   Spacer(1, 4 * mm)]
+    column = (width - 64 * mm) / max(len(models), 1)
+    header = [Paragraph("<b>image</b>", small), Paragraph("<b>the models' view</b>", small)] + [
+        Paragraph(f"<b>{escape(m['short_name'])}</b>", small) for m in models.values()]
+    results = comparison["results"]
+    for start in range(0, len(results), IMAGES_PER_PAGE):
+        rows = [header]
+        spans = []
+        for r in results[start:start + IMAGES_PER_PAGE]:
+            caption = f"{r['index'] + 1}. {escape(source_text(r)[:60])}"
+            if r.get("width"):
+                caption += f"<br/>{r['width']}×{r['height']} px"
+            thumb = [_pixel_image(r["thumbnail"], 30 * mm, 20 * mm, smooth=True)] if r.get("thumbnail") else []
+            view = [_pixel_image(r["model_view"], 20 * mm, 20 * mm, smooth=False)] if r.get("model_view") else []
+            if r.get("error"):
+                verdict = f"<font color='#a61b1b'>could not classify: {escape(r['error']['message'])}</font>"
+            elif r.get("uncertain"):
+                verdict = f"<font color='#a61b1b'><b>uncertain</b>: {escape(r.get('uncertain_reason') or '')}</font>"
+            elif r.get("agree") is not None:
+                verdict = "<b>models agree</b>" if r["agree"] else "<b>models disagree</b>"
+            else:
+                verdict = ""
+            cells = [[*thumb, Paragraph(caption, small)], [*view, Paragraph(verdict, small)]]
+            if r.get("error"):  # the message across the whole row
+                spans.append(("SPAN", (1, len(rows)), (-1, len(rows))))
+                rows.append(cells + [""] * len(models))
+                continue
+            for name in models:
+                answer = r.get("predictions", {}).get(name)
+                if answer:
+                    lines = "<br/>".join(f"{'<b>' if i == 0 else ''}{escape(t['label'])} "
+                                         f"{100 * t['probability']:.1f}%{'</b>' if i == 0 else ''}"
+                                         for i, t in enumerate(answer["top_k"]))
+                    cells.append(Paragraph(lines, body))
+                else:
+                    message = r.get("model_errors", {}).get(name, {}).get("message", "")
+                    cells.append(Paragraph(escape(message), small))
+            rows.append(cells)
+        table = Table(rows, colWidths=[34 * mm, 30 * mm] + [column] * len(models), repeatRows=1,
+                      rowHeights=[None] + [row_height] * (len(rows) - 1))
+        table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
+                                   ("LINEBELOW", (0, 0), (-1, -1), 0.4, colors.HexColor("#d9dee5")),
+                                   ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef1f5")), *spans]))
+        story.append(table)
+        if start + IMAGES_PER_PAGE < len(results):
+            story.append(PageBreak())
+    buffer = io.BytesIO()
+    SimpleDocTemplate(buffer, pagesize=A4, leftMargin=margin, rightMargin=margin, topMargin=margin,
+                      bottomMargin=margin, title="CIFAR-10 model comparison",
+                      author="CIFAR-10 model comparison").build(story, onFirstPage=page_footer,
+                                                                onLaterPages=page_footer)
+    return buffer.getvalue()
+
+
+def summary_sentence(comparison: dict[str, Any]) -> str:
+    """"6 images: the models agree on 5 of 6; 1 uncertain." — the same words as the results page."""
+    results = comparison["results"]
+    read = [r for r in results if not r.get("error")]
+    compared = [r for r in read if r.get("agree") is not None]
+    text = f"{len(results)} image{'s' if len(results) != 1 else ''}: "
+    text += (f"the models agree on {sum(bool(r['agree']) for r in compared)} of {len(compared)}" if compared
+             else f"{len(read)} classified")
+    uncertain = sum(bool(r.get("uncertain")) for r in read)
+    if uncertain:
+        text += f"; {uncertain} uncertain"
+    if len(read) != len(results):
+        text += f"; {len(results) - len(read)} could not be read"
+    return text + "."
