@@ -49,7 +49,13 @@ venv: $(VENV)/.installed
 run: $(VENV)/.serving
 	HOST=127.0.0.1 PORT=$(PORT) $(PY) serve.py
 
-test: $(VENV)/.installed
+# axe-core (accessibility checks in the browser tests), pinned by package-lock.json.
+AXE := node_modules/axe-core/axe.min.js
+$(AXE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: $(VENV)/.installed $(AXE)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 

@@ -26,7 +26,7 @@ from models.commands import announce_committed
 from models.evaluate import test_probabilities
 from models.machine import describe_machine
 from models.scoring import CALIBRATION_BINS, calibration, classification_metrics
-from reports import figures, stats
+from reports import figures, stats, wording
 
 REPORTS_DIR = Path(__file__).resolve().parent
 GALLERY_SIZE = 24
@@ -149,14 +149,15 @@ def comparison_section(a: dict, b: dict, probs_a: np.ndarray, probs_b: np.ndarra
     order = disagree[np.argsort(-(probs_a[disagree].max(axis=1) * probs_b[disagree].max(axis=1)), kind="stable")]
     shown = order[:GALLERY_SIZE].tolist()
     tag = f"{a['name']}_vs_{b['name']}"
+    short_a, short_b = wording.short_name(a), wording.short_name(b)
     files = {
-        "per_class_difference": figures.per_class_difference(names, acc_a, acc_b, a["name"], b["name"],
+        "per_class_difference": figures.per_class_difference(names, acc_a, acc_b, short_a, short_b,
                                                              out / "figures" / f"{tag}_per_class.png"),
         "disagreements": figures.gallery(
             test.images[shown],
-            [f"#{i} true {names[test.labels[i]]}\n{a['name'][:6]}: {names[pred_a[i]]}  {b['name'][:6]}: "
-             f"{names[pred_b[i]]}" for i in shown],
-            f"where {a['name']} and {b['name']} disagree (most confident first)",
+            [f"#{i} true {names[test.labels[i]]}\n{short_a}: {names[pred_a[i]]}\n{short_b}: {names[pred_b[i]]}"
+             for i in shown],
+            f"where {short_a} and {short_b} disagree (most confident first)",
             out / "figures" / f"{tag}_disagreements.png"),
     }
     return {

@@ -87,6 +87,10 @@ def per_class_difference(class_names: list[str], acc_a: np.ndarray, acc_b: np.nd
     for x, d in enumerate(diff):
         ax.text(x, d + (0.15 if d >= 0 else -0.15), f"{d:+.1f}", ha="center", va="bottom" if d >= 0 else "top",
                 fontsize=8)
+    # Room above and below the bars, so that no value label touches the title or the class names.
+    low, high = min(diff.min(), 0.0), max(diff.max(), 0.0)
+    pad = 0.18 * max(high - low, 1.0)
+    ax.set_ylim(low - pad, high + pad)
     ax.set(ylabel="accuracy difference (points)", title=f"per-class accuracy: {name_a} minus {name_b}")
     ax.tick_params(axis="x", rotation=30)
     ax.grid(axis="y", alpha=0.3)
@@ -94,9 +98,11 @@ def per_class_difference(class_names: list[str], acc_a: np.ndarray, acc_b: np.nd
 
 
 def gallery(images: np.ndarray, captions: list[str], title: str, path: Path, columns: int = 8) -> Path:
-    """Thumbnails (CIFAR 32x32, drawn without smoothing) with a caption under each."""
+    """Thumbnails (CIFAR 32x32, drawn without smoothing) with a caption above each; cells are wide and tall
+    enough for two caption lines of up to ~22 characters."""
     rows = max(1, int(np.ceil(len(images) / columns)))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.45, rows * 1.85), squeeze=False)
+    lines = max((caption.count("\n") + 1 for caption in captions), default=1)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * (1.6 + 0.2 * lines)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, captions, strict=False):

@@ -25,9 +25,19 @@ def megabytes(n: int | None) -> str:
     return "–" if n is None else f"{n / 1e6:.1f} MB"
 
 
+def register(env: Environment) -> None:
+    """The filters and words the report templates use; the web app registers them in its own environment."""
+    from reports import wording
+
+    env.filters.update(percent=percent, duration=duration, megabytes=megabytes, verdict=wording.verdict,
+                       short_name=wording.short_name)
+    env.globals.update(report_method=wording.method, report_limitations=wording.LIMITATIONS,
+                       ece_explained=wording.ECE_EXPLAINED)
+
+
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
-    env.filters.update(percent=percent, duration=duration, megabytes=megabytes)
+    register(env)
     return env
 
 

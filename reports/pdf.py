@@ -23,6 +23,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from reports import wording
 from reports.html import duration, megabytes, percent
 
 PAGE_WIDTH, PAGE_HEIGHT = A4
@@ -50,12 +51,16 @@ def table(rows: list[list[Any]], widths: list[float] | None = None, header: bool
     return t
 
 
-def figure(path: Path, caption: str, max_width: float = TEXT_WIDTH, max_height: float = 120 * mm) -> KeepTogether:
+def figure_parts(path: Path, caption: str, max_width: float = TEXT_WIDTH, max_height: float = 120 * mm) -> list:
+    """The image scaled to fit, and its caption (a list: a table cell takes it as it is)."""
     with PILImage.open(path) as im:
         w, h = im.size
     scale = min(max_width / w, max_height / h)
-    return KeepTogether([Image(str(path), width=w * scale, height=h * scale), Paragraph(caption, SMALL),
-                         Spacer(1, 4 * mm)])
+    return [Image(str(path), width=w * scale, height=h * scale), Paragraph(caption, SMALL), Spacer(1, 4 * mm)]
+
+
+def figure(path: Path, caption: str, max_width: float = TEXT_WIDTH, max_height: float = 120 * mm) -> KeepTogether:
+    return KeepTogether(figure_parts(path, caption, max_width, max_height))
 
 
 def _footer(canvas, doc) -> None:
@@ -78,8 +83,8 @@ def title_page(report: dict[str, Any]) -> list:
     story.append(table(rows, [62 * mm, 24 * mm, 34 * mm, 18 * mm, 18 * mm, 18 * mm]))
     story.append(Spacer(1, 8 * mm))
     for c in report["comparisons"]:
-        story.append(Paragraph(verdict(c), BODY))
-    story += [Spacer(1, 30 * mm),
+        story.append(Paragraph(wording.verdict(c, report["models"]), BODY))
+    story += [Spacer(1, 2 * mm), Paragraph(wording.ECE_EXPLAINED, SMALL), Spacer(1, 24 * mm),
               Paragraph(f"Generated {report['generated_at']} by <font face='Courier'>{report['generated_by']}</font>"
                         f" on {report['machine']}.", SMALL),
               Paragraph(f"{report['dataset']['name']} {report['dataset']['split']}, {report['dataset']['images']:,} "
@@ -88,24 +93,9 @@ def title_page(report: dict[str, Any]) -> list:
     return story
 
 
-def verdict(c: dict[str, Any]) -> str:
-    p = c["mcnemar"]["p_value"]
-    significant = c["mcnemar"]["significant_at_0_05"]
-    significance = "statistically significant" if significant else "not statistically significant"
-    low, high = c["accuracy_difference_ci95"]
-    return (f"<b>{c['a']}</b> vs <b>{c['b']}</b>: accuracy difference {100 * c['accuracy_difference']:+.2f} points "
-            f"(95% paired-bootstrap CI {100 * low:+.2f} to {100 * high:+.2f}); McNemar's exact test p = {p:.3g}, "
-            f"{significance} at the 5% level. The models agree on {percent(c['agreement'], 1)} of the test images.")
-
-
 def method_summary(report: dict[str, Any]) -> list:
-    story = [Paragraph("Method", H1),
-             Paragraph("Both models are trained on the same 45,000 training images; a stratified 5,000-image "
-                       "validation split held out of the official training batches is used for every choice made "
-                       "during training (epochs, checkpoint). The official 10,000-image test split is scored once "
-                       "per set of weights, for this report. Intervals are percentile bootstraps over test images "
-                       f"({report['bootstrap_resamples']:,} resamples); calibration uses "
-                       f"{report['calibration_bins']} equal-width confidence bins.", BODY)]
+    story = [Paragraph("Method", H1), *[Paragraph(text, BODY) for text in wording.method(report)],
+             Paragraph("Limitations", H2), *[Paragraph(f"• {text}", BODY) for text in wording.LIMITATIONS]]
     for m in report["models"].values():
         info = m["info"]
         story += [Paragraph(info["display_name"], H2), Paragraph(info["description"], BODY), Spacer(1, 2 * mm),
@@ -148,19 +138,25 @@ def model_pages(name: str, m: dict[str, Any], out: Path) -> list:
              Spacer(1, 3 * mm), Paragraph("Per-class precision, recall and F1", H2),
              table(per_class, [35 * mm, 25 * mm, 25 * mm, 25 * mm, 25 * mm]), Spacer(1, 3 * mm)]
     f = m["figures"]
-    story.append(figure(out / f["confusion"], "Confusion matrices on the test split: counts and row-normalised."))
+    story.append(figure(out / f["confusion"], "Confusion matrices on the test split: counts and row-normalised.",
+                        max_height=70 * mm))
+    half = (TEXT_WIDTH - 6 * mm) / 2
+    pair = [figure_parts(out / f["reliability"], "Reliability: accuracy against confidence per bin; the dashed line is "
+                   "perfect calibration.", max_width=half, max_height=80 * mm)]
     if "curves" in f:
-        story.append(figure(out / f["curves"], "Training curves on the training and validation splits."))
-    story.append(figure(out / f["reliability"], "Reliability diagram: accuracy vs confidence per bin.",
-                        max_width=95 * mm))
-    story.append(figure(out / f["mistakes"], "Most confident mistakes (#index in the test split)."))
-    story.append(PageBreak())
+        pair.insert(0, figure_parts(out / f["curves"], "Training curves (training and validation splits).",
+                              max_width=half, max_height=80 * mm))
+    side = Table([pair], colWidths=[half + 3 * mm] * len(pair), hAlign="LEFT")
+    side.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    story += [side, figure(out / f["mistakes"], "Most confident mistakes (#index in the test split).",
+                           max_height=95 * mm), PageBreak()]
     return story
 
 
 def comparison_pages(report: dict[str, Any], c: dict[str, Any], out: Path) -> list:
     a, b = report["models"][c["a"]], report["models"][c["b"]]
-    rows = [["", c["a"], c["b"]],
+    name_a, name_b = wording.short_name(a), wording.short_name(b)
+    rows = [["measure", name_a, name_b],
             ["test accuracy", percent(a["accuracy"]), percent(b["accuracy"])],
             ["95% CI", " – ".join(percent(v) for v in a["accuracy_ci95"]),
              " – ".join(percent(v) for v in b["accuracy_ci95"])],
@@ -177,17 +173,20 @@ def comparison_pages(report: dict[str, Any], c: dict[str, Any], out: Path) -> li
                   f"{b['latency']['batch_64_ms_per_image']:.2f}"]]
     mc = c["mcnemar"]
     paired = [["", "images"],
-              [f"{c['a']} right, {c['b']} wrong", mc["a_right_b_wrong"]],
-              [f"{c['a']} wrong, {c['b']} right", mc["a_wrong_b_right"]],
+              [f"{name_a} right, {name_b} wrong", mc["a_right_b_wrong"]],
+              [f"{name_a} wrong, {name_b} right", mc["a_wrong_b_right"]],
               ["both right / both wrong", f"{c['both_correct']} / {c['both_wrong']}"],
               ["McNemar's exact test (two-sided)", f"p = {mc['p_value']:.3g}"],
               ["agreement", f"{percent(c['agreement'], 1)} ({c['disagreements']} images differ)"]]
     f = c["figures"]
-    return [Paragraph(f"Comparison: {c['a']} vs {c['b']}", H1), Paragraph(verdict(c), BODY), Spacer(1, 3 * mm),
+    return [Paragraph(f"Comparison: {name_a} vs {name_b}", H1), Paragraph(wording.verdict(c, report["models"]), BODY),
+            Spacer(1, 3 * mm),
             table(rows, [55 * mm, 55 * mm, 55 * mm]), Spacer(1, 3 * mm),
             Paragraph("Paired correctness", H2), table(paired, [75 * mm, 60 * mm]), Spacer(1, 3 * mm),
-            figure(out / f["per_class_difference"], f"Per-class accuracy, {c['a']} minus {c['b']}."),
-            figure(out / f["disagreements"], "Test images where the models disagree, both confident first."),
+            figure(out / f["per_class_difference"], f"Per-class accuracy, {name_a} minus {name_b}.",
+                   max_height=62 * mm),
+            figure(out / f["disagreements"], "Test images where the models disagree, both confident first.",
+                   max_height=95 * mm),
             PageBreak()]
 
 

@@ -1,4 +1,5 @@
-"""End to end in Debian's Chromium (Playwright): upload through the file input and by drag-and-drop.
+"""End to end in Debian's Chromium (Playwright): upload through the file input and by drag-and-drop, the file
+list, the examples, the exports, keyboard focus, and axe-core on every page at desktop and phone sizes.
 
 Screenshots land in build/screenshots/ (desktop and phone widths) for people to look at.
 """
@@ -20,6 +21,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = REPO / "build" / "screenshots"
+AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"  # `make test` installs it (package.json)
+DESKTOP = {"viewport": {"width": 1366, "height": 900}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")]
@@ -92,7 +96,7 @@ def test_upload_three_images_through_the_file_input(page, base_url, image_files)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.goto(base_url + "/")
     page.set_input_files("#files", [str(p) for p in image_files])
-    assert page.locator("#previews figure").count() == 3
+    assert page.locator("#previews li.preview").count() == 3
     page.screenshot(path=str(SCREENSHOTS / "01-previews.png"), full_page=True)
     page.click("#submit")
     page.wait_for_selector("#results")
@@ -112,7 +116,7 @@ def test_drag_and_drop_submits_the_dropped_files(page, base_url, image_files):
         zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: transfer, bubbles: true, cancelable: true}));
         zone.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
     }""", payload)
-    assert page.locator("#previews figure").count() == 3
+    assert page.locator("#previews li.preview").count() == 3
     assert page.eval_on_selector("#files", "input => input.files.length") == 3
     page.click("#submit")
     page.wait_for_selector("#results")
@@ -178,3 +182,119 @@ def test_filters_show_only_the_uncertain_results_and_a_reload_never_posts_again(
     page.reload()
     assert posts == [] and page.locator("#results").count() == 0  # a GET of the upload page, no re-post
     assert page.console_errors == []
+
+
+# ----------------------------------------------------------------------------- file list, examples, exports
+def test_the_file_list_merges_dedupes_removes_and_sets_aside_what_cannot_be_sent(page, base_url, image_files,
+                                                                                 tmp_path):
+    big = tmp_path / "huge.jpg"
+    big.write_bytes(b"\xff\xd8" + bytes(11 * 1024 * 1024))  # over the 10 MB per-file limit
+    page.goto(base_url + "/")
+    page.set_input_files("#files", [str(image_files[0]), str(image_files[1])])
+    page.set_input_files("#files", [str(image_files[1]), str(image_files[2]), str(big)])  # a second choice adds
+    assert page.locator("#previews li.preview").count() == 3
+    notice = page.locator("#file-notice").inner_text()
+    assert "huge.jpg (11.0 MB)" in notice and "1 file was already chosen" in notice
+    page.click('button[aria-label="Remove red.png"]')
+    assert page.locator("#previews li.preview").count() == 2
+    assert page.eval_on_selector("#files", "input => input.files.length") == 2
+    assert page.evaluate("document.activeElement.classList.contains('remove')")  # focus stays in the list
+    many = []
+    for i in range(34):
+        path = tmp_path / f"tiny{i:02d}.png"
+        path.write_bytes(encode(photo(8, 8, seed=i), "PNG"))
+        many.append(str(path))
+    page.set_input_files("#files", many)
+    assert page.locator("#previews li.preview").count() == 32  # the first 32 kept, with a notice
+    assert "Kept the first 32 images" in page.locator("#file-notice").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "06-file-list.png"), full_page=False)
+    page.click("#submit")
+    page.wait_for_selector("#results")
+    assert page.locator("article.result").count() == 32
+    assert page.evaluate("document.activeElement.id") == "results-heading"  # focus moved to the results
+    assert page.locator("#summary").get_attribute("role") == "status"
+    assert page.console_errors == []
+
+
+def test_examples_run_in_one_click_and_the_results_can_be_taken_away(page, base_url, tmp_path):
+    import json
+    import subprocess
+
+    page.goto(base_url + "/")
+    page.click("#all-examples")
+    page.wait_for_selector("#results")
+    cards = page.locator("article.result")
+    assert cards.count() >= 15
+    assert page.locator('article.result[data-uncertain="true"]').count() >= 2  # the out-of-scope photos, at least
+    page.screenshot(path=str(SCREENSHOTS / "07-examples-desktop.png"), full_page=True)
+    downloads = {}
+    for fmt in ("CSV", "JSON", "PDF"):
+        with page.expect_download() as info:
+            page.click(f'#export-form button:text-is("{fmt}")')
+        path = tmp_path / info.value.suggested_filename
+        info.value.save_as(path)
+        downloads[fmt] = path
+    assert downloads["PDF"].name.startswith("cifar10-comparison-") and downloads["PDF"].suffix == ".pdf"
+    body = json.loads(downloads["JSON"].read_text())
+    assert len(body["results"]) == cards.count() and body["results"][0]["source"]["type"] == "example"
+    assert downloads["CSV"].read_text(encoding="utf-8-sig").count("\n") == 1 + cards.count() * 2 * 3
+    text = subprocess.run(["pdftotext", str(downloads["PDF"]), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    pages = text.count("\f")
+    assert pages == -(-cards.count() // 6) and "uncertain" in text  # six images a page
+    out = SCREENSHOTS / "comparison-pdf"
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["pdftoppm", "-r", "70", "-png", str(downloads["PDF"]), str(out / "page")], check=True)
+    assert page.console_errors == []
+
+
+# ----------------------------------------------------------------------------- accessibility
+def axe_violations(page) -> list[dict]:
+    """axe-core's serious and critical violations on the page as it is now."""
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
+    return [{"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:3]}
+            for v in result if v["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_every_page_passes_axe_and_fits_the_screen(browser, base_url, size, tmp_path):
+    assert AXE.is_file(), "axe-core is missing: run `npm ci` (make test does)"
+    # The CSP forbids injected scripts; only this test browser relaxes it, to run axe-core.
+    context = browser.new_context(bypass_csp=True, **(DESKTOP if size == "desktop" else PHONE))
+    page = context.new_page()
+    found = {}
+    page.goto(base_url + "/")
+    found["/"] = axe_violations(page)
+    page.click("#all-examples")
+    page.wait_for_selector("#results")
+    found["results"] = axe_violations(page)
+    wide = {}
+    wide["results"] = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    page.screenshot(path=str(SCREENSHOTS / f"08-results-{size}.png"), full_page=False)
+    for path in ("/models", "/reports", "/no-such-page"):
+        page.goto(base_url + path)
+        found[path] = axe_violations(page)
+        wide[path] = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        page.screenshot(path=str(SCREENSHOTS / f"09-{path.strip('/')}-{size}.png"), full_page=False)
+    context.close()
+    assert {path: v for path, v in found.items() if v} == {}
+    assert {path: w for path, w in wide.items() if w > 0} == {}  # nothing scrolls sideways
+
+
+def test_keyboard_focus_is_visible_on_the_drop_zone_and_the_navigation(page, base_url):
+    page.goto(base_url + "/")
+    hover_outline = page.eval_on_selector("#dropzone", "el => getComputedStyle(el).outlineStyle")
+    page.keyboard.press("Tab")  # the skip link
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "dropzone":
+            break
+    style = page.eval_on_selector("#dropzone", "el => [getComputedStyle(el).outlineStyle, "
+                                               "getComputedStyle(el).outlineWidth]")
+    assert style[0] == "solid" and float(style[1].rstrip("px")) >= 2 and hover_outline != "solid"
+    page.focus(".navbar a.nav-link")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")
+    nav = page.evaluate("getComputedStyle(document.activeElement).outlineWidth")
+    assert float(nav.rstrip("px")) >= 2

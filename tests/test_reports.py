@@ -92,12 +92,15 @@ def test_report_build_writes_json_html_and_a_real_pdf(tmp_path):
     assert comparison["mcnemar"]["discordant"] == comparison["disagreements"] - _both_wrong_but_different(tmp_path)
     html = (tmp_path / "index.html").read_text()
     assert f"{100 * on_disk['models']['custom_cnn']['accuracy']:.2f}%" in html and "McNemar" in html
+    assert 'id="method"' in html and 'id="limitations"' in html and "custom_cnn vs" not in html
     pdf = tmp_path / "report.pdf"
     assert pdf.read_bytes().startswith(b"%PDF")
     if shutil.which("pdftotext"):
         text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
                               check=True).stdout
-        assert "Comparison: custom_cnn vs mobilenetv2" in text and "McNemar" in text
+        assert "Comparison: Custom CNN vs MobileNetV2" in text and "McNemar" in text
+        assert "MobileNetV2 is more accurate than Custom CNN" in " ".join(text.split())
+        assert "Limitations" in text and "ECE (expected calibration error)" in " ".join(text.split())
         assert f"{100 * on_disk['models']['mobilenetv2']['accuracy']:.2f}%" in text
         pages = int(next(line.split()[-1] for line in subprocess.run(
             ["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout.splitlines()
@@ -179,3 +182,19 @@ def test_report_from_fake_predictions_renders_html_and_pdf(tmp_path):
     for page in pages:
         pixels = np.asarray(Image.open(page).convert("L"))
         assert pixels.min() < 100  # every page has ink on it
+
+
+def test_the_verdict_speaks_plainly_and_says_when_a_gap_is_not_significant():
+    from reports.wording import verdict
+
+    models = {"a": {"info": {"display_name": "Alpha net (PyTorch)"}, "accuracy": 0.91},
+              "b": {"info": {"display_name": "Beta net (Keras)", "short_name": "Beta"}, "accuracy": 0.90}}
+    close = {"a": "a", "b": "b", "accuracy_difference": 0.01, "accuracy_difference_ci95": [-0.01, 0.03],
+             "mcnemar": {"p_value": 0.31, "significant_at_0_05": False}, "agreement": 0.93}
+    text = verdict(close, models)
+    assert text.startswith("Alpha net and Beta are about equally accurate: 91.0% vs 90.0%")
+    assert "cannot tell them apart" in text and "31 times in 100" in text
+    far = dict(close, accuracy_difference=-0.02, accuracy_difference_ci95=[-0.03, -0.01],
+               mcnemar={"p_value": 2e-4, "significant_at_0_05": True})
+    assert verdict(far, models).startswith("Beta is more accurate than Alpha net")
+    assert "about once in 5,000" in verdict(far, models) and "between 1.0 and 3.0 points" in verdict(far, models)

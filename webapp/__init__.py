@@ -23,7 +23,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models import available_models, load_predictor, settings
 from reports.html import TEMPLATES as REPORT_TEMPLATES
-from reports.html import duration, megabytes, percent
+from reports.html import register as register_report_filters
 from webapp.fetch import FetchPolicy
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # Report templates (shared with the static report) are found after the app's own.
     app.jinja_loader = ChoiceLoader([FileSystemLoader(str(ROOT / "templates")),
                                      FileSystemLoader(str(REPORT_TEMPLATES))])
-    app.jinja_env.filters.update(percent=percent, duration=duration, megabytes=megabytes)
+    register_report_filters(app.jinja_env)
 
     Bootstrap5(app)
     csrf.init_app(app)

@@ -1,0 +1,70 @@
+"""The report's words, shared by the HTML page and the PDF: the verdict in plain language, what ECE means,
+how the numbers were made and what they cannot tell. Sentences are built from the numbers in the report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ECE_EXPLAINED = ("ECE (expected calibration error) is the average gap between how sure a model says it is and "
+                 "how often it is right: 0% is perfect; 2% means a model that says 90% is right about 88% or 92% "
+                 "of the time.")
+
+
+def short_name(model: dict[str, Any]) -> str:
+    info = model["info"]
+    return info.get("short_name") or info["display_name"].split(" (")[0]
+
+
+def chance(p: float) -> str:
+    """A p-value in words: how often chance alone would produce a difference this large."""
+    if p < 1e-6:
+        return "less than once in a million"
+    if p < 0.001:
+        return f"about once in {round(1 / p, -3):,.0f}" if p > 1e-5 else f"about once in {round(1 / p, -4):,.0f}"
+    if p < 0.05:
+        return f"about once in {round(1 / p):,}"
+    return f"{100 * p:.0f} times in 100"
+
+
+def verdict(c: dict[str, Any], models: dict[str, Any]) -> str:
+    """"MobileNetV2 is more accurate: 95.6% vs 94.5% (…); a difference this large would arise by chance …"."""
+    a, b = models[c["a"]], models[c["b"]]
+    better, worse = (a, b) if c["accuracy_difference"] >= 0 else (b, a)
+    low, high = sorted(abs(100 * v) for v in c["accuracy_difference_ci95"])
+    gap = f"{100 * better['accuracy']:.1f}% vs {100 * worse['accuracy']:.1f}% on the test images"
+    p = c["mcnemar"]["p_value"]
+    if c["mcnemar"]["significant_at_0_05"]:
+        head = f"{short_name(better)} is more accurate than {short_name(worse)}: {gap}"
+        tail = (f"if the two were equally good, a gap this large would arise by chance {chance(p)} "
+                f"(McNemar's exact test, p = {p:.2g}); the true "
+                f"gap is most likely between {low:.1f} and {high:.1f} points (95% interval)")
+    else:
+        head = f"{short_name(better)} and {short_name(worse)} are about equally accurate: {gap}"
+        tail = (f"chance alone would give a gap this large {chance(p)} (McNemar's exact test, p = {p:.2g}), so the "
+                f"test set cannot tell them apart")
+    return (f"{head}; {tail}. They give the same answer on {100 * c['agreement']:.1f}% of the images.")
+
+
+def method(report: dict[str, Any]) -> list[str]:
+    return [
+        "Both models learn from the same 45,000 training images. A stratified 5,000-image validation split, held "
+        "out of the official training batches, makes every choice during training (epochs, checkpoint, "
+        "calibration temperature, the 'uncertain' threshold). The official 10,000-image test split is scored "
+        "once per set of weights, for this report.",
+        f"Accuracy intervals are percentile bootstraps over the test images ({report['bootstrap_resamples']:,} "
+        "resamples). The two models are compared on the same images: McNemar's exact test on the images only one "
+        "of them gets right, and a paired bootstrap interval of the accuracy difference.",
+        f"Probabilities are temperature-scaled on the validation split; calibration is measured in "
+        f"{report['calibration_bins']} equal-width confidence bins. {ECE_EXPLAINED}",
+    ]
+
+
+LIMITATIONS = [
+    "The models know only the 10 CIFAR-10 classes. Shown anything else (a person, a room, a chart) they still "
+    "name one of the 10, often confidently; the app's 'uncertain' flag catches many such images, not all.",
+    "Every image is reduced to 32×32 pixels, so fine detail in large photos is lost; the test images are small, "
+    "centred photos, and accuracy on your own photos may be lower.",
+    "Each model is one training run (one seed); another seed moves test accuracy by a few tenths of a point.",
+    "Latencies are CPU timings on the machine named beside them, not a GPU; they vary with the machine and load.",
+    "The test split is 10,000 images: differences under about half a point are within noise (see the intervals).",
+]
