@@ -85,8 +85,12 @@ def data_uri(image: Image.Image, fmt: str, **params) -> str:
 
 
 def thumbnail_data_uri(image: Image.Image) -> str:
-    """A small JPEG of the whole image, for display."""
+    """A small JPEG of the whole image, for display; a tiny image (a 32x32 CIFAR picture) is enlarged by a whole
+    factor without smoothing, so it shows as pixels rather than a speck."""
     thumb = image.copy()
+    factor = THUMBNAIL_SIZE // max(thumb.size)
+    if factor > 1:
+        thumb = thumb.resize((thumb.width * factor, thumb.height * factor), Image.Resampling.NEAREST)
     thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
     return data_uri(thumb, "JPEG", quality=85)
 
