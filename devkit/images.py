@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -154,3 +155,21 @@ def out_of_scope() -> dict[str, Image.Image]:
     blob = np.clip(255 * np.exp(-((x - 64) ** 2 + (y - 60) ** 2) / 900.0) + rng.normal(0, 12, (128, 128)), 0, 255)
     images["scan-like blob"] = Image.fromarray(blob.astype(np.uint8)).convert("RGB")
     return images
+
+
+def out_of_scope_photos() -> dict[str, Image.Image]:
+    """Real photographs and scans that show none of the 10 classes, from scikit-image's bundled data
+    (requirements-dev.txt; no download): people, objects, textures, medical and astronomical images, text, and
+    every tenth of the 200 grey face crops of its LFW subset."""
+    import skimage.data
+
+    folder = Path(skimage.data.__file__).parent
+    names = ("astronaut.png", "camera.png", "coffee.png", "coins.png", "moon.png", "page.png", "text.png",
+             "rocket.jpg", "motorcycle_left.png", "brick.png", "grass.png", "gravel.png", "cell.png", "ihc.png",
+             "microaneurysms.png", "retina.jpg", "hubble_deep_field.jpg", "clock_motion.png", "logo.png",
+             "color.png", "phantom.png", "chessboard_RGB.png")
+    photos = {Path(name).stem: Image.open(folder / name).convert("RGB") for name in names}
+    faces = np.load(folder / "lfw_subset.npy")
+    for i in range(0, len(faces), 10):
+        photos[f"face {i}"] = Image.fromarray((255 * faces[i]).astype(np.uint8)).convert("RGB")
+    return photos

@@ -216,6 +216,7 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "mobilenetv2-runs": (REPO / "docs" / "mobilenetv2.md", mobilenet_exploration),
     "settings": (REPO / "docs" / "settings.md", settings_table),
     "uncertainty": (REPO / "docs" / "how-it-works.md", uncertainty_block),
+    "out-of-scope": (REPO / "docs" / "how-it-works.md", measurement("out-of-scope")),
     "image": (REPO / "docs" / "deploy.md", measurement("image")),
     "attack": (REPO / "docs" / "performance.md", measurement("attack")),
     "http-latency": (REPO / "docs" / "performance.md", measurement("http-latency")),
