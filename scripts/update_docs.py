@@ -47,17 +47,13 @@ def results_block() -> list[str]:
         config = json.loads((REPO / "models" / name / "config.json").read_text())
         trained_on.append(f"{name} on {config.get('machine', 'an unrecorded machine')}")
     lines = [*rows, ""]
+    from reports.wording import verdict
+
     for c in report["comparisons"]:
-        mc = c["mcnemar"]
-        verdict = "significant" if mc["significant_at_0_05"] else "not significant"
-        lines.append(
-            f"{c['a']} vs {c['b']}: {100 * c['accuracy_difference']:+.2f} accuracy points (95% CI "
-            f"{100 * c['accuracy_difference_ci95'][0]:+.2f} to {100 * c['accuracy_difference_ci95'][1]:+.2f}); "
-            f"McNemar's exact test p = {mc['p_value']:.3g} ({verdict} at 5%; {mc['a_right_b_wrong']} vs "
-            f"{mc['a_wrong_b_right']} discordant images); the models agree on {100 * c['agreement']:.1f}% of the "
-            "test images.")
+        lines.append(f"**{verdict(c, report['models'])}**")
     lines.append(
-        f"\nAccuracy on the {report['dataset']['images']:,} official test images; ECE after temperature scaling "
+        f"\nAccuracy on the {report['dataset']['images']:,} official test images; ECE (the gap between confidence and "
+        "accuracy) after temperature scaling "
         f"fitted on the validation split. Latency measured on {' / '.join(sorted(latency_on))} (`make report`). "
         f"Training time "
         f"is the wall time of the whole training command, measured when each model was trained: "

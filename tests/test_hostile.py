@@ -134,7 +134,7 @@ def test_file_case_through_the_form(client, case):
     cards = response.get_data(as_text=True).split('class="card result"')[1:]
     assert len(cards) == 2 and 'data-model="mobilenetv2"' in cards[0]
     if expected == OK:
-        assert "item-error" not in cards[1] and cards[1].count('class="col-12 col-md prediction"') == 2
+        assert "item-error" not in cards[1] and cards[1].count('class="col-6 col-md prediction"') == 2
     else:
         assert "Could not classify this file" in cards[1]
     assert_healthy(client)
