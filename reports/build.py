@@ -178,12 +178,25 @@ def comparison_section(a: dict, b: dict, probs_a: np.ndarray, probs_b: np.ndarra
 
 
 def build(names: list[str], data_dir: str | None = None, latency: str = "measure", out: Path = REPORTS_DIR,
-          pdf: bool = True) -> dict[str, Any]:
+          pdf: bool = True, robustness: bool = True) -> dict[str, Any]:
     test = cifar10.load_split("test", data_dir)
-    return write_report([collect(name, test, latency, out) for name in names], test, out, pdf)
+    section = None
+    if robustness:
+        from reports.robustness import robustness_section
+
+        section = robustness_section(names, test)  # from the caches once computed
+    return write_report([collect(name, test, latency, out) for name in names], test, out, pdf, section)
 
 
-def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool = True) -> dict[str, Any]:
+def robustness_figures(section: dict[str, Any], sections: dict[str, Any], out: Path) -> dict[str, str]:
+    titles = {name: wording.short_name(sections[name]) for name in section["models"]}
+    files = {"heatmaps": figures.robustness_heatmaps(section, titles, out / "figures" / "robustness_heatmaps.png"),
+             "severity": figures.severity_curves(section, titles, out / "figures" / "robustness_severity.png")}
+    return {k: str(v.relative_to(out)) for k, v in files.items()}
+
+
+def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool = True,
+                 robustness: dict[str, Any] | None = None) -> dict[str, Any]:
     """Statistics, figures, metrics.json, index.html and report.pdf for these runs on this test split."""
     sections = {run.name: model_section(run, test, out) for run in runs}
     probs = {run.name: run.probs for run in runs}
@@ -203,6 +216,8 @@ def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool
         "models": sections,
         "comparisons": comparisons,
     }
+    if robustness is not None:
+        report["robustness"] = {**robustness, "figures": robustness_figures(robustness, sections, out)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
     from reports.html import write_html
@@ -223,11 +238,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="measure on this machine (default), reuse the previous report's figures for unchanged "
                              "weights, or leave latency out (faster, for tests)")
     parser.add_argument("--out", type=Path, default=REPORTS_DIR, help="default: reports/ (the committed report)")
+    parser.add_argument("--no-robustness", action="store_true",
+                        help="leave out the corruption suite (it takes ~17 min the first time; then it is cached)")
     args = parser.parse_args(argv)
     if args.out.resolve() == REPORTS_DIR.resolve():
         announce_committed("reports/metrics.json, index.html, report.pdf and figures/")
     try:
-        report = build(args.models, args.data_dir, latency=args.latency, out=args.out)
+        report = build(args.models, args.data_dir, latency=args.latency, out=args.out,
+                       robustness=not args.no_robustness)
     except cifar10.Cifar10Error as exc:
         raise SystemExit(f"error: {exc}") from None
     for name, section in report["models"].items():
@@ -237,6 +255,11 @@ def main(argv: list[str] | None = None) -> None:
     for c in report["comparisons"]:
         print(f"{c['a']} vs {c['b']}: difference {100 * c['accuracy_difference']:+.2f} points, McNemar p = "
               f"{c['mcnemar']['p_value']:.3g}, agreement {100 * c['agreement']:.1f}%")
+    if "robustness" in report:
+        for name, m in report["robustness"]["models"].items():
+            print(f"{name}: mean corruption accuracy {100 * m['mean_corruption_accuracy']:.2f}% "
+                  f"(clean {100 * m['clean_accuracy']:.2f}% on the {report['robustness']['images_per_cell']:,}-image "
+                  f"subset)")
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'index.html'}, {args.out / 'report.pdf'}")
 
 

@@ -111,3 +111,40 @@ def gallery(images: np.ndarray, captions: list[str], title: str, path: Path, col
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def robustness_heatmaps(section: dict, titles: dict[str, str], path: Path) -> Path:
+    """Accuracy per corruption (rows) and severity (columns), one panel per model, same colour scale."""
+    names = list(section["models"])
+    corruptions, severities = section["corruptions"], section["severities"]
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 6.4), squeeze=False, layout="constrained")
+    for ax, name in zip(axes[0], names, strict=True):
+        cells = section["models"][name]["cells"]
+        data = np.array([[100 * cells[f"{c}/{s}"]["accuracy"] for s in severities] for c in corruptions])
+        im = ax.imshow(data, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+        ax.set_xticks(range(len(severities)), [str(s) for s in severities])
+        ax.set_yticks(range(len(corruptions)),
+                      [c.replace("_", " ") + (" *" if c in section["not_comparable"] else "") for c in corruptions],
+                      fontsize=8)
+        ax.set_xlabel("severity")
+        for i in range(data.shape[0]):
+            for j in range(data.shape[1]):
+                ax.text(j, i, f"{data[i, j]:.0f}", ha="center", va="center", fontsize=7)
+        ax.set_title(f"{titles[name]}: mean {100 * section['models'][name]['mean_corruption_accuracy']:.1f}%",
+                     fontsize=10)
+    fig.colorbar(im, ax=axes[0].tolist(), fraction=0.03, label="accuracy (%)")
+    return _save(fig, path)
+
+
+def severity_curves(section: dict, titles: dict[str, str], path: Path) -> Path:
+    """Mean accuracy over the 15 corruptions at each severity (0 = clean), one line per model."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for colour, (name, m) in zip(COLOURS, section["models"].items(), strict=False):
+        xs = [0, *section["severities"]]
+        ys = [100 * m["clean_accuracy"]] + [100 * m["by_severity"][str(s)] for s in section["severities"]]
+        ax.plot(xs, ys, marker="o", color=colour, label=titles[name])
+    ax.set(xlabel="severity (0 = clean)", ylabel="accuracy (%)", ylim=(0, 100),
+           title="accuracy as corruption gets worse (mean of 15 corruptions)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    return _save(fig, path)

@@ -30,6 +30,7 @@ def register(env: Environment) -> None:
     from reports import wording
 
     env.filters.update(percent=percent, duration=duration, megabytes=megabytes, verdict=wording.verdict,
+                       robustness_verdict=wording.robustness_verdict,
                        short_name=wording.short_name)
     env.globals.update(report_method=wording.method, report_limitations=wording.LIMITATIONS,
                        ece_explained=wording.ECE_EXPLAINED)

@@ -190,6 +190,48 @@ def comparison_pages(report: dict[str, Any], c: dict[str, Any], out: Path) -> li
             PageBreak()]
 
 
+def robustness_pages(report: dict[str, Any], out: Path) -> list:
+    r = report["robustness"]
+    models = report["models"]
+    rows = [["model", "clean (subset)", "mean corruption acc.", "without frost", "relative drop"]]
+    for name, m in r["models"].items():
+        rows.append([wording.short_name(models[name]), percent(m["clean_accuracy"], 1),
+                     f"<b>{percent(m['mean_corruption_accuracy'], 1)}</b>",
+                     percent(m["mean_corruption_accuracy_comparable"], 1), percent(m["relative_drop"], 1)])
+    for ref in r["references"]:
+        rows.append([f"{ref['model']} (RobustBench)", percent(ref["clean"], 1), percent(ref["corruptions"], 1), "–",
+                     percent((ref["clean"] - ref["corruptions"]) / ref["clean"], 1)])
+    upload = [["model", "32-px original", *[k.replace("jpeg", "JPEG q").replace("png", "PNG")
+                                           for k in r["upload_path"]["conditions"]]]]
+    for name, m in r["models"].items():
+        upload.append([wording.short_name(models[name]), percent(m["clean_accuracy"], 1),
+                       *[percent(m["upload_path"][k], 1) for k in r["upload_path"]["conditions"]]])
+    f = r["figures"]
+    story = [Paragraph("Robustness: corrupted images and the upload path", H1),
+             Paragraph(wording.robustness_verdict(r, models), BODY), Spacer(1, 2 * mm),
+             Paragraph(f"The 15 CIFAR-10-C corruptions (Hendrycks &amp; Dietterich, 2019) at 5 severities with the "
+                       f"benchmark's CIFAR-10 parameters, on {r['subset']} ({r['images_per_cell']:,} images per "
+                       "cell, seeded). Frost uses drawn ice textures instead of the original photographs: that row "
+                       "is not comparable with published numbers.", SMALL), Spacer(1, 2 * mm),
+             table(rows, [70 * mm, 24 * mm, 30 * mm, 24 * mm, 24 * mm]), Spacer(1, 3 * mm)]
+    if r.get("comparison"):
+        c = r["comparison"]
+        story.append(Paragraph(
+            f"Difference in mean corruption accuracy ({wording.short_name(models[c['a']])} − "
+            f"{wording.short_name(models[c['b']])}): {100 * c['mean_corruption_accuracy_difference']:+.1f} points, "
+            f"95% paired bootstrap interval {100 * c['difference_ci95'][0]:+.1f} to "
+            f"{100 * c['difference_ci95'][1]:+.1f}.", BODY))
+    story += [Spacer(1, 3 * mm), figure(out / f["heatmaps"], "Accuracy (%) per corruption and severity.",
+                                        max_height=120 * mm),
+              figure(out / f["severity"], "Mean accuracy over the 15 corruptions at each severity.",
+                     max_width=110 * mm, max_height=65 * mm),
+              Paragraph("The upload path", H2),
+              Paragraph(f"The same images enlarged to {r['upload_path']['size']} px (bicubic), saved as PNG or "
+                        "JPEG, then decoded and shrunk by the app's own intake.", BODY),
+              table(upload, [50 * mm] + [24 * mm] * (len(upload[0]) - 1))]
+    return story
+
+
 def write_pdf(report: dict[str, Any], out: Path, path: Path) -> Path:
     doc = SimpleDocTemplate(str(path), pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
                             bottomMargin=MARGIN + 4 * mm, title=report["title"], author="reports.build",
@@ -199,6 +241,8 @@ def write_pdf(report: dict[str, Any], out: Path, path: Path) -> Path:
         story += model_pages(name, m, out)
     for c in report["comparisons"]:
         story += comparison_pages(report, c, out)
+    if report.get("robustness"):
+        story += robustness_pages(report, out)
     if isinstance(story[-1], PageBreak):
         story.pop()
     doc.build(story, onFirstPage=_footer, onLaterPages=_footer)

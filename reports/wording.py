@@ -68,3 +68,26 @@ LIMITATIONS = [
     "Latencies are CPU timings on the machine named beside them, not a GPU; they vary with the machine and load.",
     "The test split is 10,000 images: differences under about half a point are within noise (see the intervals).",
 ]
+
+
+def robustness_verdict(section: dict[str, Any], models: dict[str, Any]) -> str:
+    """Which model to trust on degraded photos, in words, from the mean corruption accuracies and their paired CI."""
+    c = section.get("comparison")
+    ms = section["models"]
+    if not c:
+        name, m = next(iter(ms.items()))
+        return (f"{short_name(models[name])} keeps {100 * m['mean_corruption_accuracy']:.1f}% accuracy on corrupted "
+                f"images against {100 * m['clean_accuracy']:.1f}% on clean ones.")
+    a, b = c["a"], c["b"]
+    better, worse = (a, b) if c["mean_corruption_accuracy_difference"] >= 0 else (b, a)
+    low, high = sorted(abs(100 * v) for v in c["difference_ci95"])
+    significant = c["difference_ci95"][0] > 0 or c["difference_ci95"][1] < 0
+    gap = (f"{100 * ms[better]['mean_corruption_accuracy']:.1f}% vs {100 * ms[worse]['mean_corruption_accuracy']:.1f}% "
+           f"mean accuracy over the 15 corruptions × 5 severities")
+    if not significant:
+        return f"{short_name(models[better])} and {short_name(models[worse])} are about as robust: {gap}."
+    worst = min(ms[worse]["by_corruption"], key=ms[worse]["by_corruption"].get)
+    return (f"On blurred, noisy or otherwise degraded photos, trust {short_name(models[better])} more: {gap} "
+            f"(the gap is between {low:.1f} and {high:.1f} points, 95% paired interval). "
+            f"{short_name(models[worse])} suffers most from {worst.replace('_', ' ')} "
+            f"({100 * ms[worse]['by_corruption'][worst]:.0f}%).")

@@ -1,0 +1,73 @@
+"""The CIFAR-10-C corruptions: shape, dtype, determinism, and each one's effect growing with severity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from devkit.images import photo, smooth
+from models.corruptions import CORRUPTIONS, NOT_COMPARABLE, SEVERITIES, corrupt, frost_textures
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    """Eight textured and eight smooth 32x32 images (the blurs need detail to remove, the noises flat areas)."""
+    textured = [np.asarray(photo(32, 32, seed=i)) for i in range(8)]
+    flat = [np.asarray(smooth(32, 32, seed=i)) for i in range(8)]
+    return np.stack(textured + flat).astype(np.uint8)
+
+
+def detail(x: np.ndarray) -> float:
+    """Mean absolute difference between neighbouring pixels: what blurring removes."""
+    x = x.astype(np.float64)
+    return float(np.abs(np.diff(x, axis=1)).mean() + np.abs(np.diff(x, axis=2)).mean())
+
+
+def change(x: np.ndarray, clean: np.ndarray) -> float:
+    return float(np.abs(x.astype(np.float64) - clean).mean())
+
+
+# corruption -> (statistic of the corrupted images, +1 if it should grow from severity 1 to 5, -1 if shrink)
+EFFECTS = {
+    "gaussian_noise": (change, 1), "shot_noise": (change, 1), "impulse_noise": (change, 1),
+    "defocus_blur": (lambda x, c: detail(x), -1), "glass_blur": (lambda x, c: detail(x[:8]), -1),
+    "motion_blur": (lambda x, c: detail(x), -1), "zoom_blur": (lambda x, c: detail(x), -1),
+    "snow": (change, 1), "frost": (change, 1), "fog": (change, 1),
+    "brightness": (lambda x, c: float(x.mean()), 1), "contrast": (lambda x, c: float(x.std(axis=(1, 2)).mean()), -1),
+    "elastic_transform": None,  # the published parameters are not monotonic in displacement
+    "pixelate": (lambda x, c: detail(x[:8]), -1), "jpeg_compression": (change, 1),
+}
+
+
+def test_the_suite_is_the_fifteen_published_corruptions():
+    assert len(CORRUPTIONS) == 15 and set(EFFECTS) == set(CORRUPTIONS) and SEVERITIES == (1, 2, 3, 4, 5)
+    assert NOT_COMPARABLE == ("frost",)
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_each_corruption_is_deterministic_and_grows_with_severity(images, name):
+    outputs = {s: corrupt(images, name, s, seed=0) for s in (1, 5)}
+    for out in outputs.values():
+        assert out.shape == images.shape and out.dtype == np.uint8
+        assert change(out, images) > 0  # it did something
+    assert np.array_equal(corrupt(images, name, 5, seed=0), outputs[5])  # same seed, same images
+    if name not in ("pixelate", "jpeg_compression", "contrast", "brightness", "defocus_blur", "zoom_blur"):
+        assert not np.array_equal(corrupt(images, name, 5, seed=1), outputs[5])  # random ones depend on the seed
+    if EFFECTS[name] is not None:
+        statistic, direction = EFFECTS[name]
+        low, high = statistic(outputs[1], images), statistic(outputs[5], images)
+        assert (high - low) * direction > 0, (name, low, high)
+
+
+def test_bad_input_is_refused(images):
+    with pytest.raises(ValueError, match="uint8"):
+        corrupt(images.astype(np.float32), "fog", 1)
+    with pytest.raises(ValueError, match="severity"):
+        corrupt(images, "fog", 6)
+
+
+def test_frost_textures_are_drawn_the_same_way_every_time():
+    first = frost_textures()
+    assert len(first) == 6 and first[0].shape == (160, 160, 3) and 60 < first[0].mean() < 200
+    frost_textures.cache_clear()
+    assert all(np.array_equal(a, b) for a, b in zip(first, frost_textures(), strict=True))
