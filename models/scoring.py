@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 CALIBRATION_BINS = 15
 
@@ -18,9 +17,13 @@ CALIBRATION_BINS = 15
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...]) -> dict[str, Any]:
     """Accuracy, top-3 accuracy, per-class and macro precision/recall/F1, confusion matrix."""
     predicted = probs.argmax(axis=1)
-    classes = list(range(len(class_names)))
-    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes,
-                                                                     zero_division=0)
+    k = len(class_names)
+    matrix = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)  # rows: true, columns: predicted
+    hits, support, called = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a class never predicted / never present scores 0
+        precision = np.where(called > 0, hits / np.maximum(called, 1), 0.0)
+        recall = np.where(support > 0, hits / np.maximum(support, 1), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
     top3 = np.argsort(-probs, axis=1)[:, :3]
     return {
         "n_images": len(labels),
@@ -33,7 +36,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: t
             name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for name, p, r, f, s in zip(class_names, precision, recall, f1, support, strict=True)
         },
-        "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
+        "confusion_matrix": matrix.tolist(),
     }
 
 

@@ -6,6 +6,12 @@ Each model scores the official test split once; its probabilities are cached in
 models/<name>/test_probabilities.npz (keyed by the weights' sha256), so rebuilding the report only recomputes the
 statistics, figures and documents. Latency is measured on this machine at build time (`--latency reuse`
 keeps the figures of the previous report for unchanged weights, with the machine they were measured on).
+The robustness section comes from `reports.robustness` (cached; computed the first time).
+
+    python -m reports.build --images DIR_OR_ZIP --out OUTDIR
+
+compares the models on your own labelled images instead (reports/user_data.py reads them; same statistics
+where they apply) and writes OUTDIR/metrics.json, index.html and report.pdf.
 """
 
 from __future__ import annotations
@@ -230,8 +236,37 @@ def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool
     return report
 
 
+def build_on_images(path: Path, out: Path, names: list[str]) -> dict[str, Any]:
+    """The report on a person's labelled images (a folder or a ZIP): OUT/metrics.json, index.html, report.pdf."""
+    from tqdm import tqdm
+
+    from reports.html import render_user_html
+    from reports.user_data import read_path
+    from reports.user_eval import evaluate, without_views
+    from reports.user_pdf import user_pdf
+
+    dataset = read_path(path)
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.setdefault(stage, tqdm(total=total, desc=stage, unit="img"))
+        bar.update(done - bar.n)
+
+    report = evaluate(dataset, names, source=path.name, progress=progress)
+    for bar in bars.values():
+        bar.close()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(without_views(report), indent=1) + "\n")
+    (out / "index.html").write_text(render_user_html(report))
+    (out / "report.pdf").write_bytes(user_pdf(report))
+    return report
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=Path, default=None,
+                        help="evaluate on your own labelled images instead: a folder or ZIP with one subfolder per "
+                             "class (cat/001.jpg) or a labels CSV (filename,label); needs --out")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--models", nargs="+", choices=available_models(), default=available_models())
     parser.add_argument("--latency", choices=["measure", "reuse", "skip"], default="measure",
@@ -241,6 +276,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-robustness", action="store_true",
                         help="leave out the corruption suite (it takes ~17 min the first time; then it is cached)")
     args = parser.parse_args(argv)
+    if args.images is not None:
+        from reports.user_data import DatasetError
+
+        if args.out.resolve() == REPORTS_DIR.resolve():
+            parser.error("--images needs --out OUTDIR (reports/ holds the test-split report)")
+        try:
+            report = build_on_images(args.images, args.out, args.models)
+        except DatasetError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        if report.get("verdict"):
+            print(report["verdict"])
+        for name, m in report["models"].items():
+            print(f"{name}: {100 * m['accuracy']:.1f}% of {report['images']} images")
+        if report["problems"]:
+            print(f"{len(report['problems'])} files could not be used (listed in the report)")
+        print(f"wrote {args.out / 'metrics.json'}, {args.out / 'index.html'}, {args.out / 'report.pdf'}")
+        return
     if args.out.resolve() == REPORTS_DIR.resolve():
         announce_committed("reports/metrics.json, index.html, report.pdf and figures/")
     try:

@@ -7,6 +7,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from models.cifar10 import CLASS_NAMES
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
@@ -33,7 +35,7 @@ def register(env: Environment) -> None:
                        robustness_verdict=wording.robustness_verdict,
                        short_name=wording.short_name)
     env.globals.update(report_method=wording.method, report_limitations=wording.LIMITATIONS,
-                       ece_explained=wording.ECE_EXPLAINED)
+                       ece_explained=wording.ECE_EXPLAINED, class_names=list(CLASS_NAMES))
 
 
 def environment() -> Environment:
@@ -50,3 +52,8 @@ def render_html(report: dict[str, Any], figure_prefix: str = "") -> str:
 def write_html(report: dict[str, Any], path: Path) -> Path:
     path.write_text(render_html(report))
     return path
+
+
+def render_user_html(report: dict[str, Any]) -> str:
+    """The own-images report as one self-contained page (its images are data: URIs)."""
+    return environment().get_template("user_report.html.j2").render(R=report)

@@ -7,10 +7,10 @@ hand-made inputs and independent of any model.
 
 from __future__ import annotations
 
+from math import comb
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest
 
 BOOTSTRAP_RESAMPLES = 2_000
 
@@ -35,9 +35,16 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any
     a_only = int(np.sum(correct_a & ~correct_b))
     b_only = int(np.sum(~correct_a & correct_b))
     discordant = a_only + b_only
-    p_value = float(binomtest(min(a_only, b_only), discordant, 0.5).pvalue) if discordant else 1.0
+    p_value = binomial_two_sided(min(a_only, b_only), discordant) if discordant else 1.0
     return {"a_right_b_wrong": a_only, "a_wrong_b_right": b_only, "discordant": discordant,
             "p_value": p_value, "significant_at_0_05": p_value < 0.05}
+
+
+def binomial_two_sided(k: int, n: int) -> float:
+    """Exact two-sided p-value of k or fewer successes in n fair coin flips (k <= n/2): twice the lower tail,
+    computed with exact integers (no underflow for the few thousand discordant images a report can have)."""
+    tail = sum(comb(n, i) for i in range(k + 1))
+    return min(1.0, 2 * tail / 2**n)
 
 
 def paired_difference_ci(correct_a: np.ndarray, correct_b: np.ndarray, seed: int = 0) -> tuple[float, float]:

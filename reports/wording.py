@@ -23,15 +23,17 @@ def chance(p: float) -> str:
         return f"about once in {round(1 / p, -3):,.0f}" if p > 1e-5 else f"about once in {round(1 / p, -4):,.0f}"
     if p < 0.05:
         return f"about once in {round(1 / p):,}"
+    if p >= 0.995:
+        return "almost every time"
     return f"{100 * p:.0f} times in 100"
 
 
-def verdict(c: dict[str, Any], models: dict[str, Any]) -> str:
+def verdict(c: dict[str, Any], models: dict[str, Any], images: str = "the test images") -> str:
     """"MobileNetV2 is more accurate: 95.6% vs 94.5% (…); a difference this large would arise by chance …"."""
     a, b = models[c["a"]], models[c["b"]]
     better, worse = (a, b) if c["accuracy_difference"] >= 0 else (b, a)
     low, high = sorted(abs(100 * v) for v in c["accuracy_difference_ci95"])
-    gap = f"{100 * better['accuracy']:.1f}% vs {100 * worse['accuracy']:.1f}% on the test images"
+    gap = f"{100 * better['accuracy']:.1f}% vs {100 * worse['accuracy']:.1f}% on {images}"
     p = c["mcnemar"]["p_value"]
     if c["mcnemar"]["significant_at_0_05"]:
         head = f"{short_name(better)} is more accurate than {short_name(worse)}: {gap}"
@@ -40,8 +42,10 @@ def verdict(c: dict[str, Any], models: dict[str, Any]) -> str:
                 f"gap is most likely between {low:.1f} and {high:.1f} points (95% interval)")
     else:
         head = f"{short_name(better)} and {short_name(worse)} are about equally accurate: {gap}"
-        tail = (f"chance alone would give a gap this large {chance(p)} (McNemar's exact test, p = {p:.2g}), so the "
-                f"test set cannot tell them apart")
+        tail = (f"chance alone would give a gap this large {chance(p)} (McNemar's exact test, p = {p:.2g}), so "
+                f"{images} cannot tell them apart (the true gap could be anywhere from "
+                f"{100 * c['accuracy_difference_ci95'][0]:+.1f} to {100 * c['accuracy_difference_ci95'][1]:+.1f} "
+                f"points)")
     return (f"{head}; {tail}. They give the same answer on {100 * c['agreement']:.1f}% of the images.")
 
 

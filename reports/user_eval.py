@@ -1,0 +1,169 @@
+"""Compare the models on a person's labelled images: the test-split report's statistics, where they apply,
+computed on their images (reports/user_data.py reads them).
+
+Everything here runs in the web app too, so it uses only the serving dependencies (numpy, Pillow; reportlab
+for the PDF): tables instead of matplotlib figures, and an exact binomial test instead of scipy's.
+Images go through the app's image intake one at a time and are kept only as the 32x32 view the models see.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+import models
+from models.cifar10 import CLASS_NAMES
+from models.images import DECODE_MIN_SIDE, ImageIntakeError, decode_image, to_model_input
+from models.registry import load_predictor
+from models.scoring import calibration, classification_metrics
+from reports import stats, wording
+from reports.user_data import LabelledSet
+
+MIN_FOR_CALIBRATION = 200  # fewer images: 15 bins would hold a handful each, and the ECE would be noise
+GALLERY = 12
+CHUNK = 64  # images per call to the models: bounded memory, a progress tick per chunk
+
+
+def view_uri(view: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(view).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def decode_views(dataset: LabelledSet, progress: Callable[[int, int], None] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(32x32 views, labels, names) of the images the intake accepts; the rest get their problem recorded."""
+    views, labels, names = [], [], []
+    usable = [item for item in dataset.items if item.data is not None]
+    for done, item in enumerate(usable, 1):
+        try:
+            image = decode_image(item.data, min_side=DECODE_MIN_SIDE)
+            views.append(to_model_input([image], 32)[0])
+            labels.append(item.label)
+            names.append(item.name)
+        except ImageIntakeError as exc:
+            item.problem = str(exc)
+        item.data = None  # only the 32x32 view is kept
+        if progress:
+            progress(done, len(usable))
+    empty = np.zeros((0, 32, 32, 3), np.uint8)
+    return (np.stack(views) if views else empty), np.array(labels, dtype=np.int64), names
+
+
+def evaluate(dataset: LabelledSet, model_names: Sequence[str], source: str = "your images",
+             progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """The report dictionary (JSON-ready; the gallery views are data: URIs under "views")."""
+    started = time.perf_counter()
+    views, labels, names = decode_views(dataset, (lambda d, n: progress("decoding", d, n)) if progress else None)
+    if not len(labels):
+        from reports.user_data import DatasetError
+
+        raise DatasetError("none of the images could be read: " + "; ".join(
+            f"{p.name}: {p.problem}" for p in dataset.problems[:5]))
+    probs: dict[str, np.ndarray] = {name: np.zeros((0, 10)) for name in model_names}
+    uncertain: list[bool | None] = []
+    for start in range(0, len(views), CHUNK):
+        answers = models.classify(list(views[start:start + CHUNK]), list(model_names), top_k=3).images
+        for name in model_names:
+            rows = [[a.predictions[name].probabilities[c] for c in CLASS_NAMES] for a in answers]
+            probs[name] = np.concatenate([probs[name], np.array(rows)])
+        uncertain += [a.uncertain for a in answers]
+        if progress:
+            progress("classifying", min(start + CHUNK, len(views)), len(views))
+    present = sorted(set(labels.tolist()))
+    sections = {name: model_section(name, probs[name], labels, present) for name in model_names}
+    report: dict[str, Any] = {
+        "title": "CIFAR-10 model comparison on your images",
+        "generated_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "source": source, "layout": dataset.layout,
+        "files": len(dataset.items), "images": len(labels),
+        "classes_present": [CLASS_NAMES[c] for c in present],
+        "per_class_counts": {CLASS_NAMES[c]: int((labels == c).sum()) for c in present},
+        "problems": [{"name": p.name, "problem": p.problem} for p in dataset.problems],
+        "models": sections,
+        "bootstrap_resamples": stats.BOOTSTRAP_RESAMPLES,
+        "views": {},
+    }
+    flagged = np.array([bool(u) for u in uncertain])
+    if any(u is not None for u in uncertain):
+        report["uncertain"] = {
+            "flagged": int(flagged.sum()), "share": float(flagged.mean()),
+            "accuracy_unflagged": {name: (float((probs[name].argmax(1) == labels)[~flagged].mean())
+                                          if (~flagged).any() else None) for name in model_names}}
+    for name in model_names:
+        sections[name]["confident_mistakes"] = gallery_rows(
+            confident_mistakes(probs[name], labels), names, labels, probs, report["views"], views)
+    if len(model_names) >= 2:
+        a, b = model_names[:2]
+        report["comparison"] = comparison(a, b, probs[a], probs[b], labels)
+        report["comparison"]["gallery"] = gallery_rows(
+            disagreements(probs[a], probs[b]), names, labels, probs, report["views"], views)
+        report["verdict"] = wording.verdict(report["comparison"], sections, images=f"your {len(labels)} images")
+    report["seconds"] = time.perf_counter() - started
+    return report
+
+
+def model_section(name: str, probs: np.ndarray, labels: np.ndarray, present: list[int]) -> dict[str, Any]:
+    predictor = load_predictor(name)
+    metrics = classification_metrics(labels, probs, CLASS_NAMES)
+    correct = probs.argmax(1) == labels
+    low, high = stats.bootstrap_ci(correct)
+    per_class = {CLASS_NAMES[c]: metrics["per_class"][CLASS_NAMES[c]] for c in present}
+    section = {
+        "info": {"display_name": predictor.display_name, "short_name": predictor.short_name},
+        "accuracy": metrics["accuracy"], "accuracy_ci95": [low, high], "top3_accuracy": metrics["top3_accuracy"],
+        "per_class": per_class,
+        "macro_f1": float(np.mean([r["f1"] for r in per_class.values()])),
+        "confusion_matrix": metrics["confusion_matrix"],
+    }
+    if len(labels) >= MIN_FOR_CALIBRATION:
+        fitted = calibration(probs, labels)
+        section["calibration"] = {"ece": fitted["ece"], "mean_confidence": fitted["mean_confidence"],
+                                  "bins": [b for b in fitted["bins"] if b["count"]]}
+    else:
+        section["calibration_note"] = (f"Calibration is not measured: {len(labels)} images are too few (it needs "
+                                       f"{MIN_FOR_CALIBRATION} or more for the 15 confidence bins to mean anything).")
+    return section
+
+
+def comparison(a: str, b: str, probs_a: np.ndarray, probs_b: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    correct_a, correct_b = probs_a.argmax(1) == labels, probs_b.argmax(1) == labels
+    low, high = stats.paired_difference_ci(correct_a, correct_b)
+    return {"a": a, "b": b, "accuracy_difference": float(correct_a.mean() - correct_b.mean()),
+            "accuracy_difference_ci95": [low, high], "mcnemar": stats.mcnemar_exact(correct_a, correct_b),
+            "agreement": float((probs_a.argmax(1) == probs_b.argmax(1)).mean()),
+            "both_correct": int((correct_a & correct_b).sum()), "both_wrong": int((~correct_a & ~correct_b).sum()),
+            "disagreements": int((probs_a.argmax(1) != probs_b.argmax(1)).sum())}
+
+
+def confident_mistakes(probs: np.ndarray, labels: np.ndarray) -> list[int]:
+    wrong = np.flatnonzero(probs.argmax(1) != labels)
+    return wrong[np.argsort(-probs[wrong].max(1), kind="stable")][:GALLERY].tolist()
+
+
+def disagreements(probs_a: np.ndarray, probs_b: np.ndarray) -> list[int]:
+    differ = np.flatnonzero(probs_a.argmax(1) != probs_b.argmax(1))
+    both = probs_a[differ].max(1) * probs_b[differ].max(1)
+    return differ[np.argsort(-both, kind="stable")][:GALLERY].tolist()
+
+
+def gallery_rows(indices: list[int], names: list[str], labels: np.ndarray, probs: dict[str, np.ndarray],
+                 uris: dict[str, str], views: np.ndarray) -> list[dict[str, Any]]:
+    rows = []
+    for i in indices:
+        uris.setdefault(str(i), view_uri(views[i]))
+        rows.append({"index": i, "name": names[i], "true": CLASS_NAMES[labels[i]],
+                     "predicted": {m: [CLASS_NAMES[int(p[i].argmax())], float(p[i].max())] for m, p in probs.items()}})
+    return rows
+
+
+def without_views(report: dict[str, Any]) -> dict[str, Any]:
+    """The metrics alone (metrics.json, the API's JSON): no image data."""
+    return {k: v for k, v in report.items() if k != "views"}

@@ -1,0 +1,114 @@
+"""The own-images report as a PDF (reportlab), from the dictionary reports/user_eval.py builds; returns bytes,
+nothing touches the disk (the web app serves it straight from memory)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+from xml.sax.saxutils import escape
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.units import mm
+from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from models.cifar10 import CLASS_NAMES
+from reports import wording
+from reports.html import percent
+from reports.pdf import BODY, CELL, H1, H2, MARGIN, SMALL, TEXT_WIDTH, _footer, table
+
+
+def _view(uri: str, size: float) -> Image:
+    from PIL import Image as PILImage
+
+    data = base64.b64decode(uri.split(",", 1)[1])
+    big = PILImage.open(io.BytesIO(data)).resize((128, 128), PILImage.Resampling.NEAREST)  # crisp pixels
+    buffer = io.BytesIO()
+    big.save(buffer, "PNG")
+    buffer.seek(0)
+    return Image(buffer, width=size, height=size)
+
+
+def _gallery(report: dict[str, Any], rows: list[dict[str, Any]], lines) -> Table:
+    cells = []
+    for g in rows:
+        text = "<br/>".join([escape(g["name"][:26]), f"true: {g['true']}", *lines(g)])
+        cells.append([_view(report["views"][str(g["index"])], 18 * mm), Paragraph(text, SMALL)])
+    per_row = 6
+    grid = [cells[i:i + per_row] + [""] * (per_row - len(cells[i:i + per_row])) for i in range(0, len(cells), per_row)]
+    t = Table(grid, colWidths=[TEXT_WIDTH / per_row] * per_row, hAlign="LEFT")
+    t.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    return t
+
+
+def user_pdf(report: dict[str, Any]) -> bytes:
+    models = report["models"]
+    story: list = [Paragraph(escape(report["title"]), H1),
+                   Paragraph(f"{report['images']:,} labelled images from {escape(report['source'])} "
+                             f"({escape(report['layout'])}); classes present: "
+                             + ", ".join(f"{c} ({report['per_class_counts'][c]})" for c in report["classes_present"])
+                             + f". Generated {report['generated_at']}.", SMALL), Spacer(1, 3 * mm)]
+    if report.get("verdict"):
+        story += [Paragraph(f"<b>{escape(report['verdict'])}</b>", BODY), Spacer(1, 3 * mm)]
+    rows = [["model", "accuracy", "95% interval", "top-3", "macro F1", "ECE"]]
+    for m in models.values():
+        low, high = m["accuracy_ci95"]
+        rows.append([m["info"]["short_name"], f"<b>{percent(m['accuracy'], 1)}</b>",
+                     f"{percent(low, 1)} – {percent(high, 1)}", percent(m["top3_accuracy"], 1),
+                     f"{m['macro_f1']:.3f}", percent(m["calibration"]["ece"], 1) if m.get("calibration") else "–"])
+    story += [table(rows, [45 * mm, 24 * mm, 36 * mm, 20 * mm, 22 * mm, 20 * mm]), Spacer(1, 2 * mm)]
+    notes = [wording.ECE_EXPLAINED, *[m["calibration_note"] for m in models.values() if m.get("calibration_note")][:1]]
+    if report.get("uncertain"):
+        u = report["uncertain"]
+        notes.append(f"The app's 'uncertain' flag fired on {u['flagged']} of {report['images']} images "
+                     f"({percent(u['share'], 1)}).")
+    story += [Paragraph(" ".join(escape(n) for n in notes), SMALL), Spacer(1, 4 * mm)]
+    c = report.get("comparison")
+    if c:
+        a, b = models[c["a"]]["info"]["short_name"], models[c["b"]]["info"]["short_name"]
+        mc = c["mcnemar"]
+        story += [Paragraph("Do the models differ?", H2), table([
+            ["", "images"], [f"{a} right, {b} wrong", mc["a_right_b_wrong"]],
+            [f"{a} wrong, {b} right", mc["a_wrong_b_right"]],
+            ["both right / both wrong", f"{c['both_correct']} / {c['both_wrong']}"],
+            ["McNemar's exact test", f"p = {mc['p_value']:.3g}"],
+            ["accuracy difference (95% interval)", f"{100 * c['accuracy_difference']:+.1f} points "
+             f"({100 * c['accuracy_difference_ci95'][0]:+.1f} to {100 * c['accuracy_difference_ci95'][1]:+.1f})"],
+            ["same answer", f"{percent(c['agreement'], 1)} ({c['disagreements']} differ)"]],
+            [80 * mm, 70 * mm]), Spacer(1, 3 * mm)]
+        if c.get("gallery"):
+            story.append(KeepTogether([Paragraph("Where they disagree", H2), _gallery(report, c["gallery"], lambda g: [
+                f"{models[m]['info']['short_name']}: {p[0]} {100 * p[1]:.0f}%" for m, p in g["predicted"].items()])]))
+    for name, m in models.items():
+        per_class = [["class", "images", "precision", "recall", "F1"]] + [
+            [cls, r["support"], f"{r['precision']:.2f}", f"{r['recall']:.2f}", f"{r['f1']:.2f}"]
+            for cls, r in m["per_class"].items()]
+        confusion = [["true \\ predicted", *[c[:5] for c in CLASS_NAMES]]]
+        style = []
+        for row, cls in enumerate(report["classes_present"], 1):
+            i = CLASS_NAMES.index(cls)
+            counts = m["confusion_matrix"][i]
+            confusion.append([cls, *[str(v) if v else "" for v in counts]])
+            for j, v in enumerate(counts):
+                if v:
+                    style.append(("BACKGROUND", (j + 1, row), (j + 1, row),
+                                  colors.HexColor("#dcebdc" if j == i else "#f7dcdc")))
+        matrix = table(confusion, [28 * mm] + [14.5 * mm] * 10)
+        matrix.setStyle(TableStyle(style))
+        story += [Paragraph(escape(m["info"]["display_name"]), H2), table(per_class, [30 * mm] + [22 * mm] * 4),
+                  Spacer(1, 2 * mm), Paragraph("Confusion matrix (rows: true class; columns: predicted)", CELL),
+                  matrix, Spacer(1, 2 * mm)]
+        if m.get("confident_mistakes"):
+            story.append(KeepTogether([Paragraph("Its most confident mistakes", CELL), _gallery(
+                report, m["confident_mistakes"],
+                lambda g, name=name: [f"said: {g['predicted'][name][0]} {100 * g['predicted'][name][1]:.0f}%"])]))
+    if report["problems"]:
+        story += [Paragraph("Files that could not be used", H2)] + [
+            Paragraph(f"<font face='Courier'>{escape(p['name'][:80])}</font>: {escape(p['problem'])}", SMALL)
+            for p in report["problems"][:200]]
+    buffer = io.BytesIO()
+    SimpleDocTemplate(buffer, pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
+                      bottomMargin=MARGIN + 4 * mm, title=report["title"]).build(
+        story, onFirstPage=_footer, onLaterPages=_footer)
+    return buffer.getvalue()
