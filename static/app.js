@@ -40,6 +40,37 @@
     });
   });
 
+  // Evaluate page: one class picker per chosen file (blank: the class comes from the file name).
+  var evalFiles = document.getElementById("eval-files");
+  var labelList = document.getElementById("label-list");
+  var labelOptions = document.getElementById("label-options");
+  if (evalFiles && labelList && labelOptions) {
+    evalFiles.addEventListener("change", function () {
+      labelList.replaceChildren();
+      Array.prototype.forEach.call(evalFiles.files, function (file, i) {
+        var item = document.createElement("li");
+        item.className = "d-flex align-items-center gap-2 mb-1";
+        var select = document.createElement("select");
+        select.name = "labels";
+        select.id = "label-" + i;
+        select.className = "form-select form-select-sm w-auto";
+        select.appendChild(labelOptions.content.cloneNode(true));
+        var label = document.createElement("label");
+        label.htmlFor = select.id;
+        label.className = "small text-truncate";
+        label.textContent = file.name;
+        item.appendChild(select);
+        item.appendChild(label);
+        labelList.appendChild(item);
+      });
+    });
+  }
+  var evaluated = document.getElementById("evaluation-heading");
+  if (evaluated) {
+    evaluated.focus({preventScroll: false});
+    if (window.history.replaceState) window.history.replaceState(null, "", window.location.pathname);
+  }
+
   var form = document.getElementById("upload-form");
   var input = document.getElementById("files");
   var zone = document.getElementById("dropzone");

@@ -38,6 +38,10 @@ CONFIG: dict[str, tuple[Any, str]] = {
                                        "at reduced scale and costs little; a 40 MP PNG costs 40 MP)"),
     "MAX_FORM_MEMORY_SIZE": (4 * 1024 * 1024, "bytes per text field (the results page posts its comparison back "
                                                "to export it: up to 32 thumbnails)"),
+    "EVALUATE_MAX_IMAGES": (500, "labelled images per evaluation (the Evaluate page and /api/v1/evaluate)"),
+    "EVALUATE_MAX_ARCHIVE_BYTES": (50_000_000, "bytes per ZIP of labelled images"),
+    "EVALUATE_MAX_UNPACKED_BYTES": (1_000_000_000, "bytes a ZIP may unpack to, all members together (as declared)"),
+    "EVALUATE_MAX_RATIO": (100, "uncompressed : compressed size above which a ZIP member is refused (zip bombs)"),
     "DEFAULT_TOP_K": (3, "classes listed per model when a request does not say"),
     "MODELS": (None, "the models to serve (a JSON list); null: every registered model"),
     "PRELOAD_MODELS": (True, "load and warm up every model when a worker starts"),
@@ -100,9 +104,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=int(app.config["TRUSTED_PROXY_HOPS"]))
 
-    from webapp import api, errors, health, pages, security
+    from webapp import api, errors, evaluation, health, pages, security
 
     app.register_blueprint(pages.bp)
+    app.register_blueprint(evaluation.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     csrf.exempt(api.bp)  # token-less JSON clients; the API uses no cookies or sessions

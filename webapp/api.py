@@ -47,6 +47,13 @@ def predict():
     return jsonify(models=models, top_k=top_k, results=results, timing=timing)
 
 
+@bp.post("/evaluate")
+def evaluate():
+    from webapp.evaluation import api_evaluate
+
+    return api_evaluate()
+
+
 @bp.get("/models")
 def models():
     return jsonify(models=[{"name": m["name"], "ready": m["ready"], **({"info": m["info"]} if m["ready"] else

@@ -63,6 +63,42 @@ MODELS_RESPONSE = {
                                                                "weights_sha256", "class_names"]}}}}},
 }
 
+INTERVAL = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+EVALUATE_MODEL = {
+    "type": "object", "required": ["info", "accuracy", "accuracy_ci95", "top3_accuracy", "per_class", "macro_f1",
+                                   "confusion_matrix", "confident_mistakes"],
+    "properties": {
+        "info": {"type": "object", "required": ["display_name", "short_name"]},
+        "accuracy": {"type": "number", "minimum": 0, "maximum": 1}, "accuracy_ci95": INTERVAL,
+        "top3_accuracy": {"type": "number"}, "macro_f1": {"type": "number"},
+        "per_class": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["precision", "recall", "f1", "support"]}},
+        "confusion_matrix": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
+        "calibration": {"type": "object", "required": ["ece", "mean_confidence", "bins"]},
+        "calibration_note": {"type": "string", "description": "why calibration is not measured (too few images)"},
+        "confident_mistakes": {"type": "array", "items": {"type": "object", "required": ["index", "name", "true"]}},
+    },
+}
+EVALUATE_RESPONSE = {
+    "type": "object", "required": ["title", "source", "layout", "files", "images", "classes_present", "problems",
+                                   "models", "generated_at"],
+    "properties": {
+        "source": {"type": "string"}, "layout": {"type": "string"}, "title": {"type": "string"},
+        "files": {"type": "integer"}, "images": {"type": "integer", "description": "labelled images evaluated"},
+        "classes_present": {"type": "array", "items": {"type": "string"}},
+        "per_class_counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "problems": {"type": "array", "items": {"type": "object", "required": ["name", "problem"],
+                                                "properties": {"name": {"type": "string"},
+                                                               "problem": {"type": "string"}}}},
+        "models": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/EvaluateModel"}},
+        "comparison": {"type": "object", "required": ["a", "b", "accuracy_difference", "accuracy_difference_ci95",
+                                                      "mcnemar", "agreement"]},
+        "verdict": {"type": "string", "description": "the comparison in plain words"},
+        "uncertain": {"type": "object", "required": ["flagged", "share", "accuracy_unflagged"]},
+        "generated_at": {"type": "string"}, "seconds": {"type": "number"}, "bootstrap_resamples": {"type": "integer"},
+    },
+}
+
 
 def error_responses(*statuses: int) -> dict[str, Any]:
     return {str(s): {"description": "error", "content": {"application/json": {
@@ -101,6 +137,27 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
                     **error_responses(400, 413),
                 },
             }},
+            "/api/v1/evaluate": {"post": {
+                "summary": "Compare the models on your labelled images: the report's metrics (or ?format=pdf)",
+                "description": (f"A ZIP with one folder per class (cat/001.jpg) or a labels CSV (filename,label), "
+                                f"or image files labelled by name (cat_01.jpg) or by `labels` (same order). At most "
+                                f"{config['EVALUATE_MAX_IMAGES']} images, "
+                                f"{config['EVALUATE_MAX_ARCHIVE_BYTES'] // 1_000_000} MB per ZIP. Unusable files "
+                                f"are listed in `problems`."),
+                "parameters": [{"name": "format", "in": "query", "schema": {"enum": ["json", "pdf"],
+                                                                           "default": "json"}}],
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                    "type": "object", "properties": {
+                        "archive": {"type": "string", "format": "binary"},
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "labels": {"type": "array", "items": {"type": "string"}}}}}}},
+                "responses": {
+                    "200": {"description": "the metrics (JSON) or the report (PDF)", "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/EvaluateResponse"}},
+                        "application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
+                    **error_responses(400, 413),
+                },
+            }},
             "/api/v1/models": {"get": {"summary": "What each model is (the predictor `info`)", "responses": {
                 "200": {"description": "models", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/ModelsResponse"}}}}}}},
@@ -115,6 +172,6 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
         "components": {"schemas": {
             "Error": ERROR, "Labelled": LABELLED, "ModelPrediction": MODEL_PREDICTION, "ItemError": ITEM_ERROR,
             "Source": SOURCE, "Result": RESULT, "PredictResponse": PREDICT_RESPONSE,
-            "ModelsResponse": MODELS_RESPONSE,
+            "ModelsResponse": MODELS_RESPONSE, "EvaluateModel": EVALUATE_MODEL, "EvaluateResponse": EVALUATE_RESPONSE,
         }},
     }

@@ -1,0 +1,114 @@
+"""Evaluate both models on a person's labelled images, in the browser (/evaluate) and over the API
+(/api/v1/evaluate): a ZIP (one folder per class, or a labels CSV) or image files labelled by name or by choice.
+
+Stateless: nothing is stored. The page carries its own report, signed with the app's secret key, so that the
+PDF button can post it back and get the same report as a PDF on any replica (they share SECRET_KEY).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, render_template, request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from models.cifar10 import CLASS_NAMES
+from reports.user_data import DatasetError, LabelledSet, Limits, read_named_files, read_zip
+from webapp.health import model_status
+from webapp.inference import RequestError, display_name
+
+bp = Blueprint("evaluation", __name__)
+SIGNING_SALT = "own-images-report"
+
+
+def limits() -> Limits:
+    config = current_app.config
+    return Limits(max_images=config["EVALUATE_MAX_IMAGES"], max_file_bytes=config["MAX_FILE_BYTES"],
+                  max_total_bytes=config["EVALUATE_MAX_UNPACKED_BYTES"], max_ratio=config["EVALUATE_MAX_RATIO"])
+
+
+def read_request() -> tuple[LabelledSet, str]:
+    """(the labelled set, what to call it) from the multipart request: `archive` (a ZIP) or `files` (+ `labels`)."""
+    archive = request.files.get("archive")
+    files = [f for f in request.files.getlist("files") if f.filename or f.content_length]
+    try:
+        if archive is not None and (archive.filename or archive.content_length):
+            cap = current_app.config["EVALUATE_MAX_ARCHIVE_BYTES"]
+            data = archive.stream.read(cap + 1)
+            if len(data) > cap:
+                raise RequestError(f"the ZIP is larger than {cap / 1e6:.0f} MB", "archive_too_large", 413)
+            return read_zip(data, limits()), display_name(archive.filename)
+        if files:
+            cap = current_app.config["MAX_FILE_BYTES"]
+            named = [(display_name(f.filename), f.stream.read(cap + 1)) for f in files]
+            return read_named_files(named, request.form.getlist("labels"), limits()), f"{len(files)} uploaded files"
+    except DatasetError as exc:
+        raise RequestError(str(exc), "invalid_dataset") from None
+    raise RequestError("send a ZIP of labelled images (field 'archive') or image files (field 'files')",
+                       "no_images")
+
+
+def run(dataset: LabelledSet, source: str) -> dict[str, Any]:
+    from reports.user_eval import evaluate
+
+    names = [m["name"] for m in model_status() if m["ready"]]
+    try:
+        return evaluate(dataset, names, source=source)
+    except DatasetError as exc:
+        raise RequestError(str(exc), "invalid_dataset") from None
+
+
+def signer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SIGNING_SALT)
+
+
+def pdf_response(report: dict[str, Any]) -> Response:
+    from reports.user_pdf import user_pdf  # reportlab only when someone asks for a PDF
+
+    return Response(user_pdf(report), mimetype="application/pdf", headers={
+        "Content-Disposition": 'attachment; filename="cifar10-your-images.pdf"', "Cache-Control": "no-store"})
+
+
+def page(**context: Any) -> str:
+    config = current_app.config
+    return render_template("evaluate.html", class_names=CLASS_NAMES, max_images=config["EVALUATE_MAX_IMAGES"],
+                           max_archive_mb=config["EVALUATE_MAX_ARCHIVE_BYTES"] / 1e6, **context)
+
+
+@bp.get("/evaluate")
+def form():
+    return page()
+
+
+@bp.post("/evaluate")
+def evaluate_page():
+    try:
+        dataset, source = read_request()
+        report = run(dataset, source)
+    except RequestError as exc:
+        return page(form_error=str(exc)), exc.status
+    return page(R=report, signed=signer().dumps(report))
+
+
+@bp.post("/evaluate/report.pdf")
+def evaluate_pdf():
+    try:
+        report = signer().loads(request.form.get("report", ""), max_age=current_app.config["WTF_CSRF_TIME_LIMIT"])
+    except BadSignature:
+        raise RequestError("this report expired or was not made by this site: evaluate the images again",
+                           "invalid_report") from None
+    return pdf_response(report)
+
+
+def api_evaluate():
+    """POST /api/v1/evaluate: the metrics as JSON, or ?format=pdf the PDF (registered by webapp.api)."""
+    from flask import jsonify
+
+    from reports.user_eval import without_views
+
+    fmt = request.args.get("format", "json")
+    if fmt not in ("json", "pdf"):
+        raise RequestError("format must be json or pdf", "bad_format")
+    dataset, source = read_request()
+    report = run(dataset, source)
+    return pdf_response(report) if fmt == "pdf" else jsonify(without_views(report))
