@@ -173,11 +173,11 @@ def _read_members(zf: zipfile.ZipFile, limits: Limits) -> LabelledSet:
             item.problem = "not an image file (" + (PurePosixPath(name).suffix or "no extension") + ")"
         elif labels.get(name) is None:
             item.problem = "no label: it is not in a class folder or in the labels CSV"
-        elif limits.max_file_bytes is not None and info.file_size > limits.max_file_bytes:
-            item.problem = f"larger than {limits.max_file_bytes / 1e6:.0f} MB uncompressed"
         elif limits.max_ratio is not None and info.file_size > 1_000_000 and \
                 info.file_size > limits.max_ratio * max(info.compress_size, 1):
             item.problem = f"compressed more than {limits.max_ratio:.0f}:1 (a zip bomb?)"
+        elif limits.max_file_bytes is not None and info.file_size > limits.max_file_bytes:
+            item.problem = f"larger than {limits.max_file_bytes / 1e6:.0f} MB uncompressed"
         else:
             item.label = labels[name]
             cap = limits.max_file_bytes

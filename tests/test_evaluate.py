@@ -1,0 +1,216 @@
+"""Comparing the models on a person's labelled images: reading folders, ZIPs and CSVs safely, the statistics,
+the CLI, the Evaluate page and POST /api/v1/evaluate."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from devkit.images import encode, photo
+from reports.user_data import DatasetError, Limits, class_for, label_from_filename, read_folder, read_zip
+from tests.helpers import REAL_CIFAR, REPO, needs_real_cifar
+
+JPEG = encode(photo(40, 40), "JPEG")
+
+
+def make_zip(members: dict[str, bytes], infos: dict[str, zipfile.ZipInfo] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr((infos or {}).get(name, name), data)
+    return buffer.getvalue()
+
+
+def mark_encrypted(data: bytes, name: str) -> bytes:
+    """Set the 'encrypted' flag of one member in its local header and central directory entry (zipfile cannot
+    write encrypted members)."""
+    raw = bytearray(data)
+    encoded = name.encode()
+    for signature, flags_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
+        start = 0
+        while (start := raw.find(signature, start)) != -1:
+            if raw[start + name_at:start + name_at + len(encoded)] == encoded:
+                raw[start + flags_at] |= 0x1
+            start += 4
+    return bytes(raw)
+
+
+# ----------------------------------------------------------------------------- reading
+def test_class_names_are_matched_like_a_person_writes_them():
+    assert class_for("Cats") == 3 and class_for("CAR") == 1 and class_for("plane") == 0 and class_for("boats") == 8
+    assert class_for("automobiles") == 1 and class_for("lorry") == 9 and class_for("person") is None
+    assert label_from_filename("cat_01.jpg") == 3 and label_from_filename("Dog-3.PNG") == 5
+    assert label_from_filename("airplane 2.jpg") == 0 and label_from_filename("IMG_0001.jpg") is None
+
+
+def test_zip_layouts_class_folders_a_wrapping_folder_and_a_labels_csv():
+    folders = read_zip(make_zip({"pets/Cats/a.jpg": JPEG, "pets/dog/b.jpg": JPEG, "pets/dog/c.txt": b"x"}))
+    assert [(i.name, i.label) for i in folders.items if i.data] == [("pets/Cats/a.jpg", 3), ("pets/dog/b.jpg", 5)]
+    assert [p.name for p in folders.problems] == ["pets/dog/c.txt"] and "not an image" in folders.problems[0].problem
+    listed = read_zip(make_zip({"labels.csv": b"filename,label\nx.jpg,ship\nimgs/y.jpg,Truck\n",
+                                "x.jpg": JPEG, "imgs/y.jpg": JPEG, "z.jpg": JPEG}))
+    assert "CSV" in listed.layout and [(i.name, i.label) for i in listed.items if i.data] == [("x.jpg", 8),
+                                                                                            ("imgs/y.jpg", 9)]
+    assert "no label" in listed.problems[0].problem  # z.jpg is not in the CSV
+
+
+def test_unknown_class_folders_are_one_clear_error_listing_the_valid_names():
+    with pytest.raises(DatasetError, match=r"found people.*Valid class names: airplane, automobile"):
+        read_zip(make_zip({"cat/a.jpg": JPEG, "people/b.jpg": JPEG}))
+    with pytest.raises(DatasetError, match="unknown labels person"):
+        read_zip(make_zip({"labels.csv": b"a.jpg,person\n", "a.jpg": JPEG}))
+
+
+def test_hostile_archives_become_per_file_problems_or_a_clear_refusal():
+    link = zipfile.ZipInfo("cat/link.jpg")
+    link.external_attr = (0o120777 << 16)
+    bomb = zipfile.ZipInfo("cat/bomb.png")
+    bomb.compress_type = zipfile.ZIP_DEFLATED
+    members = {"cat/good.jpg": JPEG, "cat/../../etc/passwd.jpg": JPEG, "/abs/cat/x.jpg": JPEG,
+               "cat/link.jpg": b"/etc/passwd", "cat/locked.jpg": JPEG, "cat/inner.zip": make_zip({"a": b"b"}),
+               "cat/disguised.jpg": make_zip({"a": b"b"}), "cat/bomb.png": bytes(5_000_000), "cat/big.jpg":
+               bytes(200) + bytes(np.random.default_rng(0).integers(0, 256, 2_000_000, dtype=np.uint8)),
+               "cat/script.sh": b"rm -rf /", "cat/": b""}
+    data = mark_encrypted(make_zip(members, {"cat/link.jpg": link, "cat/bomb.png": bomb}), "cat/locked.jpg")
+    found = read_zip(data, Limits(max_images=50, max_file_bytes=1_000_000, max_total_bytes=50_000_000, max_ratio=100))
+    problems = {p.name: p.problem for p in found.problems}
+    assert [i.name for i in found.items if i.data] == ["cat/good.jpg"]
+    assert "outside the archive" in problems["cat/../../etc/passwd.jpg"]
+    assert "outside the archive" in problems["/abs/cat/x.jpg"]
+    assert "symbolic link" in problems["cat/link.jpg"] and "encrypted" in problems["cat/locked.jpg"]
+    assert "nested archives" in problems["cat/inner.zip"] and "nested archives" in problems["cat/disguised.jpg"]
+    assert "zip bomb" in problems["cat/bomb.png"] and "larger than 1 MB" in problems["cat/big.jpg"]
+    assert "not an image" in problems["cat/script.sh"]
+    with pytest.raises(DatasetError, match="unpacks to"):
+        read_zip(data, Limits(max_total_bytes=1_000_000))
+    with pytest.raises(DatasetError, match="the limit is 3 images"):
+        read_zip(make_zip({f"cat/{i}.jpg": JPEG for i in range(4)}), Limits(max_images=3))
+    with pytest.raises(DatasetError, match="not a ZIP"):
+        read_zip(b"%PDF-1.4 not a zip")
+    with pytest.raises(DatasetError, match="no files"):
+        read_zip(make_zip({"cat/": b"", "dog/": b""}))
+    with pytest.raises(DatasetError, match="found no class folders"):
+        read_zip(make_zip({"cat/a.txt": b"x"}))
+    with pytest.raises(DatasetError, match=r"no usable labelled image.*nested archives"):
+        read_zip(make_zip({"cat/a.jpg": make_zip({"x": b"y"})}))
+
+
+# ----------------------------------------------------------------------------- the same numbers three ways
+def official_rows(count: int = 120):
+    from models import cifar10
+
+    test = cifar10.load_split("test", str(REAL_CIFAR))
+    return test, np.arange(count)
+
+
+def write_folder(root, test, rows) -> None:
+    for i in rows:
+        folder = root / test.class_names[test.labels[i]]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(test.images[i]).save(folder / f"{i:05d}.png")
+
+
+@pytest.mark.slow
+@needs_real_cifar
+def test_folder_zip_cli_page_and_api_give_the_array_paths_numbers(tmp_path, real_app):
+    from models import load_predictor
+    from reports.user_eval import evaluate
+    from tests.test_app import csrf_token, schema_validator
+
+    test, rows = official_rows()
+    write_folder(tmp_path / "set", test, rows)
+    expected = {name: float((load_predictor(name).predict_proba(test.images[rows]).argmax(1)
+                             == test.labels[rows]).mean()) for name in ("custom_cnn", "mobilenetv2")}
+    from_folder = evaluate(read_folder(tmp_path / "set"), list(expected))
+    assert {n: m["accuracy"] for n, m in from_folder["models"].items()} == expected
+    assert from_folder["images"] == len(rows) and "calibration_note" in from_folder["models"]["custom_cnn"]
+    archive = make_zip({p.relative_to(tmp_path / "set").as_posix(): p.read_bytes()
+                        for p in sorted((tmp_path / "set").rglob("*.png"))})
+    (tmp_path / "set.zip").write_bytes(archive)
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "reports.build", "--images", str(tmp_path / "set.zip"), "--out",
+                             str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {n: m["accuracy"] for n, m in metrics["models"].items()} == expected
+    assert "views" not in metrics and (out / "index.html").stat().st_size > 10_000
+    text = subprocess.run(["pdftotext", str(out / "report.pdf"), "-"], capture_output=True, text=True).stdout
+    assert "CIFAR-10 model comparison on your images" in text and "Confusion matrix" in " ".join(text.split())
+    client = real_app.test_client()
+    api = client.post("/api/v1/evaluate", data={"archive": (io.BytesIO(archive), "set.zip")},
+                      content_type="multipart/form-data")
+    assert api.status_code == 200 and {n: m["accuracy"] for n, m in api.json["models"].items()} == expected
+    schema_validator(real_app, "EvaluateResponse").validate(api.json)
+    page = client.post("/evaluate", data={"csrf_token": csrf_token(client),
+                                          "archive": (io.BytesIO(archive), "set.zip")},
+                       content_type="multipart/form-data").get_data(as_text=True)
+    assert all(f"{100 * accuracy:.1f}%" in page for accuracy in expected.values())
+
+
+# ----------------------------------------------------------------------------- web and API (fake models)
+def evaluate_zip() -> bytes:
+    members = {f"{c}/{i}.jpg": encode(photo(48, 48, seed=10 * k + i), "JPEG")
+               for k, c in enumerate(("cat", "dog", "ship")) for i in range(4)}
+    members["cat/readme.txt"] = b"hello"
+    return make_zip(members)
+
+
+def test_evaluate_page_shows_the_report_and_its_signed_pdf(client):
+    from tests.test_app import csrf_token
+
+    assert 'name="archive"' in client.get("/evaluate").get_data(as_text=True)
+    response = client.post("/evaluate", data={"csrf_token": csrf_token(client),
+                                              "archive": (io.BytesIO(evaluate_zip()), "mine.zip")},
+                           content_type="multipart/form-data")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "12 labelled images from mine.zip" in page
+    assert "cat/readme.txt" in page and "Calibration is not measured: 12 images are too few" in page
+    assert "cannot tell them apart" in page or "more accurate than" in page
+    signed = re.search(r'name="report" value="([^"]+)"', page).group(1)
+    pdf = client.post("/evaluate/report.pdf", data={"csrf_token": csrf_token(client), "report": signed})
+    assert pdf.status_code == 200 and pdf.data[:5] == b"%PDF-"
+    forged = signed[:-6] + ("AAAAAA" if not signed.endswith("AAAAAA") else "BBBBBB")
+    refused = client.post("/evaluate/report.pdf", data={"csrf_token": csrf_token(client), "report": forged})
+    assert refused.status_code == 400 and "evaluate the images again" in refused.get_data(as_text=True)
+
+
+def test_evaluate_with_files_labelled_by_name_or_by_choice(client):
+    from tests.test_app import csrf_token
+
+    files = [(io.BytesIO(JPEG), "cat_01.jpg"), (io.BytesIO(JPEG), "IMG_0002.jpg"), (io.BytesIO(JPEG), "x.jpg")]
+    response = client.post("/evaluate", data={"csrf_token": csrf_token(client), "files": files,
+                                              "labels": ["", "truck", ""]}, content_type="multipart/form-data")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "2 labelled images" in page and "x.jpg" in page and "no label" in page
+
+
+def test_api_evaluate_json_pdf_and_errors(app, client):
+    from tests.test_app import schema_validator
+
+    body = client.post("/api/v1/evaluate", data={"archive": (io.BytesIO(evaluate_zip()), "m.zip")},
+                       content_type="multipart/form-data")
+    assert body.status_code == 200
+    schema_validator(app, "EvaluateResponse").validate(body.json)
+    assert body.json["images"] == 12 and body.json["problems"][0]["name"] == "cat/readme.txt"
+    pdf = client.post("/api/v1/evaluate?format=pdf", data={"archive": (io.BytesIO(evaluate_zip()), "m.zip")},
+                      content_type="multipart/form-data")
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
+    cases = [({"archive": (io.BytesIO(b"not a zip"), "m.zip")}, 400, "not a ZIP"),
+             ({"archive": (io.BytesIO(make_zip({"people/a.jpg": JPEG})), "m.zip")}, 400, "Valid class names"),
+             ({}, 400, "send a ZIP")]
+    for data, status, message in cases:
+        response = client.post("/api/v1/evaluate", data=data, content_type="multipart/form-data")
+        assert response.status_code == status and message in response.json["error"]["message"]
+        schema_validator(app, "Error").validate(response.json)
+    app.config["EVALUATE_MAX_ARCHIVE_BYTES"] = 1000
+    big = client.post("/api/v1/evaluate", data={"archive": (io.BytesIO(evaluate_zip()), "m.zip")},
+                      content_type="multipart/form-data")
+    assert big.status_code == 413 and "larger than" in big.json["error"]["message"]
