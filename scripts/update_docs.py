@@ -204,6 +204,51 @@ def uncertainty_block() -> list[str]:
             f"{100 * fitted['max_flagged']:.0f}% of the validation images (`models/uncertainty.json`).", "", *rows]
 
 
+def robustness_block() -> list[str]:
+    """The corruption suite's figures: from reports/metrics.json (make report)."""
+    from reports import wording
+
+    report = json.loads((REPO / "reports" / "metrics.json").read_text())
+    r = report.get("robustness")
+    if not r:
+        return ["(not measured yet: run `make report`)"]
+    names = list(r["models"])
+    short = {name: wording.short_name(report["models"][name]) for name in names}
+    rows = ["| model | clean (subset) | mean corruption accuracy | without frost | relative drop | suite time |",
+            "|---|---|---|---|---|---|"]
+    for name in names:
+        m = r["models"][name]
+        rows.append(f"| {short[name]} | {100 * m['clean_accuracy']:.2f}% | "
+                    f"**{100 * m['mean_corruption_accuracy']:.2f}%** | "
+                    f"{100 * m['mean_corruption_accuracy_comparable']:.2f}% | {100 * m['relative_drop']:.1f}% | "
+                    f"{m['suite_seconds'] / 60:.1f} min |")
+    for ref in r["references"]:
+        rows.append(f"| {ref['model']} (RobustBench) | {100 * ref['clean']:.2f}% | {100 * ref['corruptions']:.2f}% | – "
+                    f"| {100 * (ref['clean'] - ref['corruptions']) / ref['clean']:.1f}% | – |")
+    lines = [wording.robustness_verdict(r, report["models"]), ""]
+    if r.get("comparison"):
+        c = r["comparison"]
+        lines += [f"Difference in mean corruption accuracy ({short[c['a']]} − {short[c['b']]}): "
+                  f"{100 * c['mean_corruption_accuracy_difference']:+.2f} points (95% paired bootstrap interval "
+                  f"{100 * c['difference_ci95'][0]:+.2f} to {100 * c['difference_ci95'][1]:+.2f}).", ""]
+    lines += [*rows, "", "| corruption (mean of 5 severities) | " + " | ".join(short[n] for n in names) + " |",
+              "|---|" + "---|" * len(names)]
+    for corruption in r["corruptions"]:
+        star = " (substitute texture, not comparable)" if corruption in r["not_comparable"] else ""
+        lines.append(f"| {corruption.replace('_', ' ')}{star} | " + " | ".join(
+            f"{100 * r['models'][n]['by_corruption'][corruption]:.1f}%" for n in names) + " |")
+    lines += ["", "| upload path (128 px) | 32-px original | " + " | ".join(
+        k.replace("jpeg", "JPEG q").replace("png", "PNG") for k in r["upload_path"]["conditions"]) + " |",
+              "|---|---|" + "---|" * len(r["upload_path"]["conditions"])]
+    for name in names:
+        m = r["models"][name]
+        lines.append(f"| {short[name]} | {100 * m['clean_accuracy']:.1f}% | " + " | ".join(
+            f"{100 * m['upload_path'][k]:.1f}%" for k in r["upload_path"]["conditions"]) + " |")
+    lines += ["", f"{r['images_per_cell']:,} images per cell ({r['subset']}); suite time measured on "
+              f"{report['machine']} when the cache was filled (`python -m reports.robustness`)."]
+    return lines
+
+
 # marker name -> (file, the function that writes the block)
 BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "results": (REPO / "README.md", results_block),
@@ -213,6 +258,8 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "settings": (REPO / "docs" / "settings.md", settings_table),
     "uncertainty": (REPO / "docs" / "how-it-works.md", uncertainty_block),
     "out-of-scope": (REPO / "docs" / "how-it-works.md", measurement("out-of-scope")),
+    "robustness": (REPO / "docs" / "robustness.md", robustness_block),
+    "evaluate": (REPO / "docs" / "performance.md", measurement("evaluate")),
     "image": (REPO / "docs" / "deploy.md", measurement("image")),
     "attack": (REPO / "docs" / "performance.md", measurement("attack")),
     "http-latency": (REPO / "docs" / "performance.md", measurement("http-latency")),

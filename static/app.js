@@ -67,7 +67,8 @@
   }
   var evaluated = document.getElementById("evaluation-heading");
   if (evaluated) {
-    evaluated.focus({preventScroll: false});
+    evaluated.parentNode.scrollIntoView({behavior: "instant", block: "start"});
+    evaluated.focus({preventScroll: true});
     if (window.history.replaceState) window.history.replaceState(null, "", window.location.pathname);
   }
 

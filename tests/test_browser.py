@@ -248,6 +248,64 @@ def test_examples_run_in_one_click_and_the_results_can_be_taken_away(page, base_
     assert page.console_errors == []
 
 
+def evaluation_zip() -> bytes:
+    """Twenty official-looking test images (when the data is here) or drawn ones, in class folders."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        if REAL_CIFAR:
+            from models import cifar10
+
+            test = cifar10.load_split("test", str(REAL_CIFAR))
+            for i in range(20):
+                zf.writestr(f"{test.class_names[test.labels[i]]}/{i}.png", encode(Image.fromarray(test.images[i]),
+                                                                                  "PNG"))
+        else:
+            for i in range(20):
+                zf.writestr(f"{('cat', 'ship')[i % 2]}/{i}.png", encode(photo(32, 32, seed=i), "PNG"))
+        zf.writestr("cat/notes.txt", b"not an image")
+    return buffer.getvalue()
+
+
+def test_evaluate_a_zip_of_labelled_images_and_download_the_pdf(page, base_url, tmp_path):
+    import subprocess
+
+    page.goto(base_url + "/evaluate")
+    page.set_input_files("#archive", files=[{"name": "mine.zip", "mimeType": "application/zip",
+                                              "buffer": evaluation_zip()}])
+    page.click("#evaluate-submit")
+    page.wait_for_selector("#user-report")
+    report = page.locator("#user-report").inner_text()
+    assert "20 labelled images from mine.zip" in report and "cat/notes.txt" in report
+    assert page.locator("#user-report .verdict").count() == 1 and page.locator("table.confusion").count() == 2
+    page.screenshot(path=str(SCREENSHOTS / "11-evaluate-report.png"), full_page=True)
+    with page.expect_download() as info:
+        page.click("#evaluation-pdf")
+    path = tmp_path / "report.pdf"
+    info.value.save_as(path)
+    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    assert "CIFAR-10 model comparison on your images" in text and "notes.txt" in text
+    out = SCREENSHOTS / "evaluate-pdf"
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["pdftoppm", "-r", "60", "-png", str(path), str(out / "page")], check=True)
+    assert page.console_errors == []
+
+
+def test_evaluate_files_with_a_class_picked_per_file(page, base_url, tmp_path):
+    first, second = tmp_path / "IMG_1.png", tmp_path / "cat_2.png"
+    first.write_bytes(encode(photo(40, 40, seed=1), "PNG"))
+    second.write_bytes(encode(photo(40, 40, seed=2), "PNG"))
+    page.goto(base_url + "/evaluate")
+    page.set_input_files("#eval-files", [str(first), str(second)])
+    assert page.locator("#label-list select").count() == 2
+    page.select_option("#label-0", "truck")
+    page.click("#evaluate-submit")
+    page.wait_for_selector("#user-report")
+    assert "2 labelled images" in page.locator("#user-report").inner_text()
+
+
 # ----------------------------------------------------------------------------- accessibility
 def axe_violations(page) -> list[dict]:
     """axe-core's serious and critical violations on the page as it is now."""
@@ -272,6 +330,15 @@ def test_every_page_passes_axe_and_fits_the_screen(browser, base_url, size, tmp_
     wide = {}
     wide["results"] = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     page.screenshot(path=str(SCREENSHOTS / f"08-results-{size}.png"), full_page=False)
+    page.goto(base_url + "/evaluate")
+    found["/evaluate"] = axe_violations(page)
+    page.set_input_files("#archive", files=[{"name": "mine.zip", "mimeType": "application/zip",
+                                              "buffer": evaluation_zip()}])
+    page.click("#evaluate-submit")
+    page.wait_for_selector("#user-report")
+    found["evaluate results"] = axe_violations(page)
+    wide["evaluate results"] = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    page.screenshot(path=str(SCREENSHOTS / f"10-evaluate-{size}.png"), full_page=False)
     for path in ("/models", "/reports", "/no-such-page"):
         page.goto(base_url + path)
         found[path] = axe_violations(page)
