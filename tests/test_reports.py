@@ -198,3 +198,41 @@ def test_the_verdict_speaks_plainly_and_says_when_a_gap_is_not_significant():
                mcnemar={"p_value": 2e-4, "significant_at_0_05": True})
     assert verdict(far, models).startswith("Beta is more accurate than Alpha net")
     assert "about once in 5,000" in verdict(far, models) and "between 1.0 and 3.0 points" in verdict(far, models)
+
+
+def test_robustness_suite_caches_per_weights_and_lands_in_the_report(fake_models, tmp_path, monkeypatch):
+    """On 20 images (2 per class) with the fake models: every cell and the upload path, cached; the cache is
+    reused, dropped when the weights change; the section renders in HTML and PDF."""
+    from models import corruptions
+    from models.cifar10 import CLASS_NAMES, Split
+    from reports import robustness
+    from reports.build import write_report
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 3)
+    test = Split(rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8), labels, CLASS_NAMES)
+    section = robustness.robustness_section(list(fake_models), test, per_class=2)
+    cells = section["models"]["custom_cnn"]["cells"]
+    assert len(cells) == 75 and section["images_per_cell"] == 20
+    assert set(section["models"]["mobilenetv2"]["upload_path"]) == {"png", "jpeg90", "jpeg70", "jpeg50"}
+    assert section["comparison"]["difference_ci95"][0] <= section["comparison"]["mean_corruption_accuracy_difference"]
+    assert (fake_models["custom_cnn"].model_dir / robustness.CACHE_FILE).is_file()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(corruptions, "corrupt", refuse)
+    assert robustness.robustness_section(list(fake_models), test, per_class=2)["models"] == section["models"]
+    (fake_models["custom_cnn"].model_dir / "weights.bin").write_bytes(b"new weights")
+    fake_models["custom_cnn"].__dict__.pop("weights_sha256", None)
+    with pytest.raises(AssertionError, match="cache should have been used"):
+        robustness.robustness_section(list(fake_models), test, per_class=2)
+    monkeypatch.undo()
+    runs = [fake_run("custom_cnn", labels, 0.9, 1), fake_run("mobilenetv2", labels, 0.8, 2)]
+    report = write_report(runs, test, tmp_path, robustness=section)
+    html = (tmp_path / "index.html").read_text()
+    assert 'id="robustness"' in html and "RobustBench" in html and "JPEG q50" in html
+    assert (tmp_path / report["robustness"]["figures"]["heatmaps"]).stat().st_size > 10_000
+    text = " ".join(subprocess.run(["pdftotext", str(tmp_path / "report.pdf"), "-"], capture_output=True,
+                                   text=True, check=True).stdout.split())
+    assert "Robustness: corrupted images and the upload path" in text and "The upload path" in text
