@@ -69,13 +69,14 @@ def glass_blur(x, severity, rng):
     sigma, delta, iterations = [(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)][severity - 1]
     out = (np.clip(_gaussian(x / 255, sigma), 0, 1) * 255).astype(np.uint8)
     rows = np.arange(len(x))
-    for _ in range(iterations):  # swap each pixel with a random neighbour, bottom-right to top-left
+    for _ in range(iterations):  # bottom-right to top-left, each pixel takes a random neighbour's value
         for h in range(32 - delta, delta, -1):
             for w in range(32 - delta, delta, -1):
                 dx, dy = rng.integers(-delta, delta, size=(2, len(x)))  # like randint(-d, d): d excluded
-                hp, wp = h + dy, w + dx
-                here, there = out[rows, h, w].copy(), out[rows, hp, wp].copy()
-                out[rows, h, w], out[rows, hp, wp] = there, here
+                # The original writes `x[h, w], x[h', w'] = x[h', w'], x[h, w]` on numpy views: the first
+                # assignment overwrites what the second reads, so x[h', w'] keeps its value and x[h, w] takes it.
+                # That copy, not a swap, is what the published CIFAR-10-C images were made with.
+                out[rows, h, w] = out[rows, h + dy, w + dx]
     return np.clip(_gaussian(out / 255, sigma), 0, 1) * 255
 
 

@@ -186,8 +186,7 @@ def comparison_pages(report: dict[str, Any], c: dict[str, Any], out: Path) -> li
             figure(out / f["per_class_difference"], f"Per-class accuracy, {name_a} minus {name_b}.",
                    max_height=62 * mm),
             figure(out / f["disagreements"], "Test images where the models disagree, both confident first.",
-                   max_height=95 * mm),
-            PageBreak()]
+                   max_height=95 * mm)]
 
 
 def robustness_pages(report: dict[str, Any], out: Path) -> list:
