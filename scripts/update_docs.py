@@ -51,6 +51,14 @@ def results_block() -> list[str]:
 
     for c in report["comparisons"]:
         lines.append(f"**{verdict(c, report['models'])}**")
+    if report.get("robustness"):
+        from reports.wording import short_name
+
+        r = report["robustness"]
+        lines.append("\nOn corrupted images (the 15 CIFAR-10-C corruptions × 5 severities, "
+                     f"{r['images_per_cell']:,} test images per cell) mean accuracy is " + ", ".join(
+                         f"{short_name(report['models'][n])} {100 * m['mean_corruption_accuracy']:.1f}%"
+                         for n, m in r["models"].items()) + " ([docs/robustness.md](docs/robustness.md)).")
     lines.append(
         f"\nAccuracy on the {report['dataset']['images']:,} official test images; ECE (the gap between confidence and "
         "accuracy) after temperature scaling "
