@@ -111,6 +111,9 @@ def cnn_settings(recipe: dict) -> str:
               if recipe.get("prune_ratio") else "")
     if recipe.get("frozen_first_group_epochs"):
         extras += f", first conv group frozen for the last {recipe['frozen_first_group_epochs']} epochs"
+    if recipe.get("noise_prob") or recipe.get("fade_prob"):
+        extras += (f", photo damage: noise on {recipe['noise_prob']:.0%} (σ ≤ {recipe['noise_max']}), fading on "
+                   f"{recipe['fade_prob']:.0%} (contrast ≥ {recipe['fade_min']})")
     return (f"{widths}batch {recipe['batch_size']}, {activation}, Muon lr {recipe['filter_lr']} "
             f"/ momentum {recipe['filter_momentum']}, label smoothing {recipe['label_smoothing']}{jitter}{extras}")
 

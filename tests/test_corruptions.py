@@ -71,3 +71,14 @@ def test_frost_textures_are_drawn_the_same_way_every_time():
     assert len(first) == 6 and first[0].shape == (160, 160, 3) and 60 < first[0].mean() < 200
     frost_textures.cache_clear()
     assert all(np.array_equal(a, b) for a, b in zip(first, frost_textures(), strict=True))
+
+
+def test_held_out_corruptions_for_selection_are_deterministic_and_not_in_the_suite(images):
+    from models.holdout_corruptions import HOLDOUT, corrupt_holdout
+
+    assert not set(HOLDOUT) & set(CORRUPTIONS)  # selection never sees an evaluation corruption
+    for name in HOLDOUT:
+        low, high = corrupt_holdout(images, name, 1), corrupt_holdout(images, name, 5)
+        assert low.shape == images.shape and low.dtype == np.uint8
+        assert np.array_equal(high, corrupt_holdout(images, name, 5))
+        assert change(high, images) > change(low, images) > 0 or name == "saturate"

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from models import cifar10, commands
 from models.custom_cnn.muon import Muon
-from models.custom_cnn.net import CifarNet, bf16_supported, preprocess, tta_logits
+from models.custom_cnn.net import CIFAR_STD, CifarNet, bf16_supported, preprocess, tta_logits
 from models.machine import describe_machine
 
 
@@ -59,6 +59,13 @@ class Recipe:
     # 1 +- contrast (on the normalised image; 0 turns it off).
     brightness: float = 0.14
     contrast: float = 0.13
+    # Photo damage (issue 20's study; 0 turns it off): a share `noise_prob` of the images get Gaussian noise of a
+    # standard deviation drawn from [0, noise_max] (in [0, 1] pixel units, at the training resolution), and a
+    # share `fade_prob` have their contrast scaled by a factor drawn from [fade_min, 1] around their mean.
+    noise_prob: float = 0.0
+    noise_max: float = 0.1
+    fade_prob: float = 0.0
+    fade_min: float = 0.15
     # Progressive resizing: the first `low_res_epochs` epochs see images downscaled to `low_res_size`
     # (about half the FLOPs per image); the network is fully convolutional, so nothing else changes.
     low_res_epochs: int = 8
@@ -78,6 +85,8 @@ PRESETS: dict[str, dict] = {
     "default": {},  # the committed model: run s16, 24.6 min on an AMD EPYC (2 cores)
     # The best recipe measured to train in about 10 minutes on that machine: run r10 (94.02% val with TTA).
     "fast": dict(epochs=10, batch_size=1024, low_res_epochs=7, lowest_res_epochs=4),
+    # Issue 20, first study: the default recipe plus noise and fading (runs table: docs/custom-cnn.md).
+    "damage": dict(noise_prob=0.5, noise_max=0.1, fade_prob=0.3, fade_min=0.15),
 }
 
 
@@ -97,11 +106,13 @@ class AugmentedLoader:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, translate: int, seed: int,
                  low_res_epochs: int = 0, low_res_size: int = 24, brightness: float = 0.0, contrast: float = 0.0,
-                 lowest_res_epochs: int = 0, lowest_res_size: int = 16):
+                 lowest_res_epochs: int = 0, lowest_res_size: int = 16, noise_prob: float = 0.0,
+                 noise_max: float = 0.1, fade_prob: float = 0.0, fade_min: float = 0.15):
         self.labels, self.batch_size, self.translate, self.seed = labels, batch_size, translate, seed
         self.low_res_epochs, self.low_res_size = low_res_epochs, low_res_size
         self.lowest_res_epochs, self.lowest_res_size = lowest_res_epochs, lowest_res_size
         self.brightness, self.contrast = brightness, contrast
+        self.noise_prob, self.noise_max, self.fade_prob, self.fade_min = noise_prob, noise_max, fade_prob, fade_min
         pad = (translate,) * 4
         self.padded = F.pad(images, pad, mode="reflect") if translate else images
         self.size = images.shape[-1]
@@ -126,14 +137,27 @@ class AugmentedLoader:
         jitter = torch.rand(len(self.labels), 2, generator=gen) * 2 - 1
         jitter *= torch.tensor([self.brightness, self.contrast])
         size = self.image_size(epoch)
+        damage = self.noise_prob or self.fade_prob  # drawn only when on: other recipes keep their random stream
+        if damage:
+            draws = torch.rand(len(self.labels), 4, generator=gen)
+            sigma = torch.where(draws[:, 0] < self.noise_prob, draws[:, 1] * self.noise_max, torch.zeros(()))
+            fade = torch.where(draws[:, 2] < self.fade_prob, self.fade_min + draws[:, 3] * (1 - self.fade_min),
+                               torch.ones(()))
+            std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             idx = order[start : start + self.batch_size]
             batch = self._crop_flip(idx, shifts[idx], flips[idx])
             if self.brightness or self.contrast:
                 shift, scale = jitter[idx, 0].view(-1, 1, 1, 1), 1 + jitter[idx, 1].view(-1, 1, 1, 1)
                 batch = (batch + shift) * scale
+            if damage:
+                mean = batch.mean(dim=(2, 3), keepdim=True)
+                batch = mean + (batch - mean) * fade[idx].view(-1, 1, 1, 1)
             if size != self.size:
                 batch = downscale(batch, size)
+            if damage:
+                noise = torch.randn(batch.shape, generator=gen) * (sigma[idx].view(-1, 1, 1, 1) / std)
+                batch = (batch + noise).contiguous(memory_format=torch.channels_last)
             yield batch, self.labels[idx]
 
     def _crop_flip(self, idx: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
@@ -219,7 +243,8 @@ def train(recipe: Recipe, data_dir: str | None, out_dir: Path, work_dir: Path, r
         raise SystemExit(f"error: --batch-size {recipe.batch_size} exceeds the {len(train_labels)} training images")
     loader = AugmentedLoader(train_images, train_labels, recipe.batch_size, recipe.translate, recipe.seed,
                              recipe.low_res_epochs, recipe.low_res_size, recipe.brightness, recipe.contrast,
-                             recipe.lowest_res_epochs, recipe.lowest_res_size)
+                             recipe.lowest_res_epochs, recipe.lowest_res_size, recipe.noise_prob, recipe.noise_max,
+                             recipe.fade_prob, recipe.fade_min)
     whiten_steps = max(1, math.ceil(recipe.whiten_bias_epochs * len(loader)))
 
     model = CifarNet(recipe.widths, activation=recipe.activation).to(memory_format=torch.channels_last)
