@@ -11,6 +11,7 @@ Selection never looks at the 15 evaluation corruptions (models/corruptions.py) o
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -64,12 +65,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model_dirs", nargs="+", type=Path, help="custom CNN folders (weights.pt + config.json)")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
+    from models.machine import describe_machine
+
+    print(f"machine: {describe_machine()}; {PER_CLASS * 10:,} validation images per cell", flush=True)
     val = cifar10.load_split("val", args.data_dir)
     rows = np.sort(np.concatenate([np.flatnonzero(val.labels == c)[:PER_CLASS] for c in range(10)]))
     for folder in args.model_dirs:
         predictor = CustomCnnPredictor(folder)
         scores = holdout_accuracy(predictor.predict_proba, val.images[rows], val.labels[rows])
-        print(f"{folder}: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in scores.items()), flush=True)
+        recipe = json.loads((folder / "config.json").read_text()).get("recipe", {})
+        damage = {k: recipe[k] for k in ("noise_prob", "fade_prob") if recipe.get(k)}
+        print(f"{folder} {damage or '(no damage augmentation)'}: "
+              + ", ".join(f"{k} {100 * v:.2f}%" for k, v in scores.items()), flush=True)
 
 
 if __name__ == "__main__":

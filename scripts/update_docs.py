@@ -271,6 +271,7 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "out-of-scope": (REPO / "docs" / "how-it-works.md", measurement("out-of-scope")),
     "robustness": (REPO / "docs" / "robustness.md", robustness_block),
     "evaluate": (REPO / "docs" / "performance.md", measurement("evaluate")),
+    "cnn-holdout": (REPO / "docs" / "custom-cnn.md", measurement("cnn-holdout")),
     "image": (REPO / "docs" / "deploy.md", measurement("image")),
     "attack": (REPO / "docs" / "performance.md", measurement("attack")),
     "http-latency": (REPO / "docs" / "performance.md", measurement("http-latency")),
