@@ -14,7 +14,6 @@ import io
 import re
 import stat
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -255,6 +254,3 @@ def read_path(path: Path, limits: Limits = Limits()) -> LabelledSet:
         return read_zip(path, limits)
     raise DatasetError(f"{path} is neither a folder nor a ZIP file")
 
-
-def iter_labelled(dataset: LabelledSet) -> Iterator[LabelledImage]:
-    return (item for item in dataset.items if item.data is not None)

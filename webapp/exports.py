@@ -52,14 +52,15 @@ def _image(uri: Any, max_side: int, exact: int | None = None) -> Image.Image:
     try:
         data = base64.b64decode(text[len(prefix):], validate=True)
         with Image.open(io.BytesIO(data)) as image:
-            if image.format not in ("PNG", "JPEG") or max(image.size) > max_side or \
-                    (exact and image.size != (exact, exact)):
-                raise _fail(f"an image is {image.size[0]}×{image.size[1]} px, more than this page makes")
-            return image.convert("RGB")
-    except (binascii.Error, OSError, ValueError, Image.DecompressionBombError) as exc:
-        if isinstance(exc, RequestError):
-            raise
+            image_format, size = image.format, image.size
+            fits = max(size) <= max_side and (not exact or size == (exact, exact))
+            if image_format in ("PNG", "JPEG") and fits:
+                return image.convert("RGB")
+    except (binascii.Error, OSError, ValueError, Image.DecompressionBombError):
         raise _fail("an image could not be decoded") from None
+    if image_format not in ("PNG", "JPEG"):
+        raise _fail("images must be PNG or JPEG data: URIs")
+    raise _fail(f"an image is {size[0]}×{size[1]} px, more than this page makes")
 
 
 def read_comparison(field: str | None, known_models: dict[str, dict[str, Any]], max_images: int) -> dict[str, Any]:

@@ -74,8 +74,10 @@ def predict():
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     comparison = json.dumps({"created": created, "models": list(models), "top_k": top_k, "results": results},
                             separators=(",", ":"))
+    from reports.comparison import summary_sentence
+
     return page(results=results, timing=timing, waited_ms=waited_ms, notice=notice, comparison=comparison,
-                served=models)
+                served=models, summary=summary_sentence({"results": results}))
 
 
 EXPORTS = {"csv": ("text/csv; charset=utf-8", "csv"), "json": ("application/json", "json"),
