@@ -11,6 +11,7 @@ Selection never looks at the 15 evaluation corruptions (models/corruptions.py) o
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 from pathlib import Path
 
@@ -57,12 +58,21 @@ def holdout_accuracy(predict, images: np.ndarray, labels: np.ndarray) -> dict[st
     return result
 
 
+def predictor_for(folder: Path):
+    """The served predictor for a trained model folder of either kind (custom CNN or MobileNetV2)."""
+    from models.registry import REGISTRY
+
+    name = "custom_cnn" if (folder / "weights.pt").is_file() else "mobilenetv2"
+    module_name, class_name = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)(folder)
+
+
 def main(argv: list[str] | None = None) -> None:
     from models import cifar10
-    from models.custom_cnn.predictor import CustomCnnPredictor
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model_dirs", nargs="+", type=Path, help="custom CNN folders (weights.pt + config.json)")
+    parser.add_argument("model_dirs", nargs="+", type=Path,
+                        help="trained model folders (custom CNN: weights.pt; MobileNetV2: model.tflite)")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
     from models.machine import describe_machine
@@ -71,10 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     val = cifar10.load_split("val", args.data_dir)
     rows = np.sort(np.concatenate([np.flatnonzero(val.labels == c)[:PER_CLASS] for c in range(10)]))
     for folder in args.model_dirs:
-        predictor = CustomCnnPredictor(folder)
+        predictor = predictor_for(folder)
         scores = holdout_accuracy(predictor.predict_proba, val.images[rows], val.labels[rows])
         recipe = json.loads((folder / "config.json").read_text()).get("recipe", {})
-        damage = {k: recipe[k] for k in ("noise_prob", "fade_prob") if recipe.get(k)}
+        damage = {k: recipe[k] for k in ("noise_prob", "fade_prob", "damaged_views") if recipe.get(k)}
         print(f"{folder} {damage or '(no damage augmentation)'}: "
               + ", ".join(f"{k} {100 * v:.2f}%" for k, v in scores.items()), flush=True)
 

@@ -82,3 +82,19 @@ def test_held_out_corruptions_for_selection_are_deterministic_and_not_in_the_sui
         assert low.shape == images.shape and low.dtype == np.uint8
         assert np.array_equal(high, corrupt_holdout(images, name, 5))
         assert change(high, images) > change(low, images) > 0 or name == "saturate"
+
+
+def test_photo_damage_for_training_is_seeded_and_hits_the_asked_shares(images):
+    from models.photo_damage import photo_damage
+
+    many = np.repeat(images, 25, axis=0)  # 400 images
+    assert np.array_equal(photo_damage(many, np.random.default_rng(0), 0, 0.1, 0, 0.15), many)
+    noisy = photo_damage(many, np.random.default_rng(1), 0.5, 0.1, 0, 0.15)
+    assert noisy.dtype == np.uint8 and noisy.shape == many.shape
+    assert np.array_equal(noisy, photo_damage(many, np.random.default_rng(1), 0.5, 0.1, 0, 0.15))
+    touched = np.array([change(a, b) > 0.5 for a, b in zip(noisy, many, strict=True)])
+    assert 0.35 < touched.mean() < 0.65  # about half got noise (a sigma near 0 leaves an image almost as it was)
+    faded = photo_damage(many, np.random.default_rng(2), 0, 0.1, 1.0, 0.15)
+    spread = faded.astype(np.float64).std(axis=(1, 2)) / np.maximum(many.astype(np.float64).std(axis=(1, 2)), 1e-9)
+    assert np.all(spread <= 1.01) and spread.mean() < 0.8  # washed out, never sharper
+    assert abs(faded.astype(np.float64).mean() - many.mean()) < 1.0  # around each image's own mean

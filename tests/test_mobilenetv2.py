@@ -65,6 +65,21 @@ def test_smoke_training_writes_a_servable_model(tmp_path, synthetic_cifar, rando
     assert {"train.npy", "train_mirror.npy", "val.npy"} <= set(cache_files)
 
 
+def test_damaged_views_are_cached_and_trained_on(tmp_path, synthetic_cifar, random_backbone_weights):
+    """--preset damage's extra views: computed once into the cache (keyed by the damage), then drawn from."""
+    damage = ["--set", "damaged_views=2", "--set", "noise_prob=1.0", "--set", "fade_prob=0.5", "--epochs", "1"]
+    config = run_tiny(tmp_path, synthetic_cifar, random_backbone_weights, *damage)
+    assert config["recipe"]["damaged_views"] == 2
+    damaged = sorted((tmp_path / "cache").rglob("train_damaged*.npy"))
+    assert [p.name.split("_")[1] for p in damaged] == ["damaged0", "damaged1"]
+    clean = np.load(next((tmp_path / "cache").rglob("train.npy")))
+    first = np.load(damaged[0])
+    assert first.shape == clean.shape and not np.array_equal(first, clean)
+    stamps = [p.stat().st_mtime_ns for p in damaged]
+    run_tiny(tmp_path, synthetic_cifar, random_backbone_weights, *damage)  # a second run reuses them
+    assert [p.stat().st_mtime_ns for p in damaged] == stamps
+
+
 def test_batchnorm_stays_in_inference_mode_while_training():
     _, upper = net.backbone_halves(32, None)
     model = net.trainable_model(upper, net.classifier_head(dropout=0.0))
@@ -179,7 +194,7 @@ def test_both_trainers_share_one_command_line():
     cnn, mobilenet = vars(cnn_train.parse_args([])), vars(mobilenet_train.parse_args([]))
     assert set(mobilenet) - set(cnn) == {"imagenet_weights", "cache_dir"} and set(cnn) <= set(mobilenet)
     assert cnn["out"] == REPO / "build" / "custom_cnn" and mobilenet["out"] == REPO / "build" / "mobilenetv2"
-    assert set(mobilenet_train.PRESETS) == {"default", "explore"}
+    assert set(mobilenet_train.PRESETS) == {"default", "explore", "damage"}
     explore = mobilenet_train.recipe_from_args(mobilenet_train.parse_args(["--preset", "explore", "--set",
                                                                           "image_size=128"]))
     assert (explore.epochs, explore.max_train_images, explore.image_size) == (4, 10_000, 128)
@@ -192,4 +207,6 @@ def test_presets_train_the_recorded_recipes(preset, recorded):
 
     wanted = dataclasses.asdict(mobilenet_train.recipe_from_args(mobilenet_train.parse_args(["--preset", preset])))
     record = json.loads((REPO / "models" / "mobilenetv2" / recorded).read_text())["recipe"]
+    assert set(record) <= set(wanted)  # fields newer than a run take their defaults, which leave it unchanged
+    record = dataclasses.asdict(mobilenet_train.Recipe()) | record
     assert {k: v for k, v in wanted.items() if k != "threads"} == {k: v for k, v in record.items() if k != "threads"}

@@ -35,6 +35,7 @@ import tensorflow as tf
 from models import cifar10, commands, settings
 from models.machine import describe_machine
 from models.mobilenetv2 import net
+from models.photo_damage import photo_damage
 
 DEFAULT_CACHE = settings.get_path("XDG_CACHE_HOME") / "cifar10-compare" / "mobilenetv2"
 
@@ -57,6 +58,15 @@ class Recipe:
     label_smoothing: float = 0.1
     dropout: float = 0.2
     cache_batch_size: int = 250
+    # Photo damage (issue 20): `damaged_views` extra cached views of the training set (alternately from the
+    # image and its mirror, each with its own draws) in which a share `noise_prob` of the images gets Gaussian
+    # noise (std drawn from [0, noise_max], [0, 1] pixel units) and a share `fade_prob` is faded (contrast
+    # x [fade_min, 1]); models/photo_damage.py. Each epoch draws one of all the views per image, uniformly.
+    damaged_views: int = 0
+    noise_prob: float = 0.0
+    noise_max: float = 0.1
+    fade_prob: float = 0.0
+    fade_min: float = 0.15
     max_train_images: int | None = None  # a prefix of the training split (smoke tests, exploration)
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
 
@@ -88,8 +98,8 @@ def cached(path: Path, compute) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- phase 2 data
-class MirrorViews(keras.utils.PyDataset):
-    """One epoch of cached features: a shuffled order and, per image, original or mirror view.
+class CachedViews(keras.utils.PyDataset):
+    """One epoch of cached features: a shuffled order and, per image, one view (original, mirror or damaged).
 
     Epoch e's randomness depends only on (seed, e), so a resumed run replays the same epochs.
     """
@@ -155,11 +165,20 @@ def train(recipe: Recipe, data_dir: str | None, imagenet_weights: str | None, ou
     t0 = time.time()
     feature_model = net.lower_model(recipe.image_size, lower)
     bs = recipe.cache_batch_size
-    views = np.stack([
+    views = [
         cached(cache / "train.npy", lambda: compute_features(feature_model, train_images, bs, "cache train", progress)),
         cached(cache / "train_mirror.npy",
                lambda: compute_features(feature_model, train_images[:, :, ::-1], bs, "cache mirror", progress)),
-    ])
+    ]
+    damage = (recipe.noise_prob, recipe.noise_max, recipe.fade_prob, recipe.fade_min)
+    damage_key = hashlib.sha256(f"{recipe.seed}|{damage}".encode()).hexdigest()[:8]
+    for i in range(recipe.damaged_views):
+        def damaged(i=i):
+            base = train_images if i % 2 == 0 else train_images[:, :, ::-1]
+            images = photo_damage(base, np.random.default_rng([recipe.seed, 20, i]), *damage)
+            return compute_features(feature_model, images, bs, f"cache damaged view {i + 1}", progress)
+        views.append(cached(cache / f"train_damaged{i}_{damage_key}.npy", damaged))
+    views = np.stack(views)
     val_features = cached(cache / "val.npy",
                           lambda: compute_features(feature_model, val_split.images, bs, "cache val", progress))
     cache_seconds = time.time() - t0
@@ -209,7 +228,7 @@ def train(recipe: Recipe, data_dir: str | None, imagenet_weights: str | None, ou
     for epoch in range(len(history), recipe.epochs):
         t0 = time.time()
         keras.utils.set_random_seed(recipe.seed * 1_000 + epoch)  # dropout masks replay on resume
-        fit = model.fit(MirrorViews(views, train_labels, recipe.batch_size, recipe.seed, epoch), epochs=1,
+        fit = model.fit(CachedViews(views, train_labels, recipe.batch_size, recipe.seed, epoch), epochs=1,
                         verbose=1 if progress else 0)
         train_seconds = time.time() - t0
         val_acc, val_loss = accuracy_of(model, val_features, val_split.labels, recipe.cache_batch_size)
@@ -271,6 +290,8 @@ PRESETS: dict[str, dict] = {
     "default": {},  # the committed model (52.5 min on an AMD EPYC, 2 cores)
     # The exploration runs in runs/: 4 epochs on 10,000 images, to compare input sizes and cuts in minutes.
     "explore": dict(epochs=4, max_train_images=10_000),
+    # Issue 20: two extra cached views with photo damage (half of each epoch's images come from them).
+    "damage": dict(damaged_views=2, noise_prob=0.7, noise_max=0.1, fade_prob=0.3),
 }
 
 
