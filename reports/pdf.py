@@ -220,6 +220,18 @@ def robustness_pages(report: dict[str, Any], out: Path) -> list:
             f"{wording.short_name(models[c['b']])}): {100 * c['mean_corruption_accuracy_difference']:+.1f} points, "
             f"95% paired bootstrap interval {100 * c['difference_ci95'][0]:+.1f} to "
             f"{100 * c['difference_ci95'][1]:+.1f}.", BODY))
+    if r.get("versions"):
+        versions = [["model", "version", "test accuracy", "mean corruption acc.", "noise", "contrast"]]
+        for v in r["versions"]:
+            versions.append([wording.short_name(models[v["model"]]), f"run {v['run']}" if v["run"] else "served now",
+                             percent(v["test_accuracy"], 2) if v["test_accuracy"] is not None else "–",
+                             f"<b>{percent(v['mean_corruption_accuracy'], 1)}</b>", percent(v["noise"], 1),
+                             percent(v["contrast"], 1)])
+        story += [Paragraph("Before and after robust training", H2),
+                  Paragraph("Each model's earlier committed version, scored by the same suite on the same images, "
+                            "beside the one served now. Test accuracy is on the full test split; noise is the mean "
+                            "of Gaussian, shot and impulse noise.", SMALL), Spacer(1, 1 * mm),
+                  table(versions, [40 * mm, 26 * mm, 26 * mm, 32 * mm, 24 * mm, 24 * mm])]
     story += [Spacer(1, 3 * mm), figure(out / f["heatmaps"], "Accuracy (%) per corruption and severity.",
                                         max_height=120 * mm),
               figure(out / f["severity"], "Mean accuracy over the 15 corruptions at each severity.",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,7 @@ def robustness_section(names: list[str], test: cifar10.Split, per_class: int = I
             "relative_drop": (clean - mean_all) / clean,
             "upload_path": {key: float((p[key] == labels).mean()) for key in upload_keys()},
             "suite_seconds": float(p["seconds"]),
+            "earlier_versions": recorded_runs(name, labels, rows),
         }
     section: dict[str, Any] = {
         "images_per_cell": len(rows), "images_per_class": per_class,
@@ -183,6 +185,7 @@ def robustness_section(names: list[str], test: cifar10.Split, per_class: int = I
         # Each model's cache holds its share of the run that filled it: together, the suite's wall time.
         "suite_seconds": float(sum(m["suite_seconds"] for m in models.values())),
     }
+    section["versions"] = versions(models)
     if len(names) >= 2:
         a, b = names[:2]
         low, high = paired_ci(per_image[a], per_image[b])
@@ -193,6 +196,45 @@ def robustness_section(names: list[str], test: cifar10.Split, per_class: int = I
             "difference_ci95": [low, high],
         }
     return section
+
+
+def recorded_runs(name: str, labels: np.ndarray, rows: np.ndarray) -> list[dict[str, Any]]:
+    """Earlier committed versions of a model, scored by this same suite: each `models/<name>/runs/<run>/` that
+    keeps the suite's predictions (and test metrics) of a model that was committed before being replaced.
+
+    They give the report its before/after table. A run whose cache came from another generator or subset is
+    left out (its numbers would not be comparable)."""
+    runs = []
+    for path in sorted((load_predictor(name).model_dir / "runs").glob(f"*/{CACHE_FILE}")):
+        with np.load(path) as stored:
+            if (str(stored["generator_sha256"]) != generator_sha256()
+                    or str(stored["rows_sha256"]) != hashlib.sha256(rows.tobytes()).hexdigest()):
+                continue
+            p = {k: stored[k] for k in stored.files}
+        by_corruption = {c: float(np.mean([(p[f"{c}/{s}"] == labels).mean() for s in corruptions.SEVERITIES]))
+                         for c in corruptions.CORRUPTIONS}
+        metrics_file = path.parent / "metrics.json"
+        test = json.loads(metrics_file.read_text())["accuracy"] if metrics_file.is_file() else None
+        runs.append({"run": path.parent.name, "clean_accuracy": float((p["clean"] == labels).mean()),
+                     "test_accuracy": test, "by_corruption": by_corruption,
+                     "mean_corruption_accuracy": float(np.mean(list(by_corruption.values())))})
+    return runs
+
+
+def versions(models: dict[str, Any]) -> list[dict[str, Any]]:
+    """The before/after table: per model, each earlier committed version the suite scored, then the served one
+    (test accuracy on the full test split; mean corruption accuracy; the noise and contrast families)."""
+    if not any(m["earlier_versions"] for m in models.values()):
+        return []
+    rows = []
+    for name, m in models.items():
+        metrics = json.loads((load_predictor(name).model_dir / "metrics.json").read_text())
+        for version in [*m["earlier_versions"], {**m, "run": None, "test_accuracy": metrics["accuracy"]}]:
+            noise = np.mean([version["by_corruption"][c] for c in ("gaussian_noise", "shot_noise", "impulse_noise")])
+            rows.append({"model": name, "run": version["run"], "test_accuracy": version["test_accuracy"],
+                         "mean_corruption_accuracy": version["mean_corruption_accuracy"],
+                         "noise": float(noise), "contrast": version["by_corruption"]["contrast"]})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:

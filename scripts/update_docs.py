@@ -241,6 +241,17 @@ def robustness_block() -> list[str]:
         lines += [f"Difference in mean corruption accuracy ({short[c['a']]} − {short[c['b']]}): "
                   f"{100 * c['mean_corruption_accuracy_difference']:+.2f} points (95% paired bootstrap interval "
                   f"{100 * c['difference_ci95'][0]:+.2f} to {100 * c['difference_ci95'][1]:+.2f}).", ""]
+    if r.get("versions"):
+        lines += ["Before and after robust training (each model's earlier committed version, same suite, same images; "
+                  "noise = mean of Gaussian, shot and impulse noise):", "",
+                  "| model | version | test accuracy | mean corruption accuracy | noise | contrast |",
+                  "|---|---|---|---|---|---|"]
+        for v in r["versions"]:
+            test = f"{100 * v['test_accuracy']:.2f}%" if v["test_accuracy"] is not None else "–"
+            lines.append(f"| {short[v['model']]} | {'run ' + v['run'] if v['run'] else 'served now'} | {test} | "
+                         f"**{100 * v['mean_corruption_accuracy']:.2f}%** | {100 * v['noise']:.1f}% | "
+                         f"{100 * v['contrast']:.1f}% |")
+        lines.append("")
     lines += [*rows, "", "| corruption (mean of 5 severities) | " + " | ".join(short[n] for n in names) + " |",
               "|---|" + "---|" * len(names)]
     for corruption in r["corruptions"]:

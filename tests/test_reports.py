@@ -228,11 +228,29 @@ def test_robustness_suite_caches_per_weights_and_lands_in_the_report(fake_models
     with pytest.raises(AssertionError, match="cache should have been used"):
         robustness.robustness_section(list(fake_models), test, per_class=2)
     monkeypatch.undo()
+    assert section["versions"] == []  # no earlier version recorded yet: no before/after table
+
+    # A replaced model keeps its suite predictions and test metrics in runs/<run>/: the before/after rows.
+    model_dir = fake_models["custom_cnn"].model_dir
+    (model_dir / "runs" / "old").mkdir(parents=True)
+    (model_dir / robustness.CACHE_FILE).rename(model_dir / "runs" / "old" / robustness.CACHE_FILE)
+    (model_dir / "runs" / "old" / "metrics.json").write_text(json.dumps({"accuracy": 0.5}))
+    for name in fake_models:
+        (fake_models[name].model_dir / "metrics.json").write_text(json.dumps({"accuracy": 0.75}))
+    section = robustness.robustness_section(list(fake_models), test, per_class=2)
+    old = section["models"]["custom_cnn"]["earlier_versions"]
+    assert [v["run"] for v in old] == ["old"] and old[0]["test_accuracy"] == 0.5
+    assert [(v["model"], v["run"], v["test_accuracy"]) for v in section["versions"]] == [
+        ("custom_cnn", "old", 0.5), ("custom_cnn", None, 0.75), ("mobilenetv2", None, 0.75)]
+    assert section["versions"][1]["mean_corruption_accuracy"] == \
+        section["models"]["custom_cnn"]["mean_corruption_accuracy"]
     runs = [fake_run("custom_cnn", labels, 0.9, 1), fake_run("mobilenetv2", labels, 0.8, 2)]
     report = write_report(runs, test, tmp_path, robustness=section)
     html = (tmp_path / "index.html").read_text()
     assert 'id="robustness"' in html and "RobustBench" in html and "JPEG q50" in html
+    assert "Before and after robust training" in html and "run old" in html and "served now" in html
     assert (tmp_path / report["robustness"]["figures"]["heatmaps"]).stat().st_size > 10_000
     text = " ".join(subprocess.run(["pdftotext", str(tmp_path / "report.pdf"), "-"], capture_output=True,
                                    text=True, check=True).stdout.split())
     assert "Robustness: corrupted images and the upload path" in text and "The upload path" in text
+    assert "Before and after robust training" in text and "run old" in text
