@@ -135,5 +135,5 @@ def add_verdicts(answers: list[ImageAnswer], predictors: dict[str, Predictor]) -
     for answer in answers:
         tops = {name: (a.top_k[0][0], a.top_k[0][1], predictors[name].short_name)
                 for name, a in answer.predictions.items() if name in predictors}
-        answer.uncertain_reason = rule.reason(tops)
+        answer.uncertain_reason = rule.reason(tops, answer.model_view)
         answer.uncertain = answer.uncertain_reason is not None

@@ -188,18 +188,20 @@ def uncertainty_block() -> list[str]:
     """The verdict's trade-off: from models/uncertainty.json (validation) and the cached test probabilities."""
     import numpy as np
 
+    from models import cifar10
     from models.predictor import temper
-    from models.uncertainty import Rule
+    from models.uncertainty import Rule, colourless
 
     fitted = json.loads((REPO / "models" / "uncertainty.json").read_text())
-    rule = Rule(fitted["threshold"], fitted["weights_sha256"])
+    rule = Rule(fitted["threshold"], fitted["weights_sha256"], fitted.get("grey_accuracy", {}))
     probs, labels = {}, None
     for name in fitted["weights_sha256"]:
         calibration = json.loads((REPO / "models" / name / "calibration.json").read_text())
         with np.load(REPO / "models" / name / "test_probabilities.npz") as stored:
             probs[name] = temper(stored["probabilities"].astype(np.float64), calibration["temperature"])
             labels = stored["labels"]
-    flagged = rule.flags(probs)
+    test_images = cifar10.load_split("test").images  # the views the models saw: the colour check needs them
+    flagged = rule.flags(probs, test_images)
     val = fitted["validation"]
     rows = ["| split | images | flagged | " + " | ".join(f"{n} accuracy: all / unflagged" for n in probs) + " |",
             "|---|---|---|" + "---|" * len(probs),
@@ -211,8 +213,15 @@ def uncertainty_block() -> list[str]:
         correct = p.argmax(axis=1) == labels
         cells.append(f"{100 * correct.mean():.2f}% / {100 * correct[~flagged].mean():.2f}%")
     rows.append(f"| test | {len(labels):,} | {100 * flagged.mean():.1f}% | " + " | ".join(cells) + " |")
-    return [f"Threshold {fitted['threshold']:.3f}: the largest that flags at most "
-            f"{100 * fitted['max_flagged']:.0f}% of the validation images (`models/uncertainty.json`).", "", *rows]
+    lines = [f"Threshold {fitted['threshold']:.3f}: the largest that flags at most "
+             f"{100 * fitted['max_flagged']:.0f}% of the validation images (`models/uncertainty.json`)."]
+    if rule.grey_accuracy:
+        lines[0] += (f" Black-and-white images are flagged too: {100 * val['colourless']:.1f}% of validation and "
+                     f"{100 * colourless(test_images).mean():.1f}% of test images have no colour, and on the "
+                     "validation images turned grey the models are right " + ", ".join(
+                         f"{100 * a:.1f}% of the time ({n}; {100 * val[f'{n}_accuracy']:.1f}% in colour)"
+                         for n, a in rule.grey_accuracy.items()) + ".")
+    return [*lines, "", *rows]
 
 
 def robustness_block() -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -105,6 +107,32 @@ def test_disagreement_or_low_confidence_flags_an_image(fake_models, monkeypatch)
         assert answer.uncertain == (not answer.agree)
 
 
+def test_a_black_and_white_image_is_flagged_with_its_own_reason(fake_models, monkeypatch):
+    from models.uncertainty import Rule, colourless, to_grey
+
+    colour = np.asarray(photo(64, 48, seed=3))
+    grey = to_grey(colour)
+    assert grey.shape == colour.shape and list(colourless(np.stack([colour, grey]))) == [False, True]
+    jpeg = io.BytesIO()
+    Image.fromarray(grey).save(jpeg, "JPEG", quality=70)  # JPEG's small colour errors: still grey
+    assert colourless(np.asarray(Image.open(jpeg).convert("RGB"))[None])[0]
+
+    lenient = Rule(threshold=0.0, weights_sha256={}, grey_accuracy={"custom_cnn": 0.886, "mobilenetv2": 0.898})
+    monkeypatch.setattr(models.pipeline, "rule_for", lambda shas: lenient)
+    answers = classify([Image.fromarray(colour), Image.fromarray(grey)], ["custom_cnn", "mobilenetv2"]).images
+    assert answers[1].agree  # the fakes agree on this grey image: only its colour can flag it
+    for answer, is_grey in zip(answers, (False, True), strict=True):
+        if answer.agree:
+            assert answer.uncertain is is_grey
+            if is_grey:
+                assert answer.uncertain_reason.startswith("a black-and-white image")
+                assert "89%, " in answer.uncertain_reason and "90% right on validation photos turned grey" in \
+                    answer.uncertain_reason
+    probs = {"a": np.eye(10)[[1, 1]], "b": np.eye(10)[[1, 1]]}  # agreeing and sure: only colour can flag
+    assert list(lenient.flags(probs, np.stack([colour[:32, :32], grey[:32, :32]]))) == [False, True]
+    assert list(Rule(0.0, {}).flags(probs, np.stack([colour[:32, :32], grey[:32, :32]]))) == [False, False]
+
+
 def test_the_threshold_is_the_largest_that_flags_at_most_the_allowed_share():
     from models.uncertainty import Rule, fit_threshold
 
@@ -120,10 +148,10 @@ def test_the_committed_rule_flags_out_of_scope_images_and_few_test_images():
     """Fitted on validation (models/uncertainty.json); on the test split (cached probabilities) it flags few
     images and the unflagged ones are more often right; most drawn out-of-scope images are flagged."""
     from devkit.images import out_of_scope, out_of_scope_photos
-    from models import load_predictor
+    from models import cifar10, load_predictor
     from models.predictor import temper
     from models.uncertainty import rule_for
-    from tests.helpers import REPO
+    from tests.helpers import REAL_CIFAR, REPO
 
     predictors = {name: load_predictor(name) for name in ("custom_cnn", "mobilenetv2")}
     rule = rule_for({name: p.weights_sha256 for name, p in predictors.items()})
@@ -133,7 +161,8 @@ def test_the_committed_rule_flags_out_of_scope_images_and_few_test_images():
         with np.load(REPO / "models" / name / "test_probabilities.npz") as stored:
             probs[name] = temper(stored["probabilities"].astype(np.float64), predictor.temperature)
             labels = stored["labels"]
-    flagged = rule.flags(probs)
+    views = cifar10.load_split("test", REAL_CIFAR).images if REAL_CIFAR else None  # for the colour check
+    flagged = rule.flags(probs, views)
     assert 0.05 <= flagged.mean() <= 0.12
     for p in probs.values():
         correct = p.argmax(axis=1) == labels
