@@ -74,19 +74,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model_dirs", nargs="+", type=Path,
                         help="trained model folders (custom CNN: weights.pt; MobileNetV2: model.tflite)")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--save", type=Path, default=None, help="also write the lines to this file")
     args = parser.parse_args(argv)
     from models.machine import describe_machine
 
-    print(f"machine: {describe_machine()}; {PER_CLASS * 10:,} validation images per cell", flush=True)
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    say(f"machine: {describe_machine()}; {PER_CLASS * 10:,} validation images per cell")
     val = cifar10.load_split("val", args.data_dir)
     rows = np.sort(np.concatenate([np.flatnonzero(val.labels == c)[:PER_CLASS] for c in range(10)]))
     for folder in args.model_dirs:
         predictor = predictor_for(folder)
         scores = holdout_accuracy(predictor.predict_proba, val.images[rows], val.labels[rows])
-        recipe = json.loads((folder / "config.json").read_text()).get("recipe", {})
-        damage = {k: recipe[k] for k in ("noise_prob", "fade_prob", "damaged_views") if recipe.get(k)}
-        print(f"{folder} {damage or '(no damage augmentation)'}: "
-              + ", ".join(f"{k} {100 * v:.2f}%" for k, v in scores.items()), flush=True)
+        config = json.loads((folder / "config.json").read_text())
+        damage = {k: config["recipe"][k] for k in ("noise_prob", "fade_prob", "damaged_views")
+                  if config["recipe"].get(k)}
+        say(f"{folder} {damage or '(no damage augmentation)'}, trained in {config['wall_seconds'] / 60:.1f} min: "
+            + ", ".join(f"{k} {100 * v:.2f}%" for k, v in scores.items()))
+    if args.save:
+        args.save.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
