@@ -88,9 +88,11 @@ def test_batchnorm_stays_in_inference_mode_while_training():
 
 
 def test_killed_training_resumes_to_the_same_weights(tmp_path, synthetic_cifar, random_backbone_weights):
-    """SIGKILL after the first epoch's checkpoint, then --resume: same final weights as an uninterrupted run."""
+    """SIGKILL after the first epoch's checkpoint, then --resume: same final weights as an uninterrupted run
+    (with a photo-damaged view among those drawn from)."""
     common = [*TINY, "--epochs", "2", "--data-dir", str(synthetic_cifar), "--imagenet-weights",
-              str(random_backbone_weights), "--cache-dir", str(tmp_path / "cache")]
+              str(random_backbone_weights), "--cache-dir", str(tmp_path / "cache"),
+              "--set", "damaged_views=1", "--set", "noise_prob=1.0"]
     train_main([*common, "--out", str(tmp_path / "straight"), "--work-dir", str(tmp_path / "w1")])
 
     work, out = tmp_path / "w2", tmp_path / "resumed"
