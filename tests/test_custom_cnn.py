@@ -228,7 +228,8 @@ REMOVED_OPTIONS = {"prune_ratio": 0.0, "unpruned_final_epochs": 1, "frozen_first
 
 @pytest.mark.parametrize(("preset", "config"), [("default", "models/custom_cnn/config.json"),
                                                 ("fast", "models/custom_cnn/runs/r10/config.json"),
-                                                ("damage", "models/custom_cnn/runs/d16/config.json")])
+                                                ("damage", "models/custom_cnn/runs/d16/config.json"),
+                                                ("damage-light", "models/custom_cnn/runs/l20/config.json")])
 def test_presets_train_the_recorded_recipes(preset, config):
     """The numbers docs/custom-cnn.md gives for each preset come from these recorded runs."""
     recorded = json.loads((REPO / config).read_text())["recipe"]

@@ -87,6 +87,9 @@ PRESETS: dict[str, dict] = {
     "fast": dict(epochs=10, batch_size=1024, low_res_epochs=7, lowest_res_epochs=4),
     # Issue 20, first study: the default recipe plus noise and fading (runs table: docs/custom-cnn.md).
     "damage": dict(noise_prob=0.5, noise_max=0.1, fade_prob=0.3, fade_min=0.15),
+    # The second: half that damage over a longer schedule (20 epochs: 4 at 16 px, 6 at 24 px, 10 at 32 px; run l20).
+    "damage-light": dict(epochs=20, low_res_epochs=10, lowest_res_epochs=4, noise_prob=0.25, noise_max=0.1,
+                         fade_prob=0.15, fade_min=0.15),
 }
 
 
