@@ -75,8 +75,7 @@ class Rule:
             measured = [f"{answers[name][2]} {100 * accuracy:.0f}%" for name, accuracy in self.grey_accuracy.items()
                         if name in answers]
             return ("a black-and-white image: the models learnt from colour photos and are less reliable on grey "
-                    "ones (" + ", ".join(measured) + " right on validation photos turned grey); "
-                    "it may not be one of the 10 classes")
+                    "ones (" + ", ".join(measured) + " right on validation photos turned grey)")
         return None
 
 
