@@ -191,7 +191,20 @@ def build(names: list[str], data_dir: str | None = None, latency: str = "measure
         from reports.robustness import robustness_section
 
         section = robustness_section(names, test)  # from the caches once computed
-    return write_report([collect(name, test, latency, out) for name in names], test, out, pdf, section)
+    runs = [collect(name, test, latency, out) for name in names]
+    return write_report(runs, test, out, pdf, section, uncertain_verdict(runs, test))
+
+
+def uncertain_verdict(runs: list[ModelRun], test: cifar10.Split) -> dict[str, Any] | None:
+    """The 'uncertain' rule (fitted on validation) on the test split: share flagged, share without colour, and
+    each model's accuracy on all and on the unflagged images; None if the rule was fitted for other weights."""
+    from models.uncertainty import rule_for, summary
+
+    rule = rule_for({run.name: load_predictor(run.name).weights_sha256 for run in runs})
+    if rule is None:
+        return None
+    probs = {run.name: run.probs for run in runs}  # calibrated, as served
+    return {"threshold": rule.threshold, **summary(rule, probs, test.labels, test.images)}
 
 
 def robustness_figures(section: dict[str, Any], sections: dict[str, Any], out: Path) -> dict[str, str]:
@@ -202,7 +215,8 @@ def robustness_figures(section: dict[str, Any], sections: dict[str, Any], out: P
 
 
 def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool = True,
-                 robustness: dict[str, Any] | None = None) -> dict[str, Any]:
+                 robustness: dict[str, Any] | None = None,
+                 uncertain: dict[str, Any] | None = None) -> dict[str, Any]:
     """Statistics, figures, metrics.json, index.html and report.pdf for these runs on this test split."""
     sections = {run.name: model_section(run, test, out) for run in runs}
     probs = {run.name: run.probs for run in runs}
@@ -224,6 +238,8 @@ def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool
     }
     if robustness is not None:
         report["robustness"] = {**robustness, "figures": robustness_figures(robustness, sections, out)}
+    if uncertain is not None:
+        report["uncertain_verdict"] = uncertain
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
     from reports.html import write_html

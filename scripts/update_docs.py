@@ -192,44 +192,28 @@ def measurement(name: str) -> Callable[[], list[str]]:
 
 
 def uncertainty_block() -> list[str]:
-    """The verdict's trade-off: from models/uncertainty.json (validation) and the cached test probabilities."""
-    import numpy as np
-
-    from models import cifar10
-    from models.predictor import temper
-    from models.uncertainty import Rule, colourless
-
+    """The verdict's trade-off: from models/uncertainty.json (validation) and reports/metrics.json (test)."""
     fitted = json.loads((REPO / "models" / "uncertainty.json").read_text())
-    rule = Rule(fitted["threshold"], fitted["weights_sha256"], fitted.get("grey_accuracy", {}))
-    probs, labels = {}, None
-    for name in fitted["weights_sha256"]:
-        calibration = json.loads((REPO / "models" / name / "calibration.json").read_text())
-        with np.load(REPO / "models" / name / "test_probabilities.npz") as stored:
-            probs[name] = temper(stored["probabilities"].astype(np.float64), calibration["temperature"])
-            labels = stored["labels"]
-    test_images = cifar10.load_split("test").images  # the views the models saw: the colour check needs them
-    flagged = rule.flags(probs, test_images)
+    test = json.loads((REPO / "reports" / "metrics.json").read_text()).get("uncertain_verdict")
+    names = list(fitted["weights_sha256"])
     val = fitted["validation"]
-    rows = ["| split | images | flagged | " + " | ".join(f"{n} accuracy: all / unflagged" for n in probs) + " |",
-            "|---|---|---|" + "---|" * len(probs),
-            f"| validation (fitting) | {val['images']:,} | {100 * val['flagged']:.1f}% | " + " | ".join(
-                f"{100 * val[f'{n}_accuracy']:.2f}% / {100 * val[f'{n}_accuracy_unflagged']:.2f}%" for n in probs)
-            + " |"]
-    cells = []
-    for p in probs.values():
-        correct = p.argmax(axis=1) == labels
-        cells.append(f"{100 * correct.mean():.2f}% / {100 * correct[~flagged].mean():.2f}%")
-    rows.append(f"| test | {len(labels):,} | {100 * flagged.mean():.1f}% | " + " | ".join(cells) + " |")
+    rows = ["| split | images | flagged | " + " | ".join(f"{n} accuracy: all / unflagged" for n in names) + " |",
+            "|---|---|---|" + "---|" * len(names)]
+    for split, figures in (("validation (fitting)", val), ("test", test)):
+        if figures:
+            rows.append(f"| {split} | {figures['images']:,} | {100 * figures['flagged']:.1f}% | " + " | ".join(
+                f"{100 * figures[f'{n}_accuracy']:.2f}% / {100 * figures[f'{n}_accuracy_unflagged']:.2f}%"
+                for n in names) + " |")
     lines = [f"Threshold {fitted['threshold']:.3f}: the largest that flags at most "
-             f"{100 * fitted['max_flagged']:.0f}% of the validation images (`models/uncertainty.json`)."]
-    if rule.grey_accuracy:
-        lines[0] += (f" Black-and-white images are flagged too: {100 * val['colourless']:.1f}% of validation and "
-                     f"{100 * colourless(test_images).mean():.1f}% of test images have no colour, and on the "
-                     "validation images turned grey the models are right " + ", ".join(
-                         f"{100 * a:.1f}% of the time ({n}; {100 * val[f'{n}_accuracy']:.1f}% in colour)"
-                         for n, a in rule.grey_accuracy.items()) + ".")
+             f"{100 * fitted['max_flagged']:.0f}% of the validation images (`models/uncertainty.json`; the test "
+             "row comes from `make report`)."]
+    if fitted.get("grey_accuracy"):
+        test_share = f" and {100 * test['colourless']:.1f}% of test" if test and "colourless" in test else ""
+        lines[0] += (f" Black-and-white images are flagged too: {100 * val['colourless']:.1f}% of validation"
+                     f"{test_share} images have no colour, and on the validation images turned grey the models are "
+                     "right " + ", ".join(f"{100 * a:.1f}% of the time ({n}; {100 * val[f'{n}_accuracy']:.1f}% in "
+                                          "colour)" for n, a in fitted["grey_accuracy"].items()) + ".")
     return [*lines, "", *rows]
-
 
 def robustness_block() -> list[str]:
     """The corruption suite's figures: from reports/metrics.json (make report)."""
