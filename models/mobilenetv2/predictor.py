@@ -38,7 +38,8 @@ class MobileNetV2Predictor(Predictor):
     description = (
         "Keras MobileNetV2 (alpha 1.0) with ImageNet weights. Images are upscaled to 160 px inside the graph; "
         "the first five inverted-residual blocks stay frozen (their outputs for every training image and its "
-        "mirror image are computed once and cached), a linear head is trained on the frozen features, then "
+        "mirror image, and for two copies with photo damage (noise, fading), are computed once and cached), "
+        "a linear head is trained on the frozen features, then "
         "blocks 6-16 and the head are fine-tuned with AdamW (warm-up + cosine decay, label smoothing), "
         "BatchNorm kept in inference mode; the epoch with the best validation accuracy is kept. "
         "Served with LiteRT (the Keras model exported as a float32 .tflite file)."
