@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="trained model folders (custom CNN: weights.pt; MobileNetV2: model.tflite)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--save", type=Path, default=None, help="also write the lines to this file")
+    parser.add_argument("--append", action="store_true",
+                        help="add the lines to the end of the --save file (runs measured on another machine or day)")
     args = parser.parse_args(argv)
     from models.machine import describe_machine
 
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         say(f"{folder} {damage or '(no damage augmentation)'}, trained in {config['wall_seconds'] / 60:.1f} min: "
             + ", ".join(f"{k} {100 * v:.2f}%" for k, v in scores.items()))
     if args.save:
-        args.save.write_text("\n".join(lines) + "\n")
+        earlier = args.save.read_text() if args.append and args.save.is_file() else ""
+        args.save.write_text(earlier + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

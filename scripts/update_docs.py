@@ -143,7 +143,7 @@ def runs_table() -> list[str]:
     committed = (folder / "config.json").read_text() if (folder / "config.json").is_file() else None
     rows = [
         "Every recorded run (`models/custom_cnn/runs/*/config.json`; selection by validation; wall times on "
-        f"{machines(folder.glob('runs/*/config.json'))}):",
+        f"{machines(folder.glob('runs/*/config.json'))}, each on the machine its row names):",
         "",
         "| run | settings | epochs (downscaled or cropped) | wall time | val acc | val acc with TTA | committed |",
         "|---|---|---|---|---|---|---|",
@@ -154,11 +154,19 @@ def runs_table() -> list[str]:
         recipe = config["recipe"]
         rows.append(
             f"| {path.parent.name} | {cnn_settings(recipe)} | {epoch_schedule(recipe)} "
-            f"| {config['wall_seconds']:.0f} s ({config['wall_seconds'] / 60:.1f} min) "
+            f"| {config['wall_seconds']:.0f} s ({config['wall_seconds'] / 60:.1f} min, {cpu_name(config)}) "
             f"| {100 * config['final_val_acc']:.2f}% | {100 * config['final_val_acc_tta']:.2f}% "
             f"| {'yes' if path.read_text() == committed else ''} |"
         )
     return rows
+
+
+def cpu_name(config: dict) -> str:
+    """'AMD EPYC' or 'Intel Xeon': the processor part of a config's machine line, without trademark signs."""
+    machine = config.get("machine")
+    if not machine:
+        return "unrecorded machine"
+    return machine.split(",")[0].replace("(R)", "").replace(" Processor", "").strip()
 
 
 def machines(paths) -> str:

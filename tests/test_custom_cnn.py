@@ -20,7 +20,8 @@ from models.custom_cnn.net import CifarNet, preprocess, tta_logits
 from models.custom_cnn.train import PRESETS, AugmentedLoader, Recipe, parse_args, recipe_from_args, train
 from tests.helpers import REPO
 
-TINY = dict(widths=(8, 16, 16), batch_size=50, low_res_epochs=1, whiten_init_images=200, val_batch_size=1000, threads=1)
+TINY = dict(widths=(8, 16, 16), batch_size=50, low_res_epochs=1, lowest_res_epochs=0, whiten_init_images=200,
+            val_batch_size=1000, threads=1)
 
 
 def test_forward_shapes_and_tta_views():
@@ -154,8 +155,8 @@ def test_epochs_alone_scales_the_preset_schedule():
     """`--epochs N` with nothing else is a valid run: the 24-px and 16-px stages keep their share of it."""
     one = recipe_from_args(parse_args(["--epochs", "1"]))
     assert (one.epochs, one.low_res_epochs, one.lowest_res_epochs) == (1, 0, 0)
-    eight = recipe_from_args(parse_args(["--epochs", "8"]))
-    assert (eight.low_res_epochs, eight.lowest_res_epochs) == (4, 0)  # the default: half the epochs at 24 px
+    ten = recipe_from_args(parse_args(["--epochs", "10"]))
+    assert (ten.low_res_epochs, ten.lowest_res_epochs) == (5, 2)  # the default: 10/20 below 32 px, 4/20 at 16 px
     fast = recipe_from_args(parse_args(["--preset", "fast", "--epochs", "20"]))
     assert (fast.low_res_epochs, fast.lowest_res_epochs) == (14, 8)  # 7/10 and 4/10 of the epochs
     pinned = recipe_from_args(parse_args(["--epochs", "4", "--set", "low_res_epochs=3"]))
@@ -224,9 +225,13 @@ def test_resume_refuses_a_different_recipe(synthetic_cifar, tmp_path):
 # Options measured and removed (runs q10/q13, z10, c10/c10b/k10 in runs/): the value each had when off.
 REMOVED_OPTIONS = {"prune_ratio": 0.0, "unpruned_final_epochs": 1, "frozen_first_group_epochs": 0,
                    "low_res_mode": "downscale"}
+# Options newer than some recorded runs: a record without them trained with them off.
+NEWER_OPTIONS = {"lowest_res_epochs": 0, "noise_prob": 0.0, "noise_max": 0.1, "fade_prob": 0.0, "fade_min": 0.15}
 
 
 @pytest.mark.parametrize(("preset", "config"), [("default", "models/custom_cnn/config.json"),
+                                                ("default", "models/custom_cnn/runs/m20/config.json"),
+                                                ("clean", "models/custom_cnn/runs/s16/config.json"),
                                                 ("fast", "models/custom_cnn/runs/r10/config.json"),
                                                 ("damage", "models/custom_cnn/runs/d16/config.json"),
                                                 ("damage-light", "models/custom_cnn/runs/l20/config.json")])
@@ -235,6 +240,7 @@ def test_presets_train_the_recorded_recipes(preset, config):
     recorded = json.loads((REPO / config).read_text())["recipe"]
     for name, off in REMOVED_OPTIONS.items():  # the run did not use an option that no longer exists
         assert recorded.pop(name, off) == off, name
+    recorded = NEWER_OPTIONS | recorded
     recorded["widths"] = tuple(recorded["widths"])
     wanted = dataclasses.asdict(recipe_from_args(parse_args(["--preset", preset])))
     ignored = {"threads", "max_train_images"}  # machine-dependent / newer than the runs (None = all images)
@@ -247,7 +253,7 @@ def test_presets_train_the_recorded_recipes(preset, config):
 def test_training_writes_to_build_by_default_never_over_the_committed_model():
     args = parse_args([])
     assert args.out == REPO / "build" / "custom_cnn" and args.work_dir.is_relative_to(REPO / "build")
-    assert set(PRESETS) == {"default", "fast", "damage", "damage-light"}
+    assert set(PRESETS) == {"default", "clean", "fast", "damage", "damage-light"}
 
 
 @pytest.mark.slow
