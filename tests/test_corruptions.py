@@ -98,3 +98,29 @@ def test_photo_damage_for_training_is_seeded_and_hits_the_asked_shares(images):
     spread = faded.astype(np.float64).std(axis=(1, 2)) / np.maximum(many.astype(np.float64).std(axis=(1, 2)), 1e-9)
     assert np.all(spread <= 1.01) and spread.mean() < 0.8  # washed out, never sharper
     assert abs(faded.astype(np.float64).mean() - many.mean()) < 1.0  # around each image's own mean
+
+
+def test_holdout_command_scores_each_folder_and_appends_runs_from_another_day(synthetic_cifar, tmp_path, monkeypatch):
+    """`--save` writes the machine line and one line per model folder; `--append` keeps what the file held."""
+    import json
+
+    from models import holdout_corruptions
+
+    class AlwaysAirplane:
+        def predict_proba(self, images: np.ndarray) -> np.ndarray:
+            return np.tile(np.eye(10)[0], (len(images), 1))
+
+    monkeypatch.setattr(holdout_corruptions, "predictor_for", lambda folder: AlwaysAirplane())
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"recipe": {"noise_prob": 0.12}, "wall_seconds": 600}))
+    saved = tmp_path / "holdout.txt"
+    command = [str(folder), "--data-dir", str(synthetic_cifar), "--save", str(saved)]
+    holdout_corruptions.main(command)
+    holdout_corruptions.main([*command, "--append"])
+    lines = saved.read_text().splitlines()
+    assert [line.startswith("machine:") for line in lines] == [True, False, True, False]
+    assert lines[1] == lines[3] and lines[1].startswith(f"{folder} {{'noise_prob': 0.12}}, trained in 10.0 min:")
+    assert "clean 10.00%" in lines[1] and "holdout_mean 10.00%" in lines[1]  # one class of ten, balanced
+    holdout_corruptions.main(command)
+    assert len(saved.read_text().splitlines()) == 2
