@@ -155,8 +155,10 @@ def test_epochs_alone_scales_the_preset_schedule():
     """`--epochs N` with nothing else is a valid run: the 24-px and 16-px stages keep their share of it."""
     one = recipe_from_args(parse_args(["--epochs", "1"]))
     assert (one.epochs, one.low_res_epochs, one.lowest_res_epochs) == (1, 0, 0)
-    ten = recipe_from_args(parse_args(["--epochs", "10"]))
-    assert (ten.low_res_epochs, ten.lowest_res_epochs) == (5, 2)  # the default: 10/20 below 32 px, 4/20 at 16 px
+    eight = recipe_from_args(parse_args(["--epochs", "8"]))
+    assert (eight.low_res_epochs, eight.lowest_res_epochs) == (4, 0)  # the default: half the epochs at 24 px
+    robust = recipe_from_args(parse_args(["--preset", "robust", "--epochs", "10"]))
+    assert (robust.low_res_epochs, robust.lowest_res_epochs) == (5, 2)  # 10/20 below 32 px, 4/20 at 16 px
     fast = recipe_from_args(parse_args(["--preset", "fast", "--epochs", "20"]))
     assert (fast.low_res_epochs, fast.lowest_res_epochs) == (14, 8)  # 7/10 and 4/10 of the epochs
     pinned = recipe_from_args(parse_args(["--epochs", "4", "--set", "low_res_epochs=3"]))
@@ -230,11 +232,12 @@ NEWER_OPTIONS = {"lowest_res_epochs": 0, "noise_prob": 0.0, "noise_max": 0.1, "f
 
 
 @pytest.mark.parametrize(("preset", "config"), [("default", "models/custom_cnn/config.json"),
-                                                ("default", "models/custom_cnn/runs/m20/config.json"),
-                                                ("clean", "models/custom_cnn/runs/s16/config.json"),
+                                                ("default", "models/custom_cnn/runs/s16/config.json"),
                                                 ("fast", "models/custom_cnn/runs/r10/config.json"),
                                                 ("damage", "models/custom_cnn/runs/d16/config.json"),
-                                                ("damage-light", "models/custom_cnn/runs/l20/config.json")])
+                                                ("damage-light", "models/custom_cnn/runs/l20/config.json"),
+                                                ("robust", "models/custom_cnn/runs/m20/config.json"),
+                                                ("robust", "models/custom_cnn/runs/m20-xeon/config.json")])
 def test_presets_train_the_recorded_recipes(preset, config):
     """The numbers docs/custom-cnn.md gives for each preset come from these recorded runs."""
     recorded = json.loads((REPO / config).read_text())["recipe"]
@@ -253,7 +256,7 @@ def test_presets_train_the_recorded_recipes(preset, config):
 def test_training_writes_to_build_by_default_never_over_the_committed_model():
     args = parse_args([])
     assert args.out == REPO / "build" / "custom_cnn" and args.work_dir.is_relative_to(REPO / "build")
-    assert set(PRESETS) == {"default", "clean", "fast", "damage", "damage-light"}
+    assert set(PRESETS) == {"default", "fast", "damage", "damage-light", "robust"}
 
 
 @pytest.mark.slow
