@@ -84,10 +84,9 @@ class Recipe:
 PRESETS: dict[str, dict] = {
     "default": {},  # the committed model: run s16, 24.6 min on an AMD EPYC (2 cores)
     # The best recipe measured to train in about 10 minutes on that machine: run r10 (94.02% val with TTA).
-    "fast": dict(epochs=10, batch_size=1024, low_res_epochs=7, lowest_res_epochs=4, noise_prob=0.0, fade_prob=0.0),
+    "fast": dict(epochs=10, batch_size=1024, low_res_epochs=7, lowest_res_epochs=4),
     # Issue 20, first study: s16 plus noise on half the images and fading on 30% (run d16; docs/custom-cnn.md).
-    "damage": dict(epochs=16, low_res_epochs=8, lowest_res_epochs=0, noise_prob=0.5, noise_max=0.1, fade_prob=0.3,
-                   fade_min=0.15),
+    "damage": dict(noise_prob=0.5, noise_max=0.1, fade_prob=0.3, fade_min=0.15),
     # The second: half that damage over the 20-epoch schedule (run l20).
     "damage-light": dict(epochs=20, low_res_epochs=10, lowest_res_epochs=4, noise_prob=0.25, noise_max=0.1,
                          fade_prob=0.15, fade_min=0.15),
