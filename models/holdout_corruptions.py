@@ -78,7 +78,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--append", action="store_true",
                         help="add the lines to the end of the --save file (runs measured on another machine or day)")
     args = parser.parse_args(argv)
+    if args.append and not args.save:
+        parser.error("--append needs --save FILE")
     from models.machine import describe_machine
+    from models.predictor import ModelLoadError
+
+    try:  # every folder loads before the first one is scored: a typo fails at once, not minutes later
+        predictors = {folder: predictor_for(folder) for folder in args.model_dirs}
+        val = cifar10.load_split("val", args.data_dir)
+    except (ModelLoadError, cifar10.Cifar10Error) as exc:
+        raise SystemExit(f"error: {exc}") from None
 
     lines: list[str] = []
 
@@ -87,10 +96,8 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(line)
 
     say(f"machine: {describe_machine()}; {PER_CLASS * 10:,} validation images per cell")
-    val = cifar10.load_split("val", args.data_dir)
     rows = np.sort(np.concatenate([np.flatnonzero(val.labels == c)[:PER_CLASS] for c in range(10)]))
-    for folder in args.model_dirs:
-        predictor = predictor_for(folder)
+    for folder, predictor in predictors.items():
         scores = holdout_accuracy(predictor.predict_proba, val.images[rows], val.labels[rows])
         config = json.loads((folder / "config.json").read_text())
         damage = {k: config["recipe"][k] for k in ("noise_prob", "fade_prob", "damaged_views")

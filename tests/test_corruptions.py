@@ -124,3 +124,17 @@ def test_holdout_command_scores_each_folder_and_appends_runs_from_another_day(sy
     assert "clean 10.00%" in lines[1] and "holdout_mean 10.00%" in lines[1]  # one class of ten, balanced
     holdout_corruptions.main(command)
     assert len(saved.read_text().splitlines()) == 2
+
+
+def test_holdout_command_rejects_bad_input_with_one_line_errors(synthetic_cifar, tmp_path, capsys):
+    from models import holdout_corruptions
+    from tests.helpers import REPO
+
+    model = str(REPO / "models" / "custom_cnn")
+    with pytest.raises(SystemExit, match=r"^error: .*nowhere.*missing"):
+        holdout_corruptions.main([str(tmp_path / "nowhere"), "--data-dir", str(synthetic_cifar)])
+    with pytest.raises(SystemExit, match=r"^error: .*contains neither"):
+        holdout_corruptions.main([model, "--data-dir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        holdout_corruptions.main([model, "--append"])
+    assert "--append needs --save" in capsys.readouterr().err
