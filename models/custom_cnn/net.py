@@ -130,7 +130,7 @@ def tta_logits(model: nn.Module, x: torch.Tensor, level: int = 2) -> torch.Tenso
     far faster than a pass per view when n is small, as it is for a web request)."""
     views, weights = tta_views(x, level)
     logits = model(views).float().view(len(weights), len(x), -1)
-    return (logits * weights.view(-1, 1, 1)).sum(0)
+    return (logits * weights.to(logits.device).view(-1, 1, 1)).sum(0)
 
 
 def bf16_supported() -> bool:

@@ -1,6 +1,7 @@
 """Train the from-scratch CIFAR-10 CNN on the 45k training split, selecting on the 5k validation split.
 
     python -m models.custom_cnn.train [--preset fast] [--epochs N] [--out DIR] [--resume] [--set FIELD=VALUE ...]
+        [--device cuda]
 
 Read top to bottom: hyperparameters (one dataclass, plus named presets), data augmentation,
 optimiser set-up, the epoch loop (checkpoint after every epoch), and the artefacts written at the
@@ -66,6 +67,7 @@ class Recipe:
     noise_max: float = 0.1
     fade_prob: float = 0.0
     fade_min: float = 0.15
+    clean_last_epochs: int = 0  # the last N epochs see no damage (fine-tuning on clean images)
     # Progressive resizing: the first `low_res_epochs` epochs see images downscaled to `low_res_size`
     # (about half the FLOPs per image); the network is fully convolutional, so nothing else changes.
     low_res_epochs: int = 8
@@ -114,12 +116,14 @@ class AugmentedLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, translate: int, seed: int,
                  low_res_epochs: int = 0, low_res_size: int = 24, brightness: float = 0.0, contrast: float = 0.0,
                  lowest_res_epochs: int = 0, lowest_res_size: int = 16, noise_prob: float = 0.0,
-                 noise_max: float = 0.1, fade_prob: float = 0.0, fade_min: float = 0.15):
+                 noise_max: float = 0.1, fade_prob: float = 0.0, fade_min: float = 0.15,
+                 damage_epochs: int | None = None):
         self.labels, self.batch_size, self.translate, self.seed = labels, batch_size, translate, seed
         self.low_res_epochs, self.low_res_size = low_res_epochs, low_res_size
         self.lowest_res_epochs, self.lowest_res_size = lowest_res_epochs, lowest_res_size
         self.brightness, self.contrast = brightness, contrast
         self.noise_prob, self.noise_max, self.fade_prob, self.fade_min = noise_prob, noise_max, fade_prob, fade_min
+        self.damage_epochs = damage_epochs  # damage only in epochs < damage_epochs (None: all)
         pad = (translate,) * 4
         self.padded = F.pad(images, pad, mode="reflect") if translate else images
         self.size = images.shape[-1]
@@ -145,6 +149,7 @@ class AugmentedLoader:
         jitter *= torch.tensor([self.brightness, self.contrast])
         size = self.image_size(epoch)
         damage = self.noise_prob or self.fade_prob  # drawn only when on: other recipes keep their random stream
+        damage = damage and (self.damage_epochs is None or epoch < self.damage_epochs)
         if damage:
             draws = torch.rand(len(self.labels), 4, generator=gen)
             sigma = torch.where(draws[:, 0] < self.noise_prob, draws[:, 1] * self.noise_max, torch.zeros(()))
@@ -215,12 +220,13 @@ def set_learning_rates(optimizers: list[torch.optim.Optimizer], progress: float,
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate(model: CifarNet, images: torch.Tensor, labels: torch.Tensor, batch: int, tta: int, bf16: bool):
-    """(mean cross-entropy, accuracy) over preprocessed images, in eval mode."""
+    """(mean cross-entropy, accuracy) over preprocessed images, in eval mode, on the model's device."""
     model.eval()
+    device = model.head.weight.device
     logits = []
     for chunk in images.split(batch):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits.append(tta_logits(model, chunk, tta).float())
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits.append(tta_logits(model, chunk.to(device), tta).float().cpu())
     logits = torch.cat(logits)
     loss = F.cross_entropy(logits, labels).item()
     accuracy = (logits.argmax(1) == labels).float().mean().item()
@@ -228,13 +234,30 @@ def evaluate(model: CifarNet, images: torch.Tensor, labels: torch.Tensor, batch:
 
 
 # ----------------------------------------------------------------------------- training
+CPU = torch.device("cpu")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device a run trains on: "cpu", "cuda" (a clear error when there is none) or "auto" (cuda if present).
+
+    The augmentation and its random draws stay on the CPU, so a recipe sees the same batches on either device;
+    the arithmetic (bf16 sums) differs, so a GPU run is another draw of the recipe, like another seed."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda, but this PyTorch sees no CUDA GPU (use --device cpu)")
+    if name not in ("cpu", "cuda"):
+        raise SystemExit(f"error: --device must be cpu, cuda or auto, not {name!r}")
+    return torch.device(name)
+
+
 def train(recipe: Recipe, data_dir: str | None, out_dir: Path, work_dir: Path, resume: bool,
-          progress: bool = True) -> dict:
+          progress: bool = True, device: torch.device = CPU) -> dict:
     """Run the whole recipe; returns the config dict that is also written to ``out_dir``."""
     wall_start = time.perf_counter()
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
-    bf16 = bf16_supported()
+    bf16 = bf16_supported() if device.type == "cpu" else torch.cuda.is_bf16_supported()
 
     train_split = cifar10.load_split("train", data_dir)
     val_split = cifar10.load_split("val", data_dir)
@@ -251,18 +274,18 @@ def train(recipe: Recipe, data_dir: str | None, out_dir: Path, work_dir: Path, r
     loader = AugmentedLoader(train_images, train_labels, recipe.batch_size, recipe.translate, recipe.seed,
                              recipe.low_res_epochs, recipe.low_res_size, recipe.brightness, recipe.contrast,
                              recipe.lowest_res_epochs, recipe.lowest_res_size, recipe.noise_prob, recipe.noise_max,
-                             recipe.fade_prob, recipe.fade_min)
+                             recipe.fade_prob, recipe.fade_min, recipe.epochs - recipe.clean_last_epochs)
     whiten_steps = max(1, math.ceil(recipe.whiten_bias_epochs * len(loader)))
 
-    model = CifarNet(recipe.widths, activation=recipe.activation).to(memory_format=torch.channels_last)
-    model.init_whitening(train_images[: recipe.whiten_init_images])
+    model = CifarNet(recipe.widths, activation=recipe.activation).to(device, memory_format=torch.channels_last)
+    model.init_whitening(train_images[: recipe.whiten_init_images].to(device))
     optimizers = make_optimizers(model, recipe)
     history: list[dict] = []
     start_epoch = 0
     checkpoint = work_dir / "last.pt"
 
     if resume and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
         if state["recipe"] != dataclasses.asdict(recipe):
             raise SystemExit(f"{checkpoint} was written with a different recipe; drop --resume or delete it.")
         model.load_state_dict(state["model"])
@@ -280,9 +303,10 @@ def train(recipe: Recipe, data_dir: str | None, out_dir: Path, work_dir: Path, r
         bar = tqdm(loader.epoch(epoch), total=batches, desc=f"epoch {epoch + 1}/{recipe.epochs}",
                    disable=not progress, leave=False)
         for batch_index, (inputs, labels) in enumerate(bar):
+            inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             lr_factor = set_learning_rates(optimizers, (epoch + batch_index / batches) / recipe.epochs, step,
                                            whiten_steps)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 outputs = model(inputs, whiten_bias_grad=step < whiten_steps)
                 example_losses = F.cross_entropy(outputs.float(), labels, label_smoothing=recipe.label_smoothing,
                                                  reduction="none")
@@ -324,6 +348,7 @@ def train(recipe: Recipe, data_dir: str | None, out_dir: Path, work_dir: Path, r
         tta_level=recipe.tta_level,
         recipe=dataclasses.asdict(recipe),
         bf16_autocast=bf16,
+        device=device.type,
         torch_version=torch.__version__,
         train_images=len(train_labels),
         val_images=len(val_labels),
@@ -334,17 +359,19 @@ def train(recipe: Recipe, data_dir: str | None, out_dir: Path, work_dir: Path, r
         wall_seconds=time.perf_counter() - wall_start,
         resumed=start_epoch > 0,
         threads=recipe.threads,
-        machine=describe_machine(),
+        machine=describe_machine() + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out_dir / "weights.pt")
+    torch.save({name: value.cpu() for name, value in model.state_dict().items()}, out_dir / "weights.pt")
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     return config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return commands.parser_for("custom_cnn", __doc__, PRESETS).parse_args(argv)
+    parser = commands.parser_for("custom_cnn", __doc__, PRESETS)
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, or auto (cuda when PyTorch sees one)")
+    return parser.parse_args(argv)
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
@@ -372,9 +399,11 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     recipe = recipe_from_args(args)
+    device = resolve_device(args.device)
     commands.announce_output("custom_cnn", args.out)
     try:
-        config = train(recipe, args.data_dir, args.out, args.work_dir, args.resume, progress=not args.no_progress)
+        config = train(recipe, args.data_dir, args.out, args.work_dir, args.resume, progress=not args.no_progress,
+                       device=device)
     except cifar10.Cifar10Error as exc:
         raise SystemExit(f"error: {exc}") from None
     print(f"wrote {args.out}/weights.pt, config.json, history.json in {config['wall_seconds']:.0f}s")
