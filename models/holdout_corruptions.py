@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> None:
         config = json.loads((folder / "config.json").read_text())
         damage = {k: config["recipe"][k] for k in ("noise_prob", "fade_prob", "damaged_views")
                   if config["recipe"].get(k)}
-        say(f"{folder} {damage or '(no damage augmentation)'}, trained in {config['wall_seconds'] / 60:.1f} min: "
+        minutes = f"{config['wall_seconds'] / 60:.1f} min"
+        if config.get("device") == "cuda":  # a GPU run: its time is not a CPU figure
+            minutes += f" on {config['machine'].rsplit(',', 1)[-1].strip()}"
+        say(f"{folder} {damage or '(no damage augmentation)'}, trained in {minutes}: "
             + ", ".join(f"{k} {100 * v:.2f}%" for k, v in scores.items()))
     if args.save:
         earlier = args.save.read_text() if args.append and args.save.is_file() else ""

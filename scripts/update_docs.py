@@ -162,11 +162,49 @@ def runs_table() -> list[str]:
 
 
 def cpu_name(config: dict) -> str:
-    """'AMD EPYC' or 'Intel Xeon': the processor part of a config's machine line, without trademark signs."""
+    """'AMD EPYC' or 'Intel Xeon' (the processor part of a config's machine line, without trademark signs), or
+    the GPU's name for a run trained with --device cuda."""
     machine = config.get("machine")
     if not machine:
         return "unrecorded machine"
+    if config.get("device") == "cuda":
+        return machine.rsplit(",", 1)[-1].strip()
     return machine.split(",")[0].replace("(R)", "").replace(" Processor", "").strip()
+
+
+def spread(values: list[float]) -> str:
+    """'94.56% (94.40–94.66)': the mean of shares, then the lowest and highest."""
+    return f"{100 * sum(values) / len(values):.2f}% ({100 * min(values):.2f}–{100 * max(values):.2f})"
+
+
+def recipe_search() -> list[str]:
+    """Each recipe search (runs/search-*/, written by scripts/cnn_recipe_search.py), averaged per variant."""
+    lines: list[str] = []
+    for folder in sorted((REPO / "models" / "custom_cnn" / "runs").glob("search-*")):
+        search = json.loads((folder / "search.json").read_text())
+        runs: dict[str, list[tuple[dict, dict]]] = {}  # variant -> (config, held-out scores) per seed
+        for run in sorted(path.parent for path in folder.glob("*/config.json")):
+            runs.setdefault(run.name.rsplit("-s", 1)[0], []).append(
+                (json.loads((run / "config.json").read_text()), json.loads((run / "holdout.json").read_text())))
+        count = sum(map(len, runs.values()))
+        lines += [f"`{folder.relative_to(REPO)}/` ({count} runs on {machines(folder.glob('*/config.json'))}; "
+                  "mean over seeds, lowest–highest in brackets; held-out = speckle noise, Gaussian blur and "
+                  "saturate on 2,000 validation images" + (f"; {search['note']}" if search.get("note") else "")
+                  + "):", "",
+                  "| variant | trainer arguments | seeds | val acc with TTA | held-out mean | speckle noise "
+                  "| wall time per run |", "|---|---|---|---|---|---|---|"]
+
+        for variant, arguments in search["variants"].items():
+            mine = runs.get(variant)
+            if not mine:
+                continue
+            lines.append(
+                f"| {variant} | `{arguments or '(defaults then)'}` | {len(mine)} "
+                f"| {spread([c['final_val_acc_tta'] for c, _ in mine])} "
+                f"| {spread([h['holdout_mean'] for _, h in mine])} | {spread([h['speckle_noise'] for _, h in mine])} "
+                f"| {sum(c['wall_seconds'] for c, _ in mine) / len(mine):.0f} s |")
+        lines.append("")
+    return lines[:-1] if lines else ["(no recipe search recorded yet)"]
 
 
 def machines(paths) -> str:
@@ -283,6 +321,7 @@ def robustness_block() -> list[str]:
 BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "results": (REPO / "README.md", results_block),
     "cnn-runs": (REPO / "docs" / "custom-cnn.md", runs_table),
+    "cnn-search": (REPO / "docs" / "custom-cnn.md", recipe_search),
     "mobilenetv2-phases": (REPO / "docs" / "mobilenetv2.md", mobilenet_phases),
     "mobilenetv2-runs": (REPO / "docs" / "mobilenetv2.md", mobilenet_exploration),
     "settings": (REPO / "docs" / "settings.md", settings_table),
