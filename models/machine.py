@@ -37,3 +37,14 @@ def describe_machine() -> str:
         ram_text = "RAM unknown"
     parts = [cpu_model(), f"{os.cpu_count()} cores", *features, ram_text, f"{platform.system()} {platform.machine()}"]
     return ", ".join(parts)
+
+
+def trained_on(config: dict) -> str | None:
+    """Where a recorded run trained, in a few words: 'AMD EPYC' or 'Intel Xeon' (the processor of its machine
+    line, without trademark signs), or the GPU's name for a run trained with --device cuda; None if unrecorded."""
+    machine = config.get("machine")
+    if not machine:
+        return None
+    if config.get("device") == "cuda":
+        return machine.rsplit(",", 1)[-1].strip()
+    return machine.split(",")[0].replace("(R)", "").replace(" Processor", "").strip()

@@ -22,6 +22,7 @@ from PIL import Image
 from models.batching import CoalescingRunner
 from models.cifar10 import CLASS_NAMES
 from models.images import to_model_input
+from models.machine import trained_on
 
 
 def sha256_of(path: Path) -> str:
@@ -162,6 +163,7 @@ class Predictor(ABC):
                 "epochs": recipe.get("epochs"),
                 "train_images": self.config.get("train_images"),
                 "seconds": self.config.get("wall_seconds"),
+                "machine": trained_on(self.config),
                 "val_accuracy": self.validation_accuracy(),
             },
             "test_accuracy": self.test_accuracy(),

@@ -34,6 +34,7 @@ def results_block() -> list[str]:
     trained_on, latency_on = [], set()
     for name, section in report["models"].items():
         info, latency = section["info"], section["latency"] or {}
+        config = json.loads((REPO / "models" / name / "config.json").read_text())
         low, high = section["accuracy_ci95"]
         rows.append(
             f"| {info['display_name']} | **{100 * section['accuracy']:.2f}%** ({100 * low:.2f}–{100 * high:.2f}) "
@@ -41,10 +42,9 @@ def results_block() -> list[str]:
             f"| {latency.get('batch_1_ms_per_image', float('nan')):.1f} "
             f"| {latency.get('batch_64_ms_per_image', float('nan')):.2f} "
             f"| {info['parameters']:,} | {info['weights_bytes'] / 1e6:.1f} MB "
-            f"| {minutes(section['training_seconds'])} |"
+            f"| {minutes(section['training_seconds'])} ({cpu_name(config)}) |"
         )
         latency_on.add(latency.get("machine", report["machine"]))
-        config = json.loads((REPO / "models" / name / "config.json").read_text())
         trained_on.append(f"{name} on {config.get('machine', 'an unrecorded machine')}")
     lines = [*rows, ""]
     from reports.wording import verdict
@@ -162,14 +162,10 @@ def runs_table() -> list[str]:
 
 
 def cpu_name(config: dict) -> str:
-    """'AMD EPYC' or 'Intel Xeon' (the processor part of a config's machine line, without trademark signs), or
-    the GPU's name for a run trained with --device cuda."""
-    machine = config.get("machine")
-    if not machine:
-        return "unrecorded machine"
-    if config.get("device") == "cuda":
-        return machine.rsplit(",", 1)[-1].strip()
-    return machine.split(",")[0].replace("(R)", "").replace(" Processor", "").strip()
+    """Where a run trained ('AMD EPYC', 'Intel Xeon', 'NVIDIA H200'), for the tables."""
+    from models.machine import trained_on
+
+    return trained_on(config) or "unrecorded machine"
 
 
 def spread(values: list[float]) -> str:

@@ -154,10 +154,10 @@ def test_epochs_alone_scales_the_preset_schedule():
     """`--epochs N` with nothing else is a valid run: the 24-px and 16-px stages keep their share of it."""
     one = recipe_from_args(parse_args(["--epochs", "1"]))
     assert (one.epochs, one.low_res_epochs, one.lowest_res_epochs) == (1, 0, 0)
-    eight = recipe_from_args(parse_args(["--epochs", "8"]))
-    assert (eight.low_res_epochs, eight.lowest_res_epochs) == (4, 0)  # the default: half the epochs at 24 px
-    robust = recipe_from_args(parse_args(["--preset", "robust", "--epochs", "10"]))
-    assert (robust.low_res_epochs, robust.lowest_res_epochs) == (5, 2)  # 10/20 below 32 px, 4/20 at 16 px
+    ten = recipe_from_args(parse_args(["--epochs", "10"]))
+    assert (ten.low_res_epochs, ten.lowest_res_epochs) == (5, 2)  # the default: 10/20 below 32 px, 4/20 at 16 px
+    eight = recipe_from_args(parse_args(["--preset", "s16", "--epochs", "8"]))
+    assert (eight.low_res_epochs, eight.lowest_res_epochs) == (4, 0)  # s16: half the epochs at 24 px, none at 16
     fast = recipe_from_args(parse_args(["--preset", "fast", "--epochs", "20"]))
     assert (fast.low_res_epochs, fast.lowest_res_epochs) == (14, 8)  # 7/10 and 4/10 of the epochs
     pinned = recipe_from_args(parse_args(["--epochs", "4", "--set", "low_res_epochs=3"]))

@@ -168,4 +168,4 @@ def test_the_committed_rule_flags_out_of_scope_images_and_few_test_images():
         correct = p.argmax(axis=1) == labels
         assert correct[~flagged].mean() > correct.mean() + 0.03
     oos = classify(list(out_of_scope().values()) + list(out_of_scope_photos().values()), list(predictors)).images
-    assert sum(bool(a.uncertain) for a in oos) / len(oos) >= 0.90  # measured: 54 of 58 (93%)
+    assert sum(bool(a.uncertain) for a in oos) / len(oos) >= 0.90  # measured: 55 of 58 (95%)

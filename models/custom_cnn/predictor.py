@@ -25,8 +25,8 @@ class CustomCnnPredictor(Predictor):
         "BatchNorm'd convs with SiLU and max-pooling, widths 64/256/256) trained from scratch on the 45,000-image "
         "training split: "
         "Muon for the filters and Nesterov SGD for the rest, label smoothing, random flips, 2-pixel "
-        "translations and colour jitter, progressive resizing (24 px, then 32 px), and mirror + shift "
-        "test-time augmentation."
+        "translations, colour jitter and simulated photo damage (noise, fading), progressive resizing "
+        "(16, 24, then 32 px), and mirror + shift test-time augmentation."
     )
     batch_size = 32  # images per forward pass at most (192 test-time views)
     # A pass is padded up to one of these sizes. oneDNN builds and caches kernels (and scratch memory) for
