@@ -68,7 +68,8 @@ LIMITATIONS = [
     "name one of the 10, often confidently; the app's 'uncertain' flag catches many such images, not all.",
     "Every image is reduced to 32×32 pixels, so fine detail in large photos is lost; the test images are small, "
     "centred photos, and accuracy on your own photos may be lower.",
-    "Each model is one training run (one seed); another seed moves test accuracy by a few tenths of a point.",
+    "Each model is one set of trained weights, chosen on the validation split; another seed of the same recipe "
+    "moves test accuracy by a few tenths of a point.",
     "Latencies are CPU timings on the machine named beside them, not a GPU; they vary with the machine and load.",
     "The test split is 10,000 images: differences under about half a point are within noise (see the intervals).",
 ]
