@@ -20,7 +20,8 @@ from models.custom_cnn.net import CifarNet, preprocess, tta_logits
 from models.custom_cnn.train import PRESETS, AugmentedLoader, Recipe, parse_args, recipe_from_args, train
 from tests.helpers import REPO
 
-TINY = dict(widths=(8, 16, 16), batch_size=50, low_res_epochs=1, whiten_init_images=200, val_batch_size=1000, threads=1)
+TINY = dict(widths=(8, 16, 16), batch_size=50, low_res_epochs=1, lowest_res_epochs=0, whiten_init_images=200,
+            val_batch_size=1000, threads=1)
 
 
 def test_forward_shapes_and_tta_views():

@@ -189,12 +189,14 @@ def test_committed_model_matches_its_metrics_on_a_test_slice():
 
 
 def test_both_trainers_share_one_command_line():
-    """The same flags, presets mechanism and defaults (build/<model>/), plus MobileNetV2's two input paths."""
+    """The same flags, presets mechanism and defaults (build/<model>/), plus MobileNetV2's two input paths and the
+    CNN's --device (PyTorch training on a GPU)."""
     from models.custom_cnn import train as cnn_train
     from models.mobilenetv2 import train as mobilenet_train
 
     cnn, mobilenet = vars(cnn_train.parse_args([])), vars(mobilenet_train.parse_args([]))
-    assert set(mobilenet) - set(cnn) == {"imagenet_weights", "cache_dir"} and set(cnn) <= set(mobilenet)
+    assert set(mobilenet) - set(cnn) == {"imagenet_weights", "cache_dir"} and set(cnn) - set(mobilenet) == {"device"}
+    assert cnn["device"] == "cpu"
     assert cnn["out"] == REPO / "build" / "custom_cnn" and mobilenet["out"] == REPO / "build" / "mobilenetv2"
     assert set(mobilenet_train.PRESETS) == {"default", "clean", "explore"}
     explore = mobilenet_train.recipe_from_args(mobilenet_train.parse_args(["--preset", "explore", "--set",
