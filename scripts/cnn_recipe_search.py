@@ -28,6 +28,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from models.holdout_corruptions import PER_CLASS  # noqa: E402 (after the path set-up)
+
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
     name, sep, args = text.partition("=")
@@ -64,16 +66,16 @@ def train_all(variants: dict[str, list[str]], seeds: list[int], args: argparse.N
     return finished
 
 
-def score(folder: Path, device: str, data_dir: str | None) -> dict[str, float]:
+def score(folder: Path, device: str, data_dir: str | None, per_class: int) -> dict[str, float]:
     """Held-out corruption accuracy of one trained run, computed on `device` with the served test-time views."""
     import torch
 
     from models import cifar10
     from models.custom_cnn.net import CifarNet, preprocess, tta_logits
-    from models.holdout_corruptions import PER_CLASS, holdout_accuracy
+    from models.holdout_corruptions import holdout_accuracy
 
     val = cifar10.load_split("val", data_dir)
-    rows = np.sort(np.concatenate([np.flatnonzero(val.labels == c)[:PER_CLASS] for c in range(10)]))
+    rows = np.sort(np.concatenate([np.flatnonzero(val.labels == c)[:per_class] for c in range(10)]))
     config = json.loads((folder / "config.json").read_text())
     model = CifarNet(config["architecture"]["widths"], activation=config["architecture"]["activation"])
     model.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
@@ -101,12 +103,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallel", type=int, default=1, help="runs at a time")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads per run (augmentation)")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--per-class", type=int, default=PER_CLASS,
+                        help=f"validation images per class in each held-out cell (default {PER_CLASS})")
     args = parser.parse_args(argv)
     variants = dict(args.variant)
     args.out.mkdir(parents=True, exist_ok=True)
     for name in train_all(variants, args.seeds, args):
         folder = args.out / name
-        scores = score(folder, args.device, args.data_dir)
+        scores = score(folder, args.device, args.data_dir, args.per_class)
         (folder / "holdout.json").write_text(json.dumps(scores, indent=2) + "\n")
         if args.record:
             (args.record / name).mkdir(parents=True, exist_ok=True)

@@ -302,7 +302,8 @@ def test_recipe_search_records_every_run_with_its_held_out_scores(synthetic_cifa
     tiny = "--set widths=8,16,16 --batch-size 50 --set whiten_init_images=200 --max-train-images 200 --epochs 1"
     result = subprocess.run(
         [sys.executable, "scripts/cnn_recipe_search.py", "--data-dir", str(synthetic_cifar), "--seeds", "0", "1",
-         "--parallel", "2", "--threads", "1", "--out", str(tmp_path / "runs"), "--record", str(tmp_path / "record"),
+         "--parallel", "2", "--threads", "1", "--per-class", "10", "--out", str(tmp_path / "runs"),
+         "--record", str(tmp_path / "record"),
          "--variant", f"clean={tiny} --preset s16", "--variant", f"noisy={tiny} --set noise_prob=0.5"],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
