@@ -235,6 +235,7 @@ NEWER_FIELDS_OFF = {"noise_prob": 0.0, "fade_prob": 0.0, "lowest_res_epochs": 0}
 # The committed weights are seed 2 of the five seeds the recipe search ran (the best on validation).
 @pytest.mark.parametrize(("preset", "config", "seed"), [("default", "models/custom_cnn/config.json", 2),
                                                         ("default", "models/custom_cnn/runs/h20/config.json", 2),
+                                                        ("default", "models/custom_cnn/runs/h20-xeon/config.json", 0),
                                                         ("s16", "models/custom_cnn/runs/s16/config.json", 0),
                                                         ("fast", "models/custom_cnn/runs/r10/config.json", 0),
                                                         ("damage", "models/custom_cnn/runs/d16/config.json", 0),
