@@ -1,7 +1,7 @@
 # The serving image: what Railway builds (railway.json) and what runs on Fly, Render, Cloud Run or Kubernetes.
 # Serving dependencies and model files only (no TensorFlow, no training data); the same start command as the
-# Procfile (serve.py: a buffering front door, gunicorn behind it). scripts/simulate_docker_build.py replays this
-# file without Docker and measures the result.
+# Procfile (deploy/start.py: nginx in front of gunicorn). scripts/simulate_docker_build.py replays this file
+# without Docker and measures the result.
 
 # ---- build: a virtual environment with the serving requirements (PyTorch's CPU wheel, LiteRT, Flask, gunicorn)
 FROM python:3.11-slim AS build
@@ -12,12 +12,15 @@ RUN /opt/venv/bin/pip install --no-compile -r /tmp/requirements.txt
 
 # ---- runtime: the venv, the code and the served model files, run as an unprivileged user
 FROM python:3.11-slim
+# nginx, the front server (deploy/nginx.conf): Debian's package, security updates with the base image.
+RUN apt-get update && apt-get install -y --no-install-recommends nginx && rm -rf /var/lib/apt/lists/*
 # One proxy (the platform's) sits in front of the app on Railway, Fly, Render and Cloud Run: trust its X-Forwarded-*.
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PORT=8000 APP_TRUSTED_PROXY_HOPS=1
 RUN useradd --create-home --uid 10001 app
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
-COPY app.py gunicorn.conf.py serve.py ./
+COPY app.py gunicorn.conf.py ./
+COPY deploy/ deploy/
 COPY models/ models/
 COPY reports/ reports/
 COPY webapp/ webapp/
@@ -27,4 +30,4 @@ USER app
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import os, sys, urllib.request as u; sys.exit(u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('PORT', '8000'), timeout=4).status != 200)"
-CMD ["python", "serve.py"]
+CMD ["python", "deploy/start.py"]

@@ -46,8 +46,10 @@ $(VENV)/.installed: $(VENV)/.serving requirements-train.txt requirements-dev.txt
 
 venv: $(VENV)/.installed
 
+# Development: gunicorn alone on loopback. The public command (Procfile, Dockerfile) is `python deploy/start.py`:
+# nginx in front of gunicorn, which holds slow clients and large uploads (docs/deploy.md).
 run: $(VENV)/.serving
-	HOST=127.0.0.1 PORT=$(PORT) $(PY) serve.py
+	GUNICORN_BIND=127.0.0.1:$(PORT) $(PY) -m gunicorn --config gunicorn.conf.py app:app
 
 # axe-core (accessibility checks in the browser tests), pinned by package-lock.json.
 AXE := node_modules/axe-core/axe.min.js

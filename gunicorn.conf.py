@@ -18,7 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from models import settings  # the settings table only: no NumPy or framework in the master
 
-# serve.py (the front door) runs gunicorn on a private loopback port; alone, gunicorn binds 0.0.0.0:$PORT.
+# deploy/start.py runs gunicorn on a private Unix socket behind nginx; `make run` binds 127.0.0.1:$PORT;
+# alone, gunicorn binds 0.0.0.0:$PORT.
 bind = settings.get("GUNICORN_BIND") or f"0.0.0.0:{settings.get_int('PORT')}"
 workers = settings.get_int("WEB_CONCURRENCY")
 # Request threads mostly wait for a model pass; each model's scheduler (models/batching.py) can only merge

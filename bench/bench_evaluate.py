@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_evaluate.py [--images 500] [--runs 3]   # -> docs/measurements/evaluate.txt
 
 Builds a ZIP of official test images as a person would have them (class folders, each image enlarged to 128 px
-and saved as a JPEG of quality 90), starts the production command (the Procfile: serve.py in front of gunicorn),
+and saved as a JPEG of quality 90), starts the production command (the Procfile: nginx in front of gunicorn),
 and times POST /api/v1/evaluate as JSON and as a PDF: upload, unpacking, decoding, both models, statistics and
 the document. Prints the machine and each run.
 """

@@ -1,4 +1,4 @@
-"""The deployment as Railway runs it: the Procfile's gunicorn command, started on a free loopback port.
+"""The deployment as Railway runs it: the Procfile's command (nginx in front of gunicorn), on a free loopback port.
 
 Used by the deployment and fault tests and by bench/bench_http.py, so both drive the same process.
 """
@@ -6,7 +6,9 @@ Used by the deployment and fault tests and by bench/bench_http.py, so both drive
 from __future__ import annotations
 
 import os
+import resource
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,10 +41,10 @@ def multipart(files: list[tuple[str, bytes]], field: str = "files") -> tuple[byt
 
 
 def timed_request(base: str, path: str, data: bytes | None = None, content_type: str | None = None,
-                  timeout: float = 120) -> tuple[int, float]:
+                  timeout: float = 120, headers: dict[str, str] | None = None) -> tuple[int, float]:
     """(HTTP status, or -1 for a connection error; seconds) of one request, body read to the end."""
     start = time.perf_counter()
-    headers = {"Content-Type": content_type} if content_type else {}
+    headers = {**({"Content-Type": content_type} if content_type else {}), **(headers or {})}
     try:
         with urllib.request.urlopen(urllib.request.Request(base + path, data=data, headers=headers),
                                     timeout=timeout) as response:
@@ -61,19 +63,59 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def descendants(pid: int) -> list[int]:
+    found = []
+    for child in children(pid):
+        found += [child, *descendants(child)]
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def nginx_installed() -> bool:
+    """The public start command needs nginx (deploy/start.py looks in the same places)."""
+    candidates = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
+    return bool(shutil.which("nginx")) or any(os.access(p, os.X_OK) for p in candidates)
+
+
 class ProcfileServer:
-    """`web:` from the Procfile (serve.py: the front door, gunicorn behind it) in its own process group, with the
+    """`web:` from the Procfile (deploy/start.py: nginx in front of gunicorn) in its own process group, with the
     venv's Python first on PATH."""
 
-    def __init__(self, workers: int = 1, env: dict[str, str] | None = None, capture_output: bool = False):
+    def __init__(self, workers: int = 1, env: dict[str, str] | None = None, capture_output: bool = False,
+                 log: Path | None = None, open_files: int | None = None):
+        """`capture_output`: stdout and stderr to a pipe (read it after stop()); `log`: to that file instead, for
+        output that must not fill a pipe; `open_files`: the open-file limit (soft and hard) of the whole tree."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         environment = {**os.environ, "PORT": str(self.port), "WEB_CONCURRENCY": str(workers),
                        "SECRET_KEY": "devkit-only", **(env or {})}
         environment["PATH"] = str(REPO / ".venv" / "bin") + os.pathsep + environment.get("PATH", "")
-        output = subprocess.PIPE if capture_output else subprocess.DEVNULL
+        output = log.open("wb") if log else subprocess.PIPE if capture_output else subprocess.DEVNULL
+
+        def limit_open_files() -> None:
+            if open_files:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
         self.proc = subprocess.Popen(procfile_command(), cwd=REPO, env=environment, stdout=output,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=limit_open_files)
+        if log:
+            output.close()
 
     def wait_ready(self, timeout: float = 240) -> bool:
         """True once /readyz answers 200 (models loaded and warmed up), False after `timeout` seconds."""
@@ -88,16 +130,21 @@ class ProcfileServer:
         return False
 
     def worker_pids(self) -> list[int]:
-        """gunicorn's workers: the children of the gunicorn master that the front door (serve.py) started."""
-        return [worker for master in children(self.proc.pid) for worker in children(master)]
+        """gunicorn's workers: the children of the gunicorn master that deploy/start.py started."""
+        masters = [pid for pid in children(self.proc.pid) if "gunicorn" in command_line(pid)]
+        return [worker for master in masters for worker in children(master)]
+
+    def nginx_pids(self) -> list[int]:
+        masters = [pid for pid in children(self.proc.pid) if "nginx" in command_line(pid)]
+        return [pid for master in masters for pid in (master, *children(master))]
 
     def rss_mb(self) -> dict[int, float]:
-        sizes = {}
-        for pid in self.worker_pids():
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    sizes[pid] = int(line.split()[1]) / 1024
-        return sizes
+        """Per gunicorn worker."""
+        return {pid: rss_mb(pid) for pid in self.worker_pids()}
+
+    def tree_rss_mb(self) -> float:
+        """The whole server: the start script, nginx's master and worker, gunicorn's master and workers."""
+        return sum(rss_mb(pid) for pid in (self.proc.pid, *descendants(self.proc.pid)))
 
     def stop(self, timeout: float = 60) -> None:
         if self.proc.poll() is None:

@@ -23,11 +23,12 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("PORT", "8000", "port the front door (serve.py) listens on (Railway sets it)", "deployment"),
-    Setting("HOST", "0.0.0.0", "address the front door listens on (`make run`: 127.0.0.1)", "deployment"),
-    Setting("GUNICORN_BIND", "", "where gunicorn listens; serve.py sets a private Unix socket (unset: "
-            "0.0.0.0:$PORT, gunicorn alone, without the front door)", "deployment"),
-    Setting("FRONT_DOOR", "", "set by serve.py for gunicorn: the app trusts one more proxy hop (the front door)",
+    Setting("PORT", "8000", "port the public server (nginx, deploy/start.py) listens on (Railway sets it)",
+            "deployment"),
+    Setting("HOST", "0.0.0.0", "address nginx listens on (deploy/start.py)", "deployment"),
+    Setting("GUNICORN_BIND", "", "where gunicorn listens; deploy/start.py sets a private Unix socket, `make run` "
+            "127.0.0.1:$PORT (unset: 0.0.0.0:$PORT, gunicorn alone)", "deployment"),
+    Setting("FRONT_DOOR", "", "set by deploy/start.py for gunicorn: the app trusts one more proxy hop (nginx)",
             "deployment"),
     Setting("WEB_CONCURRENCY", "1", "gunicorn worker processes; each loads both models (~0.4 GB)", "deployment"),
     Setting("GUNICORN_THREADS", "16", "request threads per worker", "deployment"),
@@ -54,7 +55,7 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_NAME = {s.name: s for s in SETTINGS}
 APP_PREFIX = "APP_"  # APP_<KEY> overrides the web app's config key <KEY> (webapp.DEFAULTS)
 # The largest request the app accepts (APP_MAX_CONTENT_LENGTH): here because both the web app and the front
-# door (serve.py, which must not import Flask) enforce it.
+# server's configuration (deploy/start.py renders nginx's client_max_body_size; it does not import Flask) use it.
 MAX_CONTENT_LENGTH = 50 * 1024 * 1024
 
 

@@ -22,6 +22,17 @@ from models.predictor import Predictor
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CIFAR = REPO.parent / "shared" / "cifar10"
 
+def require_tool(name: str, present: bool) -> None:
+    """A system tool a test needs: missing, the test is skipped with the reason, except under CI (`CI` set, as
+    .ci/run does), where a missing tool is a failure: CI must run every test."""
+    if present:
+        return
+    reason = f"{name} is not installed (.ci/run installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(reason + " and CI is set: every test must run in CI")
+    pytest.skip(reason)
+
+
 PER_CLASS = 550  # 500 go to validation, 50 per class stay for training
 BATCHES = 5
 

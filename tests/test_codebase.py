@@ -146,24 +146,27 @@ def test_requirements_by_role():
 
 
 def test_every_start_path_runs_the_same_command():
-    """Procfile, the Dockerfile's CMD and `make run` start the same command (serve.py: the front door, gunicorn
-    behind it); Railway builds the Dockerfile with its health check on /readyz and a draining time that covers
-    gunicorn's graceful timeout."""
+    """The Procfile and the Dockerfile's CMD start the same public command (deploy/start.py: nginx in front of
+    gunicorn) and `make run` the same gunicorn configuration; Railway builds the Dockerfile with its health check
+    on /readyz and a draining time that covers nginx's then gunicorn's graceful shutdown."""
     import json
 
     procfile = (REPO / "Procfile").read_text().split("web:", 1)[1].strip()
     dockerfile = (REPO / "Dockerfile").read_text()
     cmd = json.loads(next(line for line in dockerfile.splitlines() if line.startswith("CMD "))[4:])
-    assert " ".join(cmd) == procfile == "python serve.py"
-    assert "$(PY) serve.py" in (REPO / "Makefile").read_text()
-    assert '"gunicorn", "--config", "gunicorn.conf.py", "app:app"' in (REPO / "serve.py").read_text()
+    assert " ".join(cmd) == procfile == "python deploy/start.py"
+    assert "$(PY) -m gunicorn --config gunicorn.conf.py app:app" in (REPO / "Makefile").read_text()
+    assert '"gunicorn", "--config", "gunicorn.conf.py", "app:app"' in (REPO / "deploy" / "start.py").read_text()
+    assert "apt-get install -y --no-install-recommends nginx" in dockerfile
     assert "USER app" in dockerfile and "HEALTHCHECK" in dockerfile and "/readyz" in dockerfile
     assert "FROM python:3.11-slim" in dockerfile and (REPO / ".python-version").read_text().strip() == "3.11"
     railway = json.loads((REPO / "railway.json").read_text())
     assert railway["build"]["builder"] == "DOCKERFILE" and railway["deploy"]["healthcheckPath"] == "/readyz"
     graceful = re.search(r"^graceful_timeout = (\d+)", (REPO / "gunicorn.conf.py").read_text(), re.M).group(1)
-    front_door = re.search(r"^GRACEFUL_SECONDS = ([\d.]+)", (REPO / "serve.py").read_text(), re.M).group(1)
-    assert railway["deploy"]["drainingSeconds"] >= int(graceful) == float(front_door)
+    nginx = re.search(r"^\s*worker_shutdown_timeout (\d+)s;", (REPO / "deploy" / "nginx.conf").read_text(), re.M)
+    # nginx drains first (its requests reach gunicorn, which finishes them), then gunicorn, which then holds
+    # nothing; Railway kills after drainingSeconds.
+    assert int(nginx.group(1)) < railway["deploy"]["drainingSeconds"] and int(graceful) >= int(nginx.group(1))
     assert "docs/**" not in railway["build"]["watchPatterns"] and "models/**" in railway["build"]["watchPatterns"]
     ignored = (REPO / ".dockerignore").read_text()
     for path in ("tests/", "models/*/runs/", "models/mobilenetv2/model.keras", ".venv"):

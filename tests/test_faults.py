@@ -14,8 +14,8 @@ import pytest
 
 import models
 from devkit.images import encode, photo
-from devkit.server import ProcfileServer, multipart
-from tests.helpers import REPO
+from devkit.server import ProcfileServer, multipart, nginx_installed
+from tests.helpers import REPO, require_tool
 
 pytestmark = pytest.mark.slow  # the committed models, real processes
 
@@ -69,6 +69,7 @@ def test_a_broken_model_file_leaves_the_app_up_and_the_other_model_serving(model
 
 
 def test_a_killed_worker_is_replaced_and_only_in_flight_requests_fail():
+    require_tool("nginx", nginx_installed())
     with ProcfileServer() as server:
         assert server.wait_ready(180)
         (first,) = server.worker_pids()

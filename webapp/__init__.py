@@ -99,7 +99,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     Bootstrap5(app)
     csrf.init_app(app)
     app.session_interface = HttpsAwareSessionInterface()
-    # serve.py's front door is one more proxy, which appends its own hop to X-Forwarded-For/-Proto.
+    # nginx in front (deploy/start.py) is one more proxy, which appends its own hop to X-Forwarded-For/-Proto.
     hops = int(app.config["TRUSTED_PROXY_HOPS"]) + (1 if settings.get("FRONT_DOOR") else 0)
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=int(app.config["TRUSTED_PROXY_HOPS"]))

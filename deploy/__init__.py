@@ -1,0 +1,1 @@
+"""The public start command (start.py) and the front server's configuration (nginx.conf)."""

@@ -1,0 +1,214 @@
+"""The public start command: nginx on $HOST:$PORT in front of gunicorn (gunicorn.conf.py, app:app) on a private
+Unix socket. The Procfile and the Dockerfile's CMD run it; `make run` runs gunicorn alone on loopback instead.
+
+    python deploy/start.py
+
+It renders deploy/nginx.conf (the limits the app enforces, the trusted proxy hops, a private folder for the socket,
+temporary files and the error answers), starts gunicorn then nginx, each in its own session so that a signal to
+this process group reaches only this script, and watches both: if either exits, the other is stopped and this
+script exits non-zero. SIGTERM (or SIGINT) drains: nginx stops accepting and finishes the requests in flight
+(SIGQUIT), then gunicorn finishes what it holds (SIGTERM), within railway.json's 30 s of draining.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import grp
+import json
+import os
+import pwd
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `models.settings` (nothing heavy), also where the project is not installed
+
+from models import settings  # noqa: E402
+
+TEMPLATE = Path(__file__).with_name("nginx.conf")
+NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and headers on top of the app's MAX_CONTENT_LENGTH
+PER_CLIENT = 32  # requests in progress at once per client address (nginx.conf explains)
+UPSTREAM_SECONDS = 150  # gunicorn's own timeout (120 s) plus slack
+DRAIN_SECONDS = 28  # nginx's worker_shutdown_timeout (25 s) plus slack; railway.json drains for 30 s
+WORKER_CONNECTIONS = 16384
+
+
+class StartError(Exception):
+    """A one-line reason why the server cannot start."""
+
+
+def find_nginx() -> str:
+    found = shutil.which("nginx") or next((p for p in NGINX_CANDIDATES if os.access(p, os.X_OK)), None)
+    if not found:
+        raise StartError("nginx is not installed: the public server needs it in front of gunicorn (Debian/Ubuntu: "
+                         "apt-get install nginx; macOS: brew install nginx). For development, `make run` serves "
+                         "with gunicorn alone on 127.0.0.1.")
+    return found
+
+
+def max_body_bytes() -> int:
+    return int(settings.app_overrides().get("MAX_CONTENT_LENGTH", settings.MAX_CONTENT_LENGTH)) + FORM_OVERHEAD
+
+
+def trusted_hops() -> int:
+    return int(settings.app_overrides().get("TRUSTED_PROXY_HOPS", 0))
+
+
+def client_pattern(hops: int) -> str:
+    """The regex that picks the client out of `$proxy_add_x_forwarded_for` (the peer last): the address `hops`
+    entries left of the peer, as gunicorn's ProxyFix reads X-Forwarded-For with one more trusted hop."""
+    return r"([^,\s]+)" + r"(?:\s*,\s*[^,\s]+)" * hops + r"\s*$"
+
+
+def listen_address() -> str:
+    host, port = settings.get("HOST") or "0.0.0.0", settings.get_int("PORT")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def open_file_limit() -> int:
+    """As many open files as the hard limit allows (nginx raises its own soft limit to this)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return min(2 * WORKER_CONNECTIONS, hard if hard != resource.RLIM_INFINITY else 2 * WORKER_CONNECTIONS)
+
+
+def error_answers(max_body: int) -> dict[int, tuple[str, str]]:
+    """(code, message) of each error nginx answers itself, in the app's error shape."""
+    mb = (max_body - FORM_OVERHEAD) / 1024 / 1024
+    return {
+        400: ("bad_request", "The request is malformed."),
+        408: ("request_timeout", "The request took too long to arrive."),
+        413: ("request_too_large", f"The request is larger than {mb:.0f} MB. Send fewer or smaller images."),
+        414: ("uri_too_long", "The address is too long."),
+        429: ("too_many_requests", f"More than {PER_CLIENT} of your requests are in progress at once; wait for "
+                                   f"some to finish."),
+        494: ("request_header_too_large", "The request's headers are too large."),
+        500: ("internal_error", "The front server failed; try again."),
+        502: ("unavailable", "The server is starting or restarting; try again in a few seconds."),
+        503: ("unavailable", "The server is busy; try again in a few seconds."),
+        504: ("timeout", f"The server did not answer within {UPSTREAM_SECONDS} s."),
+    }
+
+
+def write_error_files(folder: Path, max_body: int) -> None:
+    folder.mkdir()
+    for status, (code, message) in error_answers(max_body).items():
+        shown = 400 if status == 494 else status  # nginx answers 494 as 400
+        (folder / f"{status}.json").write_text(json.dumps({"error": {"status": shown, "code": code,
+                                                                     "message": message}}))
+        (folder / f"{status}.html").write_text(
+            f'<!doctype html><html lang="en"><meta charset="utf-8"><title>Error {shown}</title>'
+            f'<body style="font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem">'
+            f"<h1>{shown}: something went wrong</h1><p>{message}</p><p><a href=\"/\">Back to the comparison page"
+            f"</a></p></body></html>\n")
+        os.chmod(folder / f"{status}.json", 0o644)
+        os.chmod(folder / f"{status}.html", 0o644)
+    os.chmod(folder, 0o755)
+
+
+def user_line() -> str:
+    """As root (a development machine, CI), nginx's workers would run as `nobody`; the image runs as `app`."""
+    if os.geteuid() != 0:
+        return ""
+    nobody = pwd.getpwnam("nobody")
+    return f"user nobody {grp.getgrgid(nobody.pw_gid).gr_name};"
+
+
+def render(run_dir: Path, socket_path: Path) -> str:
+    values = {
+        "USER": user_line(),
+        "NOFILE": str(open_file_limit()),
+        "WORKER_CONNECTIONS": str(WORKER_CONNECTIONS),
+        "RUN_DIR": str(run_dir),
+        "SOCKET": str(socket_path),
+        "LISTEN": listen_address(),
+        "MAX_BODY_BYTES": str(max_body_bytes()),
+        "TRUSTED_HOPS": str(trusted_hops()),
+        "CLIENT_PATTERN": client_pattern(trusted_hops()),
+        "PER_CLIENT": str(PER_CLIENT),
+        "UPSTREAM_SECONDS": str(UPSTREAM_SECONDS),
+    }
+    text = TEMPLATE.read_text()
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", value)
+    if "{{" in text:
+        unfilled = text[text.index("{{"):][:40]
+        raise StartError(f"deploy/nginx.conf has a placeholder that start.py does not fill: {unfilled}")
+    return text
+
+
+def die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """In its own session (a signal to our process group is for this script, which relays it), stopped if we die."""
+    return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, preexec_fn=die_with_parent)
+
+
+def stop(process: subprocess.Popen, signum: int, seconds: float) -> int:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signum)
+    try:
+        return process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def serve() -> int:
+    nginx = find_nginx()
+    run_dir = Path(tempfile.mkdtemp(prefix="cifar10-front-"))
+    os.chmod(run_dir, 0o711)  # nginx's workers (as root: nobody) reach the socket and the error files
+    socket_path = run_dir / "gunicorn.sock"
+    try:
+        write_error_files(run_dir / "errors", max_body_bytes())
+        config = run_dir / "nginx.conf"
+        config.write_text(render(run_dir, socket_path))
+        checked = subprocess.run([nginx, "-t", "-q", "-e", "stderr", "-p", str(run_dir), "-c", str(config)],
+                                 capture_output=True, text=True)
+        if checked.returncode != 0:
+            raise StartError(f"nginx refused the configuration: {checked.stderr.strip()}")
+
+        stopping: list[int] = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda received, _frame: stopping.append(received))
+        environment = {**os.environ, "GUNICORN_BIND": f"unix:{socket_path}", "FRONT_DOOR": "1"}
+        app = start([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"], environment)
+        front = start([nginx, "-e", "stderr", "-p", str(run_dir), "-c", str(config)], dict(os.environ))
+        print(f"[start] nginx on {listen_address()} (pid {front.pid}), gunicorn on {socket_path} (pid {app.pid})",
+              flush=True)
+        while not stopping and app.poll() is None and front.poll() is None:
+            time.sleep(0.2)
+        if stopping:
+            front_code = stop(front, signal.SIGQUIT, DRAIN_SECONDS)  # graceful: finishes the requests in flight
+            app_code = stop(app, signal.SIGTERM, 35)  # gunicorn.conf.py: graceful_timeout = 30
+            return front_code or app_code
+        died, other = ("gunicorn", app) if app.poll() is not None else ("nginx", front)
+        code = app.returncode if died == "gunicorn" else front.returncode
+        print(f"[start] {died} exited with status {code}; stopping the other", file=sys.stderr, flush=True)
+        stop(other, signal.SIGTERM, 35)
+        return code or 1
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def main() -> int:
+    try:
+        return serve()
+    except StartError as exc:
+        print(f"[start] cannot start: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

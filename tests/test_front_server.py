@@ -1,0 +1,299 @@
+"""The public start command (deploy/start.py: nginx in front of gunicorn), attacked and used on loopback.
+
+The targets of docs/performance.md, in shorter form: slow uploads refuse no upload, slow readers cost little,
+idle sockets neither stop the service nor flood the log, early errors reach the client whole, ordinary HTTP
+(chunked, keep-alive, pipelining) works, and the deadlines hold. bench/bench_attack.py measures the same attacks
+for longer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib
+import io
+import json
+import re
+import socket
+import subprocess
+import threading
+import time
+import zipfile
+
+import pytest
+
+from devkit import attacks
+from devkit.attacks import ATTACKER, USER, Repeat
+from devkit.images import encode, photo
+from devkit.server import ProcfileServer, multipart, nginx_installed, timed_request
+from tests.helpers import REPO, require_tool
+
+start = importlib.import_module("deploy.start")
+GOOD = multipart([("good.jpg", encode(photo(64, 64), "JPEG"))])
+PRODUCTION = {"APP_TRUSTED_PROXY_HOPS": "1"}  # as the Dockerfile sets it: the platform's proxy is one hop
+
+
+def predict_as(client: str, base: str, timeout: float = 30) -> tuple[int, float]:
+    body, content_type = GOOD
+    return timed_request(base, "/api/v1/predict", body, content_type, timeout=timeout,
+                         headers={"X-Forwarded-For": client})
+
+
+def read_answer(sock: socket.socket, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 answer from a raw socket: (status, headers, body)."""
+    sock.settimeout(timeout)
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    body = response.read()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+
+
+# ----------------------------------------------------------------------------- fast: the start script itself
+def test_without_nginx_the_start_command_says_so_in_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(start.shutil, "which", lambda name: None)
+    monkeypatch.setattr(start, "NGINX_CANDIDATES", ())
+    assert start.main() == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "nginx is not installed" in lines[0] and "make run" in lines[0]
+
+
+@pytest.mark.parametrize(("hops", "forwarded", "client"), [
+    (0, "127.0.0.1", "127.0.0.1"),
+    (0, "203.0.113.9, 127.0.0.1", "127.0.0.1"),  # nobody trusted: the peer itself
+    (1, "198.51.100.7, 10.0.0.2", "198.51.100.7"),  # the platform's proxy (10.0.0.2) saw 198.51.100.7
+    (1, "6.6.6.6, 198.51.100.7, 10.0.0.2", "198.51.100.7"),  # what the client wrote itself is ignored
+    (2, "198.51.100.7, 10.0.0.3, 10.0.0.2", "198.51.100.7"),
+])
+def test_the_client_address_is_the_one_the_trusted_hops_saw(hops, forwarded, client):
+    assert re.search(start.client_pattern(hops), forwarded).group(1) == client
+
+
+def test_too_few_forwarded_addresses_fall_back_to_the_peer():
+    assert re.search(start.client_pattern(1), "127.0.0.1") is None  # nginx's map default: $remote_addr
+
+
+def test_the_rendered_configuration_is_accepted_by_nginx(tmp_path, monkeypatch):
+    require_tool("nginx", nginx_installed())
+    monkeypatch.setenv("APP_MAX_CONTENT_LENGTH", str(8 * 1024 * 1024))
+    config = tmp_path / "nginx.conf"
+    config.write_text(start.render(tmp_path, tmp_path / "gunicorn.sock"))
+    text = config.read_text()
+    assert "{{" not in text and f"client_max_body_size {8 * 1024 * 1024 + start.FORM_OVERHEAD};" in text
+    result = subprocess.run([start.find_nginx(), "-t", "-q", "-e", "stderr", "-p", str(tmp_path), "-c", str(config)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    start.write_error_files(tmp_path / "errors", start.max_body_bytes())
+    error = json.loads((tmp_path / "errors" / "413.json").read_text())["error"]
+    assert error == {"status": 413, "code": "request_too_large",
+                     "message": "The request is larger than 8 MB. Send fewer or smaller images."}
+
+
+# ----------------------------------------------------------------------------- the real start command
+@pytest.fixture(scope="module")
+def front(tmp_path_factory):
+    require_tool("nginx", nginx_installed())
+    log = tmp_path_factory.mktemp("front") / "server.log"
+    server = ProcfileServer(env=PRODUCTION, log=log)
+    try:
+        assert server.wait_ready(180), log.read_text()[-3000:]
+        yield server
+    finally:
+        server.stop()
+    assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.slow
+def test_a_legitimate_upload_is_answered_while_slow_uploads_declare_300_mb(front):
+    """Target (a): connections that declare bodies from 50 MB down to 2 KB and send a byte every few seconds
+    (reopened when closed) reserve nothing: a user's 1-image predictions are all answered."""
+    sizes = [50 * 2**20] * 5 + [20 * 2**20, 10 * 2**20, 2**20, 2**18, 2**16, 2**14, 2**12, 2048] * 2
+    stop = threading.Event()
+    counts: dict[str, int] = {}
+    attacker = threading.Thread(target=lambda: counts.update(
+        attacks.slow_declared_bodies(front.port, stop, sizes, every=3.0)))
+    attacker.start()
+    time.sleep(1)
+    with Repeat(lambda: predict_as(USER, front.base)) as user:
+        time.sleep(10)
+    stop.set()
+    attacker.join(30)
+    assert counts["opened"] >= len(sizes)
+    assert len(user.results) >= 10 and user.ok_share >= 0.95, user.results
+
+
+@pytest.mark.slow
+def test_300_slow_readers_of_the_report_cost_little_memory_and_no_request_thread(front):
+    """Target (b): nginx reads each 1.8 MB PDF from gunicorn whole, so readers that never read hold no thread;
+    the whole server tree grows by at most 300 MB and gives back all but 150 MB once they close."""
+    baseline = front.tree_rss_mb()
+    with Repeat(attacks.healthz(front.base), pause=0.2) as health:
+        readers = attacks.slow_readers(front.port, 300, "/reports/report.pdf")
+        peak = baseline
+        for _ in range(30):
+            time.sleep(0.25)
+            peak = max(peak, front.tree_rss_mb())
+        status, _ = predict_as(USER, front.base)  # a request thread is free for it
+        attacks.close_all(readers)
+        time.sleep(3)
+    after = front.tree_rss_mb()
+    assert len(readers) == 300 and status == 200
+    assert health.p95_ms() <= 1000 and health.ok_share == 1.0, health.results
+    assert peak - baseline <= 300, (baseline, peak)
+    assert after - baseline <= 150, (baseline, after)
+
+
+@pytest.mark.slow
+def test_2000_idle_sockets_leave_the_service_answering(front):
+    """Target (c), first half: 2,000 connections that send nothing for 12 s; /healthz p95 stays under 1 s."""
+    with Repeat(attacks.healthz(front.base), pause=0.2) as health:
+        idle = attacks.idle_sockets(front.port, 2000)
+        time.sleep(12)
+        attacks.close_all(idle)
+    assert len(idle) == 2000
+    assert health.p95_ms() <= 1000 and health.ok_share == 1.0, health.results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("expect", [False, True])
+@pytest.mark.parametrize("size", [400 * 1024, 60 * 2**20])
+def test_early_rejections_reach_the_client_with_the_json_error(front, size, expect):
+    """Target (d): a 400 KB body the app refuses unread (400) and a 60 MB body over the limit (413, from nginx)
+    both arrive whole, with the API's error shape, with and without Expect: 100-continue."""
+    body = b"\xff\xd8" + bytes(size - 2)
+    with attacks.connect(front.port, timeout=60) as sock:
+        sock.sendall(f"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                     f"Content-Length: {size}\r\n{'Expect: 100-continue' + chr(13) + chr(10) if expect else ''}"
+                     f"\r\n".encode())
+        if expect:
+            sock.settimeout(10)
+            first = sock.recv(25, socket.MSG_PEEK)
+            if first.startswith(b"HTTP/1.1 100"):
+                sock.recv(len(b"HTTP/1.1 100 Continue\r\n\r\n"))
+                sock.sendall(body)
+        else:
+            sock.sendall(body)
+        status, headers, payload = read_answer(sock)
+    assert status == (413 if size > 50 * 2**20 else 400)
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(payload)["error"]["status"] == status
+
+
+@pytest.mark.slow
+def test_an_evaluation_archive_in_the_wrong_format_gets_its_error(front):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(100):
+            zf.writestr(f"cat/{i}.jpg", encode(photo(160, 120, seed=i), "JPEG"))
+    body, content_type = multipart([("images.zip", archive.getvalue())], field="archive")
+    assert len(body) > 200_000
+    for _ in range(3):
+        status, _ = timed_request(front.base, "/api/v1/evaluate?format=csv", body, content_type)
+        assert status == 400
+
+
+@pytest.mark.slow
+def test_chunked_uploads_keep_alive_and_pipelining_are_answered(front):
+    """Target (e)."""
+    body, content_type = GOOD
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 1000]), body[i:i + 1000]) for i in range(0, len(body), 1000))
+    with attacks.connect(front.port, timeout=30) as sock:
+        sock.sendall(f"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                     f"Transfer-Encoding: chunked\r\n\r\n".encode() + chunked + b"0\r\n\r\n")
+        status, _, payload = read_answer(sock)
+        assert status == 200 and len(json.loads(payload)["results"]) == 1
+        # the same connection again (keep-alive), then three requests in one write (pipelining)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(sock)[0] == 200
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answers = [read_answer(sock) for _ in range(3)]
+    assert [status for status, _, _ in answers] == [200, 200, 200]
+    assert b"custom_cnn" in answers[1][2]
+
+
+@pytest.mark.slow
+def test_silent_trickling_and_stalled_clients_are_cut_at_the_deadlines(front):
+    """Target (f): 256 sockets that send one byte, 16 that trickle their headers a byte a second and 16 whose body
+    stalls are all closed by the server within the 10 s deadlines (plus slack), while /healthz answers at once."""
+    silent = attacks.idle_sockets(front.port, 256, b"G")
+    trickling = attacks.idle_sockets(front.port, 16, b"GET / HTTP/1.1\r\n")
+    stalled = attacks.idle_sockets(front.port, 16, b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\n"
+                                                   b"Content-Length: 100000\r\n\r\n--b")
+    started = time.monotonic()
+    with Repeat(attacks.healthz(front.base), pause=0.2) as health:
+        for _ in range(8):
+            for sock in trickling:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"X")
+            time.sleep(1)
+    assert health.p95_ms() <= 1000 and health.ok_share == 1.0
+    remaining = started + 13 - time.monotonic()
+    assert all(attacks.closed_by_server(sock, max(0.5, started + 13 - time.monotonic()))
+               for sock in silent + trickling + stalled), remaining
+    assert time.monotonic() - started < 14
+    attacks.close_all(silent + trickling + stalled)
+
+
+@pytest.mark.slow
+def test_one_client_holds_at_most_its_share_and_others_are_not_hurt(front):
+    """Per-client limit: 40 slow uploads from one address (however it spoofs the left of X-Forwarded-For) get 32
+    in and 429 for the rest, while another address is served."""
+    held: list[socket.socket] = []
+    refused = 0
+    for i in range(40):
+        sock = attacks.connect(front.port)
+        sock.sendall(f"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.{i}, {ATTACKER}\r\n"
+                     f"Content-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n".encode())
+        held.append(sock)
+    time.sleep(1)  # the refusals are immediate; the 32 accepted wait for their bodies (10 s)
+    for sock in held:
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            refused += sock.recv(64).startswith(b"HTTP/1.1 429")
+    status, _ = predict_as(USER, front.base)
+    attacks.close_all(held)
+    assert refused == 40 - start.PER_CLIENT and status == 200
+
+
+@pytest.mark.slow
+def test_x_forwarded_proto_from_the_trusted_hop_marks_the_cookie_secure(front):
+    request = {"X-Forwarded-For": USER, "X-Forwarded-Proto": "https"}
+    connection = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
+    connection.request("GET", "/", headers=request)
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200 and "Secure" in response.getheader("Set-Cookie")
+
+
+# ----------------------------------------------------------------------------- at a 1,024 open-file limit
+@pytest.mark.slow
+def test_at_1024_open_files_3000_idle_sockets_neither_flood_the_log_nor_stop_the_service(tmp_path):
+    """Target (c), second half: nginx pauses accepting at the limit (one log line per pause, not a flood) and
+    serves again once the sockets close. Without a trusted hop, a spoofed X-Forwarded-Proto changes nothing."""
+    require_tool("nginx", nginx_installed())
+    log = tmp_path / "server.log"
+    with ProcfileServer(log=log, open_files=1024) as server:
+        assert server.wait_ready(180), log.read_text()[-3000:]
+        before = log.stat().st_size
+        started = time.monotonic()
+        idle = attacks.idle_sockets(server.port, 3000)
+        time.sleep(max(0.0, 20 - (time.monotonic() - started)))
+        grown = log.stat().st_size - before
+        attacks.close_all(idle)
+        deadline, status = time.monotonic() + 15, -1
+        while time.monotonic() < deadline and status != 200:
+            status, _ = timed_request(server.base, "/healthz", timeout=3)
+            time.sleep(0.2)
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        connection.request("GET", "/", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": USER})
+        cookie = connection.getresponse().getheader("Set-Cookie")
+    assert len(idle) >= 1000 and "Too many open files" in log.read_text()  # the limit was reached
+    assert grown <= 1_000_000 / 3, f"{grown} bytes of log in 20 s"  # <= 1 MB per minute
+    assert status == 200
+    assert "Secure" not in cookie
+
+
+def test_the_image_installs_nginx_and_railway_redeploys_on_its_configuration():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "nginx" in dockerfile and "COPY deploy/ deploy/" in dockerfile
+    assert "deploy/**" in json.loads((REPO / "railway.json").read_text())["build"]["watchPatterns"]
