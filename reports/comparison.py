@@ -24,10 +24,30 @@ def source_text(result: dict[str, Any]) -> str:
     return source.get("name") or source.get("url") or ""
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (`=HYPERLINK(...)`, `-2+3`, `@SUM(...)`) gets a leading
+    apostrophe, as OWASP's CSV-injection advice says; spreadsheet programs show it as text. Numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+class _SafeWriter:
+    def __init__(self, out: io.StringIO):
+        self.writer = csv.writer(out)
+
+    def writerow(self, row: list[Any]) -> None:
+        self.writer.writerow([spreadsheet_safe(cell) for cell in row])
+
+
 def to_csv(comparison: dict[str, Any]) -> bytes:
-    """One row per image, model and rank (a spreadsheet's natural shape); an unreadable image is one row."""
+    """One row per image, model and rank (a spreadsheet's natural shape); an unreadable image is one row. Every
+    text cell is neutralised against formula injection (file names and URLs come from users)."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = _SafeWriter(out)
     writer.writerow(CSV_COLUMNS)
     for r in comparison["results"]:
         common = [r["index"] + 1, source_text(r), r.get("width", ""), r.get("height", "")]

@@ -1,19 +1,26 @@
 """Read a person's labelled images: a folder or a ZIP with one subfolder per class (`cat/001.jpg`), or a
 `filename,label` CSV beside the images, or files whose names carry the label (`cat_01.jpg`).
 
-Archives are read in memory, member by member, never extracted: a member whose name escapes the archive
-(`..`, an absolute path), a link, an encrypted member, a nested archive, a file that is not an image by its
-name, one larger than the limit or compressed suspiciously well (a zip bomb) becomes that file's problem, listed
-in the report; an archive over the image, size or total-size limits is refused as a whole (`DatasetError`).
+Archives are checked whole from their central directory before any member is read: more entries than the limit,
+entries that overlap or repeat (one member counted many times: a zip bomb), more images or more declared bytes
+than the limits refuse the archive as a whole (`DatasetError`). Members are never extracted, and each is read
+only when it is decoded (`LabelledImage.load`), with a hard cap while it decompresses, so the archive and one
+member are all that is held at a time. A member whose name escapes the archive (`..`, an absolute path), a link,
+an encrypted member, a nested archive, a file that is not an image by its name, one larger than the limit or
+compressed suspiciously well becomes that file's problem, listed in the report. Every name and problem is cut
+to a bounded length before it is kept: they end up in signed reports and PDFs.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 import stat
 import zipfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -27,6 +34,10 @@ SYNONYMS = {
     "boat": "ship", "lorry": "truck",
 }
 IGNORED = ("__MACOSX/", ".DS_Store", "Thumbs.db", "desktop.ini")
+MAX_NAME_CHARS = 200  # a file's name as kept, shown and signed
+MAX_PROBLEM_CHARS = 200  # a file's problem, likewise
+MAX_CSV_BYTES = 5_000_000
+RATIO_CHECKED_ABOVE = 64 * 1024  # smaller members cannot amplify much, whatever their ratio
 
 
 class DatasetError(ValueError):
@@ -41,20 +52,54 @@ class Limits:
     max_file_bytes: int | None = None
     max_total_bytes: int | None = None  # all members uncompressed, as declared
     max_ratio: float | None = None  # uncompressed / compressed, per member
+    max_members: int | None = None  # entries in an archive's central directory, all kinds
+    max_pixels: int | None = None  # decoded pixels, all images of one evaluation together
+    max_seconds: float | None = None  # decoding time of one evaluation; the rest become problems
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 @dataclass
 class LabelledImage:
     name: str  # the path inside the folder or archive, for display only
     label: int | None = None
-    data: bytes | None = None
+    data: bytes | None = None  # the file's bytes, or None until `load` reads them through `reader`
     problem: str | None = None
+    reader: Callable[[], bytes] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.name = clip(self.name, MAX_NAME_CHARS)
+
+    def fail(self, problem: str) -> None:
+        self.problem, self.label, self.data, self.reader = clip(problem, MAX_PROBLEM_CHARS), None, None, None
+
+    @property
+    def usable(self) -> bool:
+        """Labelled and not (yet) found wrong: its bytes are here or can be read."""
+        return self.problem is None and self.label is not None and (self.data is not None or self.reader is not None)
+
+    def load(self) -> bytes | None:
+        """The bytes (read now, once, if they come from an archive or a folder), or None with `problem` set."""
+        if self.data is None and self.reader is not None and self.problem is None:
+            try:
+                self.data = self.reader()
+            except MemberProblem as exc:
+                self.fail(str(exc))
+            self.reader = None
+        return self.data if self.problem is None else None
+
+
+class MemberProblem(ValueError):
+    """What is wrong with one file, found when it is read."""
 
 
 @dataclass
 class LabelledSet:
     items: list[LabelledImage] = field(default_factory=list)
     layout: str = ""
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def problems(self) -> list[LabelledImage]:
@@ -92,10 +137,10 @@ def _assign_labels(paths: list[str], read_csv: callable) -> tuple[dict[str, int 
         if rows and [c.strip().lower() for c in rows[0][:2]] == ["filename", "label"]:
             rows = rows[1:]
         labels: dict[str, int | None] = {}
-        unknown = sorted({row[1].strip() for row in rows if len(row) >= 2 and class_for(row[1]) is None})
+        unknown = sorted({clip(row[1].strip(), 40) for row in rows if len(row) >= 2 and class_for(row[1]) is None})
         if unknown:
-            raise DatasetError(f"{chosen}: unknown labels {', '.join(unknown[:10])}; use the CIFAR-10 classes: "
-                               f"{valid_names()}")
+            raise DatasetError(f"{clip(chosen, 100)}: unknown labels {', '.join(unknown[:10])}; use the CIFAR-10 "
+                               f"classes: {valid_names()}")
         for row in rows:
             if len(row) >= 2:
                 path = str(PurePosixPath(base) / row[0].strip()) if base != "." else row[0].strip()
@@ -109,7 +154,7 @@ def _assign_labels(paths: list[str], read_csv: callable) -> tuple[dict[str, int 
             and class_for(parts[0][depth]) is None:
         depth += 1
     folders = {q[depth] for q in parts if len(q) > depth + 1}
-    unknown = sorted(f for f in folders if class_for(f) is None)
+    unknown = sorted(clip(f, 40) for f in folders if class_for(f) is None)
     if unknown or not folders:
         found = ", ".join(unknown[:10]) if unknown else "no class folders"
         raise DatasetError(f"expected one folder per class (cat/001.jpg) or a labels CSV (filename,label); found "
@@ -127,15 +172,68 @@ def _checked_name(name: str) -> str | None:
 
 
 def read_zip(archive: bytes | Path, limits: Limits = Limits()) -> LabelledSet:
+    """The archive checked whole; its members are read one at a time, when `LabelledImage.load` asks."""
     try:
         source = io.BytesIO(archive) if isinstance(archive, bytes) else open(archive, "rb")  # noqa: SIM115
-        with source, zipfile.ZipFile(source) as zf:
-            return _read_members(zf, limits)
+        _check_entry_count(source, limits)
+        zf = zipfile.ZipFile(source)  # kept open by the members' readers until the set is dropped
+        return _read_members(zf, limits)
     except zipfile.BadZipFile:
         raise DatasetError("the file is not a ZIP archive (or it is damaged)") from None
 
 
+def _check_entry_count(source: io.BufferedIOBase, limits: Limits) -> None:
+    """Refuse an archive with too many entries from its end record, before zipfile builds an object per entry
+    (a 50 MB ZIP can list a million). zipfile's own reader of that record (ZIP64 included) does the parsing."""
+    if limits.max_members is None:
+        return
+    end = zipfile._EndRecData(source)  # the stdlib's parser; no public API exposes it
+    if end is None:
+        raise zipfile.BadZipFile
+    entries = end[zipfile._ECD_ENTRIES_TOTAL]
+    if entries > limits.max_members:
+        raise DatasetError(f"the archive lists {entries:,} entries; the limit is {limits.max_members:,}")
+    source.seek(0)
+
+
+def _check_layout(infos: list[zipfile.ZipInfo]) -> None:
+    """Each entry must own its own bytes: two entries naming the same member, or overlapping, let a small
+    archive unpack the same data many times over."""
+    names = set()
+    for info in infos:
+        if info.filename in names:
+            raise DatasetError(f"the archive lists {clip(info.filename, 80)} twice (a zip bomb?)")
+        names.add(info.filename)
+    spans = sorted((i.header_offset, i.header_offset + 30 + len(_raw_name(i)) + i.compress_size) for i in infos)
+    for (_, end), (next_start, _) in itertools.pairwise(spans):
+        if next_start < end:
+            raise DatasetError("the archive's entries overlap (a zip bomb?)")
+
+
+def _raw_name(info: zipfile.ZipInfo) -> bytes:
+    """The name as the archive stores it (UTF-8 when flagged, else code page 437): its length in the header."""
+    return info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437", "replace")
+
+
+def _member_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int | None) -> Callable[[], bytes]:
+    def read() -> bytes:
+        try:
+            with zf.open(info) as member:  # the declared size may lie: read at most one byte past the cap
+                data = member.read(cap + 1) if cap is not None else member.read()
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+            raise MemberProblem(f"it is damaged or compressed in a way this reader does not know "
+                                f"({type(exc).__name__})") from None
+        if cap is not None and len(data) > cap:
+            raise MemberProblem(f"larger than {cap / 1e6:.0f} MB uncompressed")
+        if data[:4] == b"PK\x03\x04":
+            raise MemberProblem("nested archives are not opened")
+        return data
+
+    return read
+
+
 def _read_members(zf: zipfile.ZipFile, limits: Limits) -> LabelledSet:
+    _check_layout(zf.infolist())
     infos = [i for i in zf.infolist() if not i.is_dir() and not any(x in i.filename for x in IGNORED)
              and not PurePosixPath(i.filename).name.startswith(".")]
     if not infos:
@@ -144,50 +242,46 @@ def _read_members(zf: zipfile.ZipFile, limits: Limits) -> LabelledSet:
     if limits.max_total_bytes is not None and declared > limits.max_total_bytes:
         raise DatasetError(f"the archive unpacks to {declared / 1e6:.0f} MB; the limit is "
                            f"{limits.max_total_bytes / 1e6:.0f} MB")
+    files = sum(1 for i in infos if not i.filename.lower().endswith(".csv"))
+    if limits.max_images is not None and files > limits.max_images:
+        raise DatasetError(f"{files} files; the limit is {limits.max_images} images per evaluation")
     names = {i.filename: _checked_name(i.filename) for i in infos}
 
     def read_text(name: str) -> str:
         info = next(i for i in infos if names[i.filename] == name)
-        if info.file_size > 5_000_000:
-            raise DatasetError(f"{name}: the labels CSV is larger than 5 MB")
-        return zf.read(info).decode("utf-8-sig", errors="replace")
+        with zf.open(info) as member:
+            data = member.read(MAX_CSV_BYTES + 1)
+        if len(data) > MAX_CSV_BYTES:
+            raise DatasetError(f"{clip(name, 80)}: the labels CSV is larger than {MAX_CSV_BYTES / 1e6:.0f} MB")
+        return data.decode("utf-8-sig", errors="replace")
 
     labels, layout = _assign_labels([n for n in names.values() if n], read_text)
-    result = LabelledSet(layout=f"ZIP, {layout}")
+    result = LabelledSet(layout=f"ZIP, {layout}", limits=limits)
     for info in infos:
         name = names[info.filename]
-        item = LabelledImage(name=(name or info.filename)[:200])
+        item = LabelledImage(name=name or info.filename)
         if name is not None and name.lower().endswith(".csv"):
             continue
         mode = info.external_attr >> 16
         if name is None:
-            item.problem = "its name points outside the archive (absolute path or '..')"
+            item.fail("its name points outside the archive (absolute path or '..')")
         elif stat.S_ISLNK(mode):
-            item.problem = "it is a symbolic link"
+            item.fail("it is a symbolic link")
         elif info.flag_bits & 0x1:
-            item.problem = "it is encrypted"
+            item.fail("it is encrypted")
         elif name.lower().endswith((".zip", ".tar", ".gz", ".7z", ".rar")):
-            item.problem = "nested archives are not opened"
+            item.fail("nested archives are not opened")
         elif not name.lower().endswith(IMAGE_SUFFIXES):
-            item.problem = "not an image file (" + (PurePosixPath(name).suffix or "no extension") + ")"
+            item.fail("not an image file (" + clip(PurePosixPath(name).suffix or "no extension", 20) + ")")
         elif labels.get(name) is None:
-            item.problem = "no label: it is not in a class folder or in the labels CSV"
-        elif limits.max_ratio is not None and info.file_size > 1_000_000 and \
+            item.fail("no label: it is not in a class folder or in the labels CSV")
+        elif limits.max_ratio is not None and info.file_size > RATIO_CHECKED_ABOVE and \
                 info.file_size > limits.max_ratio * max(info.compress_size, 1):
-            item.problem = f"compressed more than {limits.max_ratio:.0f}:1 (a zip bomb?)"
+            item.fail(f"compressed more than {limits.max_ratio:.0f}:1 (a zip bomb?)")
         elif limits.max_file_bytes is not None and info.file_size > limits.max_file_bytes:
-            item.problem = f"larger than {limits.max_file_bytes / 1e6:.0f} MB uncompressed"
+            item.fail(f"larger than {limits.max_file_bytes / 1e6:.0f} MB uncompressed")
         else:
-            item.label = labels[name]
-            cap = limits.max_file_bytes
-            with zf.open(info) as member:  # the declared size may lie: read at most one byte past the limit
-                data = member.read(cap + 1) if cap is not None else member.read()
-            if cap is not None and len(data) > cap:
-                item.problem, item.label = f"larger than {cap / 1e6:.0f} MB uncompressed", None
-            elif data[:4] == b"PK\x03\x04":
-                item.problem, item.label = "nested archives are not opened", None
-            else:
-                item.data = data
+            item.label, item.reader = labels[name], _member_reader(zf, info, limits.max_file_bytes)
         result.items.append(item)
     _check_count(result, limits)
     return result
@@ -199,17 +293,17 @@ def read_folder(folder: Path, limits: Limits = Limits()) -> LabelledSet:
                    and not any(part.startswith(".") or part == "__MACOSX" for part in p.relative_to(folder).parts))
     paths = [p.relative_to(folder).as_posix() for p in files]
     labels, layout = _assign_labels(paths, lambda name: (folder / name).read_text(encoding="utf-8-sig"))
-    result = LabelledSet(layout=f"folder, {layout}")
+    result = LabelledSet(layout=f"folder, {layout}", limits=limits)
     for path, rel in zip(files, paths, strict=True):
         if rel.lower().endswith(".csv"):
             continue
         item = LabelledImage(name=rel)
         if not rel.lower().endswith(IMAGE_SUFFIXES):
-            item.problem = "not an image file (" + (path.suffix or "no extension") + ")"
+            item.fail("not an image file (" + clip(path.suffix or "no extension", 20) + ")")
         elif labels.get(rel) is None:
-            item.problem = "no label: it is not in a class folder or in the labels CSV"
+            item.fail("no label: it is not in a class folder or in the labels CSV")
         else:
-            item.label, item.data = labels[rel], path.read_bytes()
+            item.label, item.reader = labels[rel], path.read_bytes
         result.items.append(item)
     _check_count(result, limits)
     return result
@@ -219,16 +313,16 @@ def read_named_files(files: list[tuple[str, bytes]], chosen: list[str] | None = 
                      limits: Limits = Limits()) -> LabelledSet:
     """Uploaded images labelled by a chosen class per file (`chosen`, same order; blank: use the name) or by their
     name (`cat_01.jpg`)."""
-    result = LabelledSet(layout="files labelled by name or by choice")
+    result = LabelledSet(layout="files labelled by name or by choice", limits=limits)
     for i, (filename, data) in enumerate(files):
-        item = LabelledImage(name=filename[:200])
+        item = LabelledImage(name=filename)
         pick = chosen[i].strip() if chosen and i < len(chosen) and chosen[i] else ""
         label = class_for(pick) if pick else label_from_filename(filename)
         if label is None:
-            item.problem = (f"no label: choose one, or name the file after its class (cat_01.jpg); valid names: "
-                            f"{', '.join(CLASS_NAMES)}")
+            item.fail(f"no label: choose one, or name the file after its class (cat_01.jpg); valid names: "
+                      f"{', '.join(CLASS_NAMES)}")
         elif limits.max_file_bytes is not None and len(data) > limits.max_file_bytes:
-            item.problem = f"larger than {limits.max_file_bytes / 1e6:.0f} MB"
+            item.fail(f"larger than {limits.max_file_bytes / 1e6:.0f} MB")
         else:
             item.label, item.data = label, data
         result.items.append(item)
@@ -237,7 +331,7 @@ def read_named_files(files: list[tuple[str, bytes]], chosen: list[str] | None = 
 
 
 def _check_count(result: LabelledSet, limits: Limits) -> None:
-    images = sum(1 for item in result.items if item.data is not None)
+    images = sum(1 for item in result.items if item.usable)
     if limits.max_images is not None and len(result.items) > limits.max_images:
         raise DatasetError(f"{len(result.items)} files; the limit is {limits.max_images} images per evaluation")
     if not images:

@@ -20,7 +20,7 @@ from PIL import Image
 
 import models
 from models.cifar10 import CLASS_NAMES
-from models.images import DECODE_MIN_SIDE, ImageIntakeError, decode_image, to_model_input
+from models.images import DECODE_MIN_SIDE, ImageIntakeError, PixelBudget, decode_image, to_model_input
 from models.registry import load_predictor
 from models.scoring import calibration, classification_metrics
 from reports import stats, wording
@@ -39,17 +39,31 @@ def view_uri(view: np.ndarray) -> str:
 
 def decode_views(dataset: LabelledSet, progress: Callable[[int, int], None] | None = None
                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(32x32 views, labels, names) of the images the intake accepts; the rest get their problem recorded."""
+    """(32x32 views, labels, names) of the images the intake accepts; the rest get their problem recorded.
+
+    Each file is read (from its archive or folder) only now, decoded and shrunk to its view before the next is
+    read. The set's limits bound the work: decoded pixels for all images together, and decoding time; what
+    does not fit becomes that file's problem, so one request cannot hold the worker for long."""
+    limits = dataset.limits
+    budget = PixelBudget(limits.max_pixels) if limits.max_pixels else None
+    deadline = time.monotonic() + limits.max_seconds if limits.max_seconds else None
     views, labels, names = [], [], []
-    usable = [item for item in dataset.items if item.data is not None]
+    usable = [item for item in dataset.items if item.usable]
     for done, item in enumerate(usable, 1):
+        if deadline is not None and time.monotonic() > deadline:
+            item.fail(f"not evaluated: the request's {limits.max_seconds:g}-second decoding budget ran out; "
+                      f"send fewer or smaller images")
+            continue
+        data = item.load()
+        if data is None:
+            continue
         try:
-            image = decode_image(item.data, min_side=DECODE_MIN_SIDE)
+            image = decode_image(data, min_side=DECODE_MIN_SIDE, budget=budget)
             views.append(to_model_input([image], 32)[0])
             labels.append(item.label)
             names.append(item.name)
         except ImageIntakeError as exc:
-            item.problem = str(exc)
+            item.fail(str(exc))
         item.data = None  # only the 32x32 view is kept
         if progress:
             progress(done, len(usable))

@@ -3,6 +3,7 @@ pass with the committed models."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -395,38 +396,71 @@ def test_export_pdf_renders_every_image(client, tmp_path):
     assert "Custom CNN" in text and "MobileNetV2" in text and "the models' view" in text
 
 
+def signed_payload(app, comparison: str) -> dict:
+    from itsdangerous import URLSafeTimedSerializer
+
+    from webapp.exports import SIGNING_SALT
+
+    return URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=SIGNING_SALT).loads(comparison)
+
+
+KNOWN = {"custom_cnn": {"short_name": "CNN", "test_accuracy": 0.9}, "mobilenetv2": {"short_name": "MNv2",
+                                                                                     "test_accuracy": 0.95}}
+
+
 @pytest.mark.parametrize("mutate, message", [
-    (lambda c: None, "not JSON"),
-    (lambda c: c.update(results=[]), "between 1 and"),
-    (lambda c: c["results"][0]["predictions"]["custom_cnn"]["top_k"][0].update(label="<script>"), "class names"),
-    (lambda c: c["results"][0]["predictions"]["custom_cnn"]["top_k"][0].update(probability=7), "between 0 and 1"),
-    (lambda c: c["results"][0]["predictions"].update(evil={"top_k": []}), "served models"),
+    (lambda c: c.update(results=[]), "results: List should have at least 1 item"),
+    (lambda c: c["results"][0]["predictions"]["custom_cnn"]["top_k"][0].update(label="<script>"), "label"),
+    (lambda c: c["results"][0]["predictions"]["custom_cnn"]["top_k"][0].update(probability=7), "less than or equal"),
+    (lambda c: c["results"][0]["predictions"].update(evil=c["results"][0]["predictions"]["custom_cnn"]),
+     "served models"),
     (lambda c: c["results"][0].update(thumbnail="data:image/svg+xml;base64,PHN2Zz4="), "PNG or JPEG"),
     (lambda c: c["results"][0].update(model_view="data:image/png;base64,!!!"), "could not be decoded"),
-    (lambda c: c["results"][0].update(width="wide"), "positive integer"),
-    (lambda c: c["results"][0]["source"].update(type="disk"), "source type"),
+    (lambda c: c["results"][0].update(width="wide"), "width"),
+    (lambda c: c["results"][0]["source"].update(type="disk"), "source.type"),
+    (lambda c: c["results"][0].update(model_errors={"custom_cnn": 5}), "model_errors.custom_cnn"),
+    (lambda c: c["results"][0].update(model_errors={"custom_cnn": "boom"}), "model_errors.custom_cnn"),
+    (lambda c: c["results"][0].update(model_errors=[1]), "model_errors"),
+    (lambda c: c["results"][0].update(extra=1), "Extra inputs are not permitted"),
 ])
-def test_export_refuses_a_malformed_comparison(client, mutate, message):
-    import json
+def test_a_signed_comparison_is_still_checked_against_the_schema(app, client, mutate, message):
+    """Even a comparison carrying a valid signature (a leaked key) is checked field by field: a clear 400."""
+    from webapp.exports import checked
+    from webapp.inference import RequestError
 
     _, comparison = compared_page(client)
-    data = json.loads(comparison)
-    field = "{not json" if mutate(data) is None and message == "not JSON" else json.dumps(data)
+    data = signed_payload(app, comparison)
+    mutate(data)
+    with app.app_context(), pytest.raises(RequestError, match=message) as raised:
+        checked(data, KNOWN, 32)
+    assert raised.value.status == 400
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda c: "{not json",
+    lambda c: c[:-3] + ("AAA" if not c.endswith("AAA") else "BBB"),  # the signature no longer matches
+    lambda c: json.dumps({"results": [{"source": {"type": "file"}, "model_errors": {"custom_cnn": 5}}]}),
+])
+def test_export_renders_only_what_this_site_signed(client, tamper):
+    _, comparison = compared_page(client)
     for fmt in ("pdf", "csv", "json"):
-        response = client.post(f"/export/{fmt}", data={"csrf_token": csrf_token(client), "comparison": field})
-        assert response.status_code == 400 and message in response.get_data(as_text=True)
+        response = client.post(f"/export/{fmt}", data={"csrf_token": csrf_token(client), "comparison":
+                                                       tamper(comparison)})
+        assert response.status_code == 400 and "not made by this site" in response.get_data(as_text=True)
 
 
-def test_export_of_a_huge_image_or_without_csrf_is_refused(client):
+def test_export_of_a_huge_image_or_without_csrf_is_refused(app, client):
     import base64
-    import json
+
+    from webapp.exports import checked
+    from webapp.inference import RequestError
 
     _, comparison = compared_page(client)
-    data = json.loads(comparison)
+    data = signed_payload(app, comparison)
     big = encode(Image.new("RGB", (2000, 10)), "PNG")
     data["results"][0]["thumbnail"] = "data:image/png;base64," + base64.b64encode(big).decode()
-    response = client.post("/export/pdf", data={"csrf_token": csrf_token(client), "comparison": json.dumps(data)})
-    assert response.status_code == 400 and "more than this page makes" in response.get_data(as_text=True)
+    with app.app_context(), pytest.raises(RequestError, match="more than this page makes"):
+        checked(data, KNOWN, 32)
     assert client.post("/export/csv", data={"comparison": comparison}).status_code == 400
     unknown = client.post("/export/xls", data={"csrf_token": csrf_token(client), "comparison": comparison})
     assert unknown.status_code == 404

@@ -42,6 +42,12 @@ CONFIG: dict[str, tuple[Any, str]] = {
     "EVALUATE_MAX_ARCHIVE_BYTES": (50_000_000, "bytes per ZIP of labelled images"),
     "EVALUATE_MAX_UNPACKED_BYTES": (1_000_000_000, "bytes a ZIP may unpack to, all members together (as declared)"),
     "EVALUATE_MAX_RATIO": (100, "uncompressed : compressed size above which a ZIP member is refused (zip bombs)"),
+    "EVALUATE_MAX_MEMBERS": (1_100, "entries a ZIP's central directory may list (files, folders, __MACOSX copies), "
+                                    "checked before any is read"),
+    "EVALUATE_MAX_PIXELS": (256_000_000, "decoded pixels per evaluation, all images together (photos are decoded at "
+                                         "reduced scale: a 12 MP JPEG costs 0.2 MP; a 40 MP PNG costs 40 MP)"),
+    "EVALUATE_MAX_SECONDS": (8, "seconds of decoding per evaluation; images left when it runs out are listed as "
+                                "problems"),
     "DEFAULT_TOP_K": (3, "classes listed per model when a request does not say"),
     "MODELS": (None, "the models to serve (a JSON list); null: every registered model"),
     "PRELOAD_MODELS": (True, "load and warm up every model when a worker starts"),
@@ -78,6 +84,9 @@ class HttpsAwareSessionInterface(SecureCookieSessionInterface):
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, root_path=str(ROOT), template_folder="templates", static_folder="static")
+    # Flask escapes only .html/.htm/.xml/.xhtml/.svg templates; the report templates it shares end in .j2, and
+    # file names users send reach them: every template escapes, whatever its name.
+    app.jinja_options = {**app.jinja_options, "autoescape": True}
     app.config.update(DEFAULTS)
     app.config.update(settings.app_overrides())
     if settings.get("SECRET_KEY"):

@@ -11,6 +11,7 @@ from webapp.health import model_status
 from webapp.inference import RequestError, classify, gather_inputs
 from webapp.openapi import openapi_document
 from webapp.options import fetch_policy, parse_models, parse_top_k
+from webapp.schema import ModelsResponse, PredictResponse, dump
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -44,7 +45,8 @@ def predict():
     inputs = gather_inputs(request.files.getlist("files"), urls, current_app.config["MAX_IMAGES"],
                            current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
     results, timing = classify(inputs, models, top_k, max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"])
-    return jsonify(models=models, top_k=top_k, results=results, timing=timing)
+    return jsonify(dump(PredictResponse.model_validate(
+        {"models": models, "top_k": top_k, "results": results, "timing": timing})))
 
 
 @bp.post("/evaluate")
@@ -56,9 +58,9 @@ def evaluate():
 
 @bp.get("/models")
 def models():
-    return jsonify(models=[{"name": m["name"], "ready": m["ready"], **({"info": m["info"]} if m["ready"] else
-                                                                         {"error": m["error"]})}
-                           for m in model_status()])
+    return jsonify(dump(ModelsResponse.model_validate({"models": [
+        {"name": m["name"], "ready": m["ready"], **({"info": m["info"]} if m["ready"] else {"error": m["error"]})}
+        for m in model_status()]})))
 
 
 @bp.get("/metrics")

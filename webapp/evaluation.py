@@ -16,6 +16,7 @@ from models.cifar10 import CLASS_NAMES
 from reports.user_data import DatasetError, LabelledSet, Limits, read_named_files, read_zip
 from webapp.health import model_status
 from webapp.inference import RequestError, display_name
+from webapp.schema import EvaluateResponse, dump
 
 bp = Blueprint("evaluation", __name__)
 SIGNING_SALT = "own-images-report"
@@ -24,7 +25,9 @@ SIGNING_SALT = "own-images-report"
 def limits() -> Limits:
     config = current_app.config
     return Limits(max_images=config["EVALUATE_MAX_IMAGES"], max_file_bytes=config["MAX_FILE_BYTES"],
-                  max_total_bytes=config["EVALUATE_MAX_UNPACKED_BYTES"], max_ratio=config["EVALUATE_MAX_RATIO"])
+                  max_total_bytes=config["EVALUATE_MAX_UNPACKED_BYTES"], max_ratio=config["EVALUATE_MAX_RATIO"],
+                  max_members=config["EVALUATE_MAX_MEMBERS"], max_pixels=config["EVALUATE_MAX_PIXELS"],
+                  max_seconds=config["EVALUATE_MAX_SECONDS"])
 
 
 def read_request() -> tuple[LabelledSet, str]:
@@ -111,4 +114,6 @@ def api_evaluate():
         raise RequestError("format must be json or pdf", "bad_format")
     dataset, source = read_request()
     report = run(dataset, source)
-    return pdf_response(report) if fmt == "pdf" else jsonify(without_views(report))
+    if fmt == "pdf":
+        return pdf_response(report)
+    return jsonify(dump(EvaluateResponse.model_validate(without_views(report))))

@@ -1,103 +1,20 @@
-"""The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json and checked against real
-responses by the tests (its schemas are plain JSON Schema 2020-12)."""
+"""The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json: the paths are written here, every
+object's schema is generated from webapp/schema.py (JSON Schema 2020-12), and the tests fuzz the app against it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-ERROR = {
-    "type": "object", "required": ["error"], "additionalProperties": False,
-    "properties": {"error": {
-        "type": "object", "required": ["status", "code", "message"], "additionalProperties": False,
-        "properties": {"status": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"}},
-    }},
-}
-LABELLED = {"type": "object", "required": ["label", "probability"], "additionalProperties": False,
-            "properties": {"label": {"type": "string"}, "probability": {"type": "number", "minimum": 0, "maximum": 1}}}
-MODEL_PREDICTION = {
-    "type": "object", "required": ["top_k", "probabilities", "latency_ms"], "additionalProperties": False,
-    "properties": {
-        "top_k": {"type": "array", "items": {"$ref": "#/components/schemas/Labelled"}, "minItems": 1},
-        "probabilities": {"type": "object", "additionalProperties": {"type": "number"},
-                          "description": "the full 10-way distribution, by class name"},
-        "latency_ms": {"type": "number", "description": "this model's time per image in this request"},
-    },
-}
-ITEM_ERROR = {"type": "object", "required": ["code", "message"], "additionalProperties": False,
-              "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}
-SOURCE = {"type": "object", "required": ["type"], "additionalProperties": False,
-          "properties": {"type": {"enum": ["file", "url"]}, "name": {"type": "string"}, "url": {"type": "string"}}}
-RESULT = {
-    "type": "object", "required": ["index", "source"], "additionalProperties": False,
-    "properties": {
-        "index": {"type": "integer", "minimum": 0},
-        "source": {"$ref": "#/components/schemas/Source"},
-        "error": {"$ref": "#/components/schemas/ItemError"},
-        "width": {"type": "integer"}, "height": {"type": "integer"},
-        "predictions": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/ModelPrediction"}},
-        "model_errors": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/ItemError"}},
-        "agree": {"type": ["boolean", "null"], "description": "all models' top-1 labels are equal"},
-        "uncertain": {"type": ["boolean", "null"], "description": "the models disagree or are unsure: the image "
-                      "may not show one of the 10 classes (rule fitted on the validation split; null if none fits)"},
-        "uncertain_reason": {"type": ["string", "null"], "description": "why, in words"},
-    },
-}
-PREDICT_RESPONSE = {
-    "type": "object", "required": ["models", "top_k", "results", "timing"], "additionalProperties": False,
-    "properties": {
-        "models": {"type": "array", "items": {"type": "string"}},
-        "top_k": {"type": "integer", "minimum": 1, "maximum": 10},
-        "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
-        "timing": {"type": "object", "additionalProperties": {
-            "type": "object", "required": ["batch_ms", "ms_per_image", "images"],
-            "properties": {"batch_ms": {"type": "number"}, "ms_per_image": {"type": "number"},
-                           "images": {"type": "integer"}}}},
-    },
-}
-MODELS_RESPONSE = {
-    "type": "object", "required": ["models"], "additionalProperties": False,
-    "properties": {"models": {"type": "array", "items": {
-        "type": "object", "required": ["name", "ready"],
-        "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}, "error": {"type": "string"},
-                       "info": {"type": "object", "required": ["name", "display_name", "framework", "parameters",
-                                                               "weights_sha256", "class_names"]}}}}},
-}
+from pydantic.json_schema import models_json_schema
 
-INTERVAL = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
-EVALUATE_MODEL = {
-    "type": "object", "required": ["info", "accuracy", "accuracy_ci95", "top3_accuracy", "per_class", "macro_f1",
-                                   "confusion_matrix", "confident_mistakes"],
-    "properties": {
-        "info": {"type": "object", "required": ["display_name", "short_name"]},
-        "accuracy": {"type": "number", "minimum": 0, "maximum": 1}, "accuracy_ci95": INTERVAL,
-        "top3_accuracy": {"type": "number"}, "macro_f1": {"type": "number"},
-        "per_class": {"type": "object", "additionalProperties": {
-            "type": "object", "required": ["precision", "recall", "f1", "support"]}},
-        "confusion_matrix": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
-        "calibration": {"type": "object", "required": ["ece", "mean_confidence", "bins"]},
-        "calibration_note": {"type": "string", "description": "why calibration is not measured (too few images)"},
-        "confident_mistakes": {"type": "array", "items": {"type": "object", "required": ["index", "name", "true"]}},
-    },
-}
-EVALUATE_RESPONSE = {
-    "type": "object", "required": ["title", "source", "layout", "files", "images", "classes_present", "problems",
-                                   "models", "generated_at"],
-    "properties": {
-        "source": {"type": "string"}, "layout": {"type": "string"}, "title": {"type": "string"},
-        "files": {"type": "integer"}, "images": {"type": "integer", "description": "labelled images evaluated"},
-        "classes_present": {"type": "array", "items": {"type": "string"}},
-        "per_class_counts": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "problems": {"type": "array", "items": {"type": "object", "required": ["name", "problem"],
-                                                "properties": {"name": {"type": "string"},
-                                                               "problem": {"type": "string"}}}},
-        "models": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/EvaluateModel"}},
-        "comparison": {"type": "object", "required": ["a", "b", "accuracy_difference", "accuracy_difference_ci95",
-                                                      "mcnemar", "agreement"]},
-        "verdict": {"type": "string", "description": "the comparison in plain words"},
-        "uncertain": {"type": "object", "required": ["flagged", "share", "accuracy_unflagged"]},
-        "generated_at": {"type": "string"}, "seconds": {"type": "number"}, "bootstrap_resamples": {"type": "integer"},
-    },
-}
+from webapp.schema import COMPONENTS
+
+
+def component_schemas() -> dict[str, Any]:
+    """Every object's JSON Schema, generated from webapp/schema.py (as the answers are serialised)."""
+    _, top = models_json_schema([(model, "serialization") for model in COMPONENTS],
+                                ref_template="#/components/schemas/{model}")
+    return top["$defs"]
 
 
 def error_responses(*statuses: int) -> dict[str, Any]:
@@ -169,9 +86,5 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
                 "200": {"description": "OpenAPI 3.1", "content": {"application/json": {
                     "schema": {"type": "object"}}}}}}},
         },
-        "components": {"schemas": {
-            "Error": ERROR, "Labelled": LABELLED, "ModelPrediction": MODEL_PREDICTION, "ItemError": ITEM_ERROR,
-            "Source": SOURCE, "Result": RESULT, "PredictResponse": PREDICT_RESPONSE,
-            "ModelsResponse": MODELS_RESPONSE, "EvaluateModel": EVALUATE_MODEL, "EvaluateResponse": EVALUATE_RESPONSE,
-        }},
+        "components": {"schemas": component_schemas()},
     }

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, render_template, request, send_from_directory
 
 from webapp.examples import example_files, gallery
-from webapp.exports import api_shape, read_comparison
+from webapp.exports import api_shape, read_comparison, sign_comparison
 from webapp.health import model_status
 from webapp.inference import RequestError, classify, gather_inputs
 from webapp.options import fetch_policy, parse_top_k
@@ -72,8 +72,7 @@ def predict():
                                max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"])
     waited_ms = 1000 * (time.perf_counter() - started)  # receiving aside: decoding, fetching, both models
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    comparison = json.dumps({"created": created, "models": list(models), "top_k": top_k, "results": results},
-                            separators=(",", ":"))
+    comparison = sign_comparison({"created": created, "models": list(models), "top_k": top_k, "results": results})
     from reports.comparison import summary_sentence
 
     return page(results=results, timing=timing, waited_ms=waited_ms, notice=notice, comparison=comparison,

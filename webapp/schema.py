@@ -1,0 +1,170 @@
+"""The API's objects, described once.
+
+Each class here is the one description of an object the service sends or takes back: the OpenAPI document's
+schemas are generated from them (webapp/openapi.py), every JSON answer of /api/v1/predict is built through them,
+and the comparison a results page posts back for export, and the JSON export itself, are validated against them.
+pydantic because its JSON Schema output is 2020-12, the dialect of OpenAPI 3.1, and its validation and
+serialisation come from the same class; its core is compiled and maintained by many.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.cifar10 import CLASS_NAMES
+
+ClassName = Literal[tuple(CLASS_NAMES)]  # type: ignore[valid-type]
+Probability = Annotated[float, Field(ge=0, le=1)]
+MAX_TOP_K = len(CLASS_NAMES)
+
+
+class Strict(BaseModel):
+    """Unknown fields are an error: what is not described here is never accepted or sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(Strict):
+    status: int = Field(ge=400, le=599)
+    code: str = Field(max_length=64)
+    message: str = Field(max_length=2000)
+
+
+class Error(Strict):
+    """Every 4xx/5xx answer under /api/ (the app's and the front server's)."""
+
+    error: ErrorDetail
+
+
+class Labelled(Strict):
+    label: ClassName
+    probability: Probability
+
+
+class ModelPrediction(Strict):
+    top_k: list[Labelled] = Field(min_length=1, max_length=MAX_TOP_K, description="best first")
+    probabilities: dict[ClassName, Probability] = Field(description="the full 10-way distribution, by class name")
+    latency_ms: float = Field(ge=0, description="this model's time per image in this request")
+
+
+class ItemError(Strict):
+    code: str = Field(max_length=64)
+    message: str = Field(max_length=500)
+
+
+class Source(Strict):
+    type: Literal["file", "url", "example"]
+    name: str | None = Field(default=None, max_length=200, description="the file's name (display only)")
+    url: str | None = Field(default=None, max_length=2048)
+
+
+class Result(Strict):
+    """One image: the models' answers, or `error` in their place."""
+
+    index: int = Field(ge=0)
+    source: Source
+    error: ItemError | None = None
+    width: int | None = Field(default=None, gt=0, lt=1_000_000)
+    height: int | None = Field(default=None, gt=0, lt=1_000_000)
+    predictions: dict[str, ModelPrediction] | None = None
+    model_errors: dict[str, ItemError] | None = None
+    agree: bool | None = Field(default=None, description="all models' top-1 labels are equal")
+    uncertain: bool | None = Field(default=None, description="the models disagree or are unsure: the image may not "
+                                   "show one of the 10 classes (rule fitted on the validation split; null if none "
+                                   "fits)")
+    uncertain_reason: str | None = Field(default=None, max_length=500, description="why, in words")
+
+
+class Timing(Strict):
+    batch_ms: float = Field(ge=0)
+    ms_per_image: float = Field(ge=0)
+    images: int = Field(ge=0)
+
+
+class PredictResponse(Strict):
+    models: list[str]
+    top_k: int = Field(ge=1, le=MAX_TOP_K)
+    results: list[Result]
+    timing: dict[str, Timing]
+
+
+class PageResult(Result):
+    """A result as the results page carries it for export: the API's shape plus the two pictures it shows."""
+
+    thumbnail: str | None = Field(default=None, max_length=200_000, description="a JPEG data: URI")
+    model_view: str | None = Field(default=None, max_length=20_000, description="the 32x32 PNG the models saw")
+
+
+class Comparison(Strict):
+    """What a results page signs and posts back to /export/<format>."""
+
+    created: str = Field(max_length=40)
+    models: list[str] = Field(min_length=1, max_length=8)
+    top_k: int = Field(ge=1, le=MAX_TOP_K)
+    results: list[PageResult] = Field(min_length=1, max_length=500)
+
+
+class JsonExport(Strict):
+    """The JSON export: /api/v1/predict's results for the images of one page, and when they were made."""
+
+    models: list[str]
+    created: str
+    results: list[Result]
+
+
+class ModelEntry(BaseModel):
+    name: str
+    ready: bool
+    error: str | None = None
+    info: dict[str, Any] | None = Field(default=None, description="the predictor's `info`: framework, parameters, "
+                                        "weights_sha256, class_names, test accuracy...")
+
+
+class ModelsResponse(Strict):
+    models: list[ModelEntry]
+
+
+class Problem(Strict):
+    name: str = Field(max_length=200)
+    problem: str = Field(max_length=200)
+
+
+class EvaluateResponse(BaseModel):
+    """The metrics of a comparison on a person's labelled images (the report without its pictures)."""
+
+    title: str
+    source: str
+    layout: str
+    files: int = Field(ge=0)
+    images: int = Field(ge=0, description="labelled images evaluated")
+    classes_present: list[ClassName]
+    per_class_counts: dict[ClassName, int] | None = None
+    problems: list[Problem]
+    models: dict[str, dict[str, Any]] = Field(description="per model: accuracy with its 95% interval, top-3, "
+                                              "per-class precision/recall/F1, confusion matrix, calibration, "
+                                              "confident mistakes")
+    comparison: dict[str, Any] | None = Field(default=None, description="accuracy difference with its interval, "
+                                              "McNemar's test, agreement")
+    verdict: str | None = Field(default=None, description="the comparison in plain words")
+    uncertain: dict[str, Any] | None = None
+    generated_at: str
+    seconds: float | None = None
+    bootstrap_resamples: int | None = None
+
+
+COMPONENTS: tuple[type[BaseModel], ...] = (Error, PredictResponse, JsonExport, Comparison, ModelsResponse,
+                                           EvaluateResponse)
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """JSON-ready, with only the fields that were set (an errored image has no `predictions` key at all)."""
+    return model.model_dump(mode="json", exclude_unset=True)
+
+
+def first_problem(exc: ValidationError) -> str:
+    """The first validation error in words: where, and what."""
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in error["loc"]) or "the top level"
+    return f"{where}: {error['msg']}"[:300]
