@@ -1,0 +1,238 @@
+"""Every endpoint inside a budget, every output escaped, one schema: each attack that once got through, now a test.
+
+1 pixel budget on evaluation · 2 memory before any check (entry count, overlapping entries, members read one at
+a time) · 3 bounded names and problems, so a signed report renders fast · 4 markup in member names · 5 CSV
+formulas · 6 a forged comparison (test_app.py) · 7 the JSON export is the API's own shape.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import struct
+import time
+import tracemalloc
+import zipfile
+
+import pytest
+from PIL import Image
+
+from devkit.images import encode, photo
+from reports.user_data import DatasetError, Limits, read_zip
+from tests.test_app import csrf_token, schema_validator, upload
+from tests.test_evaluate import make_zip
+
+JPEG = encode(photo(120, 90), "JPEG")
+FLAT_40MP = encode(Image.new("RGB", (7300, 5400), (90, 120, 150)), "PNG", compress_level=1)
+
+
+@pytest.fixture()
+def make_app(fake_models):
+    from webapp import create_app
+
+    return lambda **config: create_app({"TESTING": True, "SECRET_KEY": "budget-tests", **config})
+
+
+def stored_zip(members: dict[str, bytes]) -> bytes:
+    """Members stored as they are: no ratio to trip the zip-bomb rule, only pixels."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def evaluate_api(client, archive: bytes):
+    return client.post("/api/v1/evaluate", data={"archive": (io.BytesIO(archive), "set.zip")},
+                       content_type="multipart/form-data")
+
+
+def app_limits(app) -> Limits:
+    from webapp.evaluation import limits
+
+    with app.app_context():
+        return limits()
+
+
+def peak_bytes(action) -> tuple[int, object]:
+    """(the most memory Python held at once above the start while `action` ran, what it returned or raised)."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    try:
+        outcome = action()
+    except Exception as exc:
+        outcome = exc
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return peak, outcome
+
+
+# ----------------------------------------------------------------------------- 1. pixels and time
+def test_an_evaluation_decodes_no_more_than_its_pixel_budget(make_app):
+    archive = stored_zip({"cat/good.jpg": JPEG, **{f"cat/{i}.png": FLAT_40MP for i in range(8)}})
+    response = evaluate_api(make_app(EVALUATE_MAX_PIXELS=90_000_000).test_client(), archive)
+    assert response.status_code == 200, response.json
+    refused = [p for p in response.json["problems"] if "90-megapixel decoding budget" in p["problem"]]
+    assert len(refused) >= 6 and response.json["images"] <= 3
+
+
+def test_an_evaluation_stops_decoding_when_its_time_runs_out(make_app):
+    archive = stored_zip({"cat/good.jpg": JPEG, **{f"cat/{i}.png": FLAT_40MP for i in range(8)}})
+    started = time.monotonic()
+    response = evaluate_api(make_app(EVALUATE_MAX_SECONDS=0.3).test_client(), archive)
+    assert response.status_code == 200 and time.monotonic() - started < 6
+    late = [p for p in response.json["problems"] if "0.3-second decoding budget ran out" in p["problem"]]
+    assert len(late) >= 5
+
+
+def test_the_default_budgets_are_those_documented():
+    from webapp import DEFAULTS
+
+    assert DEFAULTS["EVALUATE_MAX_PIXELS"] == 256_000_000 and DEFAULTS["EVALUATE_MAX_SECONDS"] == 8
+    assert DEFAULTS["EVALUATE_MAX_MEMBERS"] >= 2 * DEFAULTS["EVALUATE_MAX_IMAGES"]
+
+
+# ----------------------------------------------------------------------------- 2. memory before any check
+def test_too_many_members_are_refused_before_any_is_read(make_app):
+    """500+ members of 1 MB of zeros (a 0.6 MB ZIP) once held 480 MB before the 500-file limit refused them."""
+    archive = make_zip({f"cat/{i}.png": bytes(1_000_000) for i in range(520)})
+    peak, outcome = peak_bytes(lambda: read_zip(archive, app_limits(make_app())))
+    assert isinstance(outcome, DatasetError) and "the limit is 500 images" in str(outcome)
+    assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MB held"
+
+
+def test_an_archive_listing_more_entries_than_allowed_is_refused_from_its_end_record(make_app):
+    archive = make_zip({f"cat/{i}.jpg": b"" for i in range(1_500)})
+    with pytest.raises(DatasetError, match="lists 1,500 entries; the limit is 1,100"):
+        read_zip(archive, app_limits(make_app()))
+
+
+def overlapping_zip(copies: int, size: int = 2**20) -> bytes:
+    """One member of `size` zeros, listed `copies` times in the central directory under different names, every
+    entry pointing at the same bytes (the classic overlapping-entry bomb)."""
+    one = make_zip({"cat/0000.png": bytes(size)})
+    central = one.index(b"PK\x01\x02")
+    end = one.index(b"PK\x05\x06")
+    record = one[central:end]
+    records = b"".join(record.replace(b"cat/0000.png", f"cat/{i:04d}.png".encode()) for i in range(copies))
+    eocd = bytearray(one[end:])
+    struct.pack_into("<HHII", eocd, 8, copies, copies, len(records), central)
+    return one[:central] + records + bytes(eocd)
+
+
+def test_overlapping_entries_are_refused_before_any_is_read(make_app):
+    archive = overlapping_zip(1_000)
+    assert len(archive) < 200_000
+    peak, outcome = peak_bytes(lambda: read_zip(archive, app_limits(make_app())))
+    assert isinstance(outcome, DatasetError) and "overlap" in str(outcome)
+    assert peak < 20 * 2**20
+
+
+def test_duplicate_names_are_refused():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("cat/a.jpg", JPEG)
+        with pytest.warns(UserWarning):
+            zf.writestr("cat/a.jpg", JPEG)
+    with pytest.raises(DatasetError, match="twice"):
+        read_zip(buffer.getvalue())
+
+
+def test_members_are_read_one_at_a_time_while_they_are_decoded():
+    """40 members of 5 MB (200 MB declared, deflated to 0.2 MB): only one is in memory at a time."""
+    from reports.user_eval import decode_views
+
+    archive = make_zip({"cat/good.jpg": JPEG, **{f"cat/{i}.bmp": bytes(5 * 2**20) for i in range(40)}})
+
+    def read_and_decode():
+        dataset = read_zip(archive, Limits(max_file_bytes=10 * 2**20))
+        return decode_views(dataset), dataset
+
+    peak, ((views, _, _), dataset) = peak_bytes(read_and_decode)
+    assert len(views) == 1 and len(dataset.problems) == 40
+    assert peak < 40 * 2**20, f"{peak / 2**20:.0f} MB held"
+
+
+# ----------------------------------------------------------------------------- 3. bounded outputs
+def test_names_and_problems_are_bounded_and_the_signed_report_renders_fast(make_app):
+    long_names = {f"cat/{i}." + "A" * 60_000: b"x" for i in range(30)}
+    archive = make_zip({"cat/good.jpg": JPEG, **long_names})
+    client = make_app().test_client()
+    page = client.post("/evaluate", data={"csrf_token": csrf_token(client), "archive": (io.BytesIO(archive),
+                                                                                          "set.zip")},
+                       content_type="multipart/form-data")
+    assert page.status_code == 200
+    signed = re.search(r'name="report" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    assert len(signed) < 40_000
+    api = evaluate_api(client, archive).json
+    assert len(api["problems"]) == 30
+    assert all(len(p["name"]) <= 200 and len(p["problem"]) <= 200 for p in api["problems"])
+    started = time.monotonic()
+    pdf = client.post("/evaluate/report.pdf", data={"csrf_token": csrf_token(client), "report": signed})
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF") and time.monotonic() - started < 10
+
+
+# ----------------------------------------------------------------------------- 4. escaping
+HOSTILE = ("<meta http-equiv=refresh content='2;url=http://evil.example/'>", "<img src=x onerror=alert(1)>",
+           "<script>alert(1)</script>")
+
+
+def test_markup_in_member_names_never_reaches_the_page_raw(make_app):
+    members = {"cat/good.jpg": JPEG, **{f"dog/{markup}.png": JPEG for markup in HOSTILE},
+               **{f"cat/{markup}.txt": b"x" for markup in HOSTILE}}
+    client = make_app().test_client()
+    page = client.post("/evaluate", data={"csrf_token": csrf_token(client), "archive": (io.BytesIO(
+        make_zip(members)), f"{HOSTILE[0]}.zip")}, content_type="multipart/form-data").get_data(as_text=True)
+    for markup in HOSTILE:
+        assert markup not in page
+    assert "&lt;meta http-equiv=refresh" in page  # shown, as text
+
+
+def test_every_template_escapes_whatever_its_file_name(make_app):
+    from reports.html import environment
+
+    app = make_app()
+    for env in (app.jinja_env, environment()):
+        for name in env.list_templates():
+            escapes = env.autoescape(name) if callable(env.autoescape) else env.autoescape
+            assert escapes is True, name
+
+
+# ----------------------------------------------------------------------------- 5. CSV formulas
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(make_app):
+    client = make_app().test_client()
+    names = ["=cmd|'calc'!A0.png", "=HYPERLINK(A1).png", "-2+3.png", "@SUM(1+1)*cmd.png", "+1.png"]
+    page = client.post("/", data={"csrf_token": csrf_token(client), "files": upload(*[(JPEG, n) for n in names])},
+                       content_type="multipart/form-data").get_data(as_text=True)
+    import html
+
+    comparison = html.unescape(re.search(r'name="comparison" value="([^"]*)"', page).group(1))
+    exported = client.post("/export/csv", data={"csrf_token": csrf_token(client), "comparison": comparison})
+    rows = list(csv.DictReader(io.StringIO(exported.data.decode("utf-8-sig"))))
+    sources = {row["source"] for row in rows}
+    assert sources == {"'" + n for n in names}
+
+
+# ----------------------------------------------------------------------------- 7. one schema
+def test_the_json_export_is_the_apis_own_shape(make_app):
+    app = make_app()
+    client = app.test_client()
+    from webapp.examples import gallery
+
+    example = gallery()[0]["file"]
+    page = client.post("/", data={"csrf_token": csrf_token(client), "examples": [example],
+                                  "files": upload((JPEG, "photo.jpg"), (b"not an image", "notes.txt"))},
+                       content_type="multipart/form-data").get_data(as_text=True)
+    import html
+
+    comparison = html.unescape(re.search(r'name="comparison" value="([^"]*)"', page).group(1))
+    exported = client.post("/export/json", data={"csrf_token": csrf_token(client), "comparison": comparison}).json
+    schema_validator(app, "JsonExport").validate(exported)
+    assert [r["source"]["type"] for r in exported["results"]] == ["example", "file", "file"]
+    assert all("latency_ms" in p for p in exported["results"][0]["predictions"].values())
+    predicted = client.post("/api/v1/predict", data={"files": upload((JPEG, "photo.jpg"))},
+                            content_type="multipart/form-data").json
+    assert predicted["results"][0]["predictions"].keys() == exported["results"][1]["predictions"].keys()
+    assert set(predicted["results"][0]) == set(exported["results"][1])
