@@ -18,6 +18,7 @@ import io
 import itertools
 import re
 import stat
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -173,13 +174,14 @@ def _checked_name(name: str) -> str | None:
 
 def read_zip(archive: bytes | Path, limits: Limits = Limits()) -> LabelledSet:
     """The archive checked whole; its members are read one at a time, when `LabelledImage.load` asks."""
+    source = io.BytesIO(archive) if isinstance(archive, bytes) else open(archive, "rb")  # noqa: SIM115
     try:
-        source = io.BytesIO(archive) if isinstance(archive, bytes) else open(archive, "rb")  # noqa: SIM115
         _check_entry_count(source, limits)
         zf = zipfile.ZipFile(source)  # kept open by the members' readers until the set is dropped
-        return _read_members(zf, limits)
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, UnicodeDecodeError, ValueError, EOFError, OSError,
+            IndexError, KeyError, struct.error):  # what zipfile raises on a damaged directory (tests/test_fuzz.py)
         raise DatasetError("the file is not a ZIP archive (or it is damaged)") from None
+    return _read_members(zf, limits)
 
 
 def _check_entry_count(source: io.BufferedIOBase, limits: Limits) -> None:
@@ -201,6 +203,8 @@ def _check_layout(infos: list[zipfile.ZipInfo]) -> None:
     archive unpack the same data many times over."""
     names = set()
     for info in infos:
+        if not info.filename:
+            raise DatasetError("the archive has an entry without a name (it is damaged)")
         if info.filename in names:
             raise DatasetError(f"the archive lists {clip(info.filename, 80)} twice (a zip bomb?)")
         names.add(info.filename)
@@ -249,8 +253,11 @@ def _read_members(zf: zipfile.ZipFile, limits: Limits) -> LabelledSet:
 
     def read_text(name: str) -> str:
         info = next(i for i in infos if names[i.filename] == name)
-        with zf.open(info) as member:
-            data = member.read(MAX_CSV_BYTES + 1)
+        try:
+            with zf.open(info) as member:
+                data = member.read(MAX_CSV_BYTES + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError):
+            raise DatasetError(f"{clip(name, 80)}: the labels CSV is damaged") from None
         if len(data) > MAX_CSV_BYTES:
             raise DatasetError(f"{clip(name, 80)}: the labels CSV is larger than {MAX_CSV_BYTES / 1e6:.0f} MB")
         return data.decode("utf-8-sig", errors="replace")
