@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from budgets import run as run_budgets  # bench/budgets.py, next to this file
 from PIL import Image
 
 from devkit import attacks
@@ -314,10 +315,13 @@ def target_ordinary_http(server: ProcfileServer) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="shorter attacks (about a minute in all)")
+    parser.add_argument("--quick", action="store_true", help="shorter attacks (about two minutes in all)")
+    parser.add_argument("--only", choices=("front", "app", "budgets"), help="one part: the front server's targets, "
+                        "the app-level attacks, or every endpoint's worst case (docs/measurements/budgets.md)")
     parser.add_argument("--out", type=Path, default=MEASUREMENTS / "attack.txt")
     args = parser.parse_args()
     scale = 0.33 if args.quick else 1.0
+    parts = {args.only} if args.only else {"front", "app", "budgets"}
     say(f"machine: {describe_machine()}" + ("; --quick" if args.quick else ""))
     flat40 = encode(Image.new("RGB", (7300, 5400), (90, 120, 150)), "PNG", compress_level=9)
     bombs = {
@@ -335,33 +339,44 @@ def main() -> None:
             raise SystemExit("server did not become ready")
         say(f"worker RSS after start: {round(sum(server.rss_mb().values()))} MB; whole server tree (start script, "
             f"nginx, gunicorn): {server.tree_rss_mb():.0f} MB")
-        target_slow_uploads(server, 20 * max(scale, 0.5))
-        target_slow_readers(server)
-        target_idle_sockets(server)
-        target_early_rejections(server)
-        target_ordinary_http(server)
-        attack(server, "none (baseline)", idle, 10 * scale)
-        attack(server, "256 sockets: 'G', then silence", hold_sockets(server, 256, b"G"), 60 * scale)
-        attack(server, "128 trickling bodies (1 B / 0.5 s)", hold_sockets(
-            server, 128, b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n"
-                         b"X-Forwarded-For: " + ATTACKER.encode() + b"\r\n\r\n", b"x"), 30 * scale)
-        silent = json.dumps({"urls": [f"{urls.base}/silent"] * 32}).encode()
-        attack(server, "16 clients x 32 silent URLs", repeat_requests(
-            server, lambda: ("/api/v1/predict", silent, "application/json"), 16), 20 * scale)
-        trickled = json.dumps({"urls": [f"{urls.base}/trickle-headers"] * 8}).encode()
-        attack(server, "8 clients x 8 header-trickling URLs", repeat_requests(
-            server, lambda: ("/api/v1/predict", trickled, "application/json"), 8), 20 * scale)
-        for name, files in bombs.items():
-            body = multipart(files)
-            attack(server, name, repeat_requests(server, lambda b=body: ("/api/v1/predict", *b), 2), 8 * scale)
-        deep = ("[" * 100_000).encode()
-        odd = json.dumps({"urls": ["http://[::1/", "http://[/", "http://[foo]/", f"{urls.base}/café.jpg",
-                                   f"{urls.base}/to-broken-ipv6", "http://[2002:7f00:1::]/x.png"]}).encode()
-        attack(server, "malformed URLs and deep JSON", repeat_requests(server, lambda: (
-            "/api/v1/predict", deep if time.monotonic() % 2 < 1 else odd, "application/json"), 4), 8 * scale)
-    target_open_file_limit(env, scratch / "limited.log", seconds=30 * max(scale, 0.5))
+        if "front" in parts:
+            target_slow_uploads(server, 20 * max(scale, 0.5))
+            target_slow_readers(server)
+            target_idle_sockets(server)
+            target_early_rejections(server)
+            target_ordinary_http(server)
+        if "app" in parts:
+            app_level_attacks(server, urls, bombs, scale)
+        if "budgets" in parts:
+            say("every endpoint's worst case (docs/measurements/budgets.md):")
+            run_budgets(server, MEASUREMENTS / "budgets.md", say)
+    if "front" in parts:
+        target_open_file_limit(env, scratch / "limited.log", seconds=30 * max(scale, 0.5))
     shutil.rmtree(scratch, ignore_errors=True)
-    say.save(args.out)
+    if not args.only:
+        say.save(args.out)
+
+
+def app_level_attacks(server: ProcfileServer, urls: LocalServer, bombs: dict, scale: float) -> None:
+    attack(server, "none (baseline)", idle, 10 * scale)
+    attack(server, "256 sockets: 'G', then silence", hold_sockets(server, 256, b"G"), 60 * scale)
+    attack(server, "128 trickling bodies (1 B / 0.5 s)", hold_sockets(
+        server, 128, b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n"
+                     b"X-Forwarded-For: " + ATTACKER.encode() + b"\r\n\r\n", b"x"), 30 * scale)
+    silent = json.dumps({"urls": [f"{urls.base}/silent"] * 32}).encode()
+    attack(server, "16 clients x 32 silent URLs", repeat_requests(
+        server, lambda: ("/api/v1/predict", silent, "application/json"), 16), 20 * scale)
+    trickled = json.dumps({"urls": [f"{urls.base}/trickle-headers"] * 8}).encode()
+    attack(server, "8 clients x 8 header-trickling URLs", repeat_requests(
+        server, lambda: ("/api/v1/predict", trickled, "application/json"), 8), 20 * scale)
+    for name, files in bombs.items():
+        body = multipart(files)
+        attack(server, name, repeat_requests(server, lambda b=body: ("/api/v1/predict", *b), 2), 8 * scale)
+    deep = ("[" * 100_000).encode()
+    odd = json.dumps({"urls": ["http://[::1/", "http://[/", "http://[foo]/", f"{urls.base}/café.jpg",
+                               f"{urls.base}/to-broken-ipv6", "http://[2002:7f00:1::]/x.png"]}).encode()
+    attack(server, "malformed URLs and deep JSON", repeat_requests(server, lambda: (
+        "/api/v1/predict", deep if time.monotonic() % 2 < 1 else odd, "application/json"), 4), 8 * scale)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,10 @@ MAX_PIXELS = 40_000_000
 # 16-bit and float images go through 4 bytes a pixel (and a float32 conversion): a lower limit keeps one of them
 # near an 8-bit 40 MP image's memory.
 MAX_HIGH_DEPTH_PIXELS = 12_000_000
+# Pillow decodes WebP through libwebp's animation decoder, which holds about three full-size RGBA copies at once
+# (a 40 MP lossless WebP of 2 kB raised the worker's RSS by 550 MB; bench/bench_attack.py --only budgets): the
+# limit keeps one near a 40 MP PNG's cost. WebP photos on the web are far smaller.
+MAX_WEBP_PIXELS = 16_000_000
 # A progressive JPEG is decoded once per scan (libjpeg re-reads every block each time): a 0.2 MB file of 4,000
 # near-empty scans took 31 s. Encoders write about 10 scans; cost grows with scans x megapixels.
 MAX_JPEG_SCANS = 64
@@ -115,9 +119,12 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None
             width, height = image.size
             high_depth = image.mode in ("I", "F") or image.mode.startswith("I;16")
             limit = min(max_pixels, MAX_HIGH_DEPTH_PIXELS) if high_depth else max_pixels
+            kind = " for 16-bit and floating-point images" if high_depth else ""
+            if image.format == "WEBP" and limit > MAX_WEBP_PIXELS:
+                limit, kind = MAX_WEBP_PIXELS, " for WebP images"
             if width * height > limit:
                 raise ImageIntakeError(f"the image is {width}x{height} pixels; the limit is {limit / 1e6:.0f} "
-                                       f"megapixels{' for 16-bit and floating-point images' if high_depth else ''}")
+                                       f"megapixels{kind}")
             if width < 1 or height < 1:
                 raise ImageIntakeError("the image has no pixels")
             if image.format in ("JPEG", "MPO"):

@@ -233,6 +233,14 @@ def measurement(name: str) -> Callable[[], list[str]]:
     return block
 
 
+def table(name: str) -> Callable[[], list[str]]:
+    """A command's saved Markdown table (docs/measurements/NAME.md), as it is."""
+    def block() -> list[str]:
+        path = REPO / "docs" / "measurements" / f"{name}.md"
+        return path.read_text().rstrip("\n").splitlines() if path.is_file() else [f"(not measured yet: {name}.md)"]
+    return block
+
+
 def uncertainty_block() -> list[str]:
     """The verdict's trade-off: from models/uncertainty.json (validation) and reports/metrics.json (test)."""
     fitted = json.loads((REPO / "models" / "uncertainty.json").read_text())
@@ -329,6 +337,7 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "mobilenetv2-holdout": (REPO / "docs" / "mobilenetv2.md", measurement("mobilenetv2-holdout")),
     "image": (REPO / "docs" / "deploy.md", measurement("image")),
     "attack": (REPO / "docs" / "performance.md", measurement("attack")),
+    "budgets": (REPO / "docs" / "performance.md", table("budgets")),
     "http-latency": (REPO / "docs" / "performance.md", measurement("http-latency")),
     "http-soak": (REPO / "docs" / "performance.md", measurement("http-soak")),
 }

@@ -236,3 +236,13 @@ def test_the_json_export_is_the_apis_own_shape(make_app):
                             content_type="multipart/form-data").json
     assert predicted["results"][0]["predictions"].keys() == exported["results"][1]["predictions"].keys()
     assert set(predicted["results"][0]) == set(exported["results"][1])
+
+
+def test_a_large_webp_is_refused_before_its_decoder_holds_three_copies():
+    from models.images import MAX_WEBP_PIXELS, ImageIntakeError, decode_image
+
+    big = encode(Image.new("RGB", (5000, 4000), (1, 2, 3)), "WEBP", lossless=True)  # 20 MP, a few hundred bytes
+    with pytest.raises(ImageIntakeError, match="limit is 16 megapixels for WebP images"):
+        decode_image(big)
+    assert MAX_WEBP_PIXELS == 16_000_000
+    assert decode_image(encode(Image.new("RGB", (4000, 3000), (1, 2, 3)), "WEBP")).size == (4000, 3000)
