@@ -187,7 +187,9 @@ def run(server: ProcfileServer, out: Path, say: Callable[[str], None]) -> None:
         rows.append(f"| {request.name} | {request.limits} | {alone['wall']:.1f} / {alone['cpu']:.1f} / "
                     f"+{alone['peak']:.0f} (+{alone['after']:.0f}) | {four['wall']:.1f} / +{four['peak']:.0f} | "
                     f"{alone['statuses']} | {'yes' if ok else 'NO'} |")
-    out.write_text("\n".join(rows) + "\n")
+    from models.machine import describe_machine
+
+    out.write_text(f"Measured on {describe_machine()}, 1 gunicorn worker behind nginx:\n\n" + "\n".join(rows) + "\n")
     print(f"wrote {out}")
 
 

@@ -178,6 +178,8 @@ def read_zip(archive: bytes | Path, limits: Limits = Limits()) -> LabelledSet:
     try:
         _check_entry_count(source, limits)
         zf = zipfile.ZipFile(source)  # kept open by the members' readers until the set is dropped
+    except DatasetError:
+        raise
     except (zipfile.BadZipFile, zlib.error, NotImplementedError, UnicodeDecodeError, ValueError, EOFError, OSError,
             IndexError, KeyError, struct.error):  # what zipfile raises on a damaged directory (tests/test_fuzz.py)
         raise DatasetError("the file is not a ZIP archive (or it is damaged)") from None
