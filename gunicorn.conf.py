@@ -31,6 +31,14 @@ preload_app = False  # each worker imports app.py and loads its own models (TF i
 max_requests = settings.get_int("GUNICORN_MAX_REQUESTS")  # set >0 to recycle workers periodically
 accesslog = "-"
 errorlog = "-"
+# nginx in front refuses a request line or header line over 8 KB and 32 KB of headers (deploy/nginx.conf), in the
+# app's error shape; gunicorn's own limits sit above that, so its plain-text errors never reach a client.
+limit_request_line = 8190  # gunicorn's largest; nginx's line buffer is 8 KB with its CRLF
+limit_request_field_size = 16384  # nginx appends the peer to X-Forwarded-For
+limit_request_fields = 32768  # gunicorn's largest
+# gunicorn 27's control socket defaults to one path per user; nothing here uses it, and two servers run by one
+# user (tests, replicas on a VM) would share and delete each other's.
+control_socket_disable = True
 
 # Math-library threads per worker: the cores divided among the workers (at least 1). Set before the
 # workers import torch / TensorFlow, which read these at start-up.

@@ -21,6 +21,7 @@ import pwd
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,8 @@ TEMPLATE = Path(__file__).with_name("nginx.conf")
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and headers on top of the app's MAX_CONTENT_LENGTH
 PER_CLIENT = 32  # requests in progress at once per client address (nginx.conf explains)
+UPLOADS_PER_CLIENT = 4  # large uploads (>= 1 MB, or chunked) being received at once per client address
+UPLOADS_IN_ALL = 32  # ... and in all: 32 x 50 MB of spooled bodies at most on disk
 UPSTREAM_SECONDS = 150  # gunicorn's own timeout (120 s) plus slack
 DRAIN_SECONDS = 28  # nginx's worker_shutdown_timeout (25 s) plus slack; railway.json drains for 30 s
 WORKER_CONNECTIONS = 16384
@@ -68,9 +71,24 @@ def client_pattern(hops: int) -> str:
     return r"([^,\s]+)" + r"(?:\s*,\s*[^,\s]+)" * hops + r"\s*$"
 
 
+def listen_lines() -> str:
+    """nginx's listen directives: HOST if set, else every IPv4 and IPv6 address (Railway's private network is
+    IPv6)."""
+    port = settings.get_int("PORT")
+    if not 0 < port < 65536:
+        raise StartError(f"PORT must be between 1 and 65535, got {port}")
+    host = settings.get("HOST")
+    if host:
+        return f"listen {f'[{host}]' if ':' in host else host}:{port} backlog=4096 default_server;"
+    lines = f"listen 0.0.0.0:{port} backlog=4096 default_server;"
+    if socket.has_ipv6 and Path("/proc/net/if_inet6").exists():
+        lines += f"\n        listen [::]:{port} ipv6only=on backlog=4096 default_server;"
+    return lines
+
+
 def listen_address() -> str:
-    host, port = settings.get("HOST") or "0.0.0.0", settings.get_int("PORT")
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    host = settings.get("HOST")
+    return f"{host or '0.0.0.0 and [::]'}:{settings.get_int('PORT')}"
 
 
 def open_file_limit() -> int:
@@ -84,16 +102,22 @@ def error_answers(max_body: int) -> dict[int, tuple[str, str]]:
     mb = (max_body - FORM_OVERHEAD) / 1024 / 1024
     return {
         400: ("bad_request", "The request is malformed."),
+        404: ("not_found", "There is nothing at this address."),
+        405: ("method_not_allowed", "This method is not allowed here."),
         408: ("request_timeout", "The request took too long to arrive."),
         413: ("request_too_large", f"The request is larger than {mb:.0f} MB. Send fewer or smaller images."),
         414: ("uri_too_long", "The address is too long."),
-        429: ("too_many_requests", f"More than {PER_CLIENT} of your requests are in progress at once; wait for "
-                                   f"some to finish."),
+        429: ("too_many_requests", f"Too many of your requests are in progress at once (at most {PER_CLIENT}, "
+                                   f"and {UPLOADS_PER_CLIENT} uploads of 1 MB or more), or the server is receiving "
+                                   f"as many large uploads as it takes; wait for some to finish."),
         494: ("request_header_too_large", "The request's headers are too large."),
         500: ("internal_error", "The front server failed; try again."),
         502: ("unavailable", "The server is starting or restarting; try again in a few seconds."),
         503: ("unavailable", "The server is busy; try again in a few seconds."),
         504: ("timeout", f"The server did not answer within {UPSTREAM_SECONDS} s."),
+        501: ("not_implemented", "This transfer encoding is not supported; send the body with a Content-Length "
+                                 "or chunked."),
+        505: ("http_version_not_supported", "Use HTTP/1.1."),
     }
 
 
@@ -128,11 +152,13 @@ def render(run_dir: Path, socket_path: Path) -> str:
         "WORKER_CONNECTIONS": str(WORKER_CONNECTIONS),
         "RUN_DIR": str(run_dir),
         "SOCKET": str(socket_path),
-        "LISTEN": listen_address(),
+        "LISTEN": listen_lines(),
         "MAX_BODY_BYTES": str(max_body_bytes()),
         "TRUSTED_HOPS": str(trusted_hops()),
         "CLIENT_PATTERN": client_pattern(trusted_hops()),
         "PER_CLIENT": str(PER_CLIENT),
+        "UPLOADS_PER_CLIENT": str(UPLOADS_PER_CLIENT),
+        "UPLOADS_IN_ALL": str(UPLOADS_IN_ALL),
         "UPSTREAM_SECONDS": str(UPSTREAM_SECONDS),
     }
     text = TEMPLATE.read_text()
@@ -155,13 +181,14 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
 
 
 def stop(process: subprocess.Popen, signum: int, seconds: float) -> int:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signum)
+    """Signal the process's whole group (nginx's workers outlive a killed master otherwise), wait, then kill it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
     try:
         return process.wait(seconds)
     except subprocess.TimeoutExpired:
-        process.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
         return process.wait()
 
 
@@ -193,11 +220,13 @@ def serve() -> int:
             front_code = stop(front, signal.SIGQUIT, DRAIN_SECONDS)  # graceful: finishes the requests in flight
             app_code = stop(app, signal.SIGTERM, 35)  # gunicorn.conf.py: graceful_timeout = 30
             return front_code or app_code
-        died, other = ("gunicorn", app) if app.poll() is not None else ("nginx", front)
-        code = app.returncode if died == "gunicorn" else front.returncode
-        print(f"[start] {died} exited with status {code}; stopping the other", file=sys.stderr, flush=True)
-        stop(other, signal.SIGTERM, 35)
-        return code or 1
+        dead, survivor = (app, front) if app.poll() is not None else (front, app)
+        name = "gunicorn" if dead is app else "nginx"
+        print(f"[start] {name} exited with status {dead.returncode}; stopping the other", file=sys.stderr,
+              flush=True)
+        stop(dead, signal.SIGTERM, 5)  # what is left of its group (nginx's workers)
+        stop(survivor, signal.SIGTERM, 35)
+        return dead.returncode or 1
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -205,7 +234,7 @@ def serve() -> int:
 def main() -> int:
     try:
         return serve()
-    except StartError as exc:
+    except (StartError, ValueError) as exc:  # ValueError: a setting that is not a number (PORT=abc)
         print(f"[start] cannot start: {exc}", file=sys.stderr, flush=True)
         return 1
 

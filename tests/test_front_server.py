@@ -13,12 +13,16 @@ import http.client
 import importlib
 import io
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import threading
 import time
+import urllib.request
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -179,16 +183,78 @@ def test_early_rejections_reach_the_client_with_the_json_error(front, size, expe
 
 
 @pytest.mark.slow
-def test_an_evaluation_archive_in_the_wrong_format_gets_its_error(front):
+def test_early_rejections_arrive_whole_every_time_even_two_at_a_time(front):
+    """The app refuses these before reading their bodies: a raw 400 KB image/jpeg body (400), a 5 MB ZIP asked for
+    in a format that does not exist (400), a 200 KB form without images (400). gunicorn alone reads away only 64 KB of
+    an unread body and closes: nginx then answered 502 to about half of them. Every answer must be the app's."""
     archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zf:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
         for i in range(100):
-            zf.writestr(f"cat/{i}.jpg", encode(photo(160, 120, seed=i), "JPEG"))
-    body, content_type = multipart([("images.zip", archive.getvalue())], field="archive")
-    assert len(body) > 200_000
-    for _ in range(3):
-        status, _ = timed_request(front.base, "/api/v1/evaluate?format=csv", body, content_type)
-        assert status == 400
+            zf.writestr(f"cat/{i}.jpg", bytes(50_000))
+    zipped = multipart([("images.zip", archive.getvalue())], field="archive")
+    fields = "&".join(f"f{i}={'x' * 60}" for i in range(3000)).encode()  # 200 KB of form fields
+    cases = [("/api/v1/predict", bytes(400 * 1024), "image/jpeg", 400),
+             ("/api/v1/predict", bytes(2 * 2**20), "image/jpeg", 400),
+             ("/api/v1/predict", bytes(5 * 2**20), "image/jpeg", 400),
+             ("/api/v1/evaluate?format=csv", *zipped, 400),
+             ("/api/v1/predict", fields, "application/x-www-form-urlencoded", 400)]
+    outcomes: list[tuple[str, int, int]] = []
+
+    def client(path: str, body: bytes, kind: str, expected: int, address: str) -> None:
+        for _ in range(10):
+            status, _ = timed_request(front.base, path, body, kind, timeout=60, headers={"X-Forwarded-For": address})
+            outcomes.append((path, expected, status))
+
+    threads = [threading.Thread(target=client, args=(*case, f"198.51.100.{10 * n + copy}"))
+               for n, case in enumerate(cases) for copy in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wrong = [(path, expected, status) for path, expected, status in outcomes if status != expected]
+    assert len(outcomes) == 100 and not wrong, wrong
+
+
+@pytest.mark.slow
+def test_errors_nginx_answers_itself_keep_the_api_shape(front):
+    """Methods, encodings and header sizes that nginx refuses, and sizes just under its limits that gunicorn must
+    still take: under /api/ every refusal is the API's JSON error, never an nginx or gunicorn page."""
+    def ask(method: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
+        connection.request(method, "/api/v1/models", body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+
+    many = {f"X-Header-{i}": "v" for i in range(150)}
+    for method, headers, expected in [("TRACE", {}, 405), ("POST", {"Transfer-Encoding": "gzip"}, 501),
+                                      ("GET", {"Cookie": "a" * 12_000}, 400), ("GET", many, 200),
+                                      ("GET", {"Cookie": "a" * 8_000}, 200)]:
+        status, body = ask(method, headers, b"x" if method == "POST" else None)
+        assert status == expected, (method, list(headers)[:1], status, body[:200])
+        if status != 200:
+            assert json.loads(body)["error"]["status"] == status
+
+
+@pytest.mark.slow
+def test_a_client_receives_at_most_four_large_uploads_at_once(front):
+    """Large bodies are spooled to disk for as long as they arrive: one client address may send 4 at once (the
+    5th and 6th get 429 at once), while another address's large upload is received."""
+    held = []
+    for _ in range(6):
+        sock = attacks.connect(front.port)
+        sock.sendall(f"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {ATTACKER}\r\n"
+                     f"Content-Type: image/jpeg\r\nContent-Length: {20 * 2**20}\r\n\r\n".encode() + bytes(1000))
+        held.append(sock)
+    time.sleep(1)
+    refused = 0
+    for sock in held:
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            refused += sock.recv(64).startswith(b"HTTP/1.1 429")
+    body = b"\xff\xd8" + bytes(3 * 2**20)
+    status, _ = timed_request(front.base, "/api/v1/predict", body, "image/jpeg", headers={"X-Forwarded-For": USER})
+    attacks.close_all(held)
+    assert refused == 2 and status == 400  # the other client's upload reached the app (which refused the bytes)
 
 
 @pytest.mark.slow
@@ -297,3 +363,34 @@ def test_the_image_installs_nginx_and_railway_redeploys_on_its_configuration():
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "nginx" in dockerfile and "COPY deploy/ deploy/" in dockerfile
     assert "deploy/**" in json.loads((REPO / "railway.json").read_text())["build"]["watchPatterns"]
+
+
+# ----------------------------------------------------------------------------- the start command watches both
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", ["nginx", "gunicorn"])
+def test_when_either_server_dies_the_start_command_stops_the_other_and_fails(tmp_path, victim):
+    """A supervisor (the platform, systemd) can only restart what exits: the start command must exit non-zero and
+    leave nothing behind, its port free for the next start."""
+    require_tool("nginx", nginx_installed())
+    log = tmp_path / "server.log"
+    server = ProcfileServer(log=log)
+    try:
+        assert server.wait_ready(180), log.read_text()[-3000:]
+        masters = server.nginx_pids()[:1] if victim == "nginx" else [
+            pid for pid in server.worker_pids() for pid in [int(Path(f"/proc/{pid}/stat").read_text().split()[3])]]
+        os.kill(masters[0], signal.SIGKILL)
+        assert server.proc.wait(timeout=60) != 0
+        time.sleep(1)
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+        assert f"[start] {victim} exited" in log.read_text()
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_ipv6_loopback_is_served_too(front):
+    if not socket.has_ipv6 or not Path("/proc/net/if_inet6").exists():
+        pytest.skip("this machine has no IPv6")
+    with urllib.request.urlopen(f"http://[::1]:{front.port}/healthz", timeout=10) as response:
+        assert response.status == 200

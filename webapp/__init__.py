@@ -113,7 +113,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=int(app.config["TRUSTED_PROXY_HOPS"]))
 
-    from webapp import api, errors, evaluation, health, pages, security
+    from webapp import api, errors, evaluation, health, pages, security, transport
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(evaluation.bp)
@@ -122,6 +122,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(api.bp)  # token-less JSON clients; the API uses no cookies or sessions
     errors.register(app)
     security.register(app)
+    transport.register(app)
 
     if app.config["PRELOAD_MODELS"]:
         for name in app.config["MODELS"]:
