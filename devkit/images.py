@@ -173,3 +173,30 @@ def out_of_scope_photos() -> dict[str, Image.Image]:
     for i in range(0, len(faces), 10):
         photos[f"face {i}"] = Image.fromarray((255 * faces[i]).astype(np.uint8)).convert("RGB")
     return photos
+
+
+def tiff_with_strips(count: int, width: int = 16, height: int = 16) -> bytes:
+    """An 8-bit grey TIFF whose first directory lists `count` strips, every one pointing at the same row."""
+    row = bytes(width)
+    offsets_at = 8 + len(row)
+    counts_at = offsets_at + 4 * count
+    directory_at = counts_at + 4 * count
+    entries = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+               (273, 4, count, offsets_at), (277, 3, 1, 1), (278, 3, 1, 1), (279, 4, count, counts_at)]
+    directory = struct.pack("<H", len(entries)) + b"".join(
+        struct.pack("<HHIHH", tag, kind, n, value, 0) if kind == 3 else struct.pack("<HHII", tag, kind, n, value)
+        for tag, kind, n, value in entries) + struct.pack("<I", 0)
+    return (b"II*\x00" + struct.pack("<I", directory_at) + row + struct.pack(f"<{count}I", *[8] * count)
+            + struct.pack(f"<{count}I", *[width] * count) + directory)
+
+
+def tiff_with_tile(tile: int, width: int = 16, height: int = 16) -> bytes:
+    """A deflate-tiled grey TIFF of width x height whose one tile is tile x tile: libtiff allocates the tile."""
+    data = zlib.compress(bytes(tile * tile), 9)
+    entries = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 1, 8), (259, 3, 1, 8), (262, 3, 1, 1),
+               (277, 3, 1, 1), (322, 3, 1, tile), (323, 3, 1, tile), (324, 4, 1, 8), (325, 4, 1, len(data))]
+    directory_at = 8 + len(data) + (len(data) % 2)
+    directory = struct.pack("<H", len(entries)) + b"".join(
+        struct.pack("<HHIHH", tag, kind, n, value, 0) if kind == 3 else struct.pack("<HHII", tag, kind, n, value)
+        for tag, kind, n, value in entries) + struct.pack("<I", 0)
+    return b"II*\x00" + struct.pack("<I", directory_at) + data + bytes(len(data) % 2) + directory

@@ -70,6 +70,8 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL("libc.so.6")
 # Raster formats a browser or phone produces. SVG, PDF, EPS and friends are refused on purpose.
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO"})
+Image.init()  # every plugin registered, so that Image.open can be limited to the allowed ones
+OPENERS = sorted(ALLOWED_FORMATS - {"MPO"})  # Pillow's JPEG opener also reads MPO files
 
 
 class ImageIntakeError(ValueError):
@@ -112,7 +114,12 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns about damaged metadata (EXIF) it can skip
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            if tiff_piece_count(data) > MAX_TIFF_PIECES:
+                raise ImageIntakeError("the TIFF lists more strips or tiles than any real image has; it is damaged or "
+                                       "made to be slow")
+            # Only the allowed formats' parsers ever see the bytes: Pillow otherwise tries every plugin in turn, and
+            # some parse slowly (10 MB that look like EPS took 4.6 s before being refused).
+            image = Image.open(io.BytesIO(data), formats=OPENERS)
             if image.format not in ALLOWED_FORMATS:
                 raise ImageIntakeError(f"{image.format} images are not supported; send a JPEG, PNG, GIF, WebP, "
                                        f"BMP or TIFF file")
@@ -127,6 +134,8 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None
                                        f"megapixels{kind}")
             if width < 1 or height < 1:
                 raise ImageIntakeError("the image has no pixels")
+            if image.format == "TIFF":
+                _check_tiff_layout(image, width, height)
             if image.format in ("JPEG", "MPO"):
                 scans = jpeg_scans(data)
                 if scans > MAX_JPEG_SCANS or scans * width * height / 1e6 > MAX_JPEG_SCAN_MEGAPIXELS:
@@ -137,8 +146,9 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None
                 image.draft(None, (min_side, min_side))
             if budget is not None:
                 budget.take(image.size[0] * image.size[1])
-            # By the declared size: a progressive JPEG holds whole-image coefficient buffers even when decoded small.
-            large = width * height > LARGE_DECODE_PIXELS
+            # By the declared size: a progressive JPEG holds whole-image coefficient buffers even when decoded small;
+            # WebP's decoder holds about three full-size copies.
+            large = width * height * (3 if image.format == "WEBP" else 1) > LARGE_DECODE_PIXELS
             with _large_decode if large else contextlib.nullcontext():
                 image.load()
                 decoded_size = image.size
@@ -162,6 +172,68 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None
         raise ImageIntakeError(f"the image file is damaged or truncated ({type(exc).__name__})") from None
     rgb.info["original_size"] = original_size
     return rgb
+
+
+# TIFF compressions a camera, scanner or image editor writes and whose cost follows the pixels: none, CCITT fax,
+# LZW, deflate, PackBits. JPEG-in-TIFF is refused: its progressive scans would escape MAX_JPEG_SCANS.
+TIFF_COMPRESSIONS = frozenset({1, 2, 3, 4, 5, 8, 32773, 32946})
+MAX_TIFF_PIECES = 65_536  # strips or tiles
+
+
+def tiff_piece_count(data: bytes) -> int:
+    """The number of strip or tile offsets the first directory of a TIFF declares, read from its entry headers
+    before Pillow parses it (Pillow reads every offset into a Python list: 2.6 million took 4.6 s). Only counts
+    are read, never offsets; anything malformed counts as 0 and is left to Pillow. tests/test_fuzz.py fuzzes it."""
+    if len(data) < 8 or data[:2] not in (b"II", b"MM"):
+        return 0
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        if struct.unpack_from(order + "H", data, 2)[0] == 43:  # BigTIFF: 8-byte counts and offsets
+            offset = struct.unpack_from(order + "Q", data, 8)[0]
+            entries = struct.unpack_from(order + "Q", data, offset)[0]
+            entry_format, entry_size, start = order + "HHQ", 20, offset + 8
+        else:
+            offset = struct.unpack_from(order + "I", data, 4)[0]
+            entries = struct.unpack_from(order + "H", data, offset)[0]
+            entry_format, entry_size, start = order + "HHI", 12, offset + 2
+        pieces = 0
+        for i in range(min(entries, 4096)):
+            tag, _, count = struct.unpack_from(entry_format, data, start + i * entry_size)
+            if tag in (273, 324):  # StripOffsets, TileOffsets
+                pieces = max(pieces, count)
+        return pieces
+    except (struct.error, OverflowError):  # past the end, or an offset beyond any index (found by fuzzing)
+        return 0
+
+
+def _check_tiff_layout(image: Image.Image, width: int, height: int) -> None:
+    """A TIFF's decoding cost follows its strips and tiles, not only its declared size: 2.6 million strip offsets
+    pointing at the same 16 bytes of a 16x16 image took 16 s, and one 32768x32768 tile of a 16x16 image made
+    libtiff allocate 1 GB. Refuse layouts no real file has."""
+    tags = image.tag_v2
+    compression = tags.get(259, 1)
+    if compression not in TIFF_COMPRESSIONS:
+        raise ImageIntakeError(f"this TIFF uses a compression (code {compression}) that is not accepted; save it "
+                               f"as PNG or JPEG")
+    pieces = len(tags.get(324) or tags.get(273) or ())
+    samples = tags.get(277, 1) if tags.get(284, 1) == 2 else 1  # separate planes: one set of strips per sample
+    tile_width, tile_height = tags.get(322), tags.get(323)
+    if tile_width and tile_height:
+        expected = -(-width // tile_width) * -(-height // tile_height) * samples
+        if tile_width * tile_height > max(4 * width * height, 512 * 512):
+            raise ImageIntakeError(f"the TIFF's tiles ({tile_width}x{tile_height}) are far larger than the image")
+    else:
+        rows = max(1, min(int(tags.get(278, height) or height), height))
+        expected = -(-height // rows) * samples
+    if pieces > min(MAX_TIFF_PIECES, expected + 1):
+        raise ImageIntakeError(f"the TIFF lists {pieces:,} strips or tiles for a {width}x{height} image; it is "
+                               "damaged or made to be slow")
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the system after a request that decoded much: many mid-size decodes in
+    parallel left a worker 2 GB larger (glibc keeps freed blocks)."""
+    _return_freed_memory()
 
 
 def shrink(image: Image.Image, min_side: int) -> Image.Image:

@@ -24,13 +24,14 @@ def source_text(result: dict[str, Any]) -> str:
     return source.get("name") or source.get("url") or ""
 
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")  # and their full-width forms
 
 
 def spreadsheet_safe(value: Any) -> Any:
-    """A text cell a spreadsheet would run as a formula (`=HYPERLINK(...)`, `-2+3`, `@SUM(...)`) gets a leading
-    apostrophe, as OWASP's CSV-injection advice says; spreadsheet programs show it as text. Numbers stay numbers."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    """A text cell a spreadsheet would run as a formula (`=HYPERLINK(...)`, `-2+3`, `@SUM(...)`, also after
+    leading spaces) gets a leading apostrophe, as OWASP's CSV-injection advice says; spreadsheet programs show it
+    as text. Numbers stay numbers."""
+    if isinstance(value, str) and value.lstrip(" \u3000").startswith(FORMULA_STARTS):
         return "'" + value
     return value
 

@@ -39,6 +39,10 @@ MAX_NAME_CHARS = 200  # a file's name as kept, shown and signed
 MAX_PROBLEM_CHARS = 200  # a file's problem, likewise
 MAX_CSV_BYTES = 5_000_000
 RATIO_CHECKED_ABOVE = 64 * 1024  # smaller members cannot amplify much, whatever their ratio
+# Stored and deflated members are read with a hard cap while they decompress; Python's zipfile inflates bzip2 and
+# LZMA members in one call, whatever is asked for (1.5 kB of bzip2 became 2 GB), so they are not read at all.
+READABLE_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+DIRECTORY_BYTES_PER_ENTRY = 1024  # a central-directory entry: 46 bytes, its name (cut to 200 here), extras
 
 
 class DatasetError(ValueError):
@@ -134,7 +138,10 @@ def _assign_labels(paths: list[str], read_csv: callable) -> tuple[dict[str, int 
     if csvs:
         chosen = min(csvs, key=lambda p: (p.count("/"), p.lower() != "labels.csv"))
         base = str(PurePosixPath(chosen).parent)
-        rows = list(csv.reader(io.StringIO(read_csv(chosen))))
+        try:  # splitlines: CR-only (old Mac) and mixed line endings too
+            rows = list(csv.reader(read_csv(chosen).splitlines()))
+        except csv.Error as exc:
+            raise DatasetError(f"{clip(chosen, 100)}: the labels CSV cannot be read ({clip(str(exc), 80)})") from None
         if rows and [c.strip().lower() for c in rows[0][:2]] == ["filename", "label"]:
             rows = rows[1:]
         labels: dict[str, int | None] = {}
@@ -197,6 +204,11 @@ def _check_entry_count(source: io.BufferedIOBase, limits: Limits) -> None:
     entries = end[zipfile._ECD_ENTRIES_TOTAL]
     if entries > limits.max_members:
         raise DatasetError(f"the archive lists {entries:,} entries; the limit is {limits.max_members:,}")
+    # zipfile parses the directory by its size, whatever the count says: bound the size too.
+    size = end[zipfile._ECD_SIZE]
+    if size > limits.max_members * DIRECTORY_BYTES_PER_ENTRY:
+        raise DatasetError(f"the archive's directory is {size / 1e6:.1f} MB: far more than "
+                           f"{limits.max_members:,} entries need")
     source.seek(0)
 
 
@@ -255,6 +267,9 @@ def _read_members(zf: zipfile.ZipFile, limits: Limits) -> LabelledSet:
 
     def read_text(name: str) -> str:
         info = next(i for i in infos if names[i.filename] == name)
+        if info.compress_type not in READABLE_METHODS:
+            raise DatasetError(f"{clip(name, 80)}: the labels CSV is compressed with a method this reader does not "
+                               f"take; use deflate (what every ZIP tool writes by default)")
         try:
             with zf.open(info) as member:
                 data = member.read(MAX_CSV_BYTES + 1)
@@ -278,6 +293,8 @@ def _read_members(zf: zipfile.ZipFile, limits: Limits) -> LabelledSet:
             item.fail("it is a symbolic link")
         elif info.flag_bits & 0x1:
             item.fail("it is encrypted")
+        elif info.compress_type not in READABLE_METHODS:
+            item.fail("it is compressed with a method this reader does not take (bzip2, LZMA...); use deflate")
         elif name.lower().endswith((".zip", ".tar", ".gz", ".7z", ".rar")):
             item.fail("nested archives are not opened")
         elif not name.lower().endswith(IMAGE_SUFFIXES):

@@ -20,7 +20,7 @@ from PIL import Image
 
 import models
 from models.cifar10 import CLASS_NAMES
-from models.images import DECODE_MIN_SIDE, ImageIntakeError, PixelBudget, decode_image, to_model_input
+from models.images import DECODE_MIN_SIDE, ImageIntakeError, PixelBudget, decode_image, release_memory, to_model_input
 from models.registry import load_predictor
 from models.scoring import calibration, classification_metrics
 from reports import stats, wording
@@ -67,6 +67,7 @@ def decode_views(dataset: LabelledSet, progress: Callable[[int, int], None] | No
         item.data = None  # only the 32x32 view is kept
         if progress:
             progress(done, len(usable))
+    release_memory()  # many decodes: hand the freed memory back
     empty = np.zeros((0, 32, 32, 3), np.uint8)
     return (np.stack(views) if views else empty), np.array(labels, dtype=np.int64), names
 

@@ -4,6 +4,7 @@ arbitrary JSON at the export reader (a clear refusal or a result, never another 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zipfile
 
@@ -110,6 +111,24 @@ def test_a_damaged_archive_is_read_or_refused_in_words(files, flips):
 @FUZZ
 def test_any_bytes_are_read_or_refused_in_words(data):
     read_everything(data)
+
+
+@given(data=st.binary(max_size=400), head=st.sampled_from([b"II*\x00", b"MM\x00*", b"II+\x00", b""]))
+@FUZZ
+def test_the_tiff_directory_pre_check_reads_any_bytes(data, head):
+    """models.images.tiff_piece_count is hand-written at the boundary: any bytes give a count, never an error."""
+    from models.images import tiff_piece_count
+
+    assert tiff_piece_count(head + data) >= 0
+
+
+@given(data=st.binary(min_size=8, max_size=600))
+@FUZZ
+def test_any_tiff_like_bytes_decode_or_are_refused_in_words(data):
+    from models.images import ImageIntakeError, decode_image
+
+    with contextlib.suppress(ImageIntakeError):
+        decode_image(b"II*\x00" + data)
 
 
 # ----------------------------------------------------------------------------- the export reader

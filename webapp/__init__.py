@@ -36,6 +36,8 @@ CONFIG: dict[str, tuple[Any, str]] = {
     "MAX_CONTENT_LENGTH": (settings.MAX_CONTENT_LENGTH, "bytes per request; beyond it the answer is 413"),
     "MAX_REQUEST_PIXELS": (64_000_000, "decoded pixels per request, all images together (a big JPEG is decoded "
                                        "at reduced scale and costs little; a 40 MP PNG costs 40 MP)"),
+    "MAX_DECODE_SECONDS": (8, "seconds of decoding per comparison, all images together; images left when it runs out "
+                              "get their own error"),
     "MAX_FORM_MEMORY_SIZE": (4 * 1024 * 1024, "bytes per text field (the results page posts its comparison back "
                                                "to export it: up to 32 thumbnails)"),
     "EVALUATE_MAX_IMAGES": (500, "labelled images per evaluation (the Evaluate page and /api/v1/evaluate)"),

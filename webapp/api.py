@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from webapp.health import model_status
-from webapp.inference import RequestError, classify, gather_inputs
+from webapp.inference import RequestError, classify, clip, gather_inputs
 from webapp.openapi import openapi_document
 from webapp.options import fetch_policy, parse_models, parse_top_k
 from webapp.schema import ModelsResponse, PredictResponse, dump
@@ -37,14 +37,15 @@ def request_fields() -> tuple[list[str], Any, Any]:
 def predict():
     unexpected = [key for key in request.files if key != "files"]
     if unexpected:
-        raise RequestError(f"upload images in the multipart field 'files' (got {', '.join(sorted(unexpected))})",
-                           "wrong_field_name")
+        got = clip(", ".join(sorted(unexpected)), 100)
+        raise RequestError(f"upload images in the multipart field 'files' (got {got})", "wrong_field_name")
     urls, top_k, models = request_fields()
     top_k = parse_top_k(top_k, current_app.config["DEFAULT_TOP_K"])
     models = parse_models(models, current_app.config["MODELS"])
     inputs = gather_inputs(request.files.getlist("files"), urls, current_app.config["MAX_IMAGES"],
                            current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
-    results, timing = classify(inputs, models, top_k, max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"])
+    results, timing = classify(inputs, models, top_k, max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
+                               max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"])
     return jsonify(dump(PredictResponse.model_validate(
         {"models": models, "top_k": top_k, "results": results, "timing": timing})))
 

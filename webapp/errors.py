@@ -8,7 +8,7 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from webapp.inference import RequestError
+from webapp.inference import MAX_MESSAGE_CHARS, RequestError, clip
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +18,7 @@ def wants_json() -> bool:
 
 
 def error_response(status: int, code: str, message: str):
+    message = clip(message, MAX_MESSAGE_CHARS)
     if wants_json():
         return jsonify(error={"status": status, "code": code, "message": message}), status
     return render_template("error.html", status=status, message=message), status

@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from pydantic import ValidationError
 
 from models.cifar10 import CLASS_NAMES
 from reports.user_data import DatasetError, LabelledSet, Limits, read_named_files, read_zip
@@ -100,6 +101,12 @@ def evaluate_pdf():
     except BadSignature:
         raise RequestError("this report expired or was not made by this site: evaluate the images again",
                            "invalid_report") from None
+    from reports.user_eval import without_views
+
+    try:  # this site signed it; still, only the report's own shape is rendered
+        EvaluateResponse.model_validate(without_views(report) if isinstance(report, dict) else report)
+    except ValidationError:
+        raise RequestError("this report cannot be rendered: evaluate the images again", "invalid_report") from None
     return pdf_response(report)
 
 

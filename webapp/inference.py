@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,17 +19,26 @@ from PIL import Image
 from werkzeug.datastructures import FileStorage
 
 import models
-from models.images import DECODE_MIN_SIDE, ImageIntakeError, PixelBudget, decode_image
+from models.images import DECODE_MIN_SIDE, ImageIntakeError, PixelBudget, decode_image, release_memory
 from webapp.fetch import FetchError, FetchPolicy, fetch_all
 
 THUMBNAIL_SIZE = 160
+RELEASE_AFTER_PIXELS = 2_000_000  # decoded in one request: hand the freed memory back afterwards
+
+
+MAX_MESSAGE_CHARS = 500  # an error message, whatever of the request it quotes
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class RequestError(ValueError):
-    """The request as a whole is unacceptable (too many images, nothing sent, bad parameter): HTTP 400."""
+    """The request as a whole is unacceptable (too many images, nothing sent, bad parameter): HTTP 400. The
+    message is cut to MAX_MESSAGE_CHARS: it may quote what the client sent."""
 
     def __init__(self, message: str, code: str = "bad_request", status: int = 400):
-        super().__init__(message)
+        super().__init__(clip(message, MAX_MESSAGE_CHARS))
         self.code, self.status = code, status
 
 
@@ -70,7 +80,7 @@ def gather_inputs(files: list[FileStorage], urls: list[str], max_images: int, ma
     for url, fetched in zip(urls, fetch_all(urls, policy), strict=True):
         item = ImageInput(source={"type": "url", "url": url[:2048]})
         if isinstance(fetched, FetchError):
-            item.error = {"code": "url_fetch_failed", "message": str(fetched)}
+            item.error = {"code": "url_fetch_failed", "message": clip(str(fetched), 300)}
         else:
             item.data = fetched
         inputs.append(item)
@@ -96,17 +106,25 @@ def thumbnail_data_uri(image: Image.Image) -> str:
 
 
 def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumbnails: bool = False,
-             max_request_pixels: int | None = None) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+             max_request_pixels: int | None = None, max_decode_seconds: float | None = None
+             ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """(one JSON-ready result per input, in order, errors in place; per-model timing). Images are decoded one
-    at a time and shrunk at once, drawing on one decoded-pixel budget for the whole request."""
+    at a time and shrunk at once, drawing on one decoded-pixel budget and one decoding-time budget for the whole
+    request: what is left when either runs out gets its own error."""
     budget = PixelBudget(max_request_pixels) if max_request_pixels else None
+    deadline = time.monotonic() + max_decode_seconds if max_decode_seconds else None
     for item in inputs:
+        if item.error is None and deadline is not None and time.monotonic() > deadline:
+            item.error = {"code": "decoding_budget", "message": f"not decoded: the request's {max_decode_seconds:g}"
+                          f"-second decoding budget ran out; send large images in separate requests"}
         if item.error is None:
             try:
                 item.image = decode_image(item.data or b"", min_side=DECODE_MIN_SIDE, budget=budget)
             except ImageIntakeError as exc:
-                item.error = {"code": "invalid_image", "message": str(exc)}
-            item.data = None  # the bytes are no longer needed
+                item.error = {"code": "invalid_image", "message": clip(str(exc), 300)}
+        item.data = None  # the bytes are no longer needed
+    if budget is not None and budget.total - budget.left > RELEASE_AFTER_PIXELS:
+        release_memory()
     good = [item for item in inputs if item.image is not None]
     answers = models.classify([item.image for item in good], model_names, top_k)
     answer_of = {id(item): answer for item, answer in zip(good, answers.images, strict=True)}

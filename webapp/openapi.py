@@ -51,7 +51,7 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
                     "200": {"description": "one result per image, in order; a bad image has `error` in place",
                             "content": {"application/json": {
                                 "schema": {"$ref": "#/components/schemas/PredictResponse"}}}},
-                    **error_responses(400, 413),
+                    **error_responses(400, 413, 429),
                 },
             }},
             "/api/v1/evaluate": {"post": {
@@ -72,7 +72,7 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
                     "200": {"description": "the metrics (JSON) or the report (PDF)", "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/EvaluateResponse"}},
                         "application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
-                    **error_responses(400, 413),
+                    **error_responses(400, 413, 429),
                 },
             }},
             "/api/v1/models": {"get": {"summary": "What each model is (the predictor `info`)", "responses": {

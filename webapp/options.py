@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from webapp.fetch import FetchPolicy
-from webapp.inference import RequestError
+from webapp.inference import RequestError, clip
 
 NUM_CLASSES = 10
 
@@ -18,8 +18,8 @@ def parse_top_k(value: Any, default: int) -> int:
     try:
         top_k = int(value)
     except ValueError:
-        raise RequestError(f"top_k must be an integer from 1 to {NUM_CLASSES}, got {value!r}", "invalid_top_k"
-                           ) from None
+        raise RequestError(f"top_k must be an integer from 1 to {NUM_CLASSES}, got {clip(repr(value), 40)}",
+                           "invalid_top_k") from None
     if not 1 <= top_k <= NUM_CLASSES:
         raise RequestError(f"top_k must be an integer from 1 to {NUM_CLASSES}, got {top_k}", "invalid_top_k")
     return top_k
@@ -35,7 +35,8 @@ def parse_models(value: Any, available: list[str]) -> list[str]:
     names = [n.strip() for name in names for n in name.split(",") if n.strip()]
     unknown = [n for n in names if n not in available]
     if unknown:
-        raise RequestError(f"unknown model {unknown[0]!r}; available: {', '.join(available)}", "unknown_model")
+        raise RequestError(f"unknown model {clip(repr(unknown[0]), 60)}; available: {', '.join(available)}",
+                           "unknown_model")
     return list(dict.fromkeys(names)) or list(available)
 
 

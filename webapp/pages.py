@@ -69,7 +69,8 @@ def predict():
         return page(form_error=str(exc), urls="\n".join(urls)), exc.status
     models = served_models()
     results, timing = classify(inputs, list(models), top_k, thumbnails=True,
-                               max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"])
+                               max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
+                               max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"])
     waited_ms = 1000 * (time.perf_counter() - started)  # receiving aside: decoding, fetching, both models
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     comparison = sign_comparison({"created": created, "models": list(models), "top_k": top_k, "results": results})
@@ -79,7 +80,7 @@ def predict():
                 served=models, summary=summary_sentence({"results": results}))
 
 
-EXPORTS = {"csv": ("text/csv; charset=utf-8", "csv"), "json": ("application/json", "json"),
+EXPORTS = {"csv": ("text/csv", "csv"), "json": ("application/json", "json"),
            "pdf": ("application/pdf", "pdf")}
 
 
