@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.cookiejar
 import io
 import re
+import struct
 import threading
 import time
 import urllib.error
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from devkit.images import encode, gif_with_tiny_sub_blocks, photo
+from devkit.images import encode, gif_with_tiny_sub_blocks, photo, tiff_with_strips
 from devkit.server import ProcfileServer
 
 TARGET_SECONDS, TARGET_MB, TARGET_BOMB_MB = 15.0, 300.0, 400.0
@@ -131,6 +132,18 @@ def requests() -> list[Request]:
     webp_bomb = stored_zip({f"cat/{i:03d}.webp": webp16 for i in range(100)})
     long_names = stored_zip({"cat/good.jpg": small[0], **{f"cat/{i:03d}." + "A" * 180: b"x" for i in range(499)}})
     photos32 = [("files", f"photo{i}.jpg", encode(photo(800, 600, seed=i), "JPEG")) for i in range(32)]
+    strips = tiff_with_strips(1_200_000)  # 9.6 MB: what took 16 s and 620 MB each before the strip check
+    webp8 = encode(Image.new("RGB", (3230, 2420), (90, 120, 150)), "WEBP", lossless=True)  # 7.8 MP
+    bz2 = io.BytesIO()
+    with zipfile.ZipFile(bz2, "w") as zf:
+        zf.writestr("cat/good.jpg", small[0])
+        zf.writestr("cat/zeros.png", bytes(200_000_000), compress_type=zipfile.ZIP_BZIP2)
+    one = stored_zip({"cat/a.jpg": small[0]})
+    central, end = one.index(b"PK\x01\x02"), one.index(b"PK\x05\x06")
+    directory = one[central:end] * (45_000_000 // (end - central))
+    eocd = bytearray(one[end:])
+    struct.pack_into("<HHII", eocd, 8, 1, 1, len(directory), central)
+    lying_directory = one[:central] + directory + bytes(eocd)
 
     def api(path: str, files: list[tuple[str, str, bytes]], fields: dict[str, str] | None = None):
         return lambda s: (path, *form(fields or {}, files))
@@ -168,6 +181,14 @@ def requests() -> list[Request]:
         Request("POST /evaluate/report.pdf: 499 problems, 200-char names", "names and problems <= 200 characters",
                 signed_report),
         Request("POST /export/pdf: 32 results with thumbnails", "32 results, 4 MB field, signed", export_pdf),
+        Request("POST /api/v1/predict: 5 TIFFs of 1.2 M strips", "TIFF strips and tiles for the size",
+                api("/api/v1/predict", [("files", f"{i}.tif", strips) for i in range(5)])),
+        Request("POST /api/v1/predict: 32 x 7.8 MP lossless WebP", "WebP at most 16 MP",
+                api("/api/v1/predict", [("files", f"{i}.webp", webp8) for i in range(32)])),
+        Request("POST /api/v1/evaluate: a bzip2 member of 200 MB", "stored and deflated members only",
+                api("/api/v1/evaluate", [("archive", "bz2.zip", bz2.getvalue())])),
+        Request("POST /api/v1/evaluate: a 45 MB directory that says 1 entry", "directory <= 1 kB per entry",
+                api("/api/v1/evaluate", [("archive", "directory.zip", lying_directory)])),
         Request("GET /reports/report.pdf", "a static file", lambda s: ("/reports/report.pdf", None, {})),
     ]
 
