@@ -19,9 +19,12 @@ CHUNK = 1 << 16
 def register(app: Flask) -> None:
     @app.after_request
     def read_away_the_body(response: Response) -> Response:
-        stream = request.environ.get("wsgi.input")
-        if stream is not None and request.environ.get("CONTENT_LENGTH") not in (None, "", "0"):
-            with contextlib.suppress(Exception):  # a client gone or a body already read: nothing to do
+        if request.content_length:
+            # request.stream stops at the declared length (the server's own input may be the open socket, which
+            # would wait for the next request); over the app's limit it raises, and gunicorn's 64 KB covers the
+            # 64 KB nginx allows beyond that limit.
+            with contextlib.suppress(Exception):
+                stream = request.stream
                 while stream.read(CHUNK):
                     pass
         return response
