@@ -1,0 +1,209 @@
+"""Build the out-of-scope benchmark: images that show none of the 10 CIFAR-10 classes, in families, each image's
+family and source recorded, from what this machine reaches offline (PyPI and Debian packages only).
+
+    .venv/bin/python scripts/build_ood_benchmark.py [--out build/ood-benchmark]
+
+Families (issue 29: fit and choose on some, report on the others):
+- faces: the 100 face photographs of scikit-image's LFW subset (Labeled Faces in the Wild, 25x25 grey);
+- patches: the same subset's 100 non-face photograph patches;
+- photos: scikit-image's sample photographs whose subject is not a CIFAR-10 class (the cat and the horse left out);
+- procedural: fractals, noise and textures drawn from seeds;
+- documents: rendered text pages, tables and charts (DejaVu fonts, matplotlib);
+- icons: Adwaita's application and interface icons (Debian's adwaita-icon-theme), names naming a CIFAR-10 class
+  or an animal or vehicle left out.
+The images are not committed (their licences differ: public domain, CC-BY-SA, research use); this script rebuilds
+the same set from the installed packages. OpenCV's sample images are reserved for independent checks and are
+never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+REPO = Path(__file__).resolve().parent.parent
+ICONS = Path("/usr/share/icons/Adwaita/96x96")
+FONTS = Path("/usr/share/fonts/truetype/dejavu")
+# Icon and photo names that could show a CIFAR-10 class (or something a person would call one) are left out.
+EXCLUDED_WORDS = re.compile(r"airplane|plane|aero|flight|car\b|auto|vehicle|truck|lorry|bus|ship|boat|bird|cat\b|"
+                            r"dog|horse|frog|deer|animal|pet|zoo|bug|insect|penguin|fish|chelsea", re.I)
+PHOTO_CANDIDATES = ("astronaut", "camera", "coffee", "rocket", "moon", "hubble_deep_field", "coins", "page", "text",
+                    "clock", "immunohistochemistry", "retina", "cell", "grass", "brick", "gravel", "checkerboard",
+                    "colorwheel", "logo", "shepp_logan_phantom", "microaneurysms")
+
+
+def as_rgb(array: np.ndarray) -> Image.Image:
+    """A float [0, 1] or uint8 array, grey or colour, as an 8-bit RGB image."""
+    if array.dtype != np.uint8:
+        array = np.clip(array * (255 if array.max() <= 1.0 else 1), 0, 255).astype(np.uint8)
+    image = Image.fromarray(array)
+    return image.convert("RGB")
+
+
+def lfw() -> tuple[list[Image.Image], list[Image.Image]]:
+    """(100 faces, 100 non-face patches) of scikit-image's LFW subset, in its order."""
+    import skimage.data
+
+    subset = np.load(Path(skimage.data.__file__).parent / "lfw_subset.npy")
+    return [as_rgb(a) for a in subset[:100]], [as_rgb(a) for a in subset[100:]]
+
+
+def photos() -> list[tuple[str, Image.Image]]:
+    import skimage.data
+
+    found = []
+    for name in PHOTO_CANDIDATES:
+        loader = getattr(skimage.data, name, None)
+        if loader is None:
+            continue
+        try:
+            found.append((name, as_rgb(np.asarray(loader()))))
+        except Exception:
+            continue
+    return found
+
+
+def procedural(count: int = 100) -> list[tuple[str, Image.Image]]:
+    """Julia sets, smooth noise, stripes and plain noise, from seeds 0..count-1."""
+    images = []
+    for seed in range(count):
+        rng = np.random.default_rng(seed)
+        kind = ("julia", "smooth-noise", "stripes", "noise")[seed % 4]
+        size = 128
+        if kind == "julia":
+            c = complex(rng.uniform(-0.9, 0.4), rng.uniform(-0.8, 0.8))
+            y, x = np.mgrid[-1.5:1.5:size * 1j, -1.5:1.5:size * 1j]
+            z = x + 1j * y
+            escape = np.zeros(z.shape)
+            for _step in range(40):
+                z = np.where(np.abs(z) < 4, z * z + c, z)
+                escape += np.abs(z) < 4
+            hue = rng.uniform(0, 1, 3)
+            array = np.stack([(escape / 40 + h) % 1.0 for h in hue], axis=-1)
+        elif kind == "smooth-noise":
+            coarse = rng.uniform(0, 1, (8, 8, 3))
+            array = np.asarray(Image.fromarray((coarse * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC))
+        elif kind == "stripes":
+            angle, period = rng.uniform(0, np.pi), rng.uniform(4, 24)
+            y, x = np.mgrid[0:size, 0:size]
+            wave = 0.5 + 0.5 * np.sin((x * np.cos(angle) + y * np.sin(angle)) * 2 * np.pi / period)
+            colours = rng.uniform(0, 1, (2, 3))
+            array = wave[..., None] * colours[0] + (1 - wave[..., None]) * colours[1]
+        else:
+            array = rng.uniform(0, 1, (size, size, 3))
+        images.append((f"{kind}-{seed:03d}", as_rgb(np.asarray(array))))
+    return images
+
+
+def documents(count: int = 100) -> list[tuple[str, Image.Image]]:
+    """Text pages in several fonts and sizes, tables, and matplotlib charts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fonts = sorted(FONTS.glob("*.ttf")) if FONTS.is_dir() else []
+    words = np.array(re.findall(r"\w+", "the model compares each image with every class it knows and reports the "
+                                "most likely one with its confidence, calibrated on the validation split"))
+    images = []
+    for seed in range(count):
+        rng = np.random.default_rng(1000 + seed)
+        kind = ("page", "table", "chart")[seed % 3]
+        if kind == "chart":
+            figure, axes = plt.subplots(figsize=(2.56, 2.56), dpi=50)
+            style = seed % 4
+            data = rng.normal(size=(3, 12)).cumsum(axis=1)
+            if style == 0:
+                axes.plot(data.T)
+            elif style == 1:
+                axes.bar(range(8), rng.uniform(1, 10, 8), color=rng.uniform(0, 1, (8, 3)))
+            elif style == 2:
+                axes.scatter(*rng.normal(size=(2, 60)), c=rng.uniform(0, 1, 60))
+            else:
+                axes.pie(rng.uniform(1, 5, 5))
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png")
+            plt.close(figure)
+            image = Image.open(buffer).convert("RGB")
+        else:
+            image = Image.new("RGB", (256, 256), tuple(int(v) for v in rng.integers(220, 256, 3)))
+            draw = ImageDraw.Draw(image)
+            font_path = fonts[seed % len(fonts)] if fonts else None
+            size = int(rng.integers(10, 22))
+            font = ImageFont.truetype(str(font_path), size) if font_path else ImageFont.load_default()
+            if kind == "page":
+                text = " ".join(rng.choice(words, 60))
+                draw.multiline_text((8, 8), textwrap.fill(text, width=int(240 / (size * 0.55))), fill=(20, 20, 20),
+                                    font=font)
+            else:
+                for row in range(8):
+                    for column in range(3):
+                        draw.rectangle((8 + column * 80, 8 + row * 30, 84 + column * 80, 36 + row * 30),
+                                       outline=(60, 60, 60))
+                        draw.text((12 + column * 80, 12 + row * 30), f"{rng.uniform(0, 100):.1f}", fill=(0, 0, 0),
+                                  font=font)
+        images.append((f"{kind}-{seed:03d}", image))
+    return images
+
+
+def icons(count: int = 100) -> list[tuple[str, Image.Image]]:
+    """Adwaita's 96 px icons whose names name nothing like a CIFAR-10 class, every k-th to reach `count`."""
+    if not ICONS.is_dir():
+        raise SystemExit(f"{ICONS} is missing: apt-get install adwaita-icon-theme")
+    paths = sorted(p for p in ICONS.rglob("*.png") if not EXCLUDED_WORDS.search(p.stem))
+    step = max(1, len(paths) // count)
+    chosen = paths[::step][:count]
+    images = []
+    for path in chosen:
+        with Image.open(path) as icon:
+            rgba = icon.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        images.append((f"{path.parent.name}-{path.stem}", Image.alpha_composite(background, rgba).convert("RGB")))
+    return images
+
+
+def build(out: Path) -> list[dict[str, str]]:
+    """Write every image as PNG under out/<family>/ and return the manifest (also written as manifest.json)."""
+    faces, patches = lfw()
+    families = {
+        "faces": ([(f"lfw-face-{i:03d}", im) for i, im in enumerate(faces)],
+                  "scikit-image lfw_subset.npy (Labeled Faces in the Wild), faces"),
+        "patches": ([(f"lfw-patch-{i:03d}", im) for i, im in enumerate(patches)],
+                    "scikit-image lfw_subset.npy, non-face patches"),
+        "photos": (photos(), "scikit-image sample data (skimage.data)"),
+        "procedural": (procedural(), "drawn by this script from seeds"),
+        "documents": (documents(), "rendered by this script (DejaVu fonts, matplotlib)"),
+        "icons": (icons(), "Debian adwaita-icon-theme, 96x96"),
+    }
+    manifest = []
+    for family, (images, source) in families.items():
+        folder = out / family
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, image in images:
+            path = folder / f"{name}.png"
+            image.save(path)
+            manifest.append({"family": family, "file": str(path.relative_to(out)), "source": source, "name": name})
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPO / "build" / "ood-benchmark")
+    args = parser.parse_args()
+    manifest = build(args.out)
+    counts: dict[str, int] = {}
+    for entry in manifest:
+        counts[entry["family"]] = counts.get(entry["family"], 0) + 1
+    print(f"wrote {len(manifest)} images to {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The out-of-scope benchmark's builder (scripts/build_ood_benchmark.py): families, sources, curation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, require_tool
+
+spec = importlib.util.spec_from_file_location("build_ood_benchmark", REPO / "scripts" / "build_ood_benchmark.py")
+builder = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(builder)
+
+
+@pytest.mark.slow
+def test_the_benchmark_has_six_families_of_at_least_500_images_each_with_its_source(tmp_path):
+    require_tool("adwaita-icon-theme", builder.ICONS.is_dir())
+    manifest = builder.build(tmp_path)
+    assert len(manifest) >= 500
+    families = {entry["family"] for entry in manifest}
+    assert families == {"faces", "patches", "photos", "procedural", "documents", "icons"}
+    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+    for entry in manifest:
+        assert (tmp_path / entry["file"]).is_file() and entry["source"]
+        assert not builder.EXCLUDED_WORDS.search(entry["name"]), entry["name"]
+    photos = {entry["name"] for entry in manifest if entry["family"] == "photos"}
+    assert "chelsea" not in photos and "horse" not in photos  # a cat and a horse are CIFAR-10 classes
+
+
+def test_no_reserved_opencv_sample_is_read():
+    source = Path(builder.__file__).read_text()
+    assert "opencv" not in source.lower().replace("opencv's sample images are reserved", "")
