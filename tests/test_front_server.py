@@ -118,11 +118,11 @@ def test_a_legitimate_upload_is_answered_while_slow_uploads_declare_300_mb(front
     attacker.start()
     time.sleep(1)
     with Repeat(lambda: predict_as(USER, front.base)) as user:
-        time.sleep(10)
+        time.sleep(6)
     stop.set()
     attacker.join(30)
     assert counts["opened"] >= len(sizes)
-    assert len(user.results) >= 10 and user.ok_share >= 0.95, user.results
+    assert len(user.results) >= 8 and user.ok_share >= 0.95, user.results
 
 
 @pytest.mark.slow
@@ -148,10 +148,11 @@ def test_300_slow_readers_of_the_report_cost_little_memory_and_no_request_thread
 
 @pytest.mark.slow
 def test_2000_idle_sockets_leave_the_service_answering(front):
-    """Target (c), first half: 2,000 connections that send nothing for 12 s; /healthz p95 stays under 1 s."""
+    """Target (c), first half: 2,000 connections that send nothing (12 s in the benchmark, 6 s here); /healthz p95
+    stays under 1 s."""
     with Repeat(attacks.healthz(front.base), pause=0.2) as health:
         idle = attacks.idle_sockets(front.port, 2000)
-        time.sleep(12)
+        time.sleep(6)
         attacks.close_all(idle)
     assert len(idle) == 2000
     assert health.p95_ms() <= 1000 and health.ok_share == 1.0, health.results
@@ -343,7 +344,7 @@ def test_at_1024_open_files_3000_idle_sockets_neither_flood_the_log_nor_stop_the
         before = log.stat().st_size
         started = time.monotonic()
         idle = attacks.idle_sockets(server.port, 3000)
-        time.sleep(max(0.0, 20 - (time.monotonic() - started)))
+        time.sleep(max(0.0, 12 - (time.monotonic() - started)))
         grown = log.stat().st_size - before
         attacks.close_all(idle)
         deadline, status = time.monotonic() + 15, -1
@@ -354,7 +355,7 @@ def test_at_1024_open_files_3000_idle_sockets_neither_flood_the_log_nor_stop_the
         connection.request("GET", "/", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": USER})
         cookie = connection.getresponse().getheader("Set-Cookie")
     assert len(idle) >= 1000 and "Too many open files" in log.read_text()  # the limit was reached
-    assert grown <= 1_000_000 / 3, f"{grown} bytes of log in 20 s"  # <= 1 MB per minute
+    assert grown <= 1_000_000 / 5, f"{grown} bytes of log in 12 s"  # <= 1 MB per minute
     assert status == 200
     assert "Secure" not in cookie
 
