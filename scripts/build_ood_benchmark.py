@@ -10,7 +10,9 @@ Families (issue 29: fit and choose on some, report on the others):
 - procedural: fractals, noise and textures drawn from seeds;
 - documents: rendered text pages, tables and charts (DejaVu fonts, matplotlib);
 - icons: Adwaita's application and interface icons (Debian's adwaita-icon-theme), names naming a CIFAR-10 class
-  or an animal or vehicle left out.
+  or an animal or vehicle left out;
+- emoji-people and emoji-food: colour drawings of people (every skin tone) and of food and drink, from Debian's
+  Noto Color Emoji font (fonts-noto-color-emoji), by Unicode name, animals and vehicles left out.
 The images are not committed (their licences differ: public domain, CC-BY-SA, research use); this script rebuilds
 the same set from the installed packages. OpenCV's sample images are reserved for independent checks and are
 never read here.
@@ -30,6 +32,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 REPO = Path(__file__).resolve().parent.parent
 ICONS = Path("/usr/share/icons/Adwaita/96x96")
+EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+PEOPLE = re.compile(r"^(MAN|WOMAN|PERSON|BOY|GIRL|OLDER MAN|OLDER WOMAN|OLDER ADULT|ADULT|CHILD|BABY|PRINCE|PRINCESS|"
+                    r"MAN WITH|WOMAN WITH|POLICE OFFICER|CONSTRUCTION WORKER|GUARDSMAN)( |$)")
+NOT_PEOPLE = re.compile(r"HAT|CLOTHES|SHOE|SANDAL|BOOT|BOTTLE|CHICK|SYMBOL|ANGEL|DANCING|BOUNCING|RUNNING|"
+                        r"WALKING|ROWING|SURFING|SWIMMING|BIKING|RIDING|GOLFING|CARTWHEEL|LIFTING|JUGGLING", re.I)
+SKIN_TONES = [chr(0x1F3FB + i) for i in range(5)]
 FONTS = Path("/usr/share/fonts/truetype/dejavu")
 # Icon and photo names that could show a CIFAR-10 class (or something a person would call one) are left out.
 EXCLUDED_WORDS = re.compile(r"airplane|plane|aero|flight|car\b|auto|vehicle|truck|lorry|bus|ship|boat|bird|cat\b|"
@@ -169,6 +177,40 @@ def icons(count: int = 100) -> list[tuple[str, Image.Image]]:
     return images
 
 
+def emoji(characters: list[str], seed: int) -> list[tuple[str, Image.Image]]:
+    """Each character drawn by the colour emoji font (its 109 px bitmaps) on a light background."""
+    import unicodedata
+
+    if not EMOJI_FONT.is_file():
+        raise SystemExit(f"{EMOJI_FONT} is missing: apt-get install fonts-noto-color-emoji")
+    font = ImageFont.truetype(str(EMOJI_FONT), 109)
+    rng = np.random.default_rng(seed)
+    images = []
+    for text in characters:
+        image = Image.new("RGB", (136, 136), tuple(int(v) for v in rng.integers(200, 256, 3)))
+        ImageDraw.Draw(image).text((0, 8), text, font=font, embedded_color=True)
+        name = "-".join(unicodedata.name(c, f"U{ord(c):X}").lower().replace(" ", "_") for c in text)
+        images.append((name[:80], image))
+    return images
+
+
+def emoji_people() -> list[tuple[str, Image.Image]]:
+    import unicodedata
+
+    names = {chr(cp): unicodedata.name(chr(cp), "") for cp in range(0x1F300, 0x1FAFF)}
+    bases = [c for c, name in names.items() if PEOPLE.match(name) and not NOT_PEOPLE.search(name)
+             and not EXCLUDED_WORDS.search(name)]
+    return emoji([base + tone for base in bases for tone in SKIN_TONES][:150], seed=7)
+
+
+def emoji_food() -> list[tuple[str, Image.Image]]:
+    import unicodedata
+
+    food = [chr(cp) for cp in [*range(0x1F32D, 0x1F37F), *range(0x1F950, 0x1F96F), *range(0x1F9C0, 0x1F9CB)]
+            if unicodedata.name(chr(cp), "") and not EXCLUDED_WORDS.search(unicodedata.name(chr(cp)))]
+    return emoji(food, seed=8)
+
+
 def build(out: Path) -> list[dict[str, str]]:
     """Write every image as PNG under out/<family>/ and return the manifest (also written as manifest.json)."""
     faces, patches = lfw()
@@ -181,6 +223,8 @@ def build(out: Path) -> list[dict[str, str]]:
         "procedural": (procedural(), "drawn by this script from seeds"),
         "documents": (documents(), "rendered by this script (DejaVu fonts, matplotlib)"),
         "icons": (icons(), "Debian adwaita-icon-theme, 96x96"),
+        "emoji-people": (emoji_people(), "Debian fonts-noto-color-emoji (Noto Color Emoji), people, 5 skin tones"),
+        "emoji-food": (emoji_food(), "Debian fonts-noto-color-emoji (Noto Color Emoji), food and drink"),
     }
     manifest = []
     for family, (images, source) in families.items():

@@ -16,12 +16,16 @@ spec.loader.exec_module(builder)
 
 
 @pytest.mark.slow
-def test_the_benchmark_has_six_families_of_at_least_500_images_each_with_its_source(tmp_path):
+def test_the_benchmark_has_eight_families_of_at_least_500_images_each_with_its_source(tmp_path):
     require_tool("adwaita-icon-theme", builder.ICONS.is_dir())
+    require_tool("fonts-noto-color-emoji", builder.EMOJI_FONT.is_file())
     manifest = builder.build(tmp_path)
     assert len(manifest) >= 500
     families = {entry["family"] for entry in manifest}
-    assert families == {"faces", "patches", "photos", "procedural", "documents", "icons"}
+    assert families == {"faces", "patches", "photos", "procedural", "documents", "icons", "emoji-people",
+                        "emoji-food"}
+    people = [e["name"] for e in manifest if e["family"] == "emoji-people"]
+    assert len(people) >= 100 and all("fitzpatrick" in name for name in people)  # colour people, every skin tone
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
     for entry in manifest:
         assert (tmp_path / entry["file"]).is_file() and entry["source"]
