@@ -25,7 +25,6 @@ import http.client
 import json
 import shutil
 import socket
-import statistics
 import tempfile
 import threading
 import time
@@ -36,7 +35,7 @@ from budgets import run as run_budgets  # bench/budgets.py, next to this file
 from PIL import Image
 
 from devkit import attacks
-from devkit.attacks import ATTACKER, USER, Repeat
+from devkit.attacks import ATTACKER, USER, Repeat, p95_ms
 from devkit.images import encode, float_tiff, gif_with_tiny_sub_blocks, many_scan_jpeg, photo, sixteen_bit_png
 from devkit.server import ProcfileServer, multipart, timed_request
 from devkit.transcript import MEASUREMENTS, Transcript
@@ -45,10 +44,6 @@ from models.machine import describe_machine
 
 GOOD = multipart([("good.jpg", encode(photo(64, 64), "JPEG"))])
 say = Transcript()  # the result lines, saved to docs/measurements/attack.txt (docs/performance.md shows them)
-
-
-def p95(values: list[float]) -> float:
-    return 1000 * (statistics.quantiles(values, n=20)[-1] if len(values) >= 2 else (values or [float("nan")])[0])
 
 
 class Probes:
@@ -102,7 +97,7 @@ def attack(server: ProcfileServer, name: str, action: Callable[[threading.Event]
     final = sum(server.rss_mb().values())
     good_times = [s for status, s in probes.good if status == 200]
     errors = sum(1 for status in statuses + [st for st, _ in probes.good] if status >= 500)
-    say(f"{name:34s} healthz p95 {p95(probes.health):7.0f} ms | good p95 {p95(good_times):7.0f} ms "
+    say(f"{name:34s} healthz p95 {p95_ms(probes.health):7.0f} ms | good p95 {p95_ms(good_times):7.0f} ms "
           f"(n={len(good_times):3d}, failed {len(probes.good) - len(good_times)}) | 5xx {errors:3d} | "
           f"worker RSS peak {max(probes.rss or [final]):5.0f} MB, final {final:5.0f} MB")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from devkit.archives import stored_zip
 from devkit.images import encode, gif_with_tiny_sub_blocks, photo, tiff_with_strips
 from devkit.server import ProcfileServer
 
@@ -70,14 +71,6 @@ def form(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> tuple[b
               for field, name, data in files]
     kind = f"multipart/form-data; boundary={boundary}"
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), {"Content-Type": kind}
-
-
-def stored_zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
 
 
 def worker_cpu_seconds(server: ProcfileServer) -> float:

@@ -18,6 +18,7 @@ import zipfile
 import pytest
 from PIL import Image
 
+from devkit.archives import stored_zip
 from devkit.images import encode, photo
 from reports.user_data import DatasetError, Limits, read_zip
 from tests.test_app import csrf_token, schema_validator, upload
@@ -32,15 +33,6 @@ def make_app(fake_models):
     from webapp import create_app
 
     return lambda **config: create_app({"TESTING": True, "SECRET_KEY": "budget-tests", **config})
-
-
-def stored_zip(members: dict[str, bytes]) -> bytes:
-    """Members stored as they are: no ratio to trip the zip-bomb rule, only pixels."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
 
 
 def evaluate_api(client, archive: bytes):
