@@ -22,8 +22,9 @@ from models.registry import available_models, load_predictor
 
 
 def classify_files(paths: list[Path], model_names: list[str], top_k: int) -> list[dict[str, Any]]:
-    """One result per file: {"file", "width", "height", "predictions": {model: [{"label", "probability"}...]}},
-    or {"file", "error"}; a model that cannot run is listed under "model_errors"."""
+    """One result per file: {"file", "width", "height", "predictions": {model: [{"label", "probability"}...]},
+    "agree", "uncertain", "uncertain_reason", "out_of_scope", "out_of_scope_score"} (the API's fields), or
+    {"file", "error"}; a model that cannot run is listed under "model_errors"."""
     results: list[dict[str, Any]] = []
     images, slots = [], []
     for path in paths:
@@ -40,9 +41,22 @@ def classify_files(paths: list[Path], model_names: list[str], top_k: int) -> lis
     answers = classify(images, model_names, top_k)
     for slot, answer in zip(slots, answers.images, strict=True):
         results[slot]["predictions"] = {name: a.to_dict()["top_k"] for name, a in answer.predictions.items()}
+        results[slot].update(agree=answer.agree, uncertain=answer.uncertain, uncertain_reason=answer.uncertain_reason,
+                             out_of_scope=answer.out_of_scope, out_of_scope_score=answer.out_of_scope_score)
         if answer.model_errors:
             results[slot]["model_errors"] = answer.model_errors
     return results
+
+
+def verdict_text(result: dict[str, Any]) -> str:
+    """The results page's badge in words: out of scope, uncertain (and why), or whether the models agree."""
+    if result.get("out_of_scope"):
+        return f"out of scope (score {result['out_of_scope_score']:.2f}): probably not one of the 10 classes"
+    if result.get("uncertain"):
+        return f"uncertain: {result['uncertain_reason']}"
+    if result.get("agree") is not None:
+        return "models agree" if result["agree"] else "models disagree"
+    return "no verdict (no rule was fitted for these models)" if result.get("uncertain") is None else "confident"
 
 
 def format_table(results: list[dict[str, Any]], model_names: list[str]) -> str:
@@ -58,6 +72,7 @@ def format_table(results: list[dict[str, Any]], model_names: list[str]) -> str:
         for name in result["predictions"]:
             cells = "   ".join(f"{p['label']:<10} {100 * p['probability']:5.1f}%" for p in result["predictions"][name])
             lines.append(f"  {name:<{width}}  {cells}")
+        lines.append(f"  {'verdict':<{width}}  {verdict_text(result)}")
     return "\n".join(lines)
 
 

@@ -23,7 +23,8 @@ from models.cifar10 import CLASS_NAMES
 from models.images import to_model_input
 from models.predictor import Predictor, top_k_labels
 from models.registry import REGISTRY, load_predictor
-from models.uncertainty import rule_for
+from models.scope.gate import VIEW_SIZE, load_gate
+from models.uncertainty import rule_for, scope_score
 
 
 @dataclass
@@ -46,12 +47,16 @@ class ModelAnswer:
 @dataclass
 class ImageAnswer:
     """Every requested model's answer for one image; a model that could not run is in `model_errors`.
-    `uncertain` is the verdict of models/uncertainty.py's rule (None where no rule fits these weights)."""
+    The verdicts are models/uncertainty.py's rule (None where no rule fits these weights): `out_of_scope`
+    (probably not one of the 10 classes, from the gate in models/scope/) and `uncertain` (out of scope, or the
+    models disagree or are unsure); `out_of_scope_score` is in (0, 1), 0.5 and above being out of scope."""
 
     predictions: dict[str, ModelAnswer] = field(default_factory=dict)
     model_errors: dict[str, str] = field(default_factory=dict)
     uncertain: bool | None = None
     uncertain_reason: str | None = None
+    out_of_scope: bool | None = None
+    out_of_scope_score: float | None = None
     model_view: np.ndarray | None = field(default=None, repr=False)  # the uint8 (S, S, 3) input the models saw
 
     @property
@@ -127,13 +132,22 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
 
 
 def add_verdicts(answers: list[ImageAnswer], predictors: dict[str, Predictor]) -> None:
-    """Flag images the models disagree on or are unsure of (models/uncertainty.py), when the rule was fitted
-    for these weights; with one model, its confidence alone decides."""
+    """The two verdicts (models/uncertainty.py) when the rule was fitted for these weights: the out-of-scope gate
+    reads each image's 32x32 view; with one model, its confidence alone stands for agreement."""
     rule = rule_for({name: p.weights_sha256 for name, p in predictors.items()}) if predictors else None
     if rule is None:
         return
-    for answer in answers:
+    logits: list[float | None] = [None] * len(answers)
+    gate = load_gate() if rule.gate_sha256 else None
+    if gate is not None and gate.sha256 == rule.gate_sha256:
+        views = [a.model_view for a in answers]
+        if all(v is not None and v.shape == (VIEW_SIZE, VIEW_SIZE, 3) for v in views):
+            logits = [float(x) for x in gate.scores(np.stack(views))]
+    for answer, logit in zip(answers, logits, strict=True):
         tops = {name: (a.top_k[0][0], a.top_k[0][1], predictors[name].short_name)
                 for name, a in answer.predictions.items() if name in predictors}
-        answer.uncertain_reason = rule.reason(tops, answer.model_view)
+        answer.uncertain_reason = rule.reason(tops, answer.model_view, logit)
         answer.uncertain = answer.uncertain_reason is not None
+        if logit is not None:
+            answer.out_of_scope = bool(logit >= rule.scope_threshold)
+            answer.out_of_scope_score = round(float(scope_score(logit, rule.scope_threshold)), 4)

@@ -192,7 +192,27 @@ def build(names: list[str], data_dir: str | None = None, latency: str = "measure
 
         section = robustness_section(names, test)  # from the caches once computed
     runs = [collect(name, test, latency, out) for name in names]
-    return write_report(runs, test, out, pdf, section, uncertain_verdict(runs, test))
+    return write_report(runs, test, out, pdf, section, uncertain_verdict(runs, test), out_of_scope_section(runs))
+
+
+OUT_OF_SCOPE_MEASUREMENT = Path(__file__).resolve().parent.parent / "docs" / "measurements" / "out-of-scope.json"
+
+
+def out_of_scope_section(runs: list[ModelRun]) -> dict[str, Any] | None:
+    """The held-out-families measurement (bench/bench_out_of_scope.py) when it was made with these models and this
+    gate; it keeps the machine it was measured on."""
+    from models.uncertainty import rule_for
+
+    rule = rule_for({run.name: load_predictor(run.name).weights_sha256 for run in runs})
+    if rule is None or not OUT_OF_SCOPE_MEASUREMENT.is_file():
+        return None
+    measured = json.loads(OUT_OF_SCOPE_MEASUREMENT.read_text())
+    if measured.get("gate_sha256") != rule.gate_sha256 or measured.get("weights_sha256") != dict(
+            rule.weights_sha256):
+        print(f"note: {OUT_OF_SCOPE_MEASUREMENT.name} was measured with other models or another gate; rerun "
+              "bench/bench_out_of_scope.py to put it in the report")
+        return None
+    return measured
 
 
 def uncertain_verdict(runs: list[ModelRun], test: cifar10.Split) -> dict[str, Any] | None:
@@ -204,7 +224,15 @@ def uncertain_verdict(runs: list[ModelRun], test: cifar10.Split) -> dict[str, An
     if rule is None:
         return None
     probs = {run.name: run.probs for run in runs}  # calibrated, as served
-    return {"threshold": rule.threshold, **summary(rule, probs, test.labels, test.images)}
+    scope_logits = None
+    if rule.gate_sha256:
+        from models.scope.gate import load_gate
+
+        gate = load_gate()
+        if gate is not None and gate.sha256 == rule.gate_sha256:
+            scope_logits = gate.scores(test.images)
+    return {"threshold": rule.threshold, "scope_threshold": rule.scope_threshold,
+            **summary(rule, probs, test.labels, test.images, scope_logits)}
 
 
 def robustness_figures(section: dict[str, Any], sections: dict[str, Any], out: Path) -> dict[str, str]:
@@ -216,7 +244,8 @@ def robustness_figures(section: dict[str, Any], sections: dict[str, Any], out: P
 
 def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool = True,
                  robustness: dict[str, Any] | None = None,
-                 uncertain: dict[str, Any] | None = None) -> dict[str, Any]:
+                 uncertain: dict[str, Any] | None = None,
+                 out_of_scope: dict[str, Any] | None = None) -> dict[str, Any]:
     """Statistics, figures, metrics.json, index.html and report.pdf for these runs on this test split."""
     sections = {run.name: model_section(run, test, out) for run in runs}
     probs = {run.name: run.probs for run in runs}
@@ -240,6 +269,8 @@ def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool
         report["robustness"] = {**robustness, "figures": robustness_figures(robustness, sections, out)}
     if uncertain is not None:
         report["uncertain_verdict"] = uncertain
+    if out_of_scope is not None:
+        report["out_of_scope"] = out_of_scope
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
     from reports.html import write_html

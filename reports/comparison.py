@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape
 from PIL import Image as PILImage
 
 CSV_COLUMNS = ("image", "source", "width", "height", "model", "rank", "label", "probability", "models_agree",
-               "uncertain", "uncertain_reason", "error")
+               "uncertain", "uncertain_reason", "out_of_scope", "out_of_scope_score", "error")
 IMAGES_PER_PAGE = 6
 
 
@@ -44,6 +44,10 @@ class _SafeWriter:
         self.writer.writerow([spreadsheet_safe(cell) for cell in row])
 
 
+def blank_if_none(value: Any) -> Any:
+    return "" if value is None else value
+
+
 def to_csv(comparison: dict[str, Any]) -> bytes:
     """One row per image, model and rank (a spreadsheet's natural shape); an unreadable image is one row. Every
     text cell is neutralised against formula injection (file names and URLs come from users)."""
@@ -52,10 +56,11 @@ def to_csv(comparison: dict[str, Any]) -> bytes:
     writer.writerow(CSV_COLUMNS)
     for r in comparison["results"]:
         common = [r["index"] + 1, source_text(r), r.get("width", ""), r.get("height", "")]
-        verdict = ["" if r.get("agree") is None else r["agree"], r.get("uncertain", ""),
-                   r.get("uncertain_reason") or ""]
+        verdict = ["" if r.get("agree") is None else r["agree"], blank_if_none(r.get("uncertain")),
+                   r.get("uncertain_reason") or "", blank_if_none(r.get("out_of_scope")),
+                   "" if r.get("out_of_scope_score") is None else f"{r['out_of_scope_score']:.4f}"]
         if r.get("error"):
-            writer.writerow([*common, "", "", "", "", "", "", "", r["error"]["message"]])
+            writer.writerow([*common, "", "", "", "", "", "", "", "", "", r["error"]["message"]])
             continue
         for model, answer in r["predictions"].items():
             for rank, t in enumerate(answer["top_k"], 1):
@@ -95,7 +100,6 @@ def to_pdf(comparison: dict[str, Any]) -> bytes:
     margin = 14 * mm
     width = A4[0] - 2 * margin
     models = comparison["models"]
-    row_height = 34 * mm
 
     def page_footer(canvas, doc) -> None:
         canvas.saveState()
@@ -112,8 +116,11 @@ def to_pdf(comparison: dict[str, Any]) -> bytes:
                    Paragraph(f"{escape(summary_sentence(comparison))} Models: {names}.", body),
                    Paragraph("Each model knows only the 10 CIFAR-10 classes (airplane, automobile, bird, cat, deer, "
                              "dog, frog, horse, ship, truck) and sees a 32×32 centre crop. Probabilities are "
-                             "calibrated on the validation split; \"uncertain\" means the models disagree or the "
-                             "less confident one is below the fitted threshold.", small),
+                             "calibrated on the validation split. \"Out of scope\" means a third model (ImageNet "
+                             "features and a probe fitted on CIFAR-10 and some out-of-scope families) finds the "
+                             "image unlike any of the 10 classes; \"uncertain\" means that, or the models "
+                             "disagree, or the less confident one is below the fitted threshold, or the image has "
+                             "no colour.", small),
                    Spacer(1, 4 * mm)]
     column = (width - 64 * mm) / max(len(models), 1)
     header = [Paragraph("<b>image</b>", small), Paragraph("<b>the models' view</b>", small)] + [
@@ -130,8 +137,11 @@ def to_pdf(comparison: dict[str, Any]) -> bytes:
             view = [_pixel_image(r["model_view"], 20 * mm, 20 * mm, smooth=False)] if r.get("model_view") else []
             if r.get("error"):
                 verdict = f"<font color='#a61b1b'>could not classify: {escape(r['error']['message'])}</font>"
+            elif r.get("out_of_scope"):
+                verdict = (f"<font color='#a61b1b'><b>out of scope</b> (score {r['out_of_scope_score']:.2f}): "
+                           "probably not one of the 10 classes</font>")
             elif r.get("uncertain"):
-                verdict = f"<font color='#a61b1b'><b>uncertain</b>: {escape(r.get('uncertain_reason') or '')}</font>"
+                verdict = f"<font color='#8a4b00'><b>uncertain</b>: {escape(r.get('uncertain_reason') or '')}</font>"
             elif r.get("agree") is not None:
                 verdict = "<b>models agree</b>" if r["agree"] else "<b>models disagree</b>"
             else:
@@ -152,8 +162,8 @@ def to_pdf(comparison: dict[str, Any]) -> bytes:
                     message = r.get("model_errors", {}).get(name, {}).get("message", "")
                     cells.append(Paragraph(escape(message), small))
             rows.append(cells)
-        table = Table(rows, colWidths=[34 * mm, 30 * mm] + [column] * len(models), repeatRows=1,
-                      rowHeights=[None] + [row_height] * (len(rows) - 1))
+        # Rows grow with their text (a fixed height let a long reason paint over the next row).
+        table = Table(rows, colWidths=[34 * mm, 30 * mm] + [column] * len(models), repeatRows=1)
         table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
                                    ("LINEBELOW", (0, 0), (-1, -1), 0.4, colors.HexColor("#d9dee5")),
                                    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef1f5")), *spans]))
@@ -177,8 +187,9 @@ def summary_sentence(comparison: dict[str, Any]) -> str:
     text += (f"the models agree on {sum(bool(r['agree']) for r in compared)} of {len(compared)}" if compared
              else f"{len(read)} classified")
     uncertain = sum(bool(r.get("uncertain")) for r in read)
+    outside = sum(bool(r.get("out_of_scope")) for r in read)
     if uncertain:
-        text += f"; {uncertain} uncertain"
+        text += f"; {uncertain} uncertain" + (f" ({outside} of them out of scope)" if outside else "")
     if len(read) != len(results):
         text += f"; {len(results) - len(read)} could not be read"
     return text + "."

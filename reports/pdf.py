@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 from PIL import Image as PILImage
 from reportlab.lib import colors
@@ -243,6 +244,30 @@ def robustness_pages(report: dict[str, Any], out: Path) -> list:
     return story
 
 
+def out_of_scope_pages(report: dict[str, Any]) -> list:
+    o = report["out_of_scope"]
+    h, t, p = o["held_out"], o["test"], o["persons"]
+    rows = [["family", "images", "AUROC", "FPR at 95% TPR", "out of scope", "uncertain"]] + [
+        [family + ("" if f["held_out"] else " (fitting)"), f["images"], f"{f['auroc']:.3f}",
+         percent(f["fpr_at_95_tpr"], 1), percent(f["out_of_scope"], 1), percent(f["uncertain"], 1)]
+        for family, f in o["families"].items()]
+    checks = [f"• {'met' if c['met'] else 'not met'}: {c['what']} {c['value']:.3f} "
+              f"(target {'≥' if c['op'] == '>=' else '≤'} {c['target']})" for c in o["checks"]]
+    return [Paragraph("Out of scope: images that are none of the 10 classes", H1),
+            Paragraph("A gate beside the models (ImageNet MobileNetV2 features and a linear probe) scores how unlike "
+                      "CIFAR-10's photos each image is; its threshold and the confidence threshold were chosen on "
+                      "the validation split. It learnt from CIFAR-10's training images and the benchmark's fitting "
+                      f"families ({', '.join(o['fitting_families'])}); the held-out families "
+                      f"({', '.join(o['held_out_families'])}) were never used to fit or choose anything. In scope: "
+                      f"the {t['images']:,} test images. Measured on {escape(o['machine'])}.", BODY),
+            Paragraph(f"On the held-out families: AUROC {h['auroc']:.3f}, {percent(h['out_of_scope'], 1)} called out "
+                      f"of scope and {percent(h['uncertain'], 1)} uncertain, while {percent(t['out_of_scope'], 1)} "
+                      f"of test images are called out of scope and {percent(t['uncertain'], 1)} uncertain. Images "
+                      f"of people: {percent(p['out_of_scope'], 1)} out of scope.", BODY),
+            Spacer(1, 2 * mm), table(rows, [40 * mm, 18 * mm, 18 * mm, 30 * mm, 28 * mm, 24 * mm]), Spacer(1, 3 * mm),
+            *[Paragraph(escape(c), BODY) for c in checks], PageBreak()]
+
+
 def write_pdf(report: dict[str, Any], out: Path, path: Path) -> Path:
     doc = SimpleDocTemplate(str(path), pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
                             bottomMargin=MARGIN + 4 * mm, title=report["title"], author="reports.build",
@@ -254,6 +279,8 @@ def write_pdf(report: dict[str, Any], out: Path, path: Path) -> Path:
         story += comparison_pages(report, c, out)
     if report.get("robustness"):
         story += robustness_pages(report, out)
+    if report.get("out_of_scope"):
+        story += out_of_scope_pages(report)
     if isinstance(story[-1], PageBreak):
         story.pop()
     doc.build(story, onFirstPage=_footer, onLaterPages=_footer)

@@ -84,12 +84,14 @@ def evaluate(dataset: LabelledSet, model_names: Sequence[str], source: str = "yo
             f"{p.name}: {p.problem}" for p in dataset.problems[:5]))
     probs: dict[str, np.ndarray] = {name: np.zeros((0, 10)) for name in model_names}
     uncertain: list[bool | None] = []
+    outside: list[bool | None] = []
     for start in range(0, len(views), CHUNK):
         answers = models.classify(list(views[start:start + CHUNK]), list(model_names), top_k=3).images
         for name in model_names:
             rows = [[a.predictions[name].probabilities[c] for c in CLASS_NAMES] for a in answers]
             probs[name] = np.concatenate([probs[name], np.array(rows)])
         uncertain += [a.uncertain for a in answers]
+        outside += [a.out_of_scope for a in answers]
         if progress:
             progress("classifying", min(start + CHUNK, len(views)), len(views))
     present = sorted(set(labels.tolist()))
@@ -112,6 +114,9 @@ def evaluate(dataset: LabelledSet, model_names: Sequence[str], source: str = "yo
             "flagged": int(flagged.sum()), "share": float(flagged.mean()),
             "accuracy_unflagged": {name: (float((probs[name].argmax(1) == labels)[~flagged].mean())
                                           if (~flagged).any() else None) for name in model_names}}
+        if any(o is not None for o in outside):
+            # Every image here has one of the 10 labels, so each one called out of scope is a false alarm.
+            report["uncertain"]["out_of_scope"] = sum(bool(o) for o in outside)
     for name in model_names:
         sections[name]["confident_mistakes"] = gallery_rows(
             confident_mistakes(probs[name], labels), names, labels, probs, report["views"], views)

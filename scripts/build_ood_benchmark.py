@@ -45,6 +45,9 @@ EXCLUDED_WORDS = re.compile(r"airplane|plane|aero|flight|car\b|auto|vehicle|truc
 PHOTO_CANDIDATES = ("astronaut", "camera", "coffee", "rocket", "moon", "hubble_deep_field", "coins", "page", "text",
                     "clock", "immunohistochemistry", "retina", "cell", "grass", "brick", "gravel", "checkerboard",
                     "colorwheel", "logo", "shepp_logan_phantom", "microaneurysms")
+# Images whose subject is a person (the verdict must call every one out of scope): whole families, and these photos.
+PERSON_FAMILIES = ("faces", "emoji-people")
+PERSON_PHOTOS = ("astronaut", "camera")
 
 
 def as_rgb(array: np.ndarray) -> Image.Image:
@@ -211,7 +214,7 @@ def emoji_food() -> list[tuple[str, Image.Image]]:
     return emoji(food, seed=8)
 
 
-def build(out: Path) -> list[dict[str, str]]:
+def build(out: Path) -> list[dict[str, str | bool]]:
     """Write every image as PNG under out/<family>/ and return the manifest (also written as manifest.json)."""
     faces, patches = lfw()
     families = {
@@ -233,7 +236,9 @@ def build(out: Path) -> list[dict[str, str]]:
         for name, image in images:
             path = folder / f"{name}.png"
             image.save(path)
-            manifest.append({"family": family, "file": str(path.relative_to(out)), "source": source, "name": name})
+            person = family in PERSON_FAMILIES or (family == "photos" and name in PERSON_PHOTOS)
+            manifest.append({"family": family, "file": str(path.relative_to(out)), "source": source, "name": name,
+                             "person": person})
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 

@@ -247,16 +247,26 @@ def uncertainty_block() -> list[str]:
     test = json.loads((REPO / "reports" / "metrics.json").read_text()).get("uncertain_verdict")
     names = list(fitted["weights_sha256"])
     val = fitted["validation"]
-    rows = ["| split | images | flagged | " + " | ".join(f"{n} accuracy: all / unflagged" for n in names) + " |",
-            "|---|---|---|" + "---|" * len(names)]
+    rows = ["| split | images | out of scope | uncertain (all reasons) | "
+            + " | ".join(f"{n} accuracy: all / unflagged" for n in names) + " |",
+            "|---|---|---|---|" + "---|" * len(names)]
     for split, figures in (("validation (fitting)", val), ("test", test)):
         if figures:
-            rows.append(f"| {split} | {figures['images']:,} | {100 * figures['flagged']:.1f}% | " + " | ".join(
-                f"{100 * figures[f'{n}_accuracy']:.2f}% / {100 * figures[f'{n}_accuracy_unflagged']:.2f}%"
-                for n in names) + " |")
-    lines = [f"Threshold {fitted['threshold']:.3f}: the largest that flags at most "
-             f"{100 * fitted['max_flagged']:.0f}% of the validation images (`models/uncertainty.json`; the test "
-             "row comes from `make report`)."]
+            outside = f"{100 * figures['out_of_scope']:.1f}%" if "out_of_scope" in figures else "–"
+            rows.append(f"| {split} | {figures['images']:,} | {outside} | {100 * figures['flagged']:.1f}% | "
+                        + " | ".join(f"{100 * figures[f'{n}_accuracy']:.2f}% / "
+                                     f"{100 * figures[f'{n}_accuracy_unflagged']:.2f}%" for n in names) + " |")
+    if "scope" in fitted:
+        lines = [f"Confidence threshold {fitted['threshold']:.3f} and out-of-scope threshold (the gate's logit) "
+                 f"{fitted['scope']['threshold']:.2f}, chosen together on the validation split "
+                 f"(`models/uncertainty.json`): of the pairs that flag at most {100 * fitted['max_flagged']:.0f}% of "
+                 f"it, all reasons together, with at least {100 * fitted['min_unflagged_accuracy']:.1f}% of the "
+                 "unflagged images right for every model, the one that gives the gate the largest share. The test "
+                 "row comes from `make report`."]
+    else:
+        lines = [f"Threshold {fitted['threshold']:.3f}: the largest that flags at most "
+                 f"{100 * fitted['max_flagged']:.0f}% of the validation images (`models/uncertainty.json`; the test "
+                 "row comes from `make report`)."]
     if fitted.get("grey_accuracy"):
         test_share = f" and {100 * test['colourless']:.1f}% of test" if test and "colourless" in test else ""
         lines[0] += (f" Black-and-white images are flagged too: {100 * val['colourless']:.1f}% of validation"

@@ -3,7 +3,7 @@
 //   removed, and what cannot be sent (over the size limit, beyond the image limit) is set aside with a notice
 //   before sending, so one bad file never costs the batch.
 // - Results: focus moves to them and the summary is announced; a reload never posts the images again;
-//   a filter shows only disagreements or uncertain images.
+//   a filter shows only disagreements, uncertain or out-of-scope images.
 (function () {
   "use strict";
 
@@ -31,7 +31,8 @@
       var shown = 0;
       document.querySelectorAll("#results article.result").forEach(function (card) {
         var show = filter === "all" || (filter === "disagree" && card.dataset.agree === "false") ||
-          (filter === "uncertain" && card.dataset.uncertain === "true");
+          (filter === "uncertain" && card.dataset.uncertain === "true") ||
+          (filter === "out-of-scope" && card.dataset.outOfScope === "true");
         card.hidden = !show;
         if (show) shown += 1;
       });

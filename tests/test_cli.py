@@ -36,6 +36,9 @@ def test_predict_prints_a_table_for_every_model_and_flags_bad_files(image_files)
     lines = result.stdout.splitlines()
     assert lines[0].endswith("photo.jpg") and lines[1].lstrip().startswith("custom_cnn")
     assert lines[2].lstrip().startswith("mobilenetv2") and lines[2].count("%") == 3
+    verdict = lines[3].lstrip()
+    assert verdict.startswith("verdict") and any(word in verdict for word in (
+        "models agree", "models disagree", "uncertain:", "out of scope (score"))
     assert "error: the file is not an image" in result.stdout
     assert "Traceback" not in result.stderr
 
@@ -48,6 +51,23 @@ def test_predict_json_for_one_model(image_files):
     probabilities = [p["probability"] for p in row["predictions"]["custom_cnn"]]
     assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0 + 1e-9
     assert (row["width"], row["height"]) == (40, 40)
+    assert isinstance(row["uncertain"], bool) and isinstance(row["out_of_scope"], bool)
+    assert 0 < row["out_of_scope_score"] < 1 and row["out_of_scope"] == (row["out_of_scope_score"] >= 0.5)
+
+
+def test_a_page_of_text_is_called_out_of_scope_in_text_and_json(tmp_path):
+    from PIL import ImageDraw
+
+    page = Image.new("RGB", (300, 300), "white")
+    draw = ImageDraw.Draw(page)
+    for line in range(14):
+        draw.text((12, 12 + 20 * line), "The quick brown fox jumps over the lazy dog " * 2, fill="black")
+    (tmp_path / "page.png").write_bytes(encode(page, "PNG"))
+    text = run_cli("predict", str(tmp_path / "page.png"))
+    assert "verdict" in text.stdout and "out of scope (score" in text.stdout, text.stdout
+    (row,) = json.loads(run_cli("predict", str(tmp_path / "page.png"), "--json").stdout)
+    assert row["out_of_scope"] is True and row["uncertain"] is True and row["out_of_scope_score"] >= 0.5
+    assert row["uncertain_reason"].startswith("probably not one of the 10 classes")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -141,7 +141,8 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
                       predictions={name: a.to_dict() for name, a in answer.predictions.items()},
                       model_errors={name: {"code": "model_unavailable", "message": message}
                                     for name, message in answer.model_errors.items()},
-                      agree=answer.agree, uncertain=answer.uncertain, uncertain_reason=answer.uncertain_reason)
+                      agree=answer.agree, uncertain=answer.uncertain, uncertain_reason=answer.uncertain_reason,
+                      out_of_scope=answer.out_of_scope, out_of_scope_score=answer.out_of_scope_score)
         if thumbnails:
             result["thumbnail"] = thumbnail_data_uri(item.image)
             if answer.model_view is not None:

@@ -71,10 +71,15 @@ class Result(Strict):
     predictions: dict[str, ModelPrediction] | None = None
     model_errors: dict[str, ItemError] | None = None
     agree: bool | None = Field(default=None, description="all models' top-1 labels are equal")
-    uncertain: bool | None = Field(default=None, description="the models disagree or are unsure: the image may not "
-                                   "show one of the 10 classes (rule fitted on the validation split; null if none "
-                                   "fits)")
+    uncertain: bool | None = Field(default=None, description="the image is out of scope, or the models disagree or "
+                                   "are unsure, or it has no colour (rule fitted on the validation split; null if "
+                                   "none fits these weights)")
     uncertain_reason: str | None = Field(default=None, max_length=500, description="why, in words")
+    out_of_scope: bool | None = Field(default=None, description="probably not one of the 10 classes: the "
+                                      "out-of-scope gate's score is 0.5 or more (null if the gate is not in use)")
+    out_of_scope_score: float | None = Field(default=None, ge=0, le=1, description="the out-of-scope gate's score, "
+                                             "larger = less like CIFAR-10's photos; 0.5 and above is out of scope "
+                                             "(not a probability)")
 
 
 class Timing(Strict):

@@ -1,0 +1,71 @@
+"""The out-of-scope benchmark as the gate's fitting and the reports read it (scripts/build_ood_benchmark.py
+builds it into build/ood-benchmark/).
+
+The split into families was fixed before any score was fitted: the gate is fitted, and its settings chosen, on
+FITTING_FAMILIES only; HELD_OUT_FAMILIES (every family whose subject is a person among them) are for reporting.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from models.images import to_model_input
+
+REPO = Path(__file__).resolve().parent.parent.parent
+DEFAULT_DIR = REPO / "build" / "ood-benchmark"
+FITTING_FAMILIES = ("patches", "procedural", "icons", "emoji-food")
+HELD_OUT_FAMILIES = ("faces", "photos", "documents", "emoji-people")
+
+
+def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
+    """P(an out-of-scope image scores above an in-scope one), ties counted half (Mann-Whitney U / n1 n2)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([inside, outside]))
+    above = ranks[len(inside):].sum() - len(outside) * (len(outside) + 1) / 2
+    return float(above / (len(inside) * len(outside)))
+
+
+def fpr_at_tpr(inside: np.ndarray, outside: np.ndarray, tpr: float = 0.95) -> float:
+    """Share of in-scope images scoring at least the threshold that keeps `tpr` of the out-of-scope ones."""
+    return float((inside >= np.quantile(outside, 1 - tpr)).mean())
+
+
+class BenchmarkMissing(RuntimeError):
+    """The benchmark has not been built here."""
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    images: list[Image.Image]
+    family: np.ndarray  # str (N,)
+    person: np.ndarray  # bool (N,): the image's subject is a person
+    names: list[str]
+
+    def views(self) -> np.ndarray:
+        """The uint8 (N, 32, 32, 3) views the models and the gate see."""
+        return to_model_input(self.images, 32)
+
+    def subset(self, families: tuple[str, ...]) -> Benchmark:
+        keep = np.isin(self.family, families)
+        return Benchmark([im for im, k in zip(self.images, keep, strict=True) if k], self.family[keep],
+                         self.person[keep], [n for n, k in zip(self.names, keep, strict=True) if k])
+
+
+def load_benchmark(directory: Path = DEFAULT_DIR) -> Benchmark:
+    manifest_path = Path(directory) / "manifest.json"
+    if not manifest_path.is_file():
+        raise BenchmarkMissing(f"{manifest_path} not found: build the benchmark first with "
+                               f".venv/bin/python scripts/build_ood_benchmark.py")
+    manifest = json.loads(manifest_path.read_text())
+    images = []
+    for entry in manifest:
+        with Image.open(Path(directory) / entry["file"]) as image:
+            images.append(image.convert("RGB"))
+    return Benchmark(images, np.array([e["family"] for e in manifest]),
+                     np.array([bool(e.get("person")) for e in manifest]), [e["name"] for e in manifest])

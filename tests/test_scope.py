@@ -1,0 +1,123 @@
+"""The out-of-scope verdict: the gate's score, the two verdicts in the seam, the thresholds, the fitting data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import models.pipeline
+from devkit.images import photo
+from models import classify
+from models.uncertainty import Rule, fit_thresholds, scope_score
+
+
+class FixedGate:
+    """A gate whose logits are given per call (the seam must only compare them with the rule's threshold)."""
+
+    sha256 = "gate-under-test"
+
+    def __init__(self, logits: list[float]):
+        self.logits = logits
+        self.seen: list[np.ndarray] = []
+
+    def scores(self, views: np.ndarray) -> np.ndarray:
+        self.seen.append(views)
+        return np.array(self.logits[: len(views)], dtype=float)
+
+
+def test_the_score_is_one_half_at_the_threshold_and_ranks_as_the_logit_does():
+    logits = np.array([-5.0, 1.0, 2.0, 2.5, 9.0])
+    scores = scope_score(logits, 2.0)
+    assert scores[2] == pytest.approx(0.5)
+    assert list(np.argsort(scores)) == list(np.argsort(logits)) and (scores > 0).all() and (scores < 1).all()
+
+
+def test_an_out_of_scope_image_gets_both_verdicts_and_its_own_reason(fake_models, monkeypatch):
+    rule = Rule(threshold=0.0, weights_sha256={}, scope_threshold=1.0, gate_sha256=FixedGate.sha256)
+    gate = FixedGate([3.0, -2.0])
+    monkeypatch.setattr(models.pipeline, "rule_for", lambda shas: rule)
+    monkeypatch.setattr(models.pipeline, "load_gate", lambda: gate)
+    outside, inside = classify([photo(seed=1), photo(seed=2)], ["custom_cnn", "mobilenetv2"]).images
+    assert gate.seen[0].shape == (2, 32, 32, 3) and gate.seen[0].dtype == np.uint8  # the views the models saw
+    assert outside.out_of_scope is True and outside.uncertain is True
+    assert outside.uncertain_reason.startswith("probably not one of the 10 classes")
+    assert outside.out_of_scope_score == pytest.approx(float(scope_score(3.0, 1.0)), abs=1e-4) and \
+        outside.out_of_scope_score > 0.5
+    assert inside.out_of_scope is False and inside.out_of_scope_score < 0.5
+    assert inside.uncertain == (not inside.agree)  # with threshold 0 only a disagreement can flag it
+    if inside.uncertain:
+        assert inside.uncertain_reason.startswith("the models disagree")
+
+
+def test_without_its_gate_the_rule_still_judges_the_models_but_not_the_scope(fake_models, monkeypatch):
+    rule = Rule(threshold=0.99, weights_sha256={}, scope_threshold=1.0, gate_sha256="fitted-for-another-gate")
+    monkeypatch.setattr(models.pipeline, "rule_for", lambda shas: rule)
+    monkeypatch.setattr(models.pipeline, "load_gate", lambda: FixedGate([5.0]))  # not the gate it was fitted for
+    answer = classify([photo()], ["custom_cnn", "mobilenetv2"]).images[0]
+    assert answer.out_of_scope is None and answer.out_of_scope_score is None
+    assert answer.uncertain is True and not answer.uncertain_reason.startswith("probably not")
+    monkeypatch.setattr(models.pipeline, "load_gate", lambda: None)  # its files missing
+    assert classify([photo()], ["custom_cnn"]).images[0].out_of_scope is None
+
+
+def test_the_low_confidence_reason_never_rounds_the_probability_up_to_the_line():
+    rule = Rule(threshold=0.61, weights_sha256={})
+    reason = rule.reason({"a": ("ship", 0.6099, "CNN"), "b": ("ship", 0.9, "MobileNetV2")})
+    assert "ship only 60%" in reason and "61% line" in reason
+
+
+def test_the_thresholds_keep_the_budget_and_the_accuracy_floor_and_give_the_gate_the_most():
+    rng = np.random.default_rng(0)
+    n = 4000
+    labels = rng.integers(0, 10, n)
+    confidence = rng.uniform(0.3, 1.0, n)
+    right = confidence > 0.335  # about 5% wrong, all unsure
+    answer = np.where(right, labels, (labels + 1) % 10)
+    probs = np.full((n, 10), 0.0)
+    probs[np.arange(n), answer] = confidence
+    probs += (1 - probs.sum(1, keepdims=True)) / 10
+    views = np.repeat(np.array([[[[200, 30, 30]]]], np.uint8), n, axis=0).repeat(32, 1).repeat(32, 2)
+    scope_logits = rng.normal(0, 1, n) - 3 * right  # wrong answers look less like the training data
+    threshold, scope_threshold, tried = fit_thresholds({"a": probs, "b": probs}, labels, views, scope_logits)
+    rule = Rule(threshold, {}, {"colour": 1.0}, scope_threshold)
+    flagged = rule.flags({"a": probs, "b": probs}, views, scope_logits)
+    assert flagged.mean() <= 0.10
+    chosen = next(t for t in tried if t["scope_threshold"] == scope_threshold)
+    eligible = [t for t in tried if t["min_accuracy_unflagged"] >= 0.986]
+    assert eligible and chosen in eligible and chosen["scope_share"] == max(t["scope_share"] for t in eligible)
+    assert (answer == labels)[~flagged].mean() >= 0.986
+    assert chosen["scope_share"] > 0 and rule.out_of_scope(scope_logits).mean() <= chosen["scope_share"] + 1e-9
+    too_much = [t for t in tried if t["scope_share"] > chosen["scope_share"]]
+    assert all(t["min_accuracy_unflagged"] < 0.986 for t in too_much)
+
+
+def test_the_fitting_data_is_augmented_reproducibly():
+    from models.scope.fit import augmented
+
+    images = [Image.fromarray(np.asarray(photo(60, 40, seed=s))) for s in range(3)]
+    first, second = augmented(images, copies=4, seed=1), augmented(images, copies=4, seed=1)
+    assert len(first) == 12
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, second, strict=True))
+    assert not np.array_equal(np.asarray(first[0]), np.asarray(augmented(images, copies=4, seed=2)[0]))
+    assert all(8 <= im.size[0] <= 60 and 8 <= im.size[1] <= 40 for im in first)
+
+
+def test_the_family_split_is_disjoint_and_every_person_family_is_held_out():
+    from models.scope.benchmark import FITTING_FAMILIES, HELD_OUT_FAMILIES
+
+    assert not set(FITTING_FAMILIES) & set(HELD_OUT_FAMILIES)
+    assert len(FITTING_FAMILIES) + len(HELD_OUT_FAMILIES) >= 6
+    assert {"faces", "emoji-people"} <= set(HELD_OUT_FAMILIES)
+
+
+@pytest.mark.slow
+def test_the_committed_gate_is_the_one_the_rule_was_fitted_for():
+    from models.scope.gate import ScopeGate
+    from models.uncertainty import load_rule
+
+    gate = ScopeGate()
+    assert gate.sha256 == load_rule().gate_sha256
+    views = np.stack([np.asarray(photo(32, 32, seed=s)) for s in range(3)])
+    first, again = gate.scores(views), gate.scores(views[::-1])
+    assert first.shape == (3,) and np.allclose(first, again[::-1])  # one image's score does not depend on the batch
