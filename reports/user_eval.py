@@ -68,8 +68,12 @@ def decode_views(dataset: LabelledSet, progress: Callable[[int, int], None] | No
         if progress:
             progress(done, len(usable))
     release_memory()  # many decodes: hand the freed memory back
+    # In name order, whatever order the archive or folder listed them in: the bootstrap's intervals depend on the
+    # order of the rows, and the same images must give the same report as a ZIP, a folder or uploaded files.
+    order = sorted(range(len(names)), key=lambda i: names[i])
     empty = np.zeros((0, 32, 32, 3), np.uint8)
-    return (np.stack(views) if views else empty), np.array(labels, dtype=np.int64), names
+    return ((np.stack([views[i] for i in order]) if views else empty), np.array([labels[i] for i in order],
+            dtype=np.int64), [names[i] for i in order])
 
 
 def evaluate(dataset: LabelledSet, model_names: Sequence[str], source: str = "your images",

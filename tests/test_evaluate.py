@@ -215,3 +215,29 @@ def test_api_evaluate_json_pdf_and_errors(app, client):
     big = client.post("/api/v1/evaluate", data={"archive": (io.BytesIO(evaluate_zip()), "m.zip")},
                       content_type="multipart/form-data")
     assert big.status_code == 413 and "larger than" in big.json["error"]["message"]
+
+
+def test_the_same_images_give_the_same_intervals_whatever_order_the_archive_lists_them(tmp_path, fake_models):
+    from reports.user_eval import evaluate
+
+    from models import load_predictor
+    from models.cifar10 import CLASS_NAMES
+
+    rng = np.random.default_rng(0)
+    images = [Image.new("RGB", (40, 40), tuple(int(c) for c in rng.integers(0, 256, 3))) for _ in range(200)]
+    answers = load_predictor("custom_cnn").predict_proba(images).argmax(1)  # the fakes answer by colour
+    labels = [a if i % 3 else (a + 1) % 10 for i, a in enumerate(answers)]  # two thirds right
+    members = {f"{CLASS_NAMES[label]}/{i:03d}.png": encode(image, "PNG")
+               for i, (image, label) in enumerate(zip(images, labels, strict=True))}
+    folder = tmp_path / "set"
+    for name, data in members.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    reversed_zip = make_zip(dict(reversed(list(members.items()))))
+    names = ["custom_cnn", "mobilenetv2"]
+    from_folder, from_zip = evaluate(read_folder(folder), names), evaluate(read_zip(reversed_zip), names)
+    for name in names:
+        low, high = from_folder["models"][name]["accuracy_ci95"]
+        assert 0 < low < high < 1  # some right, some wrong: the interval depends on which rows are resampled
+        assert from_folder["models"][name]["accuracy_ci95"] == from_zip["models"][name]["accuracy_ci95"]
+    assert from_folder["comparison"] == from_zip["comparison"]
