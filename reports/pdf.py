@@ -280,6 +280,8 @@ def write_pdf(report: dict[str, Any], out: Path, path: Path) -> Path:
     if report.get("robustness"):
         story += robustness_pages(report, out)
     if report.get("out_of_scope"):
+        if not isinstance(story[-1], PageBreak):
+            story.append(PageBreak())  # its own page, as in the web report
         story += out_of_scope_pages(report)
     if isinstance(story[-1], PageBreak):
         story.pop()

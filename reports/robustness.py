@@ -28,6 +28,7 @@ from PIL import Image
 
 from models import cifar10, corruptions, load_predictor
 from models.images import decode_image
+from models.machine import describe_machine
 
 CACHE_FILE = "corruption_predictions.npz"
 IMAGES_PER_CLASS = 200
@@ -121,8 +122,9 @@ def run_suite(names: list[str], test: cifar10.Split, per_class: int = IMAGES_PER
     seconds = time.perf_counter() - started
     for name, key in missing:
         np.savez_compressed(load_predictor(name).model_dir / CACHE_FILE, **key, **work[name],
-                            seconds=seconds / len(missing))
-        predictions[name] = {**work[name], "seconds": np.array(seconds / len(missing))}
+                            seconds=seconds / len(missing), machine=np.array(describe_machine()))
+        predictions[name] = {**work[name], "seconds": np.array(seconds / len(missing)),
+                             "machine": np.array(describe_machine())}
     return predictions
 
 
@@ -173,6 +175,8 @@ def robustness_section(names: list[str], test: cifar10.Split, per_class: int = I
             "relative_drop": (clean - mean_all) / clean,
             "upload_path": {key: float((p[key] == labels).mean()) for key in upload_keys()},
             "suite_seconds": float(p["seconds"]),
+            # the machine that filled the cache (caches from before it was recorded: None), not this one
+            "suite_machine": str(p["machine"]) if "machine" in p else None,
             "earlier_versions": recorded_runs(name, labels, rows),
         }
     section: dict[str, Any] = {
@@ -184,6 +188,7 @@ def robustness_section(names: list[str], test: cifar10.Split, per_class: int = I
         "references": list(REFERENCES), "models": models,
         # Each model's cache holds its share of the run that filled it: together, the suite's wall time.
         "suite_seconds": float(sum(m["suite_seconds"] for m in models.values())),
+        "suite_machines": sorted({m["suite_machine"] or "not recorded" for m in models.values()}),
     }
     section["versions"] = versions(models)
     if len(names) >= 2:

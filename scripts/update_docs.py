@@ -327,7 +327,9 @@ def robustness_block() -> list[str]:
             f"{100 * m['upload_path'][k]:.1f}%" for k in r["upload_path"]["conditions"]) + " |")
     lines += ["", f"{r['images_per_cell']:,} images per cell ({r['subset']}). The whole suite (generating the "
               f"corrupted images, both models, the upload path) took {r['suite_seconds'] / 60:.1f} min when "
-              f"`.venv/bin/python -m reports.robustness` filled the caches on {report['machine']}."]
+              "`.venv/bin/python -m reports.robustness` filled the caches, on "
+              + (" / ".join(r["suite_machines"]).replace("not recorded", "a machine the caches do not record")
+                 if r.get("suite_machines") else "a machine the caches do not record") + "."]
     return lines
 
 

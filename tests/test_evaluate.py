@@ -218,10 +218,9 @@ def test_api_evaluate_json_pdf_and_errors(app, client):
 
 
 def test_the_same_images_give_the_same_intervals_whatever_order_the_archive_lists_them(tmp_path, fake_models):
-    from reports.user_eval import evaluate
-
     from models import load_predictor
     from models.cifar10 import CLASS_NAMES
+    from reports.user_eval import evaluate
 
     rng = np.random.default_rng(0)
     images = [Image.new("RGB", (40, 40), tuple(int(c) for c in rng.integers(0, 256, 3))) for _ in range(200)]
