@@ -150,4 +150,4 @@ def add_verdicts(answers: list[ImageAnswer], predictors: dict[str, Predictor]) -
         answer.uncertain = answer.uncertain_reason is not None
         if logit is not None:
             answer.out_of_scope = bool(logit >= rule.scope_threshold)
-            answer.out_of_scope_score = round(float(scope_score(logit, rule.scope_threshold)), 4)
+            answer.out_of_scope_score = float(scope_score(logit, rule.scope_threshold))

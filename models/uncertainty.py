@@ -53,7 +53,7 @@ def to_grey(images: np.ndarray) -> np.ndarray:
 
 
 def scope_score(logits: np.ndarray | float, scope_threshold: float) -> np.ndarray | float:
-    """The gate's logit as the API's `out_of_scope_score`: in (0, 1), 0.5 exactly at the threshold, larger = less
+    """The gate's logit as the API's `out_of_scope_score`: between 0 and 1, 0.5 exactly at the threshold, larger = less
     like CIFAR-10's photos. Not a probability; monotone in the logit, so it ranks images as the gate does."""
     return 1.0 / (1.0 + np.exp(-(np.asarray(logits, dtype=np.float64) - scope_threshold)))
 
@@ -90,25 +90,29 @@ class Rule:
 
     def reason(self, answers: Mapping[str, tuple[str, float, str]], view: np.ndarray | None = None,
                scope_logit: float | None = None) -> str | None:
-        """Why one image is flagged, in words, or None. answers: model name -> (label, probability, short name);
-        view: the image the models saw; scope_logit: the gate's score of it."""
+        """Why one image is flagged, in words (every reason that applies, the strongest first), or None.
+        answers: model name -> (label, probability, short name); view: the image the models saw; scope_logit:
+        the gate's score of it."""
+        reasons = []
         if self.scope_threshold is not None and scope_logit is not None and scope_logit >= self.scope_threshold:
-            return ("probably not one of the 10 classes: it looks unlike the photos the models learnt from "
-                    f"(out-of-scope score {scope_score(scope_logit, self.scope_threshold):.2f}; 0.50 and above "
-                    "is out of scope), so whatever they answer is a guess")
+            reasons.append("probably not one of the 10 classes: it looks unlike the photos the models learnt from "
+                           f"(out-of-scope score {scope_score(scope_logit, self.scope_threshold):.2f}; 0.50 and "
+                           "above is out of scope), so whatever they answer is a guess")
         labels = {label for label, _, _ in answers.values()}
         if len(labels) > 1:
-            return "the models disagree (" + " vs ".join(f"{label}" for label, _, _ in answers.values()) + ")"
-        label, probability, model = min(answers.values(), key=lambda answer: answer[1])
-        if probability < self.threshold:
-            shown = int(100 * probability)  # floored, so it never reads "61% (below 61%)"
-            return f"low confidence: {model} gives {label} only {shown}%, under the {100 * self.threshold:.0f}% line"
+            reasons.append("the models disagree (" + " vs ".join(label for label, _, _ in answers.values()) + ")")
+        elif answers:
+            label, probability, model = min(answers.values(), key=lambda answer: answer[1])
+            if probability < self.threshold:
+                shown = int(100 * probability)  # floored, so it never reads "61% (below 61%)"
+                reasons.append(f"low confidence: {model} gives {label} only {shown}%, under the "
+                               f"{100 * self.threshold:.0f}% line")
         if self.grey_accuracy and view is not None and colourless(np.asarray(view)[None])[0]:
             measured = [f"{answers[name][2]} {100 * accuracy:.0f}%" for name, accuracy in self.grey_accuracy.items()
                         if name in answers]
-            return ("a black-and-white image: the models learnt from colour photos and are less reliable on grey "
-                    "ones (" + ", ".join(measured) + " right on validation photos turned grey)")
-        return None
+            reasons.append("a black-and-white image: the models learnt from colour photos and are less reliable on "
+                           "grey ones (" + ", ".join(measured) + " right on validation photos turned grey)")
+        return "; and ".join(reasons) if reasons else None
 
 
 def fit_threshold(probs: Mapping[str, np.ndarray], max_flagged: float = MAX_FLAGGED,

@@ -121,3 +121,15 @@ def test_the_committed_gate_is_the_one_the_rule_was_fitted_for():
     views = np.stack([np.asarray(photo(32, 32, seed=s)) for s in range(3)])
     first, again = gate.scores(views), gate.scores(views[::-1])
     assert first.shape == (3,) and np.allclose(first, again[::-1])  # one image's score does not depend on the batch
+
+
+def test_every_reason_that_applies_is_given_the_strongest_first():
+    from models.uncertainty import to_grey
+
+    grey = to_grey(np.asarray(photo(32, 32, seed=4)))
+    rule = Rule(threshold=0.5, weights_sha256={}, grey_accuracy={"a": 0.88, "b": 0.91}, scope_threshold=0.0)
+    reason = rule.reason({"a": ("dog", 0.7, "CNN"), "b": ("cat", 0.8, "MobileNetV2")}, grey, scope_logit=2.0)
+    first, second, third = reason.split("; and ")
+    assert first.startswith("probably not one of the 10 classes") and second == "the models disagree (dog vs cat)"
+    assert third.startswith("a black-and-white image") and "CNN 88%" in third and len(reason) <= 500
+    assert rule.reason({"a": ("dog", 0.9, "CNN"), "b": ("dog", 0.95, "MobileNetV2")}, None, -1.0) is None
