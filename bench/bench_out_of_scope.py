@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from devkit.transcript import MEASUREMENTS, Transcript
+from devkit.transcript import MEASUREMENTS, Transcript, announce_if_committed
 from models import available_models, classify
 from models.cifar10 import load_split
 from models.machine import describe_machine
@@ -45,17 +45,12 @@ def verdicts(images: list, names: list[str]) -> dict[str, np.ndarray]:
     return {key: np.array(value) for key, value in rows.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--benchmark", type=Path, default=DEFAULT_DIR)
-    parser.add_argument("--out", type=Path, default=MEASUREMENTS / "out-of-scope.json")
-    args = parser.parse_args()
+def measure(benchmark_dir: Path = DEFAULT_DIR, data_dir: str | None = None) -> dict:
+    """Every figure this command prints, as JSON-ready data (tests/test_scope.py checks the targets with it)."""
     names = available_models()
-    say = Transcript()
     machine = describe_machine()
-    say(f"machine: {machine}")
-    benchmark = load_benchmark(args.benchmark)
-    test = load_split("test")
+    benchmark = load_benchmark(benchmark_dir)
+    test = load_split("test", data_dir)
     started = time.perf_counter()
     inside = verdicts(list(test.images), names)
     seconds = time.perf_counter() - started
@@ -97,6 +92,28 @@ def main() -> None:
                     "uncertain": float(outside["uncertain"][persons].mean())},
         "ms_per_test_image": 1000 * seconds / len(test.labels), "targets": TARGETS,
     }
+    h, p = result["held_out"], result["persons"]
+    checks = [("held-out images flagged uncertain", h["uncertain"], ">=", TARGETS["flagged_held_out"]),
+              ("test images flagged uncertain", test_row["uncertain"], "<=", TARGETS["flagged_test"]),
+              ("AUROC, test vs held-out", h["auroc"], ">=", TARGETS["auroc"]),
+              ("persons called out of scope", p["out_of_scope"], ">=", TARGETS["persons_out_of_scope"]),
+              *[(f"{n} accuracy on unflagged test images", a, ">=", TARGETS["accuracy_unflagged"])
+                for n, a in test_row["accuracy_unflagged"].items()]]
+    result["checks"] = [{"what": what, "value": value, "target": target, "op": op,
+                         "met": bool(value >= target if op == ">=" else value <= target)}
+                        for what, value, op, target in checks]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--benchmark", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--out", type=Path, default=MEASUREMENTS / "out-of-scope.json")
+    args = parser.parse_args()
+    say = Transcript()
+    result = measure(args.benchmark)
+    test_row, families, h, p = result["test"], result["families"], result["held_out"], result["persons"]
+    say(f"machine: {result['machine']}")
     say(f"test split: {test_row['images']:,} images, {100 * test_row['out_of_scope']:.1f}% out of scope, "
         f"{100 * test_row['uncertain']:.1f}% uncertain (all reasons); accuracy on the unflagged: "
         + ", ".join(f"{n} {100 * a:.2f}%" for n, a in test_row["accuracy_unflagged"].items()))
@@ -105,23 +122,14 @@ def main() -> None:
         tag = "" if row["held_out"] else "  (fitting family: the gate learnt from it)"
         say(f"{family:14s} {row['images']:6d}  {row['auroc']:6.3f}  {100 * row['fpr_at_95_tpr']:5.1f}%  "
             f"{100 * row['out_of_scope']:11.1f}%  {100 * row['uncertain']:8.1f}%{tag}")
-    h, p = result["held_out"], result["persons"]
     say(f"held-out families together: {h['images']} images, AUROC {h['auroc']:.3f}, FPR at 95% TPR "
         f"{100 * h['fpr_at_95_tpr']:.1f}%, {100 * h['out_of_scope']:.1f}% out of scope, {100 * h['uncertain']:.1f}% "
         f"uncertain; persons: {p['images']} images, {100 * p['out_of_scope']:.1f}% out of scope, "
         f"{100 * p['uncertain']:.1f}% uncertain")
-    checks = [("held-out images flagged uncertain", h["uncertain"], ">=", TARGETS["flagged_held_out"]),
-              ("test images flagged uncertain", test_row["uncertain"], "<=", TARGETS["flagged_test"]),
-              ("AUROC, test vs held-out", h["auroc"], ">=", TARGETS["auroc"]),
-              ("persons called out of scope", p["out_of_scope"], ">=", TARGETS["persons_out_of_scope"]),
-              *[(f"{n} accuracy on unflagged test images", a, ">=", TARGETS["accuracy_unflagged"])
-                for n, a in test_row["accuracy_unflagged"].items()]]
-    result["checks"] = []
-    for what, value, op, target in checks:
-        met = value >= target if op == ">=" else value <= target
-        result["checks"].append({"what": what, "value": value, "target": target, "op": op, "met": bool(met)})
-        say(f"target {'met' if met else 'MISSED'}: {what} {value:.3f} (target {op} {target})")
+    for c in result["checks"]:
+        say(f"target {'met' if c['met'] else 'MISSED'}: {c['what']} {c['value']:.3f} (target {c['op']} {c['target']})")
     say(f"the seam took {result['ms_per_test_image']:.2f} ms per test image (both models and the gate)")
+    announce_if_committed(args.out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     say.save(args.out.with_suffix(".txt"))

@@ -22,6 +22,7 @@ from PIL import Image
 from devkit.archives import stored_zip
 from devkit.images import encode, gif_with_tiny_sub_blocks, photo, tiff_with_strips
 from devkit.server import ProcfileServer
+from devkit.transcript import announce_if_committed
 
 TARGET_SECONDS, TARGET_MB, TARGET_BOMB_MB = 15.0, 300.0, 400.0
 
@@ -203,6 +204,7 @@ def run(server: ProcfileServer, out: Path, say: Callable[[str], None]) -> None:
                     f"{alone['statuses']} | {'yes' if ok else 'NO'} |")
     from models.machine import describe_machine
 
+    announce_if_committed(out)
     out.write_text(f"Measured on {describe_machine()}, 1 gunicorn worker behind nginx:\n\n" + "\n".join(rows) + "\n")
     print(f"wrote {out}")
 

@@ -7,6 +7,16 @@ from pathlib import Path
 MEASUREMENTS = Path(__file__).resolve().parent.parent / "docs" / "measurements"
 
 
+def announce_if_committed(path: Path) -> None:
+    """docs/development.md's promise: a command that rewrites a committed file says so (the same NOTE as the
+    model commands print)."""
+    from models.commands import announce_committed
+
+    path = Path(path).resolve()
+    if path.is_relative_to(MEASUREMENTS.resolve()):
+        announce_committed(str(path.relative_to(MEASUREMENTS.parent.parent)))
+
+
 class Transcript:
     """Call it like print (one line); `save` writes every line to docs/measurements/<name>.txt or a given path,
     which `make readme` copies into the page that shows it."""
@@ -19,6 +29,7 @@ class Transcript:
         self.lines.append(line)
 
     def save(self, path: Path) -> None:
+        announce_if_committed(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(self.lines) + "\n")
         print(f"wrote {path} (make readme copies docs/measurements/*.txt into the docs)")

@@ -478,3 +478,39 @@ def test_a_body_the_app_refuses_unread_is_read_away_so_the_answer_arrives_whole(
     stream = io.BytesIO(body)
     response = client.post(path, input_stream=stream, content_length=len(body), content_type=kind)
     assert 400 <= response.status_code < 500 and stream.tell() == len(body)
+
+
+def test_the_api_and_every_export_carry_both_verdicts(app, client, monkeypatch, tmp_path):
+    import csv
+    import io
+    import json
+    import subprocess
+
+    import models.pipeline
+    from models.uncertainty import Rule
+    from tests.test_scope import FixedGate
+
+    monkeypatch.setattr(models.pipeline, "rule_for", lambda shas: Rule(0.0, {}, {}, 1.0, FixedGate.sha256))
+    monkeypatch.setattr(models.pipeline, "load_gate", lambda: FixedGate([4.0, -3.0]))
+    api = client.post("/api/v1/predict", data={"files": upload((JPEG, "a.jpg"), (RGBA_PNG, "b.png"))},
+                      content_type="multipart/form-data")
+    assert api.status_code == 200
+    schema_validator(app, "PredictResponse").validate(api.json)
+    outside, inside = api.json["results"]
+    assert outside["out_of_scope"] is True and outside["uncertain"] is True and outside["out_of_scope_score"] > 0.5
+    assert inside["out_of_scope"] is False and inside["out_of_scope_score"] < 0.5
+    page, comparison = compared_page(client)  # photo.jpg (4.0: out of scope), notes.txt, café.png (-3.0)
+    assert page.count("out of scope: probably not one of the 10 classes") == 1
+    assert 'data-out-of-scope="true"' in page
+    token = csrf_token(client)
+    body = json.loads(client.post("/export/json", data={"csrf_token": token, "comparison": comparison}).data)
+    assert [r.get("out_of_scope") for r in body["results"]] == [True, None, False]
+    rows = list(csv.DictReader(io.StringIO(client.post("/export/csv", data={
+        "csrf_token": token, "comparison": comparison}).data.decode("utf-8-sig"))))
+    assert {r["out_of_scope"] for r in rows if r["source"] == "photo.jpg"} == {"True"}
+    assert all(float(r["out_of_scope_score"]) > 0.5 for r in rows if r["source"] == "photo.jpg")
+    (tmp_path / "c.pdf").write_bytes(client.post("/export/pdf", data={"csrf_token": token,
+                                                                      "comparison": comparison}).data)
+    text = " ".join(subprocess.run(["pdftotext", str(tmp_path / "c.pdf"), "-"], capture_output=True, text=True,
+                                   check=True).stdout.split())
+    assert "(1 of them out of scope)" in text and "probably not one of the 10 classes" in text, text

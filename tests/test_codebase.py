@@ -172,3 +172,18 @@ def test_every_start_path_runs_the_same_command():
     ignored = (REPO / ".dockerignore").read_text()
     for path in ("tests/", "models/*/runs/", "models/mobilenetv2/model.keras", ".venv"):
         assert path in ignored
+
+
+def test_a_command_that_rewrites_a_committed_measurement_says_so(capsys, tmp_path):
+    """docs/development.md: whatever rewrites a committed file prints a NOTE. Every bench and script that writes
+    a file of its own (not through Transcript.save, which announces) must call announce_if_committed."""
+    from devkit.transcript import MEASUREMENTS, announce_if_committed
+
+    announce_if_committed(MEASUREMENTS / "out-of-scope.txt")
+    assert capsys.readouterr().out.startswith("NOTE: this rewrites docs/measurements/out-of-scope.txt")
+    announce_if_committed(tmp_path / "elsewhere.txt")
+    assert capsys.readouterr().out == ""
+    for path in [*(REPO / "bench").glob("*.py"), *(REPO / "scripts").glob("*.py")]:
+        source = path.read_text()
+        if "MEASUREMENTS" in source and ".write_text(" in source:
+            assert "announce_if_committed(" in source, f"{path.name} writes a measurement without the NOTE"

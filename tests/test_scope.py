@@ -133,3 +133,41 @@ def test_every_reason_that_applies_is_given_the_strongest_first():
     assert first.startswith("probably not one of the 10 classes") and second == "the models disagree (dog vs cat)"
     assert third.startswith("a black-and-white image") and "CNN 88%" in third and len(reason) <= 500
     assert rule.reason({"a": ("dog", 0.9, "CNN"), "b": ("dog", 0.95, "MobileNetV2")}, None, -1.0) is None
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """bench/bench_out_of_scope.py's figures: the benchmark rebuilt here, the test split through the seam."""
+    import importlib.util
+
+    from tests.helpers import REAL_CIFAR, REPO, require_tool
+
+    if not REAL_CIFAR:
+        pytest.skip("needs the real CIFAR-10 test split")
+    spec = importlib.util.spec_from_file_location("builder", REPO / "scripts" / "build_ood_benchmark.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    require_tool("adwaita-icon-theme", builder.ICONS.is_dir())
+    require_tool("fonts-noto-color-emoji", builder.EMOJI_FONT.is_file())
+    folder = tmp_path_factory.mktemp("ood-benchmark")
+    builder.build(folder)
+    spec = importlib.util.spec_from_file_location("bench_oos", REPO / "bench" / "bench_out_of_scope.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return {c["what"]: c for c in bench.measure(folder, str(REAL_CIFAR))["checks"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["held-out images flagged uncertain", "AUROC, test vs held-out",
+                                    "custom_cnn accuracy on unflagged test images",
+                                    "mobilenetv2 accuracy on unflagged test images"])
+def test_issue_29_targets_that_are_met_stay_met(measured, target):
+    assert measured[target]["met"], measured[target]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="not met yet (docs/how-it-works.md): grey 25x25 face crops are rarely called "
+                   "out of scope, and validation's 10.0% became 10.7% of the test split")
+@pytest.mark.parametrize("target", ["persons called out of scope", "test images flagged uncertain"])
+def test_issue_29_targets_not_met_yet(measured, target):
+    assert measured[target]["met"], measured[target]
