@@ -345,8 +345,7 @@ def read_named_files(files: list[tuple[str, bytes]], chosen: list[str] | None = 
         pick = chosen[i].strip() if chosen and i < len(chosen) and chosen[i] else ""
         label = class_for(pick) if pick else label_from_filename(filename)
         if label is None:
-            item.fail(f"no label: choose one, or name the file after its class (cat_01.jpg); valid names: "
-                      f"{', '.join(CLASS_NAMES)}")
+            item.fail("no label: choose one, or name the file after its class (cat_01.jpg)")
         elif limits.max_file_bytes is not None and len(data) > limits.max_file_bytes:
             item.fail(f"larger than {limits.max_file_bytes / 1e6:.0f} MB")
         else:
@@ -362,6 +361,8 @@ def _check_count(result: LabelledSet, limits: Limits) -> None:
         raise DatasetError(f"{len(result.items)} files; the limit is {limits.max_images} images per evaluation")
     if not images:
         detail = "; ".join(f"{item.name}: {item.problem}" for item in result.problems[:5])
+        if any((item.problem or "").startswith("no label") for item in result.problems):
+            detail += f". The class names: {', '.join(CLASS_NAMES)}"  # once, not once per file
         raise DatasetError("no usable labelled image" + (f" ({detail})" if detail else ""))
 
 

@@ -40,8 +40,12 @@ def verdict(c: dict[str, Any], models: dict[str, Any], images: str = "the test i
         tail = (f"if the two were equally good, a gap this large would arise by chance {chance(p)} "
                 f"(McNemar's exact test, p = {p:.2g}); the true "
                 f"gap is most likely between {low:.1f} and {high:.1f} points (95% interval)")
-    else:
+    elif abs(c["accuracy_difference"]) <= 0.01 + 1e-9:  # within a point
         head = f"{short_name(better)} and {short_name(worse)} are about equally accurate: {gap}"
+    else:  # a visible gap that these images are too few to confirm: say so rather than "equally accurate"
+        head = (f"{short_name(better)} got more right than {short_name(worse)}, but the gap is not conclusive: "
+                f"{gap}")
+    if not c["mcnemar"]["significant_at_0_05"]:
         tail = (f"chance alone would give a gap this large {chance(p)} (McNemar's exact test, p = {p:.2g}), so "
                 f"{images} cannot tell them apart (the true gap could be anywhere from "
                 f"{100 * c['accuracy_difference_ci95'][0]:+.1f} to {100 * c['accuracy_difference_ci95'][1]:+.1f} "

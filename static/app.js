@@ -38,7 +38,14 @@
       });
       var status = document.getElementById("filter-status");
       if (status) status.textContent = "Showing " + shown + " result" + (shown === 1 ? "" : "s") + ".";
+      var empty = document.getElementById("filter-empty");
+      if (empty) empty.hidden = shown !== 0;  // never a blank area where the results were
     });
+  });
+
+  var showAll = document.querySelector("#filter-empty [data-filter]");
+  if (showAll) showAll.addEventListener("click", function () {
+    document.querySelector('#result-tools [data-filter="all"]').click();
   });
 
   // Evaluate page: one class picker per chosen file (blank: the class comes from the file name).

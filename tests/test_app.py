@@ -155,6 +155,9 @@ def test_models_page_and_report_pages(client):
 def test_unknown_page_is_a_friendly_404(client):
     response = client.get("/nope")
     assert response.status_code == 404 and "text/html" in response.headers["Content-Type"]
+    page = response.get_data(as_text=True)
+    assert "Page not found" in page and "something went wrong" not in page and "alert-danger" not in page
+    assert all(f'href="{path}"' in page for path in ("/", "/evaluate", "/reports", "/models"))
 
 
 def test_oversized_request_gets_a_friendly_413(app, client):

@@ -178,6 +178,7 @@ def test_filters_show_only_the_uncertain_results_and_a_reload_never_posts_again(
     assert outside.first.locator(".badge.out-of-scope").inner_text().startswith("out of scope")
     page.click('#result-tools [data-filter="out-of-scope"]')
     assert sum(cards.nth(i).is_visible() for i in range(cards.count())) == outside.count()
+    assert page.locator("#filter-empty").is_hidden()
     page.click('#result-tools [data-filter="all"]')
     assert all(cards.nth(i).is_visible() for i in range(cards.count()))
     plane_card = cards.nth(2)
@@ -188,6 +189,26 @@ def test_filters_show_only_the_uncertain_results_and_a_reload_never_posts_again(
     page.on("request", lambda request: posts.append(request) if request.method == "POST" else None)
     page.reload()
     assert posts == [] and page.locator("#results").count() == 0  # a GET of the upload page, no re-post
+    assert page.console_errors == []
+
+
+@needs_real_cifar
+def test_a_filter_that_matches_nothing_says_so_and_offers_all(page, base_url, tmp_path):
+    from models import cifar10
+
+    plane = tmp_path / "plane.png"
+    airplane = cifar10.load_split("test", str(REAL_CIFAR)).images[3]  # both models: airplane, > 99%, in scope
+    plane.write_bytes(encode(Image.fromarray(airplane).resize((128, 128), Image.Resampling.BICUBIC), "PNG"))
+    page.goto(base_url + "/")
+    page.set_input_files("#files", [str(plane)])
+    page.click("#submit")
+    page.wait_for_selector("#results")
+    page.wait_for_load_state("load")
+    assert page.locator("#filter-empty").is_hidden()
+    page.click('#result-tools [data-filter="out-of-scope"]')
+    assert page.locator("#filter-empty").is_visible() and not page.locator("article.result").first.is_visible()
+    page.click("#filter-empty button")
+    assert page.locator("article.result").first.is_visible() and page.locator("#filter-empty").is_hidden()
     assert page.console_errors == []
 
 

@@ -240,3 +240,18 @@ def test_the_same_images_give_the_same_intervals_whatever_order_the_archive_list
         assert 0 < low < high < 1  # some right, some wrong: the interval depends on which rows are resampled
         assert from_folder["models"][name]["accuracy_ci95"] == from_zip["models"][name]["accuracy_ci95"]
     assert from_folder["comparison"] == from_zip["comparison"]
+
+
+def test_evaluate_errors_speak_to_a_person_on_the_page_and_name_fields_for_the_api(client):
+    from models.cifar10 import CLASS_NAMES
+    from tests.test_app import csrf_token
+
+    page = client.post("/evaluate", data={"csrf_token": csrf_token(client)}, content_type="multipart/form-data")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 400 and "choose a ZIP of labelled images" in text and "field '" not in text
+    api = client.post("/api/v1/evaluate", data={}, content_type="multipart/form-data")
+    assert api.status_code == 400 and "field 'archive'" in api.json["error"]["message"]
+    unlabelled = [(io.BytesIO(JPEG), f"IMG_{i}.jpg") for i in range(4)]
+    response = client.post("/api/v1/evaluate", data={"files": unlabelled}, content_type="multipart/form-data")
+    message = response.json["error"]["message"]
+    assert response.status_code == 400 and message.count(", ".join(CLASS_NAMES)) == 1  # the names once, not per file

@@ -198,6 +198,11 @@ def test_the_verdict_speaks_plainly_and_says_when_a_gap_is_not_significant():
                mcnemar={"p_value": 2e-4, "significant_at_0_05": True})
     assert verdict(far, models).startswith("Beta is more accurate than Alpha net")
     assert "about once in 5,000" in verdict(far, models) and "between 1.0 and 3.0 points" in verdict(far, models)
+    few = dict(close, accuracy_difference=0.25, accuracy_difference_ci95=[0.0, 0.75],
+               mcnemar={"p_value": 1.0, "significant_at_0_05": False})  # 4 images: 100% vs 75%
+    models_few = {"a": dict(models["a"], accuracy=1.0), "b": dict(models["b"], accuracy=0.75)}
+    text = verdict(few, models_few, images="your 4 images")
+    assert "equally accurate" not in text and "not conclusive: 100.0% vs 75.0% on your 4 images" in text
 
 
 def test_robustness_suite_caches_per_weights_and_lands_in_the_report(fake_models, tmp_path, monkeypatch):

@@ -48,8 +48,10 @@ def read_request() -> tuple[LabelledSet, str]:
             return read_named_files(named, request.form.getlist("labels"), limits()), f"{len(files)} uploaded files"
     except DatasetError as exc:
         raise RequestError(str(exc), "invalid_dataset") from None
-    raise RequestError("send a ZIP of labelled images (field 'archive') or image files (field 'files')",
-                       "no_images")
+    if request.path.startswith("/api/"):  # API callers need the field names; people on the page do not
+        raise RequestError("send a ZIP of labelled images (field 'archive') or image files (field 'files')",
+                           "no_images")
+    raise RequestError("choose a ZIP of labelled images, or some image files, first", "no_images")
 
 
 def run(dataset: LabelledSet, source: str) -> dict[str, Any]:
