@@ -23,7 +23,7 @@ endif
 # Keep TensorFlow's C++ start-up banner off the console for every command below.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test test-fast lint train-cnn train-cnn-fast evaluate-cnn bench-cnn train-mobilenetv2 export-mobilenetv2 \
+.PHONY: vendor run test test-fast lint train-cnn train-cnn-fast evaluate-cnn bench-cnn train-mobilenetv2 export-mobilenetv2 \
 	evaluate-mobilenetv2 bench-mobilenetv2 bench-http simulate-image readme docs report calibrate clean venv
 
 # One retry per failed download instead of pip's five: requirements.txt names PyTorch's CPU wheel page, and on a
@@ -56,6 +56,12 @@ AXE := node_modules/axe-core/axe.min.js
 $(AXE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# Swagger UI for the API page (/api): the pinned npm package's bundle, stylesheet and licence, committed.
+SWAGGER_FILES := swagger-ui-bundle.js swagger-ui.css LICENSE
+vendor: $(AXE)
+	mkdir -p static/vendor/swagger-ui
+	cd node_modules/swagger-ui-dist && cp $(SWAGGER_FILES) ../../static/vendor/swagger-ui/
 
 test: $(VENV)/.installed $(AXE)
 	$(VENV)/bin/ruff check .

@@ -369,7 +369,7 @@ def test_every_page_passes_axe_and_fits_the_screen(browser, base_url, size, tmp_
     found["evaluate results"] = axe_violations(page)
     wide["evaluate results"] = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     page.screenshot(path=str(SCREENSHOTS / f"10-evaluate-{size}.png"), full_page=False)
-    for path in ("/models", "/reports", "/no-such-page"):
+    for path in ("/models", "/reports", "/api", "/no-such-page"):
         page.goto(base_url + path)
         found[path] = axe_violations(page)
         wide[path] = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
@@ -395,3 +395,30 @@ def test_keyboard_focus_is_visible_on_the_drop_zone_and_the_navigation(page, bas
     page.keyboard.press("Tab")
     nav = page.evaluate("getComputedStyle(document.activeElement).outlineWidth")
     assert float(nav.rstrip("px")) >= 2
+
+
+def test_the_api_page_renders_every_operation_and_its_examples_run_as_written(page, base_url, tmp_path):
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    page.goto(base_url + "/")
+    page.click("nav >> text=API")
+    assert page.url == base_url + "/api"
+    page.wait_for_selector("#swagger-ui .opblock")
+    spec = json.load(urllib.request.urlopen(base_url + "/api/v1/openapi.json"))
+    operations = sum(len(methods) for methods in spec["paths"].values())
+    assert page.locator("#swagger-ui .opblock").count() == operations
+    assert page.locator("#swagger-ui .opblock-summary-path").first.inner_text().startswith("/api/v1/")
+    page.screenshot(path=str(SCREENSHOTS / "11-api-desktop.png"), full_page=False)
+    assert page.console_errors == []
+    python = page.locator("#example-python").inner_text()
+    curl = page.locator("#example-curl").inner_text()
+    assert base_url in python and base_url in curl
+    ran = subprocess.run([sys.executable, "-c", python], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert "cifar-0000-cat.png" in ran.stdout and "outside-coffee.jpg" in ran.stdout
+    shell = subprocess.run(curl.replace("\\\n", " "), shell=True, cwd=REPO, capture_output=True, text=True,
+                           timeout=120)
+    assert shell.returncode == 0 and len(json.loads(shell.stdout)["results"]) == 2, shell.stderr

@@ -103,6 +103,12 @@ def export(fmt: str):
         "Cache-Control": "no-store"})
 
 
+@bp.get("/api")
+def api_page():
+    """The API for people: the OpenAPI document rendered by Swagger UI, and examples that run as written."""
+    return render_template("api.html", base_url=request.host_url.rstrip("/"))
+
+
 @bp.get("/models")
 def models_page():
     return render_template("models.html", models=model_status(), report=load_report())
