@@ -33,6 +33,7 @@ def register(env: Environment) -> None:
 
     env.filters.update(percent=percent, duration=duration, megabytes=megabytes, verdict=wording.verdict,
                        robustness_verdict=wording.robustness_verdict,
+                       robustbench_caveat=wording.robustbench_caveat,
                        short_name=wording.short_name)
     env.globals.update(report_method=wording.method, report_limitations=wording.LIMITATIONS,
                        ece_explained=wording.ECE_EXPLAINED, class_names=list(CLASS_NAMES))

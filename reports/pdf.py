@@ -193,14 +193,15 @@ def comparison_pages(report: dict[str, Any], c: dict[str, Any], out: Path) -> li
 def robustness_pages(report: dict[str, Any], out: Path) -> list:
     r = report["robustness"]
     models = report["models"]
-    rows = [["model", "clean (subset)", "mean corruption acc.", "without frost", "relative drop"]]
+    rows = [["model", "clean (subset)", "mean corruption acc.", "without frost", "not simulated", "relative drop"]]
     for name, m in r["models"].items():
         rows.append([wording.short_name(models[name]), percent(m["clean_accuracy"], 1),
                      f"<b>{percent(m['mean_corruption_accuracy'], 1)}</b>",
-                     percent(m["mean_corruption_accuracy_comparable"], 1), percent(m["relative_drop"], 1)])
+                     percent(m["mean_corruption_accuracy_comparable"], 1),
+                     percent(m.get("mean_corruption_accuracy_unsimulated"), 1), percent(m["relative_drop"], 1)])
     for ref in r["references"]:
         rows.append([f"{ref['model']} (RobustBench)", percent(ref["clean"], 1), percent(ref["corruptions"], 1), "–",
-                     percent((ref["clean"] - ref["corruptions"]) / ref["clean"], 1)])
+                     "–", percent((ref["clean"] - ref["corruptions"]) / ref["clean"], 1)])
     upload = [["model", "32-px original", *[k.replace("jpeg", "JPEG q").replace("png", "PNG")
                                            for k in r["upload_path"]["conditions"]]]]
     for name, m in r["models"].items():
@@ -213,7 +214,9 @@ def robustness_pages(report: dict[str, Any], out: Path) -> list:
                        f"benchmark's CIFAR-10 parameters, on {r['subset']} ({r['images_per_cell']:,} images per "
                        "cell, seeded). Frost uses drawn ice textures instead of the original photographs: that row "
                        "is not comparable with published numbers.", SMALL), Spacer(1, 2 * mm),
-             table(rows, [70 * mm, 24 * mm, 30 * mm, 24 * mm, 24 * mm]), Spacer(1, 3 * mm)]
+             table(rows, [62 * mm, 22 * mm, 28 * mm, 20 * mm, 22 * mm, 20 * mm]), Spacer(1, 2 * mm)]
+    if wording.robustbench_caveat(r):
+        story += [Paragraph(escape(wording.robustbench_caveat(r)), SMALL), Spacer(1, 3 * mm)]
     if r.get("comparison"):
         c = r["comparison"]
         story.append(Paragraph(

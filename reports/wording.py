@@ -100,3 +100,17 @@ def robustness_verdict(section: dict[str, Any], models: dict[str, Any]) -> str:
             f"(the gap is between {low:.1f} and {high:.1f} points, 95% paired interval). "
             f"{short_name(models[worse])} suffers most from {worst.replace('_', ' ')} "
             f"({100 * ms[worse]['by_corruption'][worst]:.0f}%).")
+
+
+def robustbench_caveat(r: dict[str, Any]) -> str:
+    """Said next to every comparison with RobustBench's entries: what makes ours not like for like."""
+    simulated = r.get("simulated_in_training") or []
+    if not simulated:
+        return ""
+    unsimulated = len(r["corruptions"]) - len(simulated)
+    return (f"Not like for like with RobustBench: training simulated {len(simulated)} of the {len(r['corruptions'])} "
+            f"test corruptions ({' and '.join(c.replace('_', ' ') for c in simulated)}: the photo damage both "
+            "trainers add is Gaussian noise with the benchmark's own formula at its strengths, sigma up to 0.1, and "
+            "the contrast corruption's formula, factor 0.15 to 1), which the CIFAR-10-C protocol asks not to do "
+            f"and AugMix avoids. The mean over the {unsimulated} corruptions training did not simulate is given "
+            "beside the 15-corruption mean.")

@@ -285,17 +285,22 @@ def robustness_block() -> list[str]:
         return ["(not measured yet: run `make report`)"]
     names = list(r["models"])
     short = {name: wording.short_name(report["models"][name]) for name in names}
-    rows = ["| model | clean (subset) | mean corruption accuracy | without frost | relative drop |",
-            "|---|---|---|---|---|"]
+    rows = ["| model | clean (subset) | mean corruption accuracy | without frost | not simulated in training | "
+            "relative drop |", "|---|---|---|---|---|---|"]
     for name in names:
         m = r["models"][name]
+        unsimulated = m.get("mean_corruption_accuracy_unsimulated")
         rows.append(f"| {short[name]} | {100 * m['clean_accuracy']:.2f}% | "
                     f"**{100 * m['mean_corruption_accuracy']:.2f}%** | "
-                    f"{100 * m['mean_corruption_accuracy_comparable']:.2f}% | {100 * m['relative_drop']:.1f}% |")
+                    f"{100 * m['mean_corruption_accuracy_comparable']:.2f}% | "
+                    f"{'–' if unsimulated is None else f'{100 * unsimulated:.2f}%'} | "
+                    f"{100 * m['relative_drop']:.1f}% |")
     for ref in r["references"]:
         rows.append(f"| {ref['model']} (RobustBench) | {100 * ref['clean']:.2f}% | {100 * ref['corruptions']:.2f}% | – "
-                    f"| {100 * (ref['clean'] - ref['corruptions']) / ref['clean']:.1f}% |")
+                    f"| – | {100 * (ref['clean'] - ref['corruptions']) / ref['clean']:.1f}% |")
     lines = [wording.robustness_verdict(r, report["models"]), ""]
+    if wording.robustbench_caveat(r):
+        lines += [wording.robustbench_caveat(r), ""]
     if r.get("comparison"):
         c = r["comparison"]
         lines += [f"Difference in mean corruption accuracy ({short[c['a']]} − {short[c['b']]}): "

@@ -259,3 +259,26 @@ def test_robustness_suite_caches_per_weights_and_lands_in_the_report(fake_models
                                    text=True, check=True).stdout.split())
     assert "Robustness: corrupted images and the upload path" in text and "The upload path" in text
     assert "Before and after robust training" in text and "run old" in text
+
+
+def test_every_comparison_with_robustbench_says_what_training_simulated():
+    """The committed report: the 13-corruption mean is the mean of the per-corruption figures without the two that
+    training simulates, and the caveat stands next to the table in the page, the PDF and the docs."""
+    import json
+    import subprocess
+
+    from reports.robustness import SIMULATED_IN_TRAINING
+    from reports.wording import robustbench_caveat
+    from tests.helpers import REPO
+
+    r = json.loads((REPO / "reports" / "metrics.json").read_text())["robustness"]
+    for m in r["models"].values():
+        others = [a for c, a in m["by_corruption"].items() if c not in SIMULATED_IN_TRAINING]
+        assert len(others) == 13 and m["mean_corruption_accuracy_unsimulated"] == pytest.approx(np.mean(others))
+    caveat = robustbench_caveat(r)
+    assert "gaussian noise and contrast" in caveat and "13 corruptions" in caveat
+    assert caveat in (REPO / "docs" / "robustness.md").read_text()
+    assert "Not like for like with RobustBench" in (REPO / "reports" / "index.html").read_text()
+    text = subprocess.run(["pdftotext", str(REPO / "reports" / "report.pdf"), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert "Not like for like with RobustBench" in " ".join(text.split())
