@@ -68,8 +68,8 @@ def augmented(images: Sequence[Image.Image], copies: int = AUGMENTED_COPIES, see
 def export_features(resolution: int, path: Path, imagenet_weights: str | None = None) -> Path:
     """ImageNet MobileNetV2 (no top, average-pooled) behind a bilinear upscale of the uint8 32x32 view, as LiteRT."""
     import keras
-    import tensorflow as tf
 
+    from models.mobilenetv2.export import export_tflite  # the same float32 LiteRT export as the classifier's
     from models.mobilenetv2.net import find_imagenet_weights
 
     weights = find_imagenet_weights(imagenet_weights)
@@ -78,17 +78,8 @@ def export_features(resolution: int, path: Path, imagenet_weights: str | None = 
     views = keras.Input((VIEW_SIZE, VIEW_SIZE, 3), dtype="uint8")
     x = keras.layers.Resizing(resolution, resolution, interpolation="bilinear")(keras.ops.cast(views, "float32"))
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(x)
-    model = keras.Model(views, backbone(x, training=False))
-    with tempfile.TemporaryDirectory() as scratch:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serve", lambda images: model(images, training=False),
-                             input_signature=[tf.TensorSpec([1, VIEW_SIZE, VIEW_SIZE, 3], tf.uint8)])
-        archive.write_out(scratch, verbose=False)
-        flatbuffer = tf.lite.TFLiteConverter.from_saved_model(scratch, signature_keys=["serve"]).convert()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(flatbuffer)
-    return path
+    return export_tflite(keras.Model(views, backbone(x, training=False)), path)
 
 
 def extract(model_path: Path, views: np.ndarray) -> tuple[np.ndarray, float]:
