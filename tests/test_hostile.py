@@ -65,14 +65,15 @@ NAMES = {"path traversal": "../../../etc/passwd", "NUL byte": "evil\x00.png", "3
          "non-ASCII": "猫の写真 – été.png"}
 
 
-def disk_snapshot() -> set[str]:
-    """Files under the repository (outside caches) and the temp folder: uploads must leave no trace."""
-    roots = [REPO, Path(tempfile.gettempdir())]
-    skip = (".venv", ".git", ".pytest_cache", ".ruff_cache", "__pycache__", "build", ".hypothesis", "pytest-of")
+def disk_snapshot(private_tmp: Path) -> set[str]:
+    """Files under the repository (outside caches) and this module's own temporary folder (the app's spooled
+    uploads go there): uploads must leave no trace. The system's temporary folder is not watched: other
+    processes write there."""
+    skip = (".venv", ".git", ".pytest_cache", ".ruff_cache", "__pycache__", "build", ".hypothesis", "node_modules")
     found = set()
-    for root in roots:
-        for path in root.rglob("*") if root == REPO else root.iterdir():
-            if not any(part in skip or part.startswith("pytest-") for part in path.parts):
+    for root in (REPO, private_tmp):
+        for path in root.rglob("*"):
+            if not any(part in skip for part in path.relative_to(root).parts):
                 found.add(str(path))
     return found
 
@@ -94,10 +95,15 @@ def client(hostile_app):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def nothing_written_to_disk():
-    before = disk_snapshot()
-    yield
-    assert disk_snapshot() - before == set()
+def nothing_written_to_disk(tmp_path_factory):
+    private_tmp = tmp_path_factory.mktemp("hostile-tmp")
+    saved, tempfile.tempdir = tempfile.tempdir, str(private_tmp)  # where werkzeug spools large form parts
+    try:
+        before = disk_snapshot(private_tmp)
+        yield
+        assert disk_snapshot(private_tmp) - before == set()
+    finally:
+        tempfile.tempdir = saved
 
 
 def token(client) -> str:
