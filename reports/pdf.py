@@ -99,19 +99,20 @@ def method_summary(report: dict[str, Any]) -> list:
              Paragraph("Limitations", H2), *[Paragraph(f"• {text}", BODY) for text in wording.LIMITATIONS]]
     for m in report["models"].values():
         info = m["info"]
-        story += [Paragraph(info["display_name"], H2), Paragraph(info["description"], BODY), Spacer(1, 2 * mm),
-                  table([["framework", f"{info['framework']} ({info['framework_version']})"],
-                         ["preprocessing", info["preprocessing"]],
-                         ["test-time augmentation", info.get("test_time_augmentation", "none")],
-                         ["parameters", f"{info['parameters']:,}"],
-                         ["weights", f"{info['weights_file']}, {megabytes(info['weights_bytes'])}, sha256 "
-                                     f"{info['weights_sha256'][:16]}…"],
-                         ["training", f"{info['training']['epochs']} epochs, {info['training']['train_images']:,} "
-                                      f"images, {duration(m['training_seconds'])}"
-                                      + (f" on {m['training_machine']}" if m.get("training_machine") else "")
-                                      + "; validation accuracy "
-                                      f"{percent(info['training']['val_accuracy'])}"]],
-                        [40 * mm, TEXT_WIDTH - 40 * mm], header=False)]
+        training = (f"{info['training']['epochs']} epochs, {info['training']['train_images']:,} images, "
+                    f"{duration(m['training_seconds'])}"
+                    + (f" on {m['training_machine']}" if m.get("training_machine") else "")
+                    + f"; validation accuracy {percent(info['training']['val_accuracy'])}")
+        rows = [["framework", f"{info['framework']} ({info['framework_version']})"],
+                ["preprocessing", info["preprocessing"]],
+                ["test-time augmentation", info.get("test_time_augmentation", "none")],
+                ["parameters", f"{info['parameters']:,}"],
+                ["weights", f"{info['weights_file']}, {megabytes(info['weights_bytes'])}, sha256 "
+                            f"{info['weights_sha256'][:16]}…"],
+                ["training", training]]
+        # One block per model: a page break never leaves its table's last row alone on the next page.
+        story.append(KeepTogether([Paragraph(info["display_name"], H2), Paragraph(info["description"], BODY),
+                                   Spacer(1, 2 * mm), table(rows, [40 * mm, TEXT_WIDTH - 40 * mm], header=False)]))
     story.append(PageBreak())
     return story
 
@@ -231,19 +232,20 @@ def robustness_pages(report: dict[str, Any], out: Path) -> list:
                              percent(v["test_accuracy"], 2) if v["test_accuracy"] is not None else "–",
                              f"<b>{percent(v['mean_corruption_accuracy'], 1)}</b>", percent(v["noise"], 1),
                              percent(v["contrast"], 1)])
-        story += [Paragraph("Before and after robust training", H2),
-                  Paragraph("Each model's earlier committed version, scored by the same suite on the same images, "
-                            "beside the one served now. Test accuracy is on the full test split; noise is the mean "
-                            "of Gaussian, shot and impulse noise.", SMALL), Spacer(1, 1 * mm),
-                  table(versions, [40 * mm, 26 * mm, 26 * mm, 32 * mm, 24 * mm, 24 * mm])]
+        story.append(KeepTogether([
+            Paragraph("Before and after robust training", H2),
+            Paragraph("Each model's earlier committed version, scored by the same suite on the same images, beside "
+                      "the one served now. Test accuracy is on the full test split; noise is the mean of Gaussian, "
+                      "shot and impulse noise.", SMALL), Spacer(1, 1 * mm),
+            table(versions, [40 * mm, 26 * mm, 26 * mm, 32 * mm, 24 * mm, 24 * mm])]))
     story += [Spacer(1, 3 * mm), figure(out / f["heatmaps"], "Accuracy (%) per corruption and severity.",
                                         max_height=120 * mm),
               figure(out / f["severity"], "Mean accuracy over the 15 corruptions at each severity.",
                      max_width=110 * mm, max_height=65 * mm),
-              Paragraph("The upload path", H2),
-              Paragraph(f"The same images enlarged to {r['upload_path']['size']} px (bicubic), saved as PNG or "
-                        "JPEG, then decoded and shrunk by the app's own intake.", BODY),
-              table(upload, [50 * mm] + [24 * mm] * (len(upload[0]) - 1))]
+              KeepTogether([Paragraph("The upload path", H2),
+                            Paragraph(f"The same images enlarged to {r['upload_path']['size']} px (bicubic), saved "
+                                      "as PNG or JPEG, then decoded and shrunk by the app's own intake.", BODY),
+                            table(upload, [50 * mm] + [24 * mm] * (len(upload[0]) - 1))])]
     return story
 
 

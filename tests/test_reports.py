@@ -282,3 +282,27 @@ def test_every_comparison_with_robustbench_says_what_training_simulated():
     text = subprocess.run(["pdftotext", str(REPO / "reports" / "report.pdf"), "-"], capture_output=True, text=True,
                           check=True).stdout
     assert "Not like for like with RobustBench" in " ".join(text.split())
+
+
+def first_lines(pdf) -> list[str]:
+    """The first line of text on each page of a PDF (pdftotext -bbox-layout)."""
+    import re
+    import subprocess
+
+    xhtml = subprocess.run(["pdftotext", "-bbox-layout", str(pdf), "-"], capture_output=True, text=True,
+                           check=True).stdout
+    lines = []
+    for page in xhtml.split("<page ")[1:]:
+        first = re.search(r"<line[^>]*>(.*?)</line>", page, re.S)
+        lines.append(" ".join(re.findall(r">([^<]+)</word>", first.group(1))) if first else "")
+    return lines
+
+
+def test_no_table_of_the_committed_report_is_split_across_a_page_break():
+    """A table's rows stay on one page with its heading: no page begins with a table's cell (the orphaned
+    'training' row of the model summary, a header row of a table whose heading stayed behind)."""
+    from tests.helpers import REPO
+
+    cells = {"training", "weights", "parameters", "Custom CNN", "MobileNetV2", "model", "family", "faces"}
+    starts = first_lines(REPO / "reports" / "report.pdf")
+    assert len(starts) >= 10 and not [(n, line) for n, line in enumerate(starts, 1) if line in cells]
