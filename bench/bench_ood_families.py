@@ -89,4 +89,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from models.commands import user_errors
+    from models.scope.benchmark import BenchmarkMissing
+
+    with user_errors(BenchmarkMissing):
+        main()

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,19 @@ def announce_output(model: str, out: Path) -> None:
     """Say loudly when a run is about to replace the committed model."""
     if out.resolve() == (REPO / "models" / model).resolve():
         announce_committed(f"models/{model}/ (the committed model files)")
+
+
+@contextmanager
+def user_errors(*extra: type[BaseException]) -> Iterator[None]:
+    """What a person can fix (no CIFAR-10 folder, a missing model file, no benchmark built, ...) ends a command
+    with one line, never a traceback: the same as the make targets print."""
+    from models.cifar10 import Cifar10Error
+    from models.predictor import ModelLoadError
+
+    try:
+        yield
+    except (Cifar10Error, ModelLoadError, *extra) as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def announce_committed(what: str) -> None:

@@ -225,4 +225,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from models.commands import user_errors
+
+    with user_errors():
+        main()

@@ -267,4 +267,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from models.commands import user_errors
+
+    with user_errors():
+        main()

@@ -187,3 +187,21 @@ def test_a_command_that_rewrites_a_committed_measurement_says_so(capsys, tmp_pat
         source = path.read_text()
         if "MEASUREMENTS" in source and ".write_text(" in source:
             assert "announce_if_committed(" in source, f"{path.name} writes a measurement without the NOTE"
+
+
+@pytest.mark.parametrize("command", [
+    ["-m", "models.uncertainty", "--data-dir", "/nonexistent"],
+    ["-m", "reports.robustness", "--data-dir", "/nonexistent"],
+    ["bench/bench_out_of_scope.py", "--benchmark", "/nonexistent"],
+    ["-m", "models.evaluate", "custom_cnn", "--data-dir", "/nonexistent"],
+])
+def test_a_data_command_without_its_data_says_so_in_one_line(command):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CIFAR10_DIR"}
+    result = subprocess.run([sys.executable, *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ") and len(lines) <= 3, lines

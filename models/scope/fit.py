@@ -187,4 +187,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from models.commands import user_errors
+    from models.scope.benchmark import BenchmarkMissing
+
+    with user_errors(BenchmarkMissing, RuntimeError):  # RuntimeError: the ImageNet weights missing (and offline)
+        main()
