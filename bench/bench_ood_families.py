@@ -13,35 +13,17 @@ returns probabilities.) A baseline for choosing a stronger score.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from devkit.transcript import MEASUREMENTS, Transcript
 from models import classify
 from models.cifar10 import CLASS_NAMES, load_split
 from models.machine import describe_machine
+from models.scope.benchmark import DEFAULT_DIR, auroc, fpr_at_tpr, load_benchmark
 
-REPO = Path(__file__).resolve().parent.parent
 MODELS = ("custom_cnn", "mobilenetv2")
-
-
-def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
-    """P(score of an out-of-scope image > score of an in-scope one), ties counted half (Mann-Whitney)."""
-    scores = np.concatenate([inside, outside])
-    ranks = scores.argsort().argsort().astype(float) + 1
-    for value in np.unique(scores):  # average ranks of ties
-        tied = scores == value
-        ranks[tied] = ranks[tied].mean()
-    positive = ranks[len(inside):].sum() - len(outside) * (len(outside) + 1) / 2
-    return float(positive / (len(inside) * len(outside)))
-
-
-def fpr_at_95_tpr(inside: np.ndarray, outside: np.ndarray) -> float:
-    threshold = np.quantile(outside, 0.05)  # 95% of out-of-scope images score at least this
-    return float((inside >= threshold).mean())
 
 
 def scores_of(images: list, batch: int = 256) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -66,23 +48,23 @@ def scores_of(images: list, batch: int = 256) -> tuple[dict[str, np.ndarray], np
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--benchmark", type=Path, default=REPO / "build" / "ood-benchmark")
+    parser.add_argument("--benchmark", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--out", type=Path, default=MEASUREMENTS / "ood-families.txt")
     args = parser.parse_args()
-    manifest = json.loads((args.benchmark / "manifest.json").read_text())
+    benchmark = load_benchmark(args.benchmark)
     say = Transcript()
-    say(f"machine: {describe_machine()}; validation split (5,000) vs {len(manifest)} out-of-scope images")
+    say(f"machine: {describe_machine()}; validation split (5,000) vs {len(benchmark.names)} out-of-scope images")
     validation = load_split("val")
     inside, inside_flags = scores_of(list(validation.images))
     say(f"validation flagged by the current rule: {inside_flags.mean():.1%}")
     families: dict[str, list] = {}
-    for entry in manifest:
-        families.setdefault(entry["family"], []).append(Image.open(args.benchmark / entry["file"]).convert("RGB"))
+    for image, family in zip(benchmark.images, benchmark.family, strict=True):
+        families.setdefault(str(family), []).append(image)
     names = list(inside)
     say(f"{'family':12s} {'n':>4s} {'rule':>5s}  " + "  ".join(f"{n:>24s}" for n in names))
     for family, images in families.items():
         outside, flags = scores_of(images)
-        cells = [f"{auroc(inside[n], outside[n]):.3f} / {fpr_at_95_tpr(inside[n], outside[n]):5.1%}" for n in names]
+        cells = [f"{auroc(inside[n], outside[n]):.3f} / {fpr_at_tpr(inside[n], outside[n]):5.1%}" for n in names]
         say(f"{family:12s} {len(images):4d} {flags.mean():5.0%}  " + "  ".join(f"{c:>24s}" for c in cells))
     say("cells: AUROC / FPR at 95% TPR (validation images scoring above the threshold that flags 95% of the family)")
     say.save(args.out)

@@ -8,6 +8,7 @@ logistic-regression weights). The score is the probe's logit: larger = further f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from functools import cached_property
@@ -71,8 +72,6 @@ class ScopeGate:
     @cached_property
     def sha256(self) -> str:
         """One digest of both files: the verdict's thresholds were fitted for exactly these."""
-        import hashlib
-
         return hashlib.sha256((sha256_of(self.directory / FEATURES_FILE)
                                + sha256_of(self.directory / PROBE_FILE)).encode()).hexdigest()
 
