@@ -26,6 +26,7 @@ from models.registry import REGISTRY, load_predictor
 from models.scoring import classification_metrics
 
 PREDICTIONS_FILE = "test_probabilities.npz"
+UNRECORDED_MACHINE = "not recorded (a cache written before caches named their machine)"
 
 
 def test_probabilities(name: str, test: cifar10.Split) -> tuple[np.ndarray, float]:
@@ -34,6 +35,13 @@ def test_probabilities(name: str, test: cifar10.Split) -> tuple[np.ndarray, floa
     The cache holds the uncalibrated probabilities, keyed by the weights' sha256, so fitting a new
     temperature (`python -m models.calibrate`) does not need another pass over the test split.
     """
+    probs, seconds, _ = scored_test_split(name, test)
+    return probs, seconds
+
+
+def scored_test_split(name: str, test: cifar10.Split) -> tuple[np.ndarray, float, str]:
+    """As `test_probabilities`, plus the machine that scored the split: the cache's, when it was read, so
+    that a figure names the machine that produced it, not the one that copied it."""
     predictor = load_predictor(name)
     if tuple(test.class_names) != tuple(predictor.class_names):
         raise SystemExit(f"class order of the dataset {test.class_names} differs from the model's")
@@ -44,19 +52,21 @@ def test_probabilities(name: str, test: cifar10.Split) -> tuple[np.ndarray, floa
             if str(stored["weights_sha256"]) == predictor.weights_sha256 and np.array_equal(stored["labels"],
                                                                                               test.labels):
                 raw, seconds = stored["probabilities"].astype(np.float64), float(stored["seconds"])
+                machine = str(stored["machine"]) if "machine" in stored.files else UNRECORDED_MACHINE
     if raw is None:
         start = time.perf_counter()
         raw = predictor.predict_proba(test.images, calibrated=False)
         seconds = time.perf_counter() - start
+        machine = describe_machine()
         np.savez_compressed(cache, probabilities=raw.astype(np.float32), labels=test.labels,
-                            weights_sha256=predictor.weights_sha256, seconds=seconds)
+                            weights_sha256=predictor.weights_sha256, seconds=seconds, machine=np.array(machine))
     raw /= raw.sum(axis=1, keepdims=True)
-    return temper(raw, predictor.temperature), seconds
+    return temper(raw, predictor.temperature), seconds, machine
 
 
 def evaluate(name: str, data_dir: str | None = None) -> dict[str, Any]:
     test = cifar10.load_split("test", data_dir)
-    probs, seconds = test_probabilities(name, test)
+    probs, seconds, machine = scored_test_split(name, test)
     info = load_predictor(name).info
     return {
         "model": name,
@@ -66,7 +76,7 @@ def evaluate(name: str, data_dir: str | None = None) -> dict[str, Any]:
         "parameters": info["parameters"],
         "inference_seconds": seconds,
         "inference_images_per_second": len(test.labels) / seconds,
-        "machine": describe_machine(),
+        "machine": machine,  # the one that scored the split (timed it): the cache's when it was read
         "class_names": list(test.class_names),
         # Per-image predicted class, in test-split order: lets a test re-check any slice of the split.
         "predictions": probs.argmax(axis=1).tolist(),

@@ -178,3 +178,19 @@ def test_png_bytes_through_the_intake_score_like_the_arrays(predictor):
     direct = (predictor.predict_proba(images).argmax(axis=1) == labels).mean()
     via_intake = (predictor.predict_proba(decoded).argmax(axis=1) == labels).mean()
     assert abs(direct - via_intake) <= 0.001
+
+
+@needs_real_cifar
+def test_evaluating_from_the_cache_keeps_the_machine_that_scored_the_split(monkeypatch, tmp_path):
+    """`make evaluate-cnn` on another machine reads the cached test probabilities: metrics.json must still name
+    the machine that scored (and timed) the split, which the cache records, not the one that copied it."""
+    from models import evaluate
+
+    monkeypatch.setattr(evaluate, "describe_machine", lambda: "the machine running this test")
+    with np.load(REPO / "models" / "custom_cnn" / evaluate.PREDICTIONS_FILE) as cache:
+        recorded = str(cache["machine"])
+    evaluate.main(["custom_cnn", "--data-dir", str(REAL_CIFAR), "--out", str(tmp_path / "metrics.json")])
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    committed = json.loads((REPO / "models" / "custom_cnn" / "metrics.json").read_text())
+    assert written["machine"] == recorded == committed["machine"]
+    assert written["inference_seconds"] == committed["inference_seconds"]
