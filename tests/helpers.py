@@ -33,6 +33,41 @@ def require_tool(name: str, present: bool) -> None:
     pytest.skip(reason)
 
 
+def poppler(tool: str, *args: str) -> str:
+    """Run pdftotext or pdftoppm (poppler-utils): skipped when missing, a failure when CI is set."""
+    import shutil
+    import subprocess
+
+    require_tool("poppler-utils", shutil.which(tool) is not None)
+    return subprocess.run([tool, *args], capture_output=True, text=True, check=True, timeout=120).stdout
+
+
+def pdf_text(pdf: Path | str, *options: str) -> str:
+    return poppler("pdftotext", *options, str(pdf), "-")
+
+
+def overlapping_words(pdf: Path | str, min_share: float = 0.25) -> list[tuple[int, str, str]]:
+    """(page, word, word) for every two words of a page whose boxes (pdftotext -bbox) cover each other by more
+    than min_share of the smaller box: text painted over other text, as a row's long reason over the next row."""
+    import re
+
+    pages = pdf_text(pdf, "-bbox").split("<page ")[1:]
+    word = re.compile(r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>')
+    found = []
+    for number, page in enumerate(pages, 1):
+        boxes = [(float(a), float(b), float(c), float(d), text) for a, b, c, d, text in word.findall(page)]
+        boxes.sort()
+        for i, (x0, y0, x1, y1, text) in enumerate(boxes):
+            for u0, v0, u1, v1, other in boxes[i + 1:]:
+                if u0 >= x1:
+                    break  # sorted by xMin: no later box reaches back over this one
+                width, height = min(x1, u1) - max(x0, u0), min(y1, v1) - max(y0, v0)
+                smaller = min((x1 - x0) * (y1 - y0), (u1 - u0) * (v1 - v0))
+                if width > 0 and height > 0 and width * height > min_share * smaller:
+                    found.append((number, text, other))
+    return found
+
+
 PER_CLASS = 550  # 500 go to validation, 50 per class stay for training
 BATCHES = 5
 

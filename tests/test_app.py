@@ -14,7 +14,7 @@ from PIL import Image
 
 from devkit.images import encode, photo
 from devkit.url_server import LocalServer
-from tests.helpers import REAL_CIFAR, needs_real_cifar
+from tests.helpers import REAL_CIFAR, needs_real_cifar, overlapping_words, pdf_text
 from webapp.openapi import openapi_document
 
 JPEG = encode(photo(120, 90), "JPEG")
@@ -386,17 +386,35 @@ def test_export_csv_and_json_hold_what_the_page_shows(client):
 
 
 def test_export_pdf_renders_every_image(client, tmp_path):
-    import subprocess
-
     _, comparison = compared_page(client)
     response = client.post("/export/pdf", data={"csrf_token": csrf_token(client), "comparison": comparison})
     assert response.status_code == 200 and response.mimetype == "application/pdf" and response.data[:5] == b"%PDF-"
     (tmp_path / "c.pdf").write_bytes(response.data)
-    text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "c.pdf"), "-"], capture_output=True, text=True,
-                          check=True).stdout
+    text = pdf_text(tmp_path / "c.pdf", "-layout")
     assert "3 images: the models agree on" in text and "1 could not be read" in text
     assert "photo.jpg" in text and "café.png" in text and "could not classify" in text
     assert "Custom CNN" in text and "MobileNetV2" in text and "the models' view" in text
+
+
+def test_export_pdf_never_paints_one_rows_text_over_another(app, client, tmp_path):
+    """The longest reasons and names the schema allows: every row grows to hold its text (issue 30, #10)."""
+    from webapp.exports import sign_comparison
+
+    _, comparison = compared_page(client)
+    payload = signed_payload(app, comparison)
+    for n, result in enumerate(payload["results"]):
+        result["source"]["name"] = f"a-long-file-name-from-a-phone-camera-roll-{n}-" + "x" * 60 + ".jpg"
+        if result.get("predictions"):
+            result["uncertain"] = True
+            result["uncertain_reason"] = ("out of scope: probably not one of the 10 classes; and the models "
+                                          "disagree; and low confidence: " + "every word matters " * 20)[:500]
+    with app.test_request_context():
+        resigned = sign_comparison(payload)
+    response = client.post("/export/pdf", data={"csrf_token": csrf_token(client), "comparison": resigned})
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    (tmp_path / "long.pdf").write_bytes(response.data)
+    assert "every word matters" in " ".join(pdf_text(tmp_path / "long.pdf").split())
+    assert overlapping_words(tmp_path / "long.pdf") == []
 
 
 def signed_payload(app, comparison: str) -> dict:
@@ -487,7 +505,6 @@ def test_the_api_and_every_export_carry_both_verdicts(app, client, monkeypatch, 
     import csv
     import io
     import json
-    import subprocess
 
     import models.pipeline
     from models.uncertainty import Rule
@@ -514,6 +531,5 @@ def test_the_api_and_every_export_carry_both_verdicts(app, client, monkeypatch, 
     assert all(float(r["out_of_scope_score"]) > 0.5 for r in rows if r["source"] == "photo.jpg")
     (tmp_path / "c.pdf").write_bytes(client.post("/export/pdf", data={"csrf_token": token,
                                                                       "comparison": comparison}).data)
-    text = " ".join(subprocess.run(["pdftotext", str(tmp_path / "c.pdf"), "-"], capture_output=True, text=True,
-                                   check=True).stdout.split())
+    text = " ".join(pdf_text(tmp_path / "c.pdf").split())
     assert "(1 of them out of scope)" in text and "probably not one of the 10 classes" in text, text

@@ -15,7 +15,7 @@ from PIL import Image
 from werkzeug.serving import make_server
 
 from devkit.images import encode, photo
-from tests.helpers import REAL_CIFAR, REPO, needs_real_cifar
+from tests.helpers import REAL_CIFAR, REPO, needs_real_cifar, overlapping_words, pdf_text, poppler, require_tool
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -25,8 +25,7 @@ AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"  # `make test` installs 
 DESKTOP = {"viewport": {"width": 1366, "height": 900}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +42,7 @@ def base_url():
 
 @pytest.fixture(scope="module")
 def browser():
+    require_tool("chromium", Path(CHROMIUM).exists())
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -246,7 +246,6 @@ def test_the_file_list_merges_dedupes_removes_and_sets_aside_what_cannot_be_sent
 
 def test_examples_run_in_one_click_and_the_results_can_be_taken_away(page, base_url, tmp_path):
     import json
-    import subprocess
 
     page.goto(base_url + "/")
     page.click("#all-examples")
@@ -266,13 +265,13 @@ def test_examples_run_in_one_click_and_the_results_can_be_taken_away(page, base_
     body = json.loads(downloads["JSON"].read_text())
     assert len(body["results"]) == cards.count() and body["results"][0]["source"]["type"] == "example"
     assert downloads["CSV"].read_text(encoding="utf-8-sig").count("\n") == 1 + cards.count() * 2 * 3
-    text = subprocess.run(["pdftotext", str(downloads["PDF"]), "-"], capture_output=True, text=True,
-                          check=True).stdout
+    text = pdf_text(downloads["PDF"])
+    assert overlapping_words(downloads["PDF"]) == []
     pages = text.count("\f")
     assert pages >= -(-cards.count() // 6) and "uncertain" in text  # six images a page, rows as tall as needed
     out = SCREENSHOTS / "comparison-pdf"
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["pdftoppm", "-r", "70", "-png", str(downloads["PDF"]), str(out / "page")], check=True)
+    poppler("pdftoppm", "-r", "70", "-png", str(downloads["PDF"]), str(out / "page"))
     assert page.console_errors == []
 
 
@@ -298,7 +297,6 @@ def evaluation_zip() -> bytes:
 
 
 def test_evaluate_a_zip_of_labelled_images_and_download_the_pdf(page, base_url, tmp_path):
-    import subprocess
 
     page.goto(base_url + "/evaluate")
     page.set_input_files("#archive", files=[{"name": "mine.zip", "mimeType": "application/zip",
@@ -313,11 +311,12 @@ def test_evaluate_a_zip_of_labelled_images_and_download_the_pdf(page, base_url, 
         page.click("#evaluation-pdf")
     path = tmp_path / "report.pdf"
     info.value.save_as(path)
-    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    text = pdf_text(path)
+    assert overlapping_words(path) == []
     assert "CIFAR-10 model comparison on your images" in text and "notes.txt" in text
     out = SCREENSHOTS / "evaluate-pdf"
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["pdftoppm", "-r", "60", "-png", str(path), str(out / "page")], check=True)
+    poppler("pdftoppm", "-r", "60", "-png", str(path), str(out / "page"))
     assert page.console_errors == []
 
 

@@ -201,3 +201,13 @@ def test_a_data_command_without_its_data_says_so_in_one_line(command):
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines and lines[-1].startswith("error: ") and len(lines) <= 3, lines
+
+
+def test_tests_reach_system_tools_only_through_the_helper_that_fails_in_ci():
+    """A missing tool skips a test locally and fails it under CI (tests.helpers.require_tool): no test calls
+    poppler or chromium on its own, nor guards them with a silent `if shutil.which(...)`."""
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        source = path.read_text()
+        for tool in ("pdftotext", "pdftoppm", "pdfinfo"):
+            assert f'["{tool}"' not in source and f'which("{tool}")' not in source, f"{path.name} runs {tool}"
+        assert "reason=\"Debian chromium" not in source, path.name

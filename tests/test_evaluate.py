@@ -16,7 +16,7 @@ from PIL import Image
 
 from devkit.images import encode, photo
 from reports.user_data import DatasetError, Limits, class_for, label_from_filename, read_folder, read_zip
-from tests.helpers import REAL_CIFAR, REPO, needs_real_cifar
+from tests.helpers import REAL_CIFAR, REPO, needs_real_cifar, overlapping_words, pdf_text
 
 JPEG = encode(photo(40, 40), "JPEG")
 
@@ -143,7 +143,8 @@ def test_folder_zip_cli_page_and_api_give_the_array_paths_numbers(tmp_path, real
     metrics = json.loads((out / "metrics.json").read_text())
     assert {n: m["accuracy"] for n, m in metrics["models"].items()} == expected
     assert "views" not in metrics and (out / "index.html").stat().st_size > 10_000
-    text = subprocess.run(["pdftotext", str(out / "report.pdf"), "-"], capture_output=True, text=True).stdout
+    text = pdf_text(out / "report.pdf")
+    assert overlapping_words(out / "report.pdf") == []
     assert "CIFAR-10 model comparison on your images" in text and "Confusion matrix" in " ".join(text.split())
     client = real_app.test_client()
     api = client.post("/api/v1/evaluate", data={"archive": (io.BytesIO(archive), "set.zip")},

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ from models.calibrate import fit_temperature
 from models.predictor import temper
 from models.scoring import calibration
 from reports import stats
-from tests.helpers import REAL_CIFAR, REPO, needs_real_cifar
+from tests.helpers import REAL_CIFAR, REPO, needs_real_cifar, pdf_text, poppler
 
 
 def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_data():
@@ -95,17 +93,12 @@ def test_report_build_writes_json_html_and_a_real_pdf(tmp_path):
     assert 'id="method"' in html and 'id="limitations"' in html and "custom_cnn vs" not in html
     pdf = tmp_path / "report.pdf"
     assert pdf.read_bytes().startswith(b"%PDF")
-    if shutil.which("pdftotext"):
-        text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
-                              check=True).stdout
-        assert "Comparison: Custom CNN vs MobileNetV2" in text and "McNemar" in text
-        assert "MobileNetV2 is more accurate than Custom CNN" in " ".join(text.split())
-        assert "Limitations" in text and "ECE (expected calibration error)" in " ".join(text.split())
-        assert f"{100 * on_disk['models']['mobilenetv2']['accuracy']:.2f}%" in text
-        pages = int(next(line.split()[-1] for line in subprocess.run(
-            ["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout.splitlines()
-            if line.startswith("Pages:")))
-        assert pages >= 7
+    text = pdf_text(pdf, "-layout")
+    assert "Comparison: Custom CNN vs MobileNetV2" in text and "McNemar" in text
+    assert "MobileNetV2 is more accurate than Custom CNN" in " ".join(text.split())
+    assert "Limitations" in text and "ECE (expected calibration error)" in " ".join(text.split())
+    assert f"{100 * on_disk['models']['mobilenetv2']['accuracy']:.2f}%" in text
+    assert text.count("\f") >= 7
 
 
 def _both_wrong_but_different(out) -> int:
@@ -172,9 +165,7 @@ def test_report_from_fake_predictions_renders_html_and_pdf(tmp_path):
     assert report["comparisons"][0]["mcnemar"]["significant_at_0_05"]
     assert "Fake alpha" in (tmp_path / "index.html").read_text()
     pdf = tmp_path / "report.pdf"
-    if shutil.which("pdftoppm") is None:
-        pytest.skip("poppler-utils not installed")
-    subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(tmp_path / "page")], check=True)
+    poppler("pdftoppm", "-r", "30", "-png", str(pdf), str(tmp_path / "page"))
     pages = sorted(tmp_path.glob("page-*.png"))
     assert len(pages) >= 6
     from PIL import Image
@@ -255,8 +246,7 @@ def test_robustness_suite_caches_per_weights_and_lands_in_the_report(fake_models
     assert 'id="robustness"' in html and "RobustBench" in html and "JPEG q50" in html
     assert "Before and after robust training" in html and "run old" in html and "served now" in html
     assert (tmp_path / report["robustness"]["figures"]["heatmaps"]).stat().st_size > 10_000
-    text = " ".join(subprocess.run(["pdftotext", str(tmp_path / "report.pdf"), "-"], capture_output=True,
-                                   text=True, check=True).stdout.split())
+    text = " ".join(pdf_text(tmp_path / "report.pdf").split())
     assert "Robustness: corrupted images and the upload path" in text and "The upload path" in text
     assert "Before and after robust training" in text and "run old" in text
 
@@ -265,7 +255,6 @@ def test_every_comparison_with_robustbench_says_what_training_simulated():
     """The committed report: the 13-corruption mean is the mean of the per-corruption figures without the two that
     training simulates, and the caveat stands next to the table in the page, the PDF and the docs."""
     import json
-    import subprocess
 
     from reports.robustness import SIMULATED_IN_TRAINING
     from reports.wording import robustbench_caveat
@@ -279,18 +268,15 @@ def test_every_comparison_with_robustbench_says_what_training_simulated():
     assert "gaussian noise and contrast" in caveat and "13 corruptions" in caveat
     assert caveat in (REPO / "docs" / "robustness.md").read_text()
     assert "Not like for like with RobustBench" in (REPO / "reports" / "index.html").read_text()
-    text = subprocess.run(["pdftotext", str(REPO / "reports" / "report.pdf"), "-"], capture_output=True, text=True,
-                          check=True).stdout
+    text = pdf_text(REPO / "reports" / "report.pdf")
     assert "Not like for like with RobustBench" in " ".join(text.split())
 
 
 def first_lines(pdf) -> list[str]:
     """The first line of text on each page of a PDF (pdftotext -bbox-layout)."""
     import re
-    import subprocess
 
-    xhtml = subprocess.run(["pdftotext", "-bbox-layout", str(pdf), "-"], capture_output=True, text=True,
-                           check=True).stdout
+    xhtml = pdf_text(pdf, "-bbox-layout")
     lines = []
     for page in xhtml.split("<page ")[1:]:
         first = re.search(r"<line[^>]*>(.*?)</line>", page, re.S)
@@ -306,3 +292,11 @@ def test_no_table_of_the_committed_report_is_split_across_a_page_break():
     cells = {"training", "weights", "parameters", "Custom CNN", "MobileNetV2", "model", "family", "faces"}
     starts = first_lines(REPO / "reports" / "report.pdf")
     assert len(starts) >= 10 and not [(n, line) for n, line in enumerate(starts, 1) if line in cells]
+
+
+def test_no_text_of_the_committed_report_is_painted_over_other_text():
+    """pdftotext's word boxes: no two words of a page overlap (a row's text over the next row's, a caption over
+    a table), in the committed report.pdf."""
+    from tests.helpers import REPO, overlapping_words
+
+    assert overlapping_words(REPO / "reports" / "report.pdf") == []
