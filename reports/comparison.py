@@ -36,7 +36,7 @@ def spreadsheet_safe(value: Any) -> Any:
     return value
 
 
-class _SafeWriter:
+class SpreadsheetSafeWriter:
     def __init__(self, out: io.StringIO):
         self.writer = csv.writer(out)
 
@@ -52,7 +52,7 @@ def to_csv(comparison: dict[str, Any]) -> bytes:
     """One row per image, model and rank (a spreadsheet's natural shape); an unreadable image is one row. Every
     text cell is neutralised against formula injection (file names and URLs come from users)."""
     out = io.StringIO()
-    writer = _SafeWriter(out)
+    writer = SpreadsheetSafeWriter(out)
     writer.writerow(CSV_COLUMNS)
     for r in comparison["results"]:
         common = [r["index"] + 1, source_text(r), r.get("width", ""), r.get("height", "")]

@@ -27,6 +27,7 @@ from reports import stats, wording
 from reports.user_data import LabelledSet
 
 MIN_FOR_CALIBRATION = 200  # fewer images: 15 bins would hold a handful each, and the ECE would be noise
+MAX_TABLE_VIEWS = 1_000  # thumbnails in the every-image table: beyond this (the command line) the rows have none
 GALLERY = 12
 CHUNK = 64  # images per call to the models: bounded memory, a progress tick per chunk
 
@@ -121,6 +122,9 @@ def evaluate(dataset: LabelledSet, model_names: Sequence[str], source: str = "yo
         if any(o is not None for o in outside):
             # Every image here has one of the 10 labels, so each one called out of scope is a false alarm.
             report["uncertain"]["out_of_scope"] = sum(bool(o) for o in outside)
+    report["per_image"] = image_rows(names, labels, probs, uncertain, outside)
+    if len(views) <= MAX_TABLE_VIEWS:
+        report["views"].update({str(i): view_uri(view) for i, view in enumerate(views)})
     for name in model_names:
         sections[name]["confident_mistakes"] = gallery_rows(
             confident_mistakes(probs[name], labels), names, labels, probs, report["views"], views)
@@ -186,6 +190,49 @@ def gallery_rows(indices: list[int], names: list[str], labels: np.ndarray, probs
         rows.append({"index": i, "name": names[i], "true": CLASS_NAMES[labels[i]],
                      "predicted": {m: [CLASS_NAMES[int(p[i].argmax())], float(p[i].max())] for m, p in probs.items()}})
     return rows
+
+
+def image_rows(names: list[str], labels: np.ndarray, probs: dict[str, np.ndarray], uncertain: list[bool | None],
+               outside: list[bool | None]) -> list[dict[str, Any]]:
+    """One row per evaluated image, in the report's (name) order: what the every-image table, its CSV and a
+    confusion cell's drill-down show."""
+    rows = []
+    for i, name in enumerate(names):
+        answers = {m: {"label": CLASS_NAMES[int(p[i].argmax())], "confidence": float(p[i].max()),
+                       "correct": bool(p[i].argmax() == labels[i])} for m, p in probs.items()}
+        rows.append({"index": i, "name": name, "true": CLASS_NAMES[labels[i]], "predictions": answers,
+                     "uncertain": uncertain[i], "out_of_scope": outside[i]})
+    return rows
+
+
+PER_IMAGE_COLUMNS = ("image", "file", "true_class", "model", "predicted", "confidence", "correct", "models_agree",
+                     "uncertain", "out_of_scope")
+
+
+def per_image_csv(report: dict[str, Any]) -> bytes:
+    """The every-image table as CSV: one row per image and model; file names are neutralised against formula
+    injection like the comparison export's."""
+    from reports.comparison import SpreadsheetSafeWriter, blank_if_none
+
+    out = io.StringIO()
+    writer = SpreadsheetSafeWriter(out)
+    writer.writerow(PER_IMAGE_COLUMNS)
+    for row in report.get("per_image", []):
+        labels = {answer["label"] for answer in row["predictions"].values()}
+        for model, answer in row["predictions"].items():
+            writer.writerow([row["index"] + 1, row["name"], row["true"], model, answer["label"],
+                             f"{answer['confidence']:.4f}", answer["correct"], len(labels) == 1,
+                             blank_if_none(row.get("uncertain")), blank_if_none(row.get("out_of_scope"))])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def for_signing(report: dict[str, Any]) -> dict[str, Any]:
+    """What the page signs and posts back for the PDF and the CSV: the report with only the thumbnails the PDF
+    shows (the galleries), so the hidden field stays small whatever the number of images."""
+    shown = {str(g["index"]) for g in report.get("comparison", {}).get("gallery", [])}
+    for section in report["models"].values():
+        shown |= {str(g["index"]) for g in section.get("confident_mistakes", [])}
+    return {**report, "views": {i: uri for i, uri in report.get("views", {}).items() if i in shown}}
 
 
 def without_views(report: dict[str, Any]) -> dict[str, Any]:

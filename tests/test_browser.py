@@ -320,6 +320,52 @@ def test_evaluate_a_zip_of_labelled_images_and_download_the_pdf(page, base_url, 
     assert page.console_errors == []
 
 
+def test_the_every_image_table_sorts_filters_drills_down_and_downloads(page, base_url, tmp_path):
+    """Sort by confidence, filter to one model's mistakes, choose a confusion-matrix number (its images are
+    listed and announced, with the keyboard), and download the table as CSV."""
+    import csv
+
+    page.goto(base_url + "/evaluate")
+    page.set_input_files("#archive", files=[{"name": "mine.zip", "mimeType": "application/zip",
+                                              "buffer": evaluation_zip()}])
+    page.click("#evaluate-submit")
+    page.wait_for_selector("#image-table")
+    rows = page.locator("#image-table tbody tr")
+    assert rows.count() == 20 and page.locator("#image-table-tools").is_visible()
+    page.click('#image-table th[data-sort="conf:custom_cnn"] button')
+    page.click('#image-table th[data-sort="conf:custom_cnn"] button')  # twice: most confident first
+    confidences = rows.evaluate_all("rows => rows.map(r => Number(r.dataset['conf-0']))")
+    assert confidences == sorted(confidences, reverse=True)
+    assert page.get_attribute('#image-table th[data-sort="conf:custom_cnn"]', "aria-sort") == "descending"
+    page.select_option("#image-filter", "wrong:custom_cnn")
+    visible = rows.evaluate_all("rows => rows.filter(r => !r.hidden).map(r => r.dataset['right-0'])")
+    assert set(visible) <= {"false"} and page.locator("#image-table-status").inner_text().startswith(
+        f"Showing {len(visible)} of 20")
+    cell = page.locator(".cell-link").first
+    count, true, said = int(cell.inner_text()), cell.get_attribute("data-true"), cell.get_attribute("data-said")
+    cell.focus()
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "user-images-heading"
+    model_index = ["custom_cnn", "mobilenetv2"].index(cell.get_attribute("data-model"))
+    shown = rows.evaluate_all(f"rows => rows.filter(r => !r.hidden).map(r => [r.dataset.true, "
+                              f"r.dataset['said-{model_index}']])")
+    assert len(shown) == count and all(pair == [true, said] for pair in shown)
+    assert f"true {true}" in page.locator("#image-table-status").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "12-evaluate-cell.png"), full_page=False)
+    page.fill("#image-search", "no file is called this")
+    assert page.locator("#image-table-empty").is_visible()
+    page.click("#image-empty-reset")
+    assert rows.evaluate_all("rows => rows.filter(r => !r.hidden).length") == 20
+    with page.expect_download() as info:
+        page.click("#image-csv")
+    path = tmp_path / info.value.suggested_filename
+    info.value.save_as(path)
+    lines = list(csv.DictReader(path.open(encoding="utf-8-sig")))
+    assert path.suffix == ".csv" and len(lines) == 40 and {line["model"] for line in lines} == {"custom_cnn",
+                                                                                                  "mobilenetv2"}
+    assert page.console_errors == []
+
+
 def test_evaluate_files_with_a_class_picked_per_file(page, base_url, tmp_path):
     first, second = tmp_path / "IMG_1.png", tmp_path / "cat_2.png"
     first.write_bytes(encode(photo(40, 40, seed=1), "PNG"))

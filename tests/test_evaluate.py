@@ -184,6 +184,65 @@ def test_evaluate_page_shows_the_report_and_its_signed_pdf(client):
     assert refused.status_code == 400 and "evaluate the images again" in refused.get_data(as_text=True)
 
 
+def test_every_image_has_a_row_and_the_table_downloads_as_csv(app, client):
+    """The every-image table: one row per evaluated image with each model's answer, consistent with the report's
+    accuracy and confusion matrices; the page's signed report downloads it as CSV (file names neutralised), and
+    so does the API (?format=csv); the signed field carries only the thumbnails the PDF shows."""
+    import csv
+
+    from tests.test_app import csrf_token
+
+    members = {f"{c}/{i}.jpg": encode(photo(48, 48, seed=10 * k + i), "JPEG")
+               for k, c in enumerate(("cat", "dog", "ship")) for i in range(4)}
+    members["cat/odd name.jpg"] = JPEG
+    archive = make_zip(members)
+    body = client.post("/api/v1/evaluate", data={"archive": (io.BytesIO(archive), "m.zip")},
+                       content_type="multipart/form-data").json
+    rows = body["per_image"]
+    assert len(rows) == body["images"] == 13 and [r["name"] for r in rows] == sorted(r["name"] for r in rows)
+    for name, section in body["models"].items():
+        right = [r["predictions"][name]["correct"] for r in rows]
+        assert sum(right) / len(rows) == pytest.approx(section["accuracy"])
+        from models.cifar10 import CLASS_NAMES
+
+        cells = np.zeros((10, 10), int)  # a confusion cell's drill-down lists exactly the images it counts
+        for r in rows:
+            cells[CLASS_NAMES.index(r["true"]), CLASS_NAMES.index(r["predictions"][name]["label"])] += 1
+        assert cells.tolist() == section["confusion_matrix"]
+        assert all(r["predictions"][name]["correct"] == (r["true"] == r["predictions"][name]["label"]) for r in rows)
+    page = client.post("/evaluate", data={"csrf_token": csrf_token(client), "archive": (io.BytesIO(archive), "m.zip")},
+                       content_type="multipart/form-data").get_data(as_text=True)
+    assert page.count('<tr data-index="') == 13 and 'id="image-table"' in page and "cell-link" in page
+    signed = re.search(r'name="report" value="([^"]+)"', page).group(1)
+    table = client.post("/evaluate/images.csv", data={"csrf_token": csrf_token(client), "report": signed})
+    assert table.status_code == 200 and table.mimetype == "text/csv"
+    assert "attachment" in table.headers["Content-Disposition"]
+    lines = list(csv.DictReader(io.StringIO(table.data.decode("utf-8-sig"))))
+    assert len(lines) == 13 * len(body["models"])
+    first = rows[0]["predictions"]
+    assert [(line["model"], line["predicted"]) for line in lines[:len(first)]] == [(m, a["label"]) for m, a in
+                                                                                 first.items()]
+    api = client.post("/api/v1/evaluate?format=csv", data={"archive": (io.BytesIO(archive), "m.zip")},
+                      content_type="multipart/form-data")
+    assert api.status_code == 200 and api.data == table.data
+    formula = client.post("/api/v1/evaluate?format=csv", data={"files": [(io.BytesIO(JPEG), "=HYPERLINK(x).jpg")],
+                                                               "labels": ["cat"]}, content_type="multipart/form-data")
+    assert {line["file"] for line in csv.DictReader(io.StringIO(formula.data.decode("utf-8-sig")))} == {
+        "'=HYPERLINK(x).jpg"}
+    forged = client.post("/evaluate/images.csv", data={"csrf_token": csrf_token(client),
+                                                       "report": signed[:-4] + "AAAA"})
+    assert forged.status_code == 400
+    from itsdangerous import URLSafeTimedSerializer
+
+    from webapp.evaluation import SIGNING_SALT
+
+    carried = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=SIGNING_SALT).loads(signed)
+    shown = {str(g["index"]) for g in carried.get("comparison", {}).get("gallery", [])}
+    for section in carried["models"].values():
+        shown |= {str(g["index"]) for g in section["confident_mistakes"]}
+    assert set(carried["views"]) == shown and page.count('width="32" height="32"') == 13
+
+
 def test_evaluate_with_files_labelled_by_name_or_by_choice(client):
     from tests.test_app import csrf_token
 

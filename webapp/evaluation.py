@@ -93,11 +93,13 @@ def evaluate_page():
         report = run(dataset, source)
     except RequestError as exc:
         return page(form_error=str(exc)), exc.status
-    return page(R=report, signed=signer().dumps(report))
+    from reports.user_eval import for_signing
+
+    return page(R=report, signed=signer().dumps(for_signing(report)))
 
 
-@bp.post("/evaluate/report.pdf")
-def evaluate_pdf():
+def signed_report() -> dict[str, Any]:
+    """The report the page carries, posted back: this site's signature, and still only the report's own shape."""
     try:
         report = signer().loads(request.form.get("report", ""), max_age=current_app.config["WTF_CSRF_TIME_LIMIT"])
     except BadSignature:
@@ -105,11 +107,28 @@ def evaluate_pdf():
                            "invalid_report") from None
     from reports.user_eval import without_views
 
-    try:  # this site signed it; still, only the report's own shape is rendered
+    try:
         EvaluateResponse.model_validate(without_views(report) if isinstance(report, dict) else report)
     except ValidationError:
         raise RequestError("this report cannot be rendered: evaluate the images again", "invalid_report") from None
-    return pdf_response(report)
+    return report
+
+
+def csv_response(report: dict[str, Any]) -> Response:
+    from reports.user_eval import per_image_csv
+
+    return Response(per_image_csv(report), mimetype="text/csv", headers={
+        "Content-Disposition": 'attachment; filename="cifar10-your-images.csv"', "Cache-Control": "no-store"})
+
+
+@bp.post("/evaluate/report.pdf")
+def evaluate_pdf():
+    return pdf_response(signed_report())
+
+
+@bp.post("/evaluate/images.csv")
+def evaluate_csv():
+    return csv_response(signed_report())
 
 
 def api_evaluate():
@@ -119,10 +138,12 @@ def api_evaluate():
     from reports.user_eval import without_views
 
     fmt = request.args.get("format", "json")
-    if fmt not in ("json", "pdf"):
-        raise RequestError("format must be json or pdf", "bad_format")
+    if fmt not in ("json", "pdf", "csv"):
+        raise RequestError("format must be json, pdf or csv", "bad_format")
     dataset, source = read_request()
     report = run(dataset, source)
     if fmt == "pdf":
         return pdf_response(report)
+    if fmt == "csv":
+        return csv_response(report)
     return jsonify(dump(EvaluateResponse.model_validate(without_views(report))))

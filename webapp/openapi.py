@@ -55,23 +55,27 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
                 },
             }},
             "/api/v1/evaluate": {"post": {
-                "summary": "Compare the models on your labelled images: the report's metrics (or ?format=pdf)",
+                "summary": "Compare the models on your labelled images: the metrics (or ?format=pdf, ?format=csv)",
                 "description": (f"A ZIP with one folder per class (cat/001.jpg) or a labels CSV (filename,label), "
                                 f"or image files labelled by name (cat_01.jpg) or by `labels` (same order). At most "
                                 f"{config['EVALUATE_MAX_IMAGES']} images, "
                                 f"{config['EVALUATE_MAX_ARCHIVE_BYTES'] // 1_000_000} MB per ZIP. Unusable files "
                                 f"are listed in `problems`."),
-                "parameters": [{"name": "format", "in": "query", "schema": {"enum": ["json", "pdf"],
-                                                                           "default": "json"}}],
+                "parameters": [{"name": "format", "in": "query", "schema": {"enum": ["json", "pdf", "csv"],
+                                                                           "default": "json"},
+                                "description": "json: the metrics and every image's row; pdf: the report; csv: "
+                                               "the every-image table, one row per image and model"}],
                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                     "type": "object", "properties": {
                         "archive": {"type": "string", "format": "binary"},
                         "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
                         "labels": {"type": "array", "items": {"type": "string"}}}}}}},
                 "responses": {
-                    "200": {"description": "the metrics (JSON) or the report (PDF)", "content": {
+                    "200": {"description": "the metrics (JSON), the report (PDF) or the every-image table (CSV)",
+                            "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/EvaluateResponse"}},
-                        "application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
+                        "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                        "text/csv": {"schema": {"type": "string"}}}},
                     **error_responses(400, 413, 429),
                 },
             }},

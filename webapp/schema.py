@@ -136,6 +136,23 @@ class Problem(Strict):
     problem: str = Field(max_length=200)
 
 
+class EvaluatedAnswer(Strict):
+    label: ClassName
+    confidence: Probability
+    correct: bool
+
+
+class EvaluatedImage(Strict):
+    """One row of the every-image table (the page's, its CSV's and the API's)."""
+
+    index: int = Field(ge=0, description="row number, in file-name order")
+    name: str = Field(max_length=300, description="the file's name as sent (shown escaped, never used as a path)")
+    true: ClassName = Field(description="its label")
+    predictions: dict[str, EvaluatedAnswer] = Field(description="per model: top-1 answer, its confidence, right?")
+    uncertain: bool | None = None
+    out_of_scope: bool | None = None
+
+
 class EvaluateResponse(BaseModel):
     """The metrics of a comparison on a person's labelled images (the report without its pictures)."""
 
@@ -154,6 +171,8 @@ class EvaluateResponse(BaseModel):
                                               "McNemar's test, agreement")
     verdict: str | None = Field(default=None, description="the comparison in plain words")
     uncertain: dict[str, Any] | None = None
+    per_image: list[EvaluatedImage] | None = Field(default=None, description="every evaluated image, in "
+                                                   "file-name order: its label and each model's answer")
     generated_at: str
     seconds: float | None = None
     bootstrap_resamples: int | None = None
