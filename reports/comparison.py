@@ -14,7 +14,8 @@ from xml.sax.saxutils import escape
 
 from PIL import Image as PILImage
 
-CSV_COLUMNS = ("image", "source", "width", "height", "model", "rank", "label", "probability", "models_agree",
+CSV_COLUMNS = ("image", "source", "width", "height", "true_label", "model", "rank", "label", "probability", "correct",
+               "models_agree",
                "uncertain", "uncertain_reason", "out_of_scope", "out_of_scope_score", "error")
 IMAGES_PER_PAGE = 6
 
@@ -55,18 +56,19 @@ def to_csv(comparison: dict[str, Any]) -> bytes:
     writer = SpreadsheetSafeWriter(out)
     writer.writerow(CSV_COLUMNS)
     for r in comparison["results"]:
-        common = [r["index"] + 1, source_text(r), r.get("width", ""), r.get("height", "")]
+        common = [r["index"] + 1, source_text(r), r.get("width", ""), r.get("height", ""), r.get("true_label") or ""]
         verdict = ["" if r.get("agree") is None else r["agree"], blank_if_none(r.get("uncertain")),
                    r.get("uncertain_reason") or "", blank_if_none(r.get("out_of_scope")),
                    "" if r.get("out_of_scope_score") is None else f"{r['out_of_scope_score']:.4f}"]
         if r.get("error"):
-            writer.writerow([*common, "", "", "", "", "", "", "", "", "", r["error"]["message"]])
+            writer.writerow([*common, "", "", "", "", "", "", "", "", "", "", r["error"]["message"]])
             continue
         for model, answer in r["predictions"].items():
             for rank, t in enumerate(answer["top_k"], 1):
-                writer.writerow([*common, model, rank, t["label"], f"{t['probability']:.4f}", *verdict, ""])
+                correct = t["label"] == r["true_label"] if r.get("true_label") and rank == 1 else ""
+                writer.writerow([*common, model, rank, t["label"], f"{t['probability']:.4f}", correct, *verdict, ""])
         for model, error in r.get("model_errors", {}).items():
-            writer.writerow([*common, model, "", "", "", *verdict, error["message"]])
+            writer.writerow([*common, model, "", "", "", "", *verdict, error["message"]])
     # A byte-order mark so that spreadsheet programs read the UTF-8 file names correctly.
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
@@ -133,6 +135,8 @@ def to_pdf(comparison: dict[str, Any]) -> bytes:
             caption = f"{r['index'] + 1}. {escape(source_text(r)[:60])}"
             if r.get("width"):
                 caption += f"<br/>{r['width']}×{r['height']} px"
+            if r.get("true_label"):
+                caption += f"<br/>true class: <b>{escape(r['true_label'])}</b>"
             thumb = [_pixel_image(r["thumbnail"], 30 * mm, 20 * mm, smooth=True)] if r.get("thumbnail") else []
             view = [_pixel_image(r["model_view"], 20 * mm, 20 * mm, smooth=False)] if r.get("model_view") else []
             if r.get("error"):
@@ -157,6 +161,10 @@ def to_pdf(comparison: dict[str, Any]) -> bytes:
                     lines = "<br/>".join(f"{'<b>' if i == 0 else ''}{escape(t['label'])} "
                                          f"{100 * t['probability']:.1f}%{'</b>' if i == 0 else ''}"
                                          for i, t in enumerate(answer["top_k"]))
+                    if r.get("true_label"):
+                        right = answer["top_k"][0]["label"] == r["true_label"]
+                        lines += ("<br/><font color='#1e7b34'>right</font>" if right else
+                                  "<br/><font color='#a61b1b'>wrong</font>")
                     cells.append(Paragraph(lines, body))
                 else:
                     message = r.get("model_errors", {}).get(name, {}).get("message", "")
@@ -192,4 +200,26 @@ def summary_sentence(comparison: dict[str, Any]) -> str:
         text += f"; {uncertain} uncertain" + (f" ({outside} of them out of scope)" if outside else "")
     if len(read) != len(results):
         text += f"; {len(results) - len(read)} could not be read"
-    return text + "."
+    return text + "." + (" " + right_sentence(read, comparison.get("models") or {}) if any(
+        r.get("true_label") and r.get("predictions") for r in read) else "")
+
+
+def right_sentence(read: list[dict[str, Any]], models: dict[str, Any]) -> str:
+    """Which model was right on the images given a true class: counts, and a caution that a few images say
+    little (the Evaluate page gives intervals)."""
+    labelled = [r for r in read if r.get("true_label") and r.get("predictions")]
+    right = {name: sum(r["predictions"][name]["top_k"][0]["label"] == r["true_label"]
+                       for r in labelled if name in r["predictions"])
+             for name in dict.fromkeys(n for r in labelled for n in r["predictions"])}
+    short = {name: (models.get(name) or {}).get("short_name", name) if isinstance(models, dict) else name
+             for name in right}
+    n = len(labelled)
+    names = list(right)
+    counts = f"{short[names[0]]} was right on {right[names[0]]}" + "".join(
+        f" and {short[name]} on {right[name]}" for name in names[1:])
+    text = f"On the {n} image{'s' if n != 1 else ''} with a true class, {counts}"
+    if len(right) >= 2:
+        best = max(right.values())
+        leaders = [short[name] for name, count in right.items() if count == best]
+        text += (": equally often" if len(leaders) == len(right) else f": {leaders[0]} was right more often here")
+    return text + (" (so few images say little: Evaluate gives intervals)." if n < 30 else ".")

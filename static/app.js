@@ -89,6 +89,9 @@
   var maxImages = parseInt(form.dataset.maxImages, 10);
   var maxBytes = parseInt(form.dataset.maxFileBytes, 10);
   var chosen = [];  // the files that will be sent, in order
+  var truths = [];  // the true class picked for each of them ("" = not given), same order
+  var trueOptions = document.getElementById("true-class-options");
+  var pasted = 0;
 
   function key(file) { return [file.name, file.size, file.lastModified].join("/"); }
 
@@ -128,6 +131,16 @@
       caption.textContent = file.name;
       caption.title = file.name;
       item.appendChild(caption);
+      if (trueOptions) {
+        var truth = document.createElement("select");
+        truth.name = "true_labels";
+        truth.className = "form-select form-select-sm true-class";
+        truth.setAttribute("aria-label", "True class of " + file.name + " (optional)");
+        truth.appendChild(trueOptions.content.cloneNode(true));
+        truth.value = truths[i] || "";
+        truth.addEventListener("change", function () { truths[i] = truth.value; });
+        item.appendChild(truth);
+      }
       var remove = document.createElement("button");
       remove.type = "button";
       remove.className = "btn btn-sm btn-light border remove";
@@ -135,6 +148,7 @@
       remove.setAttribute("aria-label", "Remove " + file.name);
       remove.addEventListener("click", function () {
         chosen.splice(i, 1);
+        truths.splice(i, 1);
         sync();
         render();
         say(file.name + " removed; " + chosen.length + " file" + (chosen.length === 1 ? "" : "s") + " chosen.");
@@ -160,6 +174,7 @@
       if (chosen.length + urlCount() >= maxImages) { overLimit.push(file.name); return; }
       known[key(file)] = true;
       chosen.push(file);
+      truths.push("");
     });
     sync();
     render();
@@ -195,6 +210,30 @@
     e.preventDefault();
     zone.classList.remove("dragging");
     if (e.dataTransfer && e.dataTransfer.files.length) addFiles(e.dataTransfer.files);
+  });
+  // A photo from the camera (phones open it; other browsers a file picker) and images pasted from the clipboard
+  // join the same list as chosen and dropped files.
+  var tools = document.getElementById("capture-tools");
+  var camera = document.getElementById("camera");
+  if (tools && camera) {
+    tools.hidden = false;
+    document.getElementById("take-photo").addEventListener("click", function () { camera.click(); });
+    camera.addEventListener("change", function () {
+      addFiles(camera.files);
+      camera.value = "";
+    });
+  }
+  document.addEventListener("paste", function (e) {
+    var items = e.clipboardData ? Array.prototype.slice.call(e.clipboardData.files || []) : [];
+    var images = items.filter(function (file) { return file.type.indexOf("image/") === 0; });
+    if (!images.length) return;  // text pasted into the URL box stays text
+    e.preventDefault();
+    addFiles(images.map(function (file) {
+      pasted += 1;
+      var extension = (file.type.split("/")[1] || "png").replace("jpeg", "jpg");
+      return new File([file], "pasted-image-" + pasted + "." + extension, {type: file.type,
+                                                                         lastModified: Date.now() + pasted});
+    }));
   });
   form.addEventListener("submit", function (e) {
     if (chosen.length + urlCount() > maxImages) {

@@ -533,3 +533,63 @@ def test_the_api_and_every_export_carry_both_verdicts(app, client, monkeypatch, 
                                                                       "comparison": comparison}).data)
     text = " ".join(pdf_text(tmp_path / "c.pdf").split())
     assert "(1 of them out of scope)" in text and "probably not one of the 10 classes" in text, text
+
+
+def test_a_true_class_per_file_says_which_model_was_right_on_the_page_and_in_every_export(client, tmp_path):
+    """The optional true class of each file (and the examples' own labels): each model's answer marked right or
+    wrong, a summary sentence counting them, and the class in the CSV, JSON and PDF exports."""
+    import csv
+    import html
+    import io
+    import json
+
+    from models import load_predictor
+    from models.cifar10 import CLASS_NAMES
+
+    image = [Image.open(io.BytesIO(JPEG))]
+    said = {name: CLASS_NAMES[load_predictor(name).predict_proba(image).argmax(1)[0]]
+            for name in ("custom_cnn", "mobilenetv2")}
+    right = said["custom_cnn"]
+    wrong = next(c for c in CLASS_NAMES if c not in said.values())
+    mobilenet_right = int(said["mobilenetv2"] == right)
+    response = client.post("/", data={"csrf_token": csrf_token(client), "true_labels": [right, "", wrong.upper()],
+                                      "files": upload((JPEG, "a.jpg"), (JPEG, "b.jpg"), (JPEG, "c.jpg"))},
+                           content_type="multipart/form-data")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and page.count("true class: <strong>") == 2
+    assert page.count("verdict-right") == 1 + mobilenet_right and page.count("verdict-wrong") == 3 - mobilenet_right
+    summary = re.search(r'id="summary">([^<]*)<', page).group(1)
+    assert (f"On the 2 images with a true class, Custom CNN was right on 1 and MobileNetV2 on {mobilenet_right}"
+            in summary)
+    assert ("equally often" if mobilenet_right else "Custom CNN was right more often here") in summary
+    assert "Evaluate gives intervals" in summary
+    comparison = html.unescape(re.search(r'name="comparison" value="([^"]*)"', page).group(1))
+    token = csrf_token(client)
+    rows = list(csv.DictReader(io.StringIO(client.post("/export/csv", data={
+        "csrf_token": token, "comparison": comparison}).data.decode("utf-8-sig"))))
+    first = [(r["source"], r["model"], r["true_label"], r["correct"]) for r in rows if r["rank"] == "1"]
+    assert first[:2] == [("a.jpg", "custom_cnn", right, "True"), ("a.jpg", "mobilenetv2", right,
+                                                                   str(bool(mobilenet_right)))]
+    assert {r["true_label"] for r in rows if r["source"] == "b.jpg"} == {""}
+    assert {r["correct"] for r in rows if r["rank"] != "1"} == {""}
+    body = json.loads(client.post("/export/json", data={"csrf_token": token, "comparison": comparison}).data)
+    assert [r.get("true_label") for r in body["results"]] == [right, None, wrong]
+    (tmp_path / "c.pdf").write_bytes(client.post("/export/pdf", data={"csrf_token": token,
+                                                                      "comparison": comparison}).data)
+    text = " ".join(pdf_text(tmp_path / "c.pdf").split())
+    assert f"true class: {right}" in text and "Custom CNN was right on 1" in text and "wrong" in text
+
+
+@pytest.mark.parametrize("labels, message", [
+    (["person"], "the true class must be one of the 10 classes"),
+    (["cat", "dog"], "2 true classes were sent for 1 files"),
+])
+def test_a_bad_true_class_is_a_clear_error(client, labels, message):
+    response = client.post("/", data={"csrf_token": csrf_token(client), "true_labels": labels,
+                                      "files": upload((JPEG, "a.jpg"))}, content_type="multipart/form-data")
+    assert response.status_code == 400 and message in response.get_data(as_text=True)
+
+
+def test_the_examples_carry_their_own_true_class(client):
+    page = client.post("/", data={"csrf_token": csrf_token(client), "examples": "all"}).get_data(as_text=True)
+    assert "On the 12 images with a true class" in page and page.count("true class: <strong>") == 12

@@ -296,6 +296,41 @@ def evaluation_zip() -> bytes:
     return buffer.getvalue()
 
 
+def test_a_camera_photo_and_a_pasted_image_join_the_list_and_take_a_true_class(page, base_url):
+    """The camera input (what `capture` opens on a phone) and a paste from the clipboard add to the chosen files;
+    each can take its true class; the results say which model was right."""
+    import base64
+
+    page.goto(base_url + "/")
+    assert page.locator("#take-photo").is_visible() and page.get_attribute("#camera", "capture") == "environment"
+    page.set_input_files("#camera", files=[{"name": "image.jpg", "mimeType": "image/jpeg",
+                                            "buffer": encode(photo(400, 300, seed=3), "JPEG")}])
+    cat = base64.b64encode((REPO / "static" / "examples" / "cifar-0000-cat.png").read_bytes()).decode()
+    page.evaluate("""(b64) => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], 'image.png', {type: 'image/png'}));
+        document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true}));
+    }""", cat)
+    previews = page.locator("#previews li")
+    assert previews.count() == 2 and "pasted-image-1.png" in previews.nth(1).inner_text()
+    page.locator("#urls").fill("")
+    page.locator("#urls").focus()
+    page.keyboard.insert_text("https://example.com/a.jpg")  # text typed or pasted into the URL box stays text
+    assert previews.count() == 2
+    page.locator("#urls").fill("")
+    page.select_option("#previews li:nth-child(2) select", "cat")
+    page.locator("#previews li:nth-child(1) .remove").click()  # the true class stays with its own image
+    assert page.locator("#previews li select").input_value() == "cat"
+    page.click("#submit")
+    page.wait_for_selector("#results")
+    summary = page.locator("#summary").inner_text()
+    assert "On the 1 image with a true class" in summary and "true class: cat" in page.locator("#results").inner_text()
+    assert page.locator("#results .verdict-right, #results .verdict-wrong").count() == 2
+    page.screenshot(path=str(SCREENSHOTS / "13-true-class.png"), full_page=False)
+    assert page.console_errors == []
+
+
 def test_evaluate_a_zip_of_labelled_images_and_download_the_pdf(page, base_url, tmp_path):
 
     page.goto(base_url + "/evaluate")

@@ -18,9 +18,19 @@ def gallery(folder: Path = EXAMPLES_DIR) -> tuple[dict[str, Any], ...]:
     return tuple(json.loads(manifest.read_text())) if manifest.is_file() else ()
 
 
-def example_files(names: list[str], folder: Path = EXAMPLES_DIR) -> list[tuple[str, bytes]]:
-    """(title, bytes) of the named examples in request order; "all" means the whole gallery. Unknown names
+def chosen_examples(names: list[str], folder: Path = EXAMPLES_DIR) -> list[dict[str, Any]]:
+    """The manifest entries of the named examples in request order; "all" means the whole gallery. Unknown names
     are ignored (a stale page after an update), duplicates sent once."""
     known = {entry["file"]: entry for entry in gallery(folder)}
     wanted = list(known) if "all" in names else list(dict.fromkeys(n for n in names if n in known))
-    return [(known[name]["title"], (folder / name).read_bytes()) for name in wanted]
+    return [known[name] for name in wanted]
+
+
+def example_files(names: list[str], folder: Path = EXAMPLES_DIR) -> list[tuple[str, bytes]]:
+    """(title, bytes) of the named examples (see chosen_examples)."""
+    return [(entry["title"], (folder / entry["file"]).read_bytes()) for entry in chosen_examples(names, folder)]
+
+
+def example_labels(names: list[str], folder: Path = EXAMPLES_DIR) -> list[str | None]:
+    """Their true classes: the CIFAR-10 test images' labels, None for the photos of other things."""
+    return [entry["label"] if entry["in_scope"] else None for entry in chosen_examples(names, folder)]

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from models.cifar10 import CLASS_NAMES
 from webapp.fetch import FetchPolicy
 from webapp.inference import RequestError, clip
 
 NUM_CLASSES = 10
+
+
+def parse_true_labels(values: list[str], files: int) -> list[str | None]:
+    """The optional true class of each uploaded file (the page's per-file picker), in file order: blank is
+    "not given"; anything else must be one of the 10 class names."""
+    if len(values) > files:
+        raise RequestError(f"{len(values)} true classes were sent for {files} files", "invalid_true_label")
+    labels = []
+    for value in values:
+        value = value.strip().lower()
+        if value and value not in CLASS_NAMES:
+            raise RequestError(f"the true class must be one of the 10 classes ({', '.join(CLASS_NAMES)}), "
+                               f"got {clip(repr(value), 40)}", "invalid_true_label")
+        labels.append(value or None)
+    return labels + [None] * (files - len(values))
 
 
 def parse_top_k(value: Any, default: int) -> int:

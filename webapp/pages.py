@@ -10,11 +10,11 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, render_template, request, send_from_directory
 
-from webapp.examples import example_files, gallery
+from webapp.examples import example_files, example_labels, gallery
 from webapp.exports import api_shape, read_comparison, sign_comparison
 from webapp.health import model_status
 from webapp.inference import RequestError, classify, gather_inputs
-from webapp.options import fetch_policy, parse_top_k
+from webapp.options import fetch_policy, parse_top_k, parse_true_labels
 
 bp = Blueprint("pages", __name__)
 
@@ -56,12 +56,17 @@ def predict():
     limit = current_app.config["MAX_IMAGES"]
     sent = len(examples) + len(files) + len(urls)
     notice = None
-    if sent > limit:
-        notice = f"{sent} images were sent; the limit is {limit} per comparison, so the first {limit} were compared."
-        examples = examples[:limit]
-        files = files[:limit - len(examples)]
-        urls = urls[:limit - len(examples) - len(files)]
     try:
+        # The true class a person may give each file (and the examples' own labels), in the order of the inputs.
+        example_truths = example_labels(request.form.getlist("examples"))
+        file_truths = parse_true_labels(request.form.getlist("true_labels"), len(files))
+        if sent > limit:
+            notice = (f"{sent} images were sent; the limit is {limit} per comparison, so the first {limit} were "
+                      "compared.")
+            examples = examples[:limit]
+            files = files[:limit - len(examples)]
+            urls = urls[:limit - len(examples) - len(files)]
+        truths = example_truths[:len(examples)] + file_truths[:len(files)]
         top_k = parse_top_k(request.form.get("top_k"), current_app.config["DEFAULT_TOP_K"])
         inputs = gather_inputs(files, urls, limit, current_app.config["MAX_FILE_BYTES"],
                                fetch_policy(current_app.config), examples)
@@ -71,13 +76,16 @@ def predict():
     results, timing = classify(inputs, list(models), top_k, thumbnails=True,
                                max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
                                max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"])
+    for result, truth in zip(results, truths, strict=False):  # examples, then files; URLs have none
+        if truth is not None:
+            result["true_label"] = truth
     waited_ms = 1000 * (time.perf_counter() - started)  # receiving aside: decoding, fetching, both models
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     comparison = sign_comparison({"created": created, "models": list(models), "top_k": top_k, "results": results})
     from reports.comparison import summary_sentence
 
     return page(results=results, timing=timing, waited_ms=waited_ms, notice=notice, comparison=comparison,
-                served=models, summary=summary_sentence({"results": results}))
+                served=models, summary=summary_sentence({"results": results, "models": models}))
 
 
 EXPORTS = {"csv": ("text/csv", "csv"), "json": ("application/json", "json"),

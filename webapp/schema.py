@@ -80,6 +80,8 @@ class Result(Strict):
     out_of_scope_score: float | None = Field(default=None, ge=0, le=1, description="the out-of-scope gate's score, "
                                              "larger = less like CIFAR-10's photos; 0.5 and above is out of scope "
                                              "(not a probability)")
+    true_label: ClassName | None = Field(default=None, description="the image's true class, when the person gave "
+                                         "it on the page (or an example's label); exports only")
 
 
 class Timing(Strict):
