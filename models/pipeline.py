@@ -23,6 +23,7 @@ from models.cifar10 import CLASS_NAMES
 from models.images import to_model_input
 from models.predictor import Predictor, top_k_labels
 from models.registry import REGISTRY, load_predictor
+from models.scope.faces import face_score, load_faces
 from models.scope.gate import VIEW_SIZE, load_gate
 from models.uncertainty import rule_for, scope_score
 
@@ -127,13 +128,15 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
                 top_k=ranked,
                 probabilities={label: float(p) for label, p in zip(predictor.class_names, row, strict=True)},
                 latency_ms=timing[name].ms_per_image)
-    add_verdicts(answers, answered)
+    add_verdicts(answers, answered, images)
     return Classification(answers, timing)
 
 
-def add_verdicts(answers: list[ImageAnswer], predictors: dict[str, Predictor]) -> None:
+def add_verdicts(answers: list[ImageAnswer], predictors: dict[str, Predictor],
+                 images: Sequence[Image.Image | np.ndarray] = ()) -> None:
     """The two verdicts (models/uncertainty.py) when the rule was fitted for these weights: the out-of-scope gate
-    reads each image's 32x32 view; with one model, its confidence alone stands for agreement."""
+    reads each image's 32x32 view, the person check (models/scope/faces.py) the image as sent; with one model,
+    its confidence alone stands for agreement."""
     rule = rule_for({name: p.weights_sha256 for name, p in predictors.items()}) if predictors else None
     if rule is None:
         return
@@ -143,11 +146,15 @@ def add_verdicts(answers: list[ImageAnswer], predictors: dict[str, Predictor]) -
         views = [a.model_view for a in answers]
         if all(v is not None and v.shape == (VIEW_SIZE, VIEW_SIZE, 3) for v in views):
             logits = [float(x) for x in gate.scores(np.stack(views))]
-    for answer, logit in zip(answers, logits, strict=True):
+    faces = load_faces() if logits[0] is not None and images else None
+    confidences = faces.scores(images) if faces is not None and faces.threshold is not None else [None] * len(answers)
+    for answer, logit, face in zip(answers, logits, confidences, strict=True):
         tops = {name: (a.top_k[0][0], a.top_k[0][1], predictors[name].short_name)
                 for name, a in answer.predictions.items() if name in predictors}
-        answer.uncertain_reason = rule.reason(tops, answer.model_view, logit)
+        found = face if faces is not None and faces.found(face) else None
+        answer.uncertain_reason = rule.reason(tops, answer.model_view, logit, found)
         answer.uncertain = answer.uncertain_reason is not None
         if logit is not None:
-            answer.out_of_scope = bool(logit >= rule.scope_threshold)
-            answer.out_of_scope_score = float(scope_score(logit, rule.scope_threshold))
+            answer.out_of_scope = bool(logit >= rule.scope_threshold) or found is not None
+            answer.out_of_scope_score = float(max(scope_score(logit, rule.scope_threshold),
+                                                  face_score(face, faces.threshold) if face is not None else 0.0))

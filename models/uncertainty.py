@@ -89,11 +89,14 @@ class Rule:
         return flagged
 
     def reason(self, answers: Mapping[str, tuple[str, float, str]], view: np.ndarray | None = None,
-               scope_logit: float | None = None) -> str | None:
+               scope_logit: float | None = None, face: float | None = None) -> str | None:
         """Why one image is flagged, in words (every reason that applies, the strongest first), or None.
         answers: model name -> (label, probability, short name); view: the image the models saw; scope_logit:
-        the gate's score of it."""
+        the gate's score of it; face: the person check's confidence when it found a face (models/scope/faces.py)."""
         reasons = []
+        if face is not None:
+            reasons.append(f"a person's face is in it (face detector confidence {face:.2f}): people are not one of "
+                           "the 10 classes, so whatever the models answer is a guess")
         if self.scope_threshold is not None and scope_logit is not None and scope_logit >= self.scope_threshold:
             reasons.append("probably not one of the 10 classes: it looks unlike the photos the models learnt from "
                            f"(out-of-scope score {scope_score(scope_logit, self.scope_threshold):.2f}; 0.50 and "

@@ -44,6 +44,8 @@ NOT_RUN = (
     (".venv/bin/python -m models.custom_cnn.train", "trains (even the smoke run needs CIFAR-10)"),
     (".venv/bin/python -m models.mobilenetv2.train", "trains on CIFAR-10 with TensorFlow"),
     (".venv/bin/python -m models.uncertainty", "fits on the CIFAR-10 validation split"),
+    (".venv/bin/python -m models.scope.faces", "chooses its line on the CIFAR-10 validation split"),
+    (".venv/bin/python scripts/fetch_face_detector.py", "downloads a 35 MB wheel from PyPI (the tests check the file)"),
     (".venv/bin/python -m models.holdout_corruptions", "scores trained model folders on the validation split"),
     (".venv/bin/python -m reports.robustness", "the CIFAR-10-C suite: 20 minutes on the test split"),
     (".venv/bin/python bench/", "benchmarks: minutes of machine time, their outputs are committed"),
