@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from models.cifar10 import CLASS_NAMES
+from models.explain import Explanation, comparison_sentence, explain_views, perturbations_per_image
 from models.images import to_model_input
 from models.predictor import Predictor, top_k_labels
 from models.registry import REGISTRY, load_predictor
@@ -35,14 +36,18 @@ class ModelAnswer:
     top_k: list[tuple[str, float]]
     probabilities: dict[str, float]
     latency_ms: float  # the model's time for the whole batch, divided by the images in it
+    explanation: Explanation | None = None  # where the model looked for its top-1 class (only when asked)
 
     @property
     def label(self) -> str:
         return self.top_k[0][0]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"top_k": [{"label": label, "probability": p} for label, p in self.top_k],
-                "probabilities": self.probabilities, "latency_ms": self.latency_ms}
+        answer = {"top_k": [{"label": label, "probability": p} for label, p in self.top_k],
+                  "probabilities": self.probabilities, "latency_ms": self.latency_ms}
+        if self.explanation is not None:
+            answer["explanation"] = self.explanation.to_dict()
+        return answer
 
 
 @dataclass
@@ -59,6 +64,7 @@ class ImageAnswer:
     out_of_scope: bool | None = None
     out_of_scope_score: float | None = None
     model_view: np.ndarray | None = field(default=None, repr=False)  # the uint8 (S, S, 3) input the models saw
+    looks: str | None = None  # when explained: a sentence if the models looked at different regions
 
     @property
     def agree(self) -> bool | None:
@@ -89,10 +95,12 @@ class Classification:
     timing: dict[str, ModelTiming]
 
 
-def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[str], top_k: int = 3
-             ) -> Classification:
+def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[str], top_k: int = 3,
+             explain: bool = False) -> Classification:
     """Run every named model over the images. A model that fails to load or run is reported per image (the
-    others still answer); an unknown model name is a `KeyError` (callers validate names first)."""
+    others still answer); an unknown model name is a `KeyError` (callers validate names first). With
+    `explain`, each answer also gets its explanation map for its top-1 class (models/explain.py): about
+    EXPLAIN_COST forward passes per image and model, so callers bound how many images they explain."""
     if not 1 <= top_k <= len(CLASS_NAMES):
         raise ValueError(f"top_k must be between 1 and {len(CLASS_NAMES)}, got {top_k}")
     unknown = [name for name in model_names if name not in REGISTRY]
@@ -129,7 +137,26 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
                 probabilities={label: float(p) for label, p in zip(predictor.class_names, row, strict=True)},
                 latency_ms=timing[name].ms_per_image)
     add_verdicts(answers, answered, images)
+    if explain:
+        add_explanations(answers, answered)
     return Classification(answers, timing)
+
+
+EXPLAIN_COST = perturbations_per_image()
+
+
+def add_explanations(answers: list[ImageAnswer], predictors: dict[str, Predictor]) -> None:
+    """Each model's map for its own top-1 class, over the view it saw, with the same windows for every model."""
+    for name, predictor in predictors.items():
+        rows = [(i, answer) for i, answer in enumerate(answers) if name in answer.predictions]
+        views = np.stack([answer.model_view for _, answer in rows])
+        targets = [predictor.class_names.index(answer.predictions[name].label) for _, answer in rows]
+        for (_, answer), explanation in zip(rows, explain_views(views, targets, predictor.predict_proba,
+                                                                predictor.class_names), strict=True):
+            answer.predictions[name].explanation = explanation
+    for answer in answers:
+        maps = {name: a.explanation for name, a in answer.predictions.items() if a.explanation is not None}
+        answer.looks = comparison_sentence(maps, {name: p.short_name for name, p in predictors.items()})
 
 
 def add_verdicts(answers: list[ImageAnswer], predictors: dict[str, Predictor],

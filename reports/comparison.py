@@ -17,7 +17,6 @@ from PIL import Image as PILImage
 CSV_COLUMNS = ("image", "source", "width", "height", "true_label", "model", "rank", "label", "probability", "correct",
                "models_agree",
                "uncertain", "uncertain_reason", "out_of_scope", "out_of_scope_score", "error")
-IMAGES_PER_PAGE = 6
 
 
 def source_text(result: dict[str, Any]) -> str:
@@ -88,13 +87,13 @@ def _pixel_image(image: PILImage.Image, width: float, height: float, smooth: boo
 
 
 def to_pdf(comparison: dict[str, Any]) -> bytes:
-    """Title, the batch summary, then up to six images a page: the image, what the models saw, each model's
-    top-k and the verdict."""
+    """Title, the batch summary, then one row per image, pages breaking between rows: the image, what the models
+    saw, each model's top-k and the verdict."""
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
     from reportlab.lib.units import mm
-    from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
     styles = getSampleStyleSheet()
     body = ParagraphStyle("body", parent=styles["BodyText"], fontSize=9, leading=11.5)
@@ -128,56 +127,54 @@ def to_pdf(comparison: dict[str, Any]) -> bytes:
     header = [Paragraph("<b>image</b>", small), Paragraph("<b>the models' view</b>", small)] + [
         Paragraph(f"<b>{escape(m['short_name'])}</b>", small) for m in models.values()]
     results = comparison["results"]
-    for start in range(0, len(results), IMAGES_PER_PAGE):
-        rows = [header]
-        spans = []
-        for r in results[start:start + IMAGES_PER_PAGE]:
-            caption = f"{r['index'] + 1}. {escape(source_text(r)[:60])}"
-            if r.get("width"):
-                caption += f"<br/>{r['width']}×{r['height']} px"
-            if r.get("true_label"):
-                caption += f"<br/>true class: <b>{escape(r['true_label'])}</b>"
-            thumb = [_pixel_image(r["thumbnail"], 30 * mm, 20 * mm, smooth=True)] if r.get("thumbnail") else []
-            view = [_pixel_image(r["model_view"], 20 * mm, 20 * mm, smooth=False)] if r.get("model_view") else []
-            if r.get("error"):
-                verdict = f"<font color='#a61b1b'>could not classify: {escape(r['error']['message'])}</font>"
-            elif r.get("out_of_scope"):
-                verdict = (f"<font color='#a61b1b'><b>out of scope</b> (score {r['out_of_scope_score']:.2f}): "
-                           "probably not one of the 10 classes</font>")
-            elif r.get("uncertain"):
-                verdict = f"<font color='#8a4b00'><b>uncertain</b>: {escape(r.get('uncertain_reason') or '')}</font>"
-            elif r.get("agree") is not None:
-                verdict = "<b>models agree</b>" if r["agree"] else "<b>models disagree</b>"
+    rows = [header]
+    spans = []
+    # One table: reportlab breaks pages between rows and repeats the header (no half-empty pages).
+    for r in results:
+        caption = f"{r['index'] + 1}. {escape(source_text(r)[:60])}"
+        if r.get("width"):
+            caption += f"<br/>{r['width']}×{r['height']} px"
+        if r.get("true_label"):
+            caption += f"<br/>true class: <b>{escape(r['true_label'])}</b>"
+        thumb = [_pixel_image(r["thumbnail"], 30 * mm, 20 * mm, smooth=True)] if r.get("thumbnail") else []
+        view = [_pixel_image(r["model_view"], 20 * mm, 20 * mm, smooth=False)] if r.get("model_view") else []
+        if r.get("error"):
+            verdict = f"<font color='#a61b1b'>could not classify: {escape(r['error']['message'])}</font>"
+        elif r.get("out_of_scope"):
+            verdict = (f"<font color='#a61b1b'><b>out of scope</b> (score {r['out_of_scope_score']:.2f}): "
+                       "probably not one of the 10 classes</font>")
+        elif r.get("uncertain"):
+            verdict = f"<font color='#8a4b00'><b>uncertain</b>: {escape(r.get('uncertain_reason') or '')}</font>"
+        elif r.get("agree") is not None:
+            verdict = "<b>models agree</b>" if r["agree"] else "<b>models disagree</b>"
+        else:
+            verdict = ""
+        cells = [[*thumb, Paragraph(caption, small)], [*view, Paragraph(verdict, small)]]
+        if r.get("error"):  # the message across the whole row
+            spans.append(("SPAN", (1, len(rows)), (-1, len(rows))))
+            rows.append(cells + [""] * len(models))
+            continue
+        for name in models:
+            answer = r.get("predictions", {}).get(name)
+            if answer:
+                lines = "<br/>".join(f"{'<b>' if i == 0 else ''}{escape(t['label'])} "
+                                     f"{100 * t['probability']:.1f}%{'</b>' if i == 0 else ''}"
+                                     for i, t in enumerate(answer["top_k"]))
+                if r.get("true_label"):
+                    right = answer["top_k"][0]["label"] == r["true_label"]
+                    lines += ("<br/><font color='#1e7b34'>right</font>" if right else
+                              "<br/><font color='#a61b1b'>wrong</font>")
+                cells.append(Paragraph(lines, body))
             else:
-                verdict = ""
-            cells = [[*thumb, Paragraph(caption, small)], [*view, Paragraph(verdict, small)]]
-            if r.get("error"):  # the message across the whole row
-                spans.append(("SPAN", (1, len(rows)), (-1, len(rows))))
-                rows.append(cells + [""] * len(models))
-                continue
-            for name in models:
-                answer = r.get("predictions", {}).get(name)
-                if answer:
-                    lines = "<br/>".join(f"{'<b>' if i == 0 else ''}{escape(t['label'])} "
-                                         f"{100 * t['probability']:.1f}%{'</b>' if i == 0 else ''}"
-                                         for i, t in enumerate(answer["top_k"]))
-                    if r.get("true_label"):
-                        right = answer["top_k"][0]["label"] == r["true_label"]
-                        lines += ("<br/><font color='#1e7b34'>right</font>" if right else
-                                  "<br/><font color='#a61b1b'>wrong</font>")
-                    cells.append(Paragraph(lines, body))
-                else:
-                    message = r.get("model_errors", {}).get(name, {}).get("message", "")
-                    cells.append(Paragraph(escape(message), small))
-            rows.append(cells)
-        # Rows grow with their text (a fixed height let a long reason paint over the next row).
-        table = Table(rows, colWidths=[34 * mm, 30 * mm] + [column] * len(models), repeatRows=1)
-        table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
-                                   ("LINEBELOW", (0, 0), (-1, -1), 0.4, colors.HexColor("#d9dee5")),
-                                   ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef1f5")), *spans]))
-        story.append(table)
-        if start + IMAGES_PER_PAGE < len(results):
-            story.append(PageBreak())
+                message = r.get("model_errors", {}).get(name, {}).get("message", "")
+                cells.append(Paragraph(escape(message), small))
+        rows.append(cells)
+    # Rows grow with their text (a fixed height let a long reason paint over the next row).
+    table = Table(rows, colWidths=[34 * mm, 30 * mm] + [column] * len(models), repeatRows=1)
+    table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
+                               ("LINEBELOW", (0, 0), (-1, -1), 0.4, colors.HexColor("#d9dee5")),
+                               ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef1f5")), *spans]))
+    story.append(table)
     buffer = io.BytesIO()
     SimpleDocTemplate(buffer, pagesize=A4, leftMargin=margin, rightMargin=margin, topMargin=margin,
                       bottomMargin=margin, title="CIFAR-10 model comparison",

@@ -340,9 +340,16 @@ def read_named_files(files: list[tuple[str, bytes]], chosen: list[str] | None = 
     """Uploaded images labelled by a chosen class per file (`chosen`, same order; blank: use the name) or by their
     name (`cat_01.jpg`)."""
     result = LabelledSet(layout="files labelled by name or by choice", limits=limits)
+    chosen = list(chosen or [])
+    if len(chosen) > len(files):
+        raise DatasetError(f"{len(chosen)} classes were chosen for {plural(len(files), 'file')}")
+    unknown = sorted({clip(pick.strip(), 40) for pick in chosen if pick.strip() and class_for(pick) is None})
+    if unknown:
+        raise DatasetError(f"not one of the 10 classes: {', '.join(unknown[:5])} (the classes: "
+                           f"{', '.join(CLASS_NAMES)})")
     for i, (filename, data) in enumerate(files):
         item = LabelledImage(name=filename)
-        pick = chosen[i].strip() if chosen and i < len(chosen) and chosen[i] else ""
+        pick = chosen[i].strip() if i < len(chosen) else ""
         label = class_for(pick) if pick else label_from_filename(filename)
         if label is None:
             item.fail("no label: choose one, or name the file after its class (cat_01.jpg)")
@@ -353,6 +360,11 @@ def read_named_files(files: list[tuple[str, bytes]], chosen: list[str] | None = 
         result.items.append(item)
     _check_count(result, limits)
     return result
+
+
+def plural(count: int, noun: str) -> str:
+    """"1 file", "2 files"."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _check_count(result: LabelledSet, limits: Limits) -> None:

@@ -45,7 +45,8 @@ def _gallery(report: dict[str, Any], rows: list[dict[str, Any]], lines) -> Table
 def user_pdf(report: dict[str, Any]) -> bytes:
     models = report["models"]
     story: list = [Paragraph(escape(report["title"]), H1),
-                   Paragraph(f"{report['images']:,} labelled images from {escape(report['source'])} "
+                   Paragraph(f"{report['images']:,} labelled image{'s' if report['images'] != 1 else ''} from "
+                             f"{escape(report['source'])} "
                              f"({escape(report['layout'])}); classes present: "
                              + ", ".join(f"{c} ({report['per_class_counts'][c]})" for c in report["classes_present"])
                              + f". Generated {report['generated_at']}.", SMALL), Spacer(1, 3 * mm)]
@@ -71,7 +72,7 @@ def user_pdf(report: dict[str, Any]) -> bytes:
     if c:
         a, b = models[c["a"]]["info"]["short_name"], models[c["b"]]["info"]["short_name"]
         mc = c["mcnemar"]
-        story += [Paragraph("Do the models differ?", H2), table([
+        story += [KeepTogether([Paragraph("Do the models differ?", H2), table([
             ["", "images"], [f"{a} right, {b} wrong", mc["a_right_b_wrong"]],
             [f"{a} wrong, {b} right", mc["a_wrong_b_right"]],
             ["both right / both wrong", f"{c['both_correct']} / {c['both_wrong']}"],
@@ -79,7 +80,7 @@ def user_pdf(report: dict[str, Any]) -> bytes:
             ["accuracy difference (95% interval)", f"{100 * c['accuracy_difference']:+.1f} points "
              f"({100 * c['accuracy_difference_ci95'][0]:+.1f} to {100 * c['accuracy_difference_ci95'][1]:+.1f})"],
             ["same answer", f"{percent(c['agreement'], 1)} ({c['disagreements']} differ)"]],
-            [80 * mm, 70 * mm]), Spacer(1, 3 * mm)]
+            [80 * mm, 70 * mm])]), Spacer(1, 3 * mm)]
         if c.get("gallery"):
             story.append(KeepTogether([Paragraph("Where they disagree", H2), _gallery(report, c["gallery"], lambda g: [
                 f"{models[m]['info']['short_name']}: {p[0]} {100 * p[1]:.0f}%" for m, p in g["predicted"].items()])]))
@@ -99,9 +100,11 @@ def user_pdf(report: dict[str, Any]) -> bytes:
                                   colors.HexColor("#dcebdc" if j == i else "#f7dcdc")))
         matrix = table(confusion, [28 * mm] + [14.5 * mm] * 10)
         matrix.setStyle(TableStyle(style))
-        story += [Paragraph(escape(m["info"]["display_name"]), H2), table(per_class, [30 * mm] + [22 * mm] * 4),
-                  Spacer(1, 2 * mm), Paragraph("Confusion matrix (rows: true class; columns: predicted)", CELL),
-                  matrix, Spacer(1, 2 * mm)]
+        # Each table stays whole, with its heading (a short table split over two pages reads as two).
+        story += [KeepTogether([Paragraph(escape(m["info"]["display_name"]), H2),
+                                table(per_class, [30 * mm] + [22 * mm] * 4)]), Spacer(1, 2 * mm),
+                  KeepTogether([Paragraph("Confusion matrix (rows: true class; columns: predicted)", CELL), matrix]),
+                  Spacer(1, 2 * mm)]
         if m.get("confident_mistakes"):
             story.append(KeepTogether([Paragraph("Its most confident mistakes", CELL), _gallery(
                 report, m["confident_mistakes"],

@@ -1,6 +1,6 @@
 """Write the examples gallery (`static/examples/`): CIFAR-10 test images and out-of-scope photos.
 
-    python scripts/make_examples.py    # needs the CIFAR-10 data and scikit-image (requirements-dev.txt)
+    .venv/bin/python scripts/make_examples.py [--data-dir DIR]   # CIFAR-10 and scikit-image (make venv)
 
 Ten official test images, the first of each class, then the first two on which the committed models
 disagree (from their cached test probabilities): the comparison is most interesting where they differ.
@@ -41,11 +41,20 @@ def cifar_examples(test: cifar10.Split) -> list[tuple[int, str]]:
     return picks
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
     import skimage.data
 
+    from models.commands import announce_committed, user_errors
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None, help="the CIFAR-10 folder (default: $CIFAR10_DIR, else download)")
+    args = parser.parse_args(argv)
+    with user_errors():
+        test = cifar10.load_split("test", args.data_dir)
+    announce_committed("static/examples/")
     OUT.mkdir(parents=True, exist_ok=True)
-    test = cifar10.load_split("test")
     manifest = []
     for index, why in cifar_examples(test):
         label = test.class_names[test.labels[index]]

@@ -582,7 +582,7 @@ def test_a_true_class_per_file_says_which_model_was_right_on_the_page_and_in_eve
 
 @pytest.mark.parametrize("labels, message", [
     (["person"], "the true class must be one of the 10 classes"),
-    (["cat", "dog"], "2 true classes were sent for 1 files"),
+    (["cat", "dog"], "2 true classes were sent for 1 file"),
 ])
 def test_a_bad_true_class_is_a_clear_error(client, labels, message):
     response = client.post("/", data={"csrf_token": csrf_token(client), "true_labels": labels,
@@ -593,3 +593,25 @@ def test_a_bad_true_class_is_a_clear_error(client, labels, message):
 def test_the_examples_carry_their_own_true_class(client):
     page = client.post("/", data={"csrf_token": csrf_token(client), "examples": "all"}).get_data(as_text=True)
     assert "On the 12 images with a true class" in page and page.count("true class: <strong>") == 12
+
+
+def test_file_names_are_shown_as_sent_but_a_crafted_path_keeps_only_its_last_part():
+    from webapp.inference import display_name
+
+    assert display_name("a\\b.png") == "a\\b.png"  # a legal character on Linux
+    assert display_name("../../etc/passwd") == "passwd" and display_name("x/\u202eevil.png") == "evil.png"
+
+
+def test_the_comparison_pdf_never_leaves_a_page_holding_one_row(client, tmp_path):
+    """Rows flow from page to page (no fixed blocks of six that leave a lone row on a page of its own)."""
+    files = [(JPEG, f"photo-{n:02d}-" + "long-name-" * (20 if n == 0 else 1) + ".jpg") for n in range(9)]
+    page = client.post("/", data={"csrf_token": csrf_token(client), "files": upload(*files)},
+                       content_type="multipart/form-data").get_data(as_text=True)
+    import html
+
+    comparison = html.unescape(re.search(r'name="comparison" value="([^"]*)"', page).group(1))
+    (tmp_path / "c.pdf").write_bytes(client.post("/export/pdf", data={"csrf_token": csrf_token(client),
+                                                                      "comparison": comparison}).data)
+    pages = pdf_text(tmp_path / "c.pdf").split("\f")[:-1]
+    rows = [page.count(" px") for page in pages]
+    assert sum(rows) == 9 and all(count >= 2 for count in rows[:-1]), rows

@@ -190,6 +190,8 @@ def test_a_command_that_rewrites_a_committed_measurement_says_so(capsys, tmp_pat
     ["-m", "reports.robustness", "--data-dir", "/nonexistent"],
     ["bench/bench_out_of_scope.py", "--benchmark", "/nonexistent"],
     ["-m", "models.evaluate", "custom_cnn", "--data-dir", "/nonexistent"],
+    ["scripts/make_examples.py", "--data-dir", "/nonexistent"],
+    ["-m", "models.scope.faces", "--data-dir", "/nonexistent"],
 ])
 def test_a_data_command_without_its_data_says_so_in_one_line(command):
     import os

@@ -15,7 +15,15 @@ import pytest
 from PIL import Image
 
 from devkit.images import encode, photo
-from reports.user_data import DatasetError, Limits, class_for, label_from_filename, read_folder, read_zip
+from reports.user_data import (
+    DatasetError,
+    Limits,
+    class_for,
+    label_from_filename,
+    read_folder,
+    read_named_files,
+    read_zip,
+)
 from tests.helpers import REAL_CIFAR, REPO, needs_real_cifar, overlapping_words, pdf_text
 
 JPEG = encode(photo(40, 40), "JPEG")
@@ -315,3 +323,48 @@ def test_evaluate_errors_speak_to_a_person_on_the_page_and_name_fields_for_the_a
     response = client.post("/api/v1/evaluate", data={"files": unlabelled}, content_type="multipart/form-data")
     message = response.json["error"]["message"]
     assert response.status_code == 400 and message.count(", ".join(CLASS_NAMES)) == 1  # the names once, not per file
+
+
+def test_chosen_classes_are_checked_like_the_compare_page_checks_them():
+    """More classes than files, or a class that is not one of the 10, is a clear error naming it; a chosen class
+    is never silently dropped in favour of the file name."""
+    files = [("cat_1.png", JPEG)]
+    with pytest.raises(DatasetError, match=r"2 classes were chosen for 1 file$"):
+        read_named_files(files, ["cat", "dog"])
+    with pytest.raises(DatasetError, match="not one of the 10 classes: unicorn"):
+        read_named_files(files, ["unicorn"])
+    assert [i.label for i in read_named_files(files, ["dog"]).items] == [5]
+    assert [i.label for i in read_named_files(files, [""]).items] == [3]
+
+
+def test_a_zip_and_files_together_is_a_clear_error_and_counts_read_in_the_singular(client):
+    from tests.test_app import csrf_token
+
+    both = client.post("/evaluate", data={"csrf_token": csrf_token(client),
+                                          "archive": (io.BytesIO(evaluate_zip()), "m.zip"),
+                                          "files": [(io.BytesIO(JPEG), "dog_1.jpg")]},
+                       content_type="multipart/form-data")
+    assert both.status_code == 400 and "not both" in both.get_data(as_text=True)
+    one = client.post("/evaluate", data={"csrf_token": csrf_token(client), "files": [(io.BytesIO(JPEG), "dog_1.jpg")]},
+                      content_type="multipart/form-data").get_data(as_text=True)
+    assert "1 labelled image from 1 uploaded file (" in one
+    expired = client.post("/evaluate/images.csv", data={"csrf_token": csrf_token(client), "report": "forged"})
+    assert expired.status_code == 400 and 'href="/evaluate"' in expired.get_data(as_text=True)
+
+
+def test_no_table_of_an_evaluate_pdf_is_split_across_pages(client, tmp_path):
+    """A short table (a 4-row confusion matrix, a per-class table) stays on one page with its heading."""
+    from tests.test_app import csrf_token
+    from tests.test_reports import first_lines
+
+    members = {f"{c}/{i}.jpg": encode(photo(48, 48, seed=i), "JPEG") for i, c in enumerate(("cat", "dog", "ship",
+                                                                                             "truck"))}
+    page = client.post("/evaluate", data={"csrf_token": csrf_token(client),
+                                          "archive": (io.BytesIO(make_zip(members)), "four.zip")},
+                       content_type="multipart/form-data").get_data(as_text=True)
+    signed = re.search(r'name="report" value="([^"]+)"', page).group(1)
+    pdf = client.post("/evaluate/report.pdf", data={"csrf_token": csrf_token(client), "report": signed})
+    (tmp_path / "r.pdf").write_bytes(pdf.data)
+    cells = {"cat", "dog", "ship", "truck", "class", "model", "true \\ predicted", "both right / both wrong"}
+    starts = first_lines(tmp_path / "r.pdf")
+    assert [line for line in starts[1:] if line.split(" ")[0] in cells or line in cells] == []

@@ -14,7 +14,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import ValidationError
 
 from models.cifar10 import CLASS_NAMES
-from reports.user_data import DatasetError, LabelledSet, Limits, read_named_files, read_zip
+from reports.user_data import DatasetError, LabelledSet, Limits, plural, read_named_files, read_zip
 from webapp.health import model_status
 from webapp.inference import RequestError, display_name
 from webapp.schema import EvaluateResponse, dump
@@ -35,6 +35,9 @@ def read_request() -> tuple[LabelledSet, str]:
     """(the labelled set, what to call it) from the multipart request: `archive` (a ZIP) or `files` (+ `labels`)."""
     archive = request.files.get("archive")
     files = [f for f in request.files.getlist("files") if f.filename or f.content_length]
+    if archive is not None and (archive.filename or archive.content_length) and files:
+        raise RequestError("choose a ZIP or image files, not both: evaluate them one after the other",
+                           "archive_and_files")
     try:
         if archive is not None and (archive.filename or archive.content_length):
             cap = current_app.config["EVALUATE_MAX_ARCHIVE_BYTES"]
@@ -45,7 +48,8 @@ def read_request() -> tuple[LabelledSet, str]:
         if files:
             cap = current_app.config["MAX_FILE_BYTES"]
             named = [(display_name(f.filename), f.stream.read(cap + 1)) for f in files]
-            return read_named_files(named, request.form.getlist("labels"), limits()), f"{len(files)} uploaded files"
+            return (read_named_files(named, request.form.getlist("labels"), limits()),
+                    plural(len(files), "uploaded file"))
     except DatasetError as exc:
         raise RequestError(str(exc), "invalid_dataset") from None
     if request.path.startswith("/api/"):  # API callers need the field names; people on the page do not

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +51,7 @@ class ImageInput:
 
 def display_name(filename: str | None) -> str:
     """A client file name made safe to show: last path component, no control characters, bounded length."""
-    name = re.split(r"[\\/]", filename or "")[-1]
+    name = (filename or "").split("/")[-1]  # a path from a crafted request; "\\" is a legal character on Linux
     name = "".join(ch for ch in name if ch.isprintable())
     return (name[:80] + "…" if len(name) > 80 else name) or "unnamed file"
 

@@ -15,7 +15,8 @@ def parse_true_labels(values: list[str], files: int) -> list[str | None]:
     """The optional true class of each uploaded file (the page's per-file picker), in file order: blank is
     "not given"; anything else must be one of the 10 class names."""
     if len(values) > files:
-        raise RequestError(f"{len(values)} true classes were sent for {files} files", "invalid_true_label")
+        sent = "1 true class was" if len(values) == 1 else f"{len(values)} true classes were"
+        raise RequestError(f"{sent} sent for {files} file{'s' if files != 1 else ''}", "invalid_true_label")
     labels = []
     for value in values:
         value = value.strip().lower()

@@ -1,0 +1,155 @@
+"""Why each model decided: an explanation map per image and model, computed only through `predict_proba`.
+
+Black-box occlusion over the 32x32 view both models see: windows of the view are replaced by a blurred copy of
+it, and a cell's importance is how much the target class's probability falls, on average, when the cell is
+hidden (larger = more support for the target; negative = hiding it helps the target). The same windows are used
+for every model, so the PyTorch CNN's and the LiteRT MobileNetV2's maps are directly comparable, and nothing here
+depends on a framework. The perturbed views go through each model's own scheduler (`Predictor.predict_proba`)
+in jobs of CHUNK images, so a request waiting behind an explanation waits one pass, not the whole explanation.
+
+The windows (WINDOWS: sizes and strides) and the blur were chosen on the validation split by the deletion test
+of `bench/bench_explanations.py` (docs/how-it-works.md, "Why each model decided"); the test split measures them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+METHOD = "occlusion (blurred 8x8 and 4x4 windows, stride 4)"
+VIEW = 32
+GRID = 8  # the map: 8x8 cells of 4x4 pixels
+WINDOWS = ((8, 4), (4, 4))  # (window side, stride) in pixels: two scales, averaged
+BLUR_RADIUS = 4.0  # Gaussian blur of the baseline the windows show (PIL radius, pixels)
+CHUNK = 32  # perturbed views per scheduler job
+TOP_SHARE = 0.2  # the cells that "where" names and the comparison overlaps: the top 20% of the map
+
+Probabilities = Callable[[np.ndarray], np.ndarray]  # uint8 (N, 32, 32, 3) -> float (N, 10)
+
+
+@dataclass
+class Explanation:
+    method: str
+    target: str
+    grid: list[list[float]]  # GRID x GRID, aligned to the 32x32 view, row 0 at the top
+    where: str  # the map in words: "the centre and lower left"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "target": self.target, "grid": self.grid, "where": self.where}
+
+
+def blurred(view: np.ndarray) -> np.ndarray:
+    """The baseline a hidden region shows: the view, Gaussian-blurred (no new colours, no hard edges)."""
+    return np.asarray(Image.fromarray(view).filter(ImageFilter.GaussianBlur(BLUR_RADIUS)))
+
+
+def occlusion_masks(windows: Sequence[tuple[int, int]] = WINDOWS) -> list[np.ndarray]:
+    """One boolean (32, 32) mask per window position, every scale in turn (the same for every image)."""
+    masks = []
+    for side, stride in windows:
+        for top in range(0, VIEW - side + 1, stride):
+            for left in range(0, VIEW - side + 1, stride):
+                mask = np.zeros((VIEW, VIEW), bool)
+                mask[top:top + side, left:left + side] = True
+                masks.append(mask)
+    return masks
+
+
+def perturbed_views(view: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+    base = blurred(view)
+    return np.stack([np.where(mask[..., None], base, view) for mask in masks]).astype(np.uint8)
+
+
+def cell_map(drops: np.ndarray, masks: list[np.ndarray], windows: Sequence[tuple[int, int]] = WINDOWS) -> np.ndarray:
+    """(GRID, GRID) importance: per scale, each pixel's mean drop over the windows hiding it; scales averaged;
+    then the mean over each cell's pixels."""
+    per_scale, start = [], 0
+    for side, stride in windows:
+        count = len(range(0, VIEW - side + 1, stride)) ** 2
+        total, hits = np.zeros((VIEW, VIEW)), np.zeros((VIEW, VIEW))
+        for mask, drop in zip(masks[start:start + count], drops[start:start + count], strict=True):
+            total[mask] += drop
+            hits[mask] += 1
+        per_scale.append(total / np.maximum(hits, 1))
+        start += count
+    pixels = np.mean(per_scale, axis=0)
+    cell = VIEW // GRID
+    return pixels.reshape(GRID, cell, GRID, cell).mean(axis=(1, 3))
+
+
+def occlusion_grid(view: np.ndarray, target: int, probabilities: Probabilities,
+                   windows: Sequence[tuple[int, int]] = WINDOWS) -> np.ndarray:
+    """The (GRID, GRID) map of one view for one class, through `probabilities` alone."""
+    masks = occlusion_masks(windows)
+    batch = np.concatenate([view[None], perturbed_views(view, masks)])
+    probs = np.concatenate([probabilities(batch[i:i + CHUNK]) for i in range(0, len(batch), CHUNK)])
+    return cell_map(probs[0, target] - probs[1:, target], masks, windows)
+
+
+REGIONS = (("upper left", "top", "upper right"), ("left", "centre", "right"), ("lower left", "bottom", "lower right"))
+
+
+def top_cells(grid: np.ndarray, share: float = TOP_SHARE) -> np.ndarray:
+    """Boolean mask of the map's most important cells (ties broken by position, so the result is fixed)."""
+    flat = np.asarray(grid, float).reshape(-1)
+    keep = max(1, round(share * flat.size))
+    order = np.lexsort((np.arange(flat.size), -flat))[:keep]
+    mask = np.zeros(flat.size, bool)
+    mask[order] = True
+    return mask.reshape(np.shape(grid))
+
+
+def where(grid: np.ndarray) -> str:
+    """The map's top cells named by the regions of a 3x3 layout they fall in, the most covered first."""
+    grid = np.asarray(grid, float)
+    if not np.isfinite(grid).all() or np.ptp(grid) <= 1e-6:
+        return "nowhere in particular: hiding any part changes little"
+    mask = top_cells(grid)
+    rows, cols = np.nonzero(mask)
+    thirds = lambda index, size: min(2, index * 3 // size)  # noqa: E731
+    counts: dict[str, int] = {}
+    for r, c in zip(rows, cols, strict=True):
+        name = REGIONS[thirds(r, grid.shape[0])][thirds(c, grid.shape[1])]
+        counts[name] = counts.get(name, 0) + 1
+    named = [name for name, count in sorted(counts.items(), key=lambda item: -item[1])
+             if count >= max(2, 0.25 * mask.sum())] or [max(counts, key=counts.get)]
+    return "the " + " and the ".join(named[:3]) if len(named) > 1 else "the " + named[0]
+
+
+def overlap(first: np.ndarray, second: np.ndarray) -> float:
+    """Intersection over union of the two maps' top cells: 1 = the same cells, 0 = none in common."""
+    a, b = top_cells(first), top_cells(second)
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+DIFFERENT_BELOW = 0.25  # top-cell overlap under which the page says the models look at different regions
+
+
+def comparison_sentence(maps: dict[str, Explanation], names: dict[str, str]) -> str | None:
+    """A sentence when two models' maps point at different regions, else None."""
+    if len(maps) < 2:
+        return None
+    (a, first), (b, second) = list(maps.items())[:2]
+    if overlap(np.array(first.grid), np.array(second.grid)) >= DIFFERENT_BELOW:
+        return None
+    return (f"The two models look at different parts of the image: {names.get(a, a)} at {first.where}, "
+            f"{names.get(b, b)} at {second.where}.")
+
+
+def explain_views(views: np.ndarray, targets: Sequence[int], probabilities: Probabilities,
+                  class_names: Sequence[str]) -> list[Explanation]:
+    """One explanation per view, for its target class index."""
+    explanations = []
+    for view, target in zip(np.asarray(views, np.uint8), targets, strict=True):
+        grid = occlusion_grid(view, int(target), probabilities)
+        explanations.append(Explanation(METHOD, class_names[int(target)],
+                                        [[round(float(x), 5) for x in row] for row in grid], where(grid)))
+    return explanations
+
+
+def perturbations_per_image(windows: Sequence[tuple[int, int]] = WINDOWS) -> int:
+    return 1 + len(occlusion_masks(windows))
