@@ -1,8 +1,9 @@
 """Why each model decided: an explanation map per image and model, computed only through `predict_proba`.
 
 Black-box occlusion over the 32x32 view both models see: windows of the view are replaced by a blurred copy of
-it, and a cell's importance is how much the target class's probability falls, on average, when the cell is
-hidden (larger = more support for the target; negative = hiding it helps the target). The same windows are used
+it, and a cell's importance is how much the target class's log-odds fall, on average, when the cell is hidden
+(log-odds, not probability: a 99% answer barely moves in probability, but its log-odds do), scaled so that the
+most important cell is 1 (larger = more support for the target; negative = hiding it helps the target). The same windows are used
 for every model, so the PyTorch CNN's and the LiteRT MobileNetV2's maps are directly comparable, and nothing here
 depends on a framework. The perturbed views go through each model's own scheduler (`Predictor.predict_proba`)
 in jobs of CHUNK images, so a request waiting behind an explanation waits one pass, not the whole explanation.
@@ -81,22 +82,34 @@ def cell_map(drops: np.ndarray, masks: list[np.ndarray], windows: Sequence[tuple
     return pixels.reshape(GRID, cell, GRID, cell).mean(axis=(1, 3))
 
 
+FLAT = 1e-3  # log-odds: a map whose cells all move the answer less than this says "nowhere in particular"
+
+
+def log_odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
 def occlusion_grid(view: np.ndarray, target: int, probabilities: Probabilities,
                    windows: Sequence[tuple[int, int]] = WINDOWS) -> np.ndarray:
-    """The (GRID, GRID) map of one view for one class, through `probabilities` alone."""
+    """The (GRID, GRID) map of one view for one class, through `probabilities` alone, in [-1, 1]."""
     masks = occlusion_masks(windows)
     batch = np.concatenate([view[None], perturbed_views(view, masks)])
     probs = np.concatenate([probabilities(batch[i:i + CHUNK]) for i in range(0, len(batch), CHUNK)])
-    return cell_map(probs[0, target] - probs[1:, target], masks, windows)
+    scores = log_odds(probs[:, target])
+    grid = cell_map(scores[0] - scores[1:], masks, windows)
+    largest = float(np.abs(grid).max())
+    return grid / largest if largest >= FLAT else np.zeros_like(grid)
 
 
 REGIONS = (("upper left", "top", "upper right"), ("left", "centre", "right"), ("lower left", "bottom", "lower right"))
 
 
 def top_cells(grid: np.ndarray, share: float = TOP_SHARE) -> np.ndarray:
-    """Boolean mask of the map's most important cells (ties broken by position, so the result is fixed)."""
+    """Boolean mask of the map's most important cells: the top `share`, among those that support the target
+    (ties broken by position, so the result is fixed)."""
     flat = np.asarray(grid, float).reshape(-1)
-    keep = max(1, round(share * flat.size))
+    keep = min(max(1, round(share * flat.size)), int((flat > 0).sum()))
     order = np.lexsort((np.arange(flat.size), -flat))[:keep]
     mask = np.zeros(flat.size, bool)
     mask[order] = True
@@ -106,9 +119,9 @@ def top_cells(grid: np.ndarray, share: float = TOP_SHARE) -> np.ndarray:
 def where(grid: np.ndarray) -> str:
     """The map's top cells named by the regions of a 3x3 layout they fall in, the most covered first."""
     grid = np.asarray(grid, float)
-    if not np.isfinite(grid).all() or np.ptp(grid) <= 1e-6:
-        return "nowhere in particular: hiding any part changes little"
     mask = top_cells(grid)
+    if not np.isfinite(grid).all() or not mask.any():
+        return "nowhere in particular: hiding any part changes little"
     rows, cols = np.nonzero(mask)
     thirds = lambda index, size: min(2, index * 3 // size)  # noqa: E731
     counts: dict[str, int] = {}

@@ -78,13 +78,17 @@ class ImageAnswer:
 class ModelTiming:
     images: int
     batch_ms: float
+    explain_ms: float | None = None  # the explanation maps' time, for all the images (only when asked)
 
     @property
     def ms_per_image(self) -> float:
         return self.batch_ms / self.images
 
     def to_dict(self) -> dict[str, float]:
-        return {"batch_ms": self.batch_ms, "ms_per_image": self.ms_per_image, "images": self.images}
+        timing = {"batch_ms": self.batch_ms, "ms_per_image": self.ms_per_image, "images": self.images}
+        if self.explain_ms is not None:
+            timing["explain_ms"] = self.explain_ms
+        return timing
 
 
 @dataclass
@@ -138,22 +142,25 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
                 latency_ms=timing[name].ms_per_image)
     add_verdicts(answers, answered, images)
     if explain:
-        add_explanations(answers, answered)
+        add_explanations(answers, answered, timing)
     return Classification(answers, timing)
 
 
 EXPLAIN_COST = perturbations_per_image()
 
 
-def add_explanations(answers: list[ImageAnswer], predictors: dict[str, Predictor]) -> None:
+def add_explanations(answers: list[ImageAnswer], predictors: dict[str, Predictor],
+                     timing: dict[str, ModelTiming]) -> None:
     """Each model's map for its own top-1 class, over the view it saw, with the same windows for every model."""
     for name, predictor in predictors.items():
+        start = time.perf_counter()
         rows = [(i, answer) for i, answer in enumerate(answers) if name in answer.predictions]
         views = np.stack([answer.model_view for _, answer in rows])
         targets = [predictor.class_names.index(answer.predictions[name].label) for _, answer in rows]
         for (_, answer), explanation in zip(rows, explain_views(views, targets, predictor.predict_proba,
                                                                 predictor.class_names), strict=True):
             answer.predictions[name].explanation = explanation
+        timing[name].explain_ms = 1000 * (time.perf_counter() - start)
     for answer in answers:
         maps = {name: a.explanation for name, a in answer.predictions.items() if a.explanation is not None}
         answer.looks = comparison_sentence(maps, {name: p.short_name for name, p in predictors.items()})

@@ -10,14 +10,14 @@ from flask import Blueprint, current_app, jsonify, request
 from webapp.health import model_status
 from webapp.inference import RequestError, classify, clip, gather_inputs
 from webapp.openapi import openapi_document
-from webapp.options import fetch_policy, parse_models, parse_top_k
+from webapp.options import explain_slot, fetch_policy, parse_explain, parse_models, parse_top_k
 from webapp.schema import ModelsResponse, PredictResponse, dump
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
-def request_fields() -> tuple[list[str], Any, Any]:
-    """(urls, top_k, models) from a JSON body or from multipart/form fields."""
+def request_fields() -> tuple[list[str], Any, Any, Any]:
+    """(urls, top_k, models, explain) from a JSON body or from multipart/form fields."""
     if request.is_json:
         try:
             body = request.get_json(silent=True)
@@ -28,9 +28,9 @@ def request_fields() -> tuple[list[str], Any, Any]:
         urls = body.get("urls", [])
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
             raise RequestError("\"urls\" must be a list of strings", "invalid_urls")
-        return urls, body.get("top_k"), body.get("models")
+        return urls, body.get("top_k"), body.get("models"), body.get("explain")
     models = request.form.getlist("models") or None
-    return request.form.getlist("urls"), request.form.get("top_k"), models
+    return request.form.getlist("urls"), request.form.get("top_k"), models, request.form.get("explain")
 
 
 @bp.post("/predict")
@@ -39,13 +39,16 @@ def predict():
     if unexpected:
         got = clip(", ".join(sorted(unexpected)), 100)
         raise RequestError(f"upload images in the multipart field 'files' (got {got})", "wrong_field_name")
-    urls, top_k, models = request_fields()
+    urls, top_k, models, explain = request_fields()
     top_k = parse_top_k(top_k, current_app.config["DEFAULT_TOP_K"])
     models = parse_models(models, current_app.config["MODELS"])
-    inputs = gather_inputs(request.files.getlist("files"), urls, current_app.config["MAX_IMAGES"],
-                           current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
-    results, timing = classify(inputs, models, top_k, max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
-                               max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"])
+    explain = parse_explain(explain)
+    files = [f for f in request.files.getlist("files") if f.filename or f.content_length]
+    with explain_slot(current_app.config, len(files) + len(urls), explain):
+        inputs = gather_inputs(request.files.getlist("files"), urls, current_app.config["MAX_IMAGES"],
+                               current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
+        results, timing = classify(inputs, models, top_k, max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
+                                   max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain)
     return jsonify(dump(PredictResponse.model_validate(
         {"models": models, "top_k": top_k, "results": results, "timing": timing})))
 

@@ -105,7 +105,7 @@ def thumbnail_data_uri(image: Image.Image) -> str:
 
 
 def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumbnails: bool = False,
-             max_request_pixels: int | None = None, max_decode_seconds: float | None = None
+             max_request_pixels: int | None = None, max_decode_seconds: float | None = None, explain: bool = False
              ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """(one JSON-ready result per input, in order, errors in place; per-model timing). Images are decoded one
     at a time and shrunk at once, drawing on one decoded-pixel budget and one decoding-time budget for the whole
@@ -125,7 +125,7 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
     if budget is not None and budget.total - budget.left > RELEASE_AFTER_PIXELS:
         release_memory()
     good = [item for item in inputs if item.image is not None]
-    answers = models.classify([item.image for item in good], model_names, top_k)
+    answers = models.classify([item.image for item in good], model_names, top_k, explain=explain)
     answer_of = {id(item): answer for item, answer in zip(good, answers.images, strict=True)}
     results = []
     for index, item in enumerate(inputs):
@@ -142,6 +142,8 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
                                     for name, message in answer.model_errors.items()},
                       agree=answer.agree, uncertain=answer.uncertain, uncertain_reason=answer.uncertain_reason,
                       out_of_scope=answer.out_of_scope, out_of_scope_score=answer.out_of_scope_score)
+        if answer.looks:
+            result["looks"] = answer.looks
         if thumbnails:
             result["thumbnail"] = thumbnail_data_uri(item.image)
             if answer.model_view is not None:

@@ -30,6 +30,11 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
         "top_k": {"type": "integer", "minimum": 1, "maximum": 10, "default": config["DEFAULT_TOP_K"]},
         "models": {"type": "array", "items": {"enum": list(config["MODELS"])},
                    "description": "default: every model"},
+        "explain": {"type": "boolean", "default": False,
+                    "description": f"add each model's explanation map (`predictions[model].explanation`) for its "
+                                   f"top-1 class: at most {config['EXPLAIN_MAX_IMAGES']} images, about a second per "
+                                   f"image; 429 when {config['EXPLAIN_MAX_REQUESTS']} such requests are already "
+                                   f"running"},
     }
     return {
         "openapi": "3.1.0",

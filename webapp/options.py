@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from models.cifar10 import CLASS_NAMES
@@ -25,6 +28,45 @@ def parse_true_labels(values: list[str], files: int) -> list[str | None]:
                                f"got {clip(repr(value), 40)}", "invalid_true_label")
         labels.append(value or None)
     return labels + [None] * (files - len(values))
+
+
+def parse_explain(value: Any) -> bool:
+    """`explain`: a JSON boolean, or a form's true/false (1/0, on/off, yes/no); absent: false."""
+    if value is None or value == "":
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "on", "yes", "false", "0", "off", "no"):
+        return value.strip().lower() in ("true", "1", "on", "yes")
+    raise RequestError(f"explain must be true or false, got {clip(repr(value), 40)}", "invalid_explain")
+
+
+_explaining = 0
+_explaining_lock = threading.Lock()
+
+
+@contextmanager
+def explain_slot(config: dict[str, Any], images: int, wanted: bool) -> Iterator[None]:
+    """The request's right to compute explanation maps: at most EXPLAIN_MAX_IMAGES images, and at most
+    EXPLAIN_MAX_REQUESTS such requests at once per worker (the rest get 429 at once: no thread waits)."""
+    global _explaining
+    if not wanted:
+        yield
+        return
+    limit = config["EXPLAIN_MAX_IMAGES"]
+    if images > limit:
+        raise RequestError(f"explain=true takes at most {limit} images per request ({images} were sent): each costs "
+                           "about 113 passes of every model; send the rest in another request", "too_many_to_explain")
+    with _explaining_lock:
+        if _explaining >= config["EXPLAIN_MAX_REQUESTS"]:
+            raise RequestError("the server is busy explaining other requests' images; try again in a few seconds",
+                               "busy", 429)
+        _explaining += 1
+    try:
+        yield
+    finally:
+        with _explaining_lock:
+            _explaining -= 1
 
 
 def parse_top_k(value: Any, default: int) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from models.cifar10 import CLASS_NAMES
 
@@ -43,10 +43,31 @@ class Labelled(Strict):
     probability: Probability
 
 
+class Explanation(Strict):
+    """Where a model looked: a map over the 32x32 view it saw (models/explain.py), computed only on request."""
+
+    method: str = Field(max_length=120, description="how the map was made (black-box occlusion: the same masks "
+                        "for every model)")
+    target: ClassName = Field(description="the class the map explains: the model's top-1")
+    grid: list[list[Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)]]] = Field(
+        min_length=1, max_length=32, description="rows x cols (each 1-32), row 0 at the top, aligned to the 32x32 "
+        "view; a cell is how much hiding it lowers the target's probability: larger = more support")
+    where: str = Field(max_length=200, description="the map in words: where the model looked")
+
+    @field_validator("grid")
+    @classmethod
+    def _rectangular(cls, grid: list[list[float]]) -> list[list[float]]:
+        if not all(1 <= len(row) <= 32 and len(row) == len(grid[0]) for row in grid):
+            raise ValueError("the grid's rows must all have the same length, 1 to 32")
+        return grid
+
+
 class ModelPrediction(Strict):
     top_k: list[Labelled] = Field(min_length=1, max_length=MAX_TOP_K, description="best first")
     probabilities: dict[ClassName, Probability] = Field(description="the full 10-way distribution, by class name")
     latency_ms: float = Field(ge=0, description="this model's time per image in this request")
+    explanation: Explanation | None = Field(default=None, description="with explain=true: where the model looked "
+                                            "for its top-1 class")
 
 
 class ItemError(Strict):
@@ -80,6 +101,8 @@ class Result(Strict):
     out_of_scope_score: float | None = Field(default=None, ge=0, le=1, description="the out-of-scope gate's score, "
                                              "larger = less like CIFAR-10's photos; 0.5 and above is out of scope "
                                              "(not a probability)")
+    looks: str | None = Field(default=None, max_length=400, description="with explain=true, when the models' maps "
+                              "point at different regions: that, in words")
     true_label: ClassName | None = Field(default=None, description="the image's true class, when the person gave "
                                          "it on the page (or an example's label); exports only")
 
@@ -88,6 +111,7 @@ class Timing(Strict):
     batch_ms: float = Field(ge=0)
     ms_per_image: float = Field(ge=0)
     images: int = Field(ge=0)
+    explain_ms: float | None = Field(default=None, ge=0, description="with explain=true: the maps' time, all images")
 
 
 class PredictResponse(Strict):

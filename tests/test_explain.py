@@ -1,0 +1,146 @@
+"""Explanation maps (models/explain.py): faithful to a model whose answer depends on a known region, the same
+masks for every model, in words, and through the seam and the API's contract."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from devkit.images import encode, photo
+from models import classify
+from models.explain import GRID, comparison_sentence, explain_views, occlusion_masks, overlap, where
+
+
+def corner_model(corner: tuple[slice, slice]):
+    """A model that looks only at one 8x8 corner: class 0's probability grows with that corner's local contrast
+    (what a blurred copy takes away); the rest of the image cannot change its answer."""
+    def probabilities(views: np.ndarray) -> np.ndarray:
+        region = views[:, corner[0], corner[1]].astype(float)
+        contrast = np.abs(np.diff(region, axis=1)).mean(axis=(1, 2, 3)) / 64.0
+        p0 = 1.0 / (1.0 + np.exp(-(8.0 * contrast - 2.0)))
+        probs = np.full((len(views), 10), 0.0)
+        probs[:, 0] = p0
+        probs[:, 1:] = ((1 - p0) / 9)[:, None]
+        return probs
+    return probabilities
+
+
+def textured_view(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)  # contrast everywhere: every window matters alike
+
+
+@pytest.mark.parametrize("corner, cells, words", [
+    ((slice(0, 8), slice(0, 8)), (slice(0, 2), slice(0, 2)), "the upper left"),
+    ((slice(24, 32), slice(24, 32)), (slice(6, 8), slice(6, 8)), "the lower right"),
+])
+def test_a_model_that_looks_only_at_one_corner_gets_its_map_there(corner, cells, words):
+    (explanation,) = explain_views(textured_view()[None], [0], corner_model(corner), [str(i) for i in range(10)])
+    grid = np.array(explanation.grid)
+    assert grid.shape == (GRID, GRID) and explanation.target == "0"
+    inside = np.zeros((GRID, GRID), bool)
+    inside[cells] = True
+    assert grid[inside].min() > 2 * grid[~inside].max() and grid.max() == 1.0  # the corner's cells lead
+    near = np.zeros((GRID, GRID), bool)  # the 8x8 windows reach one cell past the corner; no further
+    near[max(cells[0].start - 1, 0):cells[0].stop + 1, max(cells[1].start - 1, 0):cells[1].stop + 1] = True
+    assert np.abs(grid[~near]).max() < 1e-6
+    assert explanation.where == words
+
+
+def test_every_model_is_shown_the_same_masks_and_the_map_is_aligned_to_the_view():
+    seen: list[np.ndarray] = []
+
+    def recording(views):
+        seen.append(views.copy())
+        return corner_model((slice(0, 8), slice(0, 8)))(views)
+
+    explain_views(textured_view(1)[None], [0], recording, [str(i) for i in range(10)])
+    first = np.concatenate(seen)
+    seen.clear()
+    explain_views(textured_view(1)[None], [3], recording, [str(i) for i in range(10)])
+    assert np.array_equal(first, np.concatenate(seen))  # another model (here: target) sees the very same views
+    assert len(first) == 1 + len(occlusion_masks()) and all(len(chunk) <= 32 for chunk in seen)
+
+
+def test_the_map_in_words_and_the_sentence_when_two_models_look_elsewhere():
+    left, right = np.zeros((8, 8)), np.zeros((8, 8))
+    left[3:5, 0:2], right[0:2, 6:8] = 1.0, 1.0
+    assert where(left) == "the left" and where(right) == "the upper right"
+    assert where(np.zeros((8, 8))).startswith("nowhere in particular")
+    assert overlap(left, left) == 1.0 and overlap(left, right) == 0.0
+    from models.explain import Explanation
+
+    maps = {"a": Explanation("m", "cat", left.tolist(), where(left)),
+            "b": Explanation("m", "cat", right.tolist(), where(right))}
+    assert comparison_sentence(maps, {"a": "CNN", "b": "MNv2"}) == (
+        "The two models look at different parts of the image: CNN at the left, MNv2 at the upper right.")
+    assert comparison_sentence({"a": maps["a"], "b": maps["a"]}, {}) is None
+
+
+def test_maps_are_computed_only_when_asked_and_explain_each_models_own_answer(fake_models):
+    images = [photo(64, 48, seed=1), photo(64, 48, seed=2)]
+    plain = classify(images, ["custom_cnn", "mobilenetv2"])
+    assert all(a.explanation is None for answer in plain.images for a in answer.predictions.values())
+    assert "explain_ms" not in plain.timing["custom_cnn"].to_dict()
+    explained = classify(images, ["custom_cnn", "mobilenetv2"], explain=True)
+    for answer in explained.images:
+        for name, a in answer.predictions.items():
+            assert a.explanation.target == a.label and np.shape(a.explanation.grid) == (GRID, GRID)
+            assert a.to_dict()["explanation"]["method"].startswith("occlusion")
+    assert explained.timing["custom_cnn"].explain_ms > 0
+
+
+def test_the_api_contract_limits_and_errors(app, client):
+    from tests.test_app import schema_validator
+
+    png = encode(photo(40, 40, seed=3), "PNG")
+    response = client.post("/api/v1/predict", data={"files": [(io.BytesIO(png), "a.png")], "explain": "true"},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200
+    schema_validator(app, "PredictResponse").validate(response.json)
+    prediction = response.json["results"][0]["predictions"]["custom_cnn"]
+    explanation = prediction["explanation"]
+    assert explanation["target"] == prediction["top_k"][0]["label"] and len(explanation["grid"]) == GRID
+    assert all(-1 <= x <= 1 for row in explanation["grid"] for x in row) and explanation["where"]
+    assert "explain_ms" in response.json["timing"]["custom_cnn"]
+    as_json = client.post("/api/v1/predict", json={"urls": [], "explain": False})
+    assert as_json.status_code in (200, 400)  # no image: the usual answer, and no explanation anywhere
+    plain = client.post("/api/v1/predict", data={"files": [(io.BytesIO(png), "a.png")]},
+                        content_type="multipart/form-data")
+    assert "explanation" not in plain.json["results"][0]["predictions"]["custom_cnn"]
+    many = client.post("/api/v1/predict", data={"files": [(io.BytesIO(png), f"{i}.png") for i in range(17)],
+                                                 "explain": "on"}, content_type="multipart/form-data")
+    assert many.status_code == 400 and many.json["error"]["code"] == "too_many_to_explain"
+    bad = client.post("/api/v1/predict", json={"urls": ["http://127.0.0.1:9/x.png"], "explain": "maybe"})
+    assert bad.status_code == 400 and bad.json["error"]["code"] == "invalid_explain"
+    app.config["EXPLAIN_MAX_REQUESTS"] = 0  # every slot taken
+    busy = client.post("/api/v1/predict", data={"files": [(io.BytesIO(png), "a.png")], "explain": "true"},
+                       content_type="multipart/form-data")
+    assert busy.status_code == 429 and busy.json["error"]["code"] == "busy"
+    document = client.get("/api/v1/openapi.json").json
+    schemas = document["components"]["schemas"]
+    assert "Explanation" in schemas and "explanation" in schemas["ModelPrediction"]["properties"]
+
+
+def test_a_crafted_grid_is_refused_by_the_schema():
+    from pydantic import ValidationError
+
+    from webapp.schema import Explanation
+
+    good = {"method": "occlusion", "target": "cat", "grid": [[0.1] * 8] * 8, "where": "the centre"}
+    Explanation.model_validate(good)
+    for grid in ([], [[0.1] * 33], [[0.1] * 8, [0.1] * 7], [[2.0]], [[float("nan")]], [[0.1]] * 33):
+        with pytest.raises(ValidationError):
+            Explanation.model_validate({**good, "grid": grid})
+
+
+@pytest.mark.slow
+def test_the_committed_models_explained_through_the_seam_agree_with_their_answers():
+    image = Image.open("static/examples/cifar-0001-ship.png")
+    answer = classify([image], ["custom_cnn", "mobilenetv2"], explain=True).images[0]
+    for a in answer.predictions.values():
+        assert a.explanation.target == a.label and np.isfinite(np.array(a.explanation.grid)).all()
+        assert np.abs(np.array(a.explanation.grid)).max() == pytest.approx(1.0)  # scaled: the top cell is 1
