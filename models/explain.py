@@ -3,10 +3,11 @@
 Black-box occlusion over the 32x32 view both models see: windows of the view are replaced by a blurred copy of
 it, and a cell's importance is how much the target class's log-odds fall, on average, when the cell is hidden
 (log-odds, not probability: a 99% answer barely moves in probability, but its log-odds do), scaled so that the
-most important cell is 1 (larger = more support for the target; negative = hiding it helps the target). The same windows are used
-for every model, so the PyTorch CNN's and the LiteRT MobileNetV2's maps are directly comparable, and nothing here
-depends on a framework. The perturbed views go through each model's own scheduler (`Predictor.predict_proba`)
-in jobs of CHUNK images, so a request waiting behind an explanation waits one pass, not the whole explanation.
+most important cell is 1 (larger = more support for the target; negative = hiding it helps the target). The same
+windows are used for every model, so the PyTorch CNN's and the LiteRT MobileNetV2's maps are directly comparable,
+and nothing here depends on a framework. The perturbed views go through each model's own scheduler
+(`Predictor.predict_proba`) in jobs of CHUNK images, so a request waiting behind an explanation waits one pass,
+not the whole explanation.
 
 The windows (WINDOWS: sizes and strides) and the blur were chosen on the validation split by the deletion test
 of `bench/bench_explanations.py` (docs/how-it-works.md, "Why each model decided"); the test split measures them.

@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape
 from PIL import Image as PILImage
 
 CSV_COLUMNS = ("image", "source", "width", "height", "true_label", "model", "rank", "label", "probability", "correct",
-               "models_agree",
+               "looked_at", "models_agree",
                "uncertain", "uncertain_reason", "out_of_scope", "out_of_scope_score", "error")
 
 
@@ -60,16 +60,42 @@ def to_csv(comparison: dict[str, Any]) -> bytes:
                    r.get("uncertain_reason") or "", blank_if_none(r.get("out_of_scope")),
                    "" if r.get("out_of_scope_score") is None else f"{r['out_of_scope_score']:.4f}"]
         if r.get("error"):
-            writer.writerow([*common, "", "", "", "", "", "", "", "", "", "", r["error"]["message"]])
+            writer.writerow([*common, "", "", "", "", "", "", "", "", "", "", "", r["error"]["message"]])
             continue
         for model, answer in r["predictions"].items():
             for rank, t in enumerate(answer["top_k"], 1):
                 correct = t["label"] == r["true_label"] if r.get("true_label") and rank == 1 else ""
-                writer.writerow([*common, model, rank, t["label"], f"{t['probability']:.4f}", correct, *verdict, ""])
+                looked = (answer.get("explanation") or {}).get("where", "") if rank == 1 else ""
+                writer.writerow([*common, model, rank, t["label"], f"{t['probability']:.4f}", correct, looked,
+                                 *verdict, ""])
         for model, error in r.get("model_errors", {}).items():
-            writer.writerow([*common, model, "", "", "", "", *verdict, error["message"]])
+            writer.writerow([*common, model, "", "", "", "", "", *verdict, error["message"]])
     # A byte-order mark so that spreadsheet programs read the UTF-8 file names correctly.
     return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+MAP_STOPS = ((255, 255, 255, 0.0), (252, 187, 44, 0.6), (226, 49, 30, 0.75), (120, 0, 60, 0.85))  # as the page's
+
+
+def explanation_image(view: PILImage.Image, grid: list[list[float]], scale: int = 4) -> PILImage.Image:
+    """A model's map over the view it saw, as the results page draws it: the view enlarged without smoothing,
+    each cell tinted from transparent (no support) to dark red (most support)."""
+    import numpy as np
+
+    base = np.asarray(view.convert("RGB").resize((view.width * scale, view.height * scale),
+                                                 PILImage.Resampling.NEAREST), dtype=float)
+    rows, cols = len(grid), len(grid[0])
+    cell_h, cell_w = base.shape[0] / rows, base.shape[1] / cols
+    stops = np.array(MAP_STOPS)
+    for r, row in enumerate(grid):
+        for c, value in enumerate(row):
+            x = min(max(float(value), 0.0), 1.0) * (len(stops) - 1)
+            i = min(int(x), len(stops) - 2)
+            colour = stops[i] + (stops[i + 1] - stops[i]) * (x - i)
+            top, left = round(r * cell_h), round(c * cell_w)
+            patch = base[top:round((r + 1) * cell_h), left:round((c + 1) * cell_w)]
+            patch[:] = patch * (1 - colour[3]) + colour[:3] * colour[3]
+    return PILImage.fromarray(base.clip(0, 255).astype("uint8"))
 
 
 def _pixel_image(image: PILImage.Image, width: float, height: float, smooth: bool):
@@ -149,6 +175,8 @@ def to_pdf(comparison: dict[str, Any]) -> bytes:
             verdict = "<b>models agree</b>" if r["agree"] else "<b>models disagree</b>"
         else:
             verdict = ""
+        if r.get("looks"):
+            verdict += f"<br/>{escape(r['looks'])}"
         cells = [[*thumb, Paragraph(caption, small)], [*view, Paragraph(verdict, small)]]
         if r.get("error"):  # the message across the whole row
             spans.append(("SPAN", (1, len(rows)), (-1, len(rows))))
@@ -164,6 +192,13 @@ def to_pdf(comparison: dict[str, Any]) -> bytes:
                     right = answer["top_k"][0]["label"] == r["true_label"]
                     lines += ("<br/><font color='#1e7b34'>right</font>" if right else
                               "<br/><font color='#a61b1b'>wrong</font>")
+                explanation = answer.get("explanation")
+                if explanation and r.get("model_view") is not None:
+                    cells.append([Paragraph(lines, body),
+                                  _pixel_image(explanation_image(r["model_view"], explanation["grid"]),
+                                               20 * mm, 20 * mm, smooth=True),
+                                  Paragraph(f"looked at {escape(explanation['where'])}", small)])
+                    continue
                 cells.append(Paragraph(lines, body))
             else:
                 message = r.get("model_errors", {}).get(name, {}).get("message", "")

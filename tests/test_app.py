@@ -615,3 +615,49 @@ def test_the_comparison_pdf_never_leaves_a_page_holding_one_row(client, tmp_path
     pages = pdf_text(tmp_path / "c.pdf").split("\f")[:-1]
     rows = [page.count(" px") for page in pages]
     assert sum(rows) == 9 and all(count >= 2 for count in rows[:-1]), rows
+
+
+def test_explanations_on_the_page_and_in_every_export(client, tmp_path):
+    """Asked on the form, each card carries both maps (drawn by the page's script from the grid) with their text;
+    without, "Explain these results" computes them from the views the signed comparison carries; the JSON, CSV
+    and PDF exports then include them."""
+    import csv
+    import html
+    import io
+    import json
+
+    asked = client.post("/", data={"csrf_token": csrf_token(client), "explain": "true",
+                                   "files": upload((JPEG, "a.jpg"), (b"not an image", "b.txt"))},
+                        content_type="multipart/form-data").get_data(as_text=True)
+    assert asked.count('class="explanation"') == 2 and 'id="why-all"' in asked and "looked at" in asked
+    assert 'aria-controls="why-0"' in asked and "explain-results" not in asked
+    plain = client.post("/", data={"csrf_token": csrf_token(client), "files": upload((JPEG, "a.jpg"))},
+                        content_type="multipart/form-data").get_data(as_text=True)
+    assert 'class="explanation"' not in plain and 'id="explain-results"' in plain
+    comparison = html.unescape(re.search(r'name="comparison" value="([^"]*)"', plain).group(1))
+    later = client.post("/explain", data={"csrf_token": csrf_token(client), "comparison": comparison})
+    page = later.get_data(as_text=True)
+    assert later.status_code == 200 and page.count('class="explanation"') == 2
+    grids = [json.loads(html.unescape(g)) for g in re.findall(r'data-grid="([^"]*)"', page)]
+    assert all(len(g) == 8 and len(g[0]) == 8 for g in grids)
+    signed = html.unescape(re.search(r'name="comparison" value="([^"]*)"', page).group(1))
+    token = csrf_token(client)
+    body = json.loads(client.post("/export/json", data={"csrf_token": token, "comparison": signed}).data)
+    explanation = body["results"][0]["predictions"]["custom_cnn"]["explanation"]
+    assert explanation["target"] == body["results"][0]["predictions"]["custom_cnn"]["top_k"][0]["label"]
+    rows = list(csv.DictReader(io.StringIO(client.post("/export/csv", data={
+        "csrf_token": token, "comparison": signed}).data.decode("utf-8-sig"))))
+    assert all(r["looked_at"].startswith(("the ", "nowhere")) for r in rows if r["rank"] == "1")
+    (tmp_path / "c.pdf").write_bytes(client.post("/export/pdf", data={"csrf_token": token, "comparison": signed}).data)
+    assert " ".join(pdf_text(tmp_path / "c.pdf").split()).count("looked at") == 2
+    assert overlapping_words(tmp_path / "c.pdf") == []
+    forged = client.post("/explain", data={"csrf_token": token, "comparison": comparison[:-4] + "AAAA"})
+    assert forged.status_code == 400
+
+
+def test_explaining_more_images_than_the_limit_is_a_clear_error(app, client):
+    app.config["EXPLAIN_MAX_IMAGES"] = 1
+    response = client.post("/", data={"csrf_token": csrf_token(client), "explain": "true",
+                                      "files": upload((JPEG, "a.jpg"), (JPEG, "b.jpg"))},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400 and "at most 1 image per request" in response.get_data(as_text=True)

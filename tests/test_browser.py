@@ -331,6 +331,42 @@ def test_a_camera_photo_and_a_pasted_image_join_the_list_and_take_a_true_class(p
     assert page.console_errors == []
 
 
+def test_why_shows_both_models_maps_drawn_over_the_view_with_words_and_keyboard(browser, base_url):
+    """Explanation maps asked on the form: "Why?" opens a card's maps (drawn on canvases, named in words), "Why?
+    (all)" every card's; keyboard-operable, announced state (aria-expanded), axe clean with the maps open."""
+    context = browser.new_context(bypass_csp=True, **PHONE)
+    page = context.new_page()
+    errors = []
+    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+    page.goto(base_url + "/")
+    examples = REPO / "static" / "examples"
+    page.set_input_files("#files", [str(examples / "cifar-0000-cat.png"), str(examples / "outside-astronaut.jpg")])
+    page.check("#explain")
+    page.click("#submit")
+    page.wait_for_selector("#results")
+    first = page.locator(".why-toggle").first
+    assert first.get_attribute("aria-expanded") == "false" and not page.locator("#why-0").is_visible()
+    first.focus()
+    page.keyboard.press("Enter")
+    assert first.get_attribute("aria-expanded") == "true" and page.locator("#why-0").is_visible()
+    page.wait_for_function("""() => [...document.querySelectorAll('#why-0 canvas')].every(c => c.dataset.drawn)""")
+    page.wait_for_timeout(200)
+    tinted = page.evaluate("""() => [...document.querySelectorAll('#why-0 canvas')].map(c => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let sum = 0; for (let i = 0; i < d.length; i += 4) sum += d[i] + d[i + 1] + d[i + 2];
+        return sum > 0; })""")
+    assert tinted == [True, True]
+    labels = page.locator("#why-0 canvas").evaluate_all("cs => cs.map(c => c.getAttribute('aria-label'))")
+    assert all("looked at the" in label or "nowhere" in label for label in labels)
+    page.click("#why-all")
+    assert page.locator(".why:visible").count() == page.locator(".why-toggle").count() == 2
+    page.screenshot(path=str(SCREENSHOTS / "14-why-phone.png"), full_page=True)
+    assert axe_violations(page) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["viewport"]["width"]
+    context.close()
+    assert errors == []
+
+
 def test_evaluate_a_zip_of_labelled_images_and_download_the_pdf(page, base_url, tmp_path):
 
     page.goto(base_url + "/evaluate")

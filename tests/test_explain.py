@@ -87,7 +87,7 @@ def test_maps_are_computed_only_when_asked_and_explain_each_models_own_answer(fa
     assert "explain_ms" not in plain.timing["custom_cnn"].to_dict()
     explained = classify(images, ["custom_cnn", "mobilenetv2"], explain=True)
     for answer in explained.images:
-        for name, a in answer.predictions.items():
+        for a in answer.predictions.values():
             assert a.explanation.target == a.label and np.shape(a.explanation.grid) == (GRID, GRID)
             assert a.to_dict()["explanation"]["method"].startswith("occlusion")
     assert explained.timing["custom_cnn"].explain_ms > 0

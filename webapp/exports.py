@@ -65,6 +65,11 @@ def _image(text: str, max_side: int, exact: int | None = None) -> Image.Image:
 
 def read_comparison(field: str | None, known_models: dict[str, dict[str, Any]], max_images: int) -> dict[str, Any]:
     """The posted comparison, if this site signed it within a form's lifetime; then `checked`."""
+    return checked(read_signed(field), known_models, max_images)
+
+
+def read_signed(field: str | None) -> Any:
+    """The comparison as signed (data URIs and all), if this site signed it within a form's lifetime."""
     if not field:
         raise RequestError("nothing to export: classify some images first", "no_comparison")
     if len(field) > MAX_FIELD_CHARS:
@@ -77,7 +82,7 @@ def read_comparison(field: str | None, known_models: dict[str, dict[str, Any]], 
     except BadSignature:
         raise RequestError("this comparison was not made by this site, or was changed: classify the images again "
                            "to export them", "invalid_comparison") from None
-    return checked(body, known_models, max_images)
+    return body
 
 
 def checked(body: Any, known_models: dict[str, dict[str, Any]], max_images: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from PIL import Image
 from werkzeug.datastructures import FileStorage
 
@@ -102,6 +103,22 @@ def thumbnail_data_uri(image: Image.Image) -> str:
         thumb = thumb.resize((thumb.width * factor, thumb.height * factor), Image.Resampling.NEAREST)
     thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
     return data_uri(thumb, "JPEG", quality=85)
+
+
+def explain_results(results: list[dict[str, Any]], views: dict[int, np.ndarray], model_names: list[str],
+                    top_k: int) -> dict[str, dict[str, float]]:
+    """Add each model's explanation map to results already made, from the 32x32 views they carry (the results
+    page's "Explain these results": the images themselves were never kept); the per-model timing."""
+    order = sorted(views)
+    answers = models.classify([views[i] for i in order], model_names, top_k, explain=True)
+    for index, answer in zip(order, answers.images, strict=True):
+        result = results[index]
+        for name, a in answer.predictions.items():
+            if name in (result.get("predictions") or {}) and a.explanation is not None:
+                result["predictions"][name]["explanation"] = a.explanation.to_dict()
+        if answer.looks:
+            result["looks"] = answer.looks
+    return {name: t.to_dict() for name, t in answers.timing.items()}
 
 
 def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumbnails: bool = False,

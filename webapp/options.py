@@ -55,7 +55,8 @@ def explain_slot(config: dict[str, Any], images: int, wanted: bool) -> Iterator[
         return
     limit = config["EXPLAIN_MAX_IMAGES"]
     if images > limit:
-        raise RequestError(f"explain=true takes at most {limit} images per request ({images} were sent): each costs "
+        raise RequestError(f"explain=true takes at most {limit} image{'s' if limit != 1 else ''} per request "
+                           f"({images} were sent): each costs "
                            "about 113 passes of every model; send the rest in another request", "too_many_to_explain")
     with _explaining_lock:
         if _explaining >= config["EXPLAIN_MAX_REQUESTS"]:

@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flask import Blueprint, Response, abort, current_app, render_template, request, send_from_directory
 
 from webapp.examples import example_files, example_labels, gallery
-from webapp.exports import api_shape, read_comparison, sign_comparison
+from webapp.exports import api_shape, checked, read_comparison, read_signed, sign_comparison
 from webapp.health import model_status
-from webapp.inference import RequestError, classify, gather_inputs
-from webapp.options import fetch_policy, parse_top_k, parse_true_labels
+from webapp.inference import RequestError, classify, explain_results, gather_inputs
+from webapp.options import explain_slot, fetch_policy, parse_explain, parse_top_k, parse_true_labels
 
 bp = Blueprint("pages", __name__)
 
@@ -31,7 +32,8 @@ def load_report() -> dict | None:
 
 
 def page(**context: Any) -> str:
-    return render_template("index.html", limits=limits(), models=model_status(), examples=gallery(), **context)
+    return render_template("index.html", limits=limits(), models=model_status(), examples=gallery(),
+                           explain_limit=current_app.config["EXPLAIN_MAX_IMAGES"], **context)
 
 
 def served_models() -> dict[str, dict[str, Any]]:
@@ -68,24 +70,48 @@ def predict():
             urls = urls[:limit - len(examples) - len(files)]
         truths = example_truths[:len(examples)] + file_truths[:len(files)]
         top_k = parse_top_k(request.form.get("top_k"), current_app.config["DEFAULT_TOP_K"])
-        inputs = gather_inputs(files, urls, limit, current_app.config["MAX_FILE_BYTES"],
-                               fetch_policy(current_app.config), examples)
+        explain = parse_explain(request.form.get("explain"))
+        with explain_slot(current_app.config, len(examples) + len(files) + len(urls), explain):
+            inputs = gather_inputs(files, urls, limit, current_app.config["MAX_FILE_BYTES"],
+                                   fetch_policy(current_app.config), examples)
+            models = served_models()
+            results, timing = classify(inputs, list(models), top_k, thumbnails=True,
+                                       max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
+                                       max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain)
     except RequestError as exc:
         return page(form_error=str(exc), urls="\n".join(urls)), exc.status
-    models = served_models()
-    results, timing = classify(inputs, list(models), top_k, thumbnails=True,
-                               max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
-                               max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"])
     for result, truth in zip(results, truths, strict=False):  # examples, then files; URLs have none
         if truth is not None:
             result["true_label"] = truth
-    waited_ms = 1000 * (time.perf_counter() - started)  # receiving aside: decoding, fetching, both models
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    comparison = sign_comparison({"created": created, "models": list(models), "top_k": top_k, "results": results})
+    return results_page(results, timing, started, notice, created, top_k, models)
+
+
+def results_page(results: list[dict[str, Any]], timing: dict[str, Any], started: float, notice: str | None,
+                 created: str, top_k: int, models: dict[str, dict[str, Any]]) -> str:
     from reports.comparison import summary_sentence
 
+    waited_ms = 1000 * (time.perf_counter() - started)  # receiving aside: decoding, fetching, the models
+    comparison = sign_comparison({"created": created, "models": list(models), "top_k": top_k, "results": results})
     return page(results=results, timing=timing, waited_ms=waited_ms, notice=notice, comparison=comparison,
-                served=models, summary=summary_sentence({"results": results, "models": models}))
+                served=models, summary=summary_sentence({"results": results, "models": models}),
+                explained=any("explanation" in p for r in results for p in (r.get("predictions") or {}).values()))
+
+
+@bp.post("/explain")
+def explain():
+    """The same results with each model's explanation map, computed from the 32x32 views the signed comparison
+    carries: the images themselves were never kept, and the views are exactly what the models saw."""
+    started = time.perf_counter()
+    models = served_models()
+    body = read_signed(request.form.get("comparison"))
+    decoded = checked(body, models, current_app.config["MAX_IMAGES"])  # the schema, the served models, the images
+    views = {r["index"]: np.asarray(r["model_view"].convert("RGB")) for r in decoded["results"]
+             if r.get("model_view") is not None and r.get("predictions")}
+    results = body["results"]
+    with explain_slot(current_app.config, len(views), True):
+        timing = explain_results(results, views, [m for m in body["models"] if m in models], body["top_k"])
+    return results_page(results, timing, started, None, body["created"], body["top_k"], models)
 
 
 EXPORTS = {"csv": ("text/csv", "csv"), "json": ("application/json", "json"),
