@@ -283,7 +283,7 @@ def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool
     return report
 
 
-def build_on_images(path: Path, out: Path, names: list[str]) -> dict[str, Any]:
+def build_on_images(path: Path, out: Path, names: list[str], explain: int = 0) -> dict[str, Any]:
     """The report on a person's labelled images (a folder or a ZIP): OUT/metrics.json, index.html, report.pdf."""
     from tqdm import tqdm
 
@@ -299,7 +299,7 @@ def build_on_images(path: Path, out: Path, names: list[str]) -> dict[str, Any]:
         bar = bars.setdefault(stage, tqdm(total=total, desc=stage, unit="img"))
         bar.update(done - bar.n)
 
-    report = evaluate(dataset, names, source=path.name, progress=progress)
+    report = evaluate(dataset, names, source=path.name, progress=progress, explain=explain)
     for bar in bars.values():
         bar.close()
     out.mkdir(parents=True, exist_ok=True)
@@ -320,6 +320,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="measure on this machine (default), reuse the previous report's figures for unchanged "
                              "weights, or leave latency out (faster, for tests)")
     parser.add_argument("--out", type=Path, default=REPORTS_DIR, help="default: reports/ (the committed report)")
+    parser.add_argument("--explain", type=int, default=0, metavar="N",
+                        help="with --images: both models' explanation maps for up to N of the disagreements and "
+                             "mistakes shown (about a second each)")
     parser.add_argument("--no-robustness", action="store_true",
                         help="leave out the corruption suite (it takes ~17 min the first time; then it is cached)")
     args = parser.parse_args(argv)
@@ -329,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.out.resolve() == REPORTS_DIR.resolve():
             parser.error("--images needs --out OUTDIR (reports/ holds the test-split report)")
         try:
-            report = build_on_images(args.images, args.out, args.models)
+            report = build_on_images(args.images, args.out, args.models, args.explain)
         except DatasetError as exc:
             raise SystemExit(f"error: {exc}") from None
         if report.get("verdict"):

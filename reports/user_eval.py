@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -78,8 +79,10 @@ def decode_views(dataset: LabelledSet, progress: Callable[[int, int], None] | No
 
 
 def evaluate(dataset: LabelledSet, model_names: Sequence[str], source: str = "your images",
-             progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """The report dictionary (JSON-ready; the gallery views are data: URIs under "views")."""
+             progress: Callable[[str, int, int], None] | None = None, explain: int = 0) -> dict[str, Any]:
+    """The report dictionary (JSON-ready; the gallery views are data: URIs under "views"). With `explain`, both
+    models' explanation maps for up to that many of the gallery's images (the disagreements first, then each
+    model's most confident mistakes), under "explanations"; their pictures under "map_views"."""
     started = time.perf_counter()
     views, labels, names = decode_views(dataset, (lambda d, n: progress("decoding", d, n)) if progress else None)
     if not len(labels):
@@ -134,6 +137,8 @@ def evaluate(dataset: LabelledSet, model_names: Sequence[str], source: str = "yo
         report["comparison"]["gallery"] = gallery_rows(
             disagreements(probs[a], probs[b]), names, labels, probs, report["views"], views)
         report["verdict"] = wording.verdict(report["comparison"], sections, images=f"your {len(labels)} images")
+    if explain:
+        add_explanations(report, views, list(model_names), explain)
     report["seconds"] = time.perf_counter() - started
     return report
 
@@ -192,6 +197,32 @@ def gallery_rows(indices: list[int], names: list[str], labels: np.ndarray, probs
     return rows
 
 
+def gallery_indices(report: dict[str, Any]) -> list[int]:
+    """The images the report shows as pictures: the disagreements first, then each model's confident mistakes."""
+    rows = list(report.get("comparison", {}).get("gallery", []))
+    mistakes = [section.get("confident_mistakes", []) for section in report["models"].values()]
+    for group in itertools.zip_longest(*mistakes):
+        rows += [g for g in group if g is not None]
+    return list(dict.fromkeys(g["index"] for g in rows))
+
+
+def add_explanations(report: dict[str, Any], views: np.ndarray, model_names: list[str], limit: int) -> None:
+    """Both models' maps (models/explain.py) for the first `limit` gallery images; their pictures as data URIs."""
+    from reports.comparison import explanation_image
+
+    chosen = gallery_indices(report)[:limit]
+    if not chosen:
+        return
+    answers = models.classify([views[i] for i in chosen], model_names, top_k=1, explain=True).images
+    report["explanations"], report["map_views"] = {}, {}
+    for index, answer in zip(chosen, answers, strict=True):
+        maps = {name: a.explanation.to_dict() for name, a in answer.predictions.items() if a.explanation}
+        report["explanations"][str(index)] = {"maps": maps, "looks": answer.looks}
+        for name, e in maps.items():
+            report["map_views"][f"{index}:{name}"] = view_uri(np.asarray(
+                explanation_image(Image.fromarray(views[index]), e["grid"])))
+
+
 def image_rows(names: list[str], labels: np.ndarray, probs: dict[str, np.ndarray], uncertain: list[bool | None],
                outside: list[bool | None]) -> list[dict[str, Any]]:
     """One row per evaluated image, in the report's (name) order: what the every-image table, its CSV and a
@@ -232,9 +263,10 @@ def for_signing(report: dict[str, Any]) -> dict[str, Any]:
     shown = {str(g["index"]) for g in report.get("comparison", {}).get("gallery", [])}
     for section in report["models"].values():
         shown |= {str(g["index"]) for g in section.get("confident_mistakes", [])}
-    return {**report, "views": {i: uri for i, uri in report.get("views", {}).items() if i in shown}}
+    return {**report, "views": {i: uri for i, uri in report.get("views", {}).items() if i in shown},
+            "map_views": {}}  # the PDF draws the maps again from their grids
 
 
 def without_views(report: dict[str, Any]) -> dict[str, Any]:
     """The metrics alone (metrics.json, the API's JSON): no image data."""
-    return {k: v for k, v in report.items() if k != "views"}
+    return {k: v for k, v in report.items() if k not in ("views", "map_views")}

@@ -30,11 +30,34 @@ def _view(uri: str, size: float) -> Image:
     return Image(buffer, width=size, height=size)
 
 
+def _maps(report: dict[str, Any], index: int) -> list:
+    """Both models' explanation maps for a gallery image, drawn from their grids, and where each looked."""
+    from PIL import Image as PILImage
+
+    from reports.comparison import explanation_image
+
+    found = (report.get("explanations") or {}).get(str(index))
+    if not found:
+        return []
+    view = PILImage.open(io.BytesIO(base64.b64decode(report["views"][str(index)].split(",", 1)[1])))
+    pictures = []
+    for e in found["maps"].values():
+        buffer = io.BytesIO()
+        explanation_image(view, e["grid"]).save(buffer, "PNG")
+        buffer.seek(0)
+        pictures.append(Image(buffer, width=12 * mm, height=12 * mm))
+    words = "; ".join(f"{escape(report['models'][m]['info']['short_name'])}: {escape(e['where'])}"
+                      for m, e in found["maps"].items())
+    return [Table([pictures], colWidths=[13 * mm] * len(pictures), hAlign="LEFT",
+                  style=[("LEFTPADDING", (0, 0), (-1, -1), 0)]), Paragraph(f"looked at: {words}", SMALL)]
+
+
 def _gallery(report: dict[str, Any], rows: list[dict[str, Any]], lines) -> Table:
     cells = []
     for g in rows:
         text = "<br/>".join([escape(g["name"][:26]), f"true: {g['true']}", *lines(g)])
-        cells.append([_view(report["views"][str(g["index"])], 18 * mm), Paragraph(text, SMALL)])
+        cells.append([_view(report["views"][str(g["index"])], 18 * mm), Paragraph(text, SMALL),
+                      *_maps(report, g["index"])])
     per_row = 6
     grid = [cells[i:i + per_row] + [""] * (per_row - len(cells[i:i + per_row])) for i in range(0, len(cells), per_row)]
     t = Table(grid, colWidths=[TEXT_WIDTH / per_row] * per_row, hAlign="LEFT")

@@ -368,3 +368,28 @@ def test_no_table_of_an_evaluate_pdf_is_split_across_pages(client, tmp_path):
     cells = {"cat", "dog", "ship", "truck", "class", "model", "true \\ predicted", "both right / both wrong"}
     starts = first_lines(tmp_path / "r.pdf")
     assert [line for line in starts[1:] if line.split(" ")[0] in cells or line in cells] == []
+
+
+def test_evaluate_can_show_both_models_maps_for_the_disagreements_and_mistakes(app, client, tmp_path):
+    from tests.test_app import csrf_token
+
+    app.config["EXPLAIN_MAX_IMAGES"] = 3
+    page = client.post("/evaluate", data={"csrf_token": csrf_token(client), "explain": "true",
+                                          "archive": (io.BytesIO(evaluate_zip()), "m.zip")},
+                       content_type="multipart/form-data").get_data(as_text=True)
+    assert page.count("'s map for") >= 2 and "looked at" in page
+    plain = client.post("/evaluate", data={"csrf_token": csrf_token(client),
+                                           "archive": (io.BytesIO(evaluate_zip()), "m.zip")},
+                        content_type="multipart/form-data").get_data(as_text=True)
+    assert "'s map for" not in plain
+    body = client.post("/api/v1/evaluate", data={"archive": (io.BytesIO(evaluate_zip()), "m.zip"), "explain": "true"},
+                       content_type="multipart/form-data").json
+    explained = body["explanations"]
+    assert 1 <= len(explained) <= 3
+    for row, found in explained.items():
+        for name, e in found["maps"].items():
+            assert e["target"] == body["per_image"][int(row)]["predictions"][name]["label"] and len(e["grid"]) == 8
+    signed = re.search(r'name="report" value="([^"]+)"', page).group(1)
+    pdf = client.post("/evaluate/report.pdf", data={"csrf_token": csrf_token(client), "report": signed})
+    (tmp_path / "r.pdf").write_bytes(pdf.data)
+    assert "looked at:" in pdf_text(tmp_path / "r.pdf") and overlapping_words(tmp_path / "r.pdf") == []

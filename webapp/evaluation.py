@@ -17,6 +17,7 @@ from models.cifar10 import CLASS_NAMES
 from reports.user_data import DatasetError, LabelledSet, Limits, plural, read_named_files, read_zip
 from webapp.health import model_status
 from webapp.inference import RequestError, display_name
+from webapp.options import explain_slot, parse_explain
 from webapp.schema import EvaluateResponse, dump
 
 bp = Blueprint("evaluation", __name__)
@@ -59,11 +60,15 @@ def read_request() -> tuple[LabelledSet, str]:
 
 
 def run(dataset: LabelledSet, source: str) -> dict[str, Any]:
+    """Evaluate; with `explain` (form or query), the gallery's maps too, within the explanation budget."""
     from reports.user_eval import evaluate
 
     names = [m["name"] for m in model_status() if m["ready"]]
+    explain = parse_explain(request.values.get("explain"))
+    limit = current_app.config["EXPLAIN_MAX_IMAGES"]
     try:
-        return evaluate(dataset, names, source=source)
+        with explain_slot(current_app.config, 0, explain):
+            return evaluate(dataset, names, source=source, explain=limit if explain else 0)
     except DatasetError as exc:
         raise RequestError(str(exc), "invalid_dataset") from None
 
@@ -82,7 +87,8 @@ def pdf_response(report: dict[str, Any]) -> Response:
 def page(**context: Any) -> str:
     config = current_app.config
     return render_template("evaluate.html", class_names=CLASS_NAMES, max_images=config["EVALUATE_MAX_IMAGES"],
-                           max_archive_mb=config["EVALUATE_MAX_ARCHIVE_BYTES"] / 1e6, **context)
+                           max_archive_mb=config["EVALUATE_MAX_ARCHIVE_BYTES"] / 1e6,
+                           explain_limit=config["EXPLAIN_MAX_IMAGES"], **context)
 
 
 @bp.get("/evaluate")

@@ -74,7 +74,11 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
                     "type": "object", "properties": {
                         "archive": {"type": "string", "format": "binary"},
                         "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                        "labels": {"type": "array", "items": {"type": "string"}}}}}}},
+                        "labels": {"type": "array", "items": {"type": "string"}},
+                        "explain": {"type": "boolean", "default": False,
+                                    "description": f"both models' explanation maps for up to "
+                                                   f"{config['EXPLAIN_MAX_IMAGES']} of the disagreements and "
+                                                   f"mistakes (`explanations`)"}}}}}},
                 "responses": {
                     "200": {"description": "the metrics (JSON), the report (PDF) or the every-image table (CSV)",
                             "content": {

@@ -199,6 +199,9 @@ class EvaluateResponse(BaseModel):
     uncertain: dict[str, Any] | None = None
     per_image: list[EvaluatedImage] | None = Field(default=None, description="every evaluated image, in "
                                                    "file-name order: its label and each model's answer")
+    explanations: dict[str, Any] | None = Field(default=None, description="with explain=true: by image row "
+                                                "(per_image index), both models' explanation maps (`maps`, each an "
+                                                "Explanation) and `looks`, for the disagreements and mistakes shown")
     generated_at: str
     seconds: float | None = None
     bootstrap_resamples: int | None = None
