@@ -192,10 +192,25 @@ def build(names: list[str], data_dir: str | None = None, latency: str = "measure
 
         section = robustness_section(names, test)  # from the caches once computed
     runs = [collect(name, test, latency, out) for name in names]
-    return write_report(runs, test, out, pdf, section, uncertain_verdict(runs, test), out_of_scope_section(runs))
+    return write_report(runs, test, out, pdf, section, uncertain_verdict(runs, test), out_of_scope_section(runs),
+                        explanations_section(runs))
 
 
 OUT_OF_SCOPE_MEASUREMENT = Path(__file__).resolve().parent.parent / "docs" / "measurements" / "out-of-scope.json"
+EXPLANATIONS_MEASUREMENT = OUT_OF_SCOPE_MEASUREMENT.with_name("explanations.json")
+
+
+def explanations_section(runs: list[ModelRun]) -> dict[str, Any] | None:
+    """bench/bench_explanations.py's faithfulness, sanity check and cost, when measured with these weights; it
+    keeps the machine it was measured on."""
+    if not EXPLANATIONS_MEASUREMENT.is_file():
+        return None
+    measured = json.loads(EXPLANATIONS_MEASUREMENT.read_text())
+    if measured.get("weights_sha256") != {run.name: load_predictor(run.name).weights_sha256 for run in runs}:
+        print(f"note: {EXPLANATIONS_MEASUREMENT.name} was measured with other models; rerun "
+              "bench/bench_explanations.py to put it in the report")
+        return None
+    return measured
 
 
 def out_of_scope_section(runs: list[ModelRun]) -> dict[str, Any] | None:
@@ -245,7 +260,8 @@ def robustness_figures(section: dict[str, Any], sections: dict[str, Any], out: P
 def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool = True,
                  robustness: dict[str, Any] | None = None,
                  uncertain: dict[str, Any] | None = None,
-                 out_of_scope: dict[str, Any] | None = None) -> dict[str, Any]:
+                 out_of_scope: dict[str, Any] | None = None,
+                 explanations: dict[str, Any] | None = None) -> dict[str, Any]:
     """Statistics, figures, metrics.json, index.html and report.pdf for these runs on this test split."""
     sections = {run.name: model_section(run, test, out) for run in runs}
     probs = {run.name: run.probs for run in runs}
@@ -271,6 +287,10 @@ def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool
         report["uncertain_verdict"] = uncertain
     if out_of_scope is not None:
         report["out_of_scope"] = out_of_scope
+    if explanations is not None:
+        titles = {name: wording.short_name(sections[name]) for name in explanations["models"]}
+        curves = figures.explanation_curves(explanations, titles, out / "figures" / "explanation_curves.png")
+        report["explanations"] = {**explanations, "figure": str(curves.relative_to(out))}
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
     from reports.html import write_html

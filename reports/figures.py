@@ -136,6 +136,23 @@ def robustness_heatmaps(section: dict, titles: dict[str, str], path: Path) -> Pa
     return _save(fig, path)
 
 
+def explanation_curves(section: dict, titles: dict[str, str], path: Path) -> Path:
+    """Deletion and insertion curves (target probability against the share of pixels replaced), each model's maps
+    (solid) against random maps of 4x4 patches (dashed)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.6), sharey=True)
+    xs = [100 * f for f in section["fractions"]]
+    for ax, kind, what in ((axes[0], "deletion", "most important pixels blurred first"),
+                           (axes[1], "insertion", "most important pixels restored first")):
+        for colour, (name, m) in zip(COLOURS, section["models"].items(), strict=False):
+            ax.plot(xs, m[f"{kind}_curve_map"], color=colour, label=f"{titles[name]}: its maps")
+            ax.plot(xs, m[f"{kind}_curve_random"], color=colour, linestyle="--", label=f"{titles[name]}: random")
+        ax.set(xlabel="pixels changed (%)", title=f"{kind}: {what}", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("probability of the explained class")
+    axes[0].legend(loc="upper right", fontsize=8)
+    return _save(fig, path)
+
+
 def severity_curves(section: dict, titles: dict[str, str], path: Path) -> Path:
     """Mean accuracy over the 15 corruptions at each severity (0 = clean), one line per model."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))

@@ -273,6 +273,32 @@ def out_of_scope_pages(report: dict[str, Any]) -> list:
             *[Paragraph(escape(c), BODY) for c in checks], PageBreak()]
 
 
+def explanation_pages(report: dict[str, Any], out: Path) -> list:
+    x = report["explanations"]
+    rows = [["model", "top 20%: drop", "random 20%: drop", "ratio", "deletion AUC", "insertion AUC", "randomised"]]
+    for name, m in x["models"].items():
+        rows.append([report["models"][name]["info"]["short_name"] if name in report["models"] else name,
+                     f"{m['drop_at_20_map']:.3f}", f"{m['drop_at_20_random']:.3f}",
+                     f"{m['ratio_at_20']:.1f}× ({'met' if m['ratio_at_20'] >= x['target_ratio'] else 'not met'})",
+                     f"{m['deletion_auc_map']:.3f} / {m['deletion_auc_random']:.3f}",
+                     f"{m['insertion_auc_map']:.3f} / {m['insertion_auc_random']:.3f}",
+                     f"{m['sanity']['mean_spearman_trained_vs_randomised']:+.2f}"])
+    return [Paragraph("Why each model decided: are the explanation maps faithful?", H1),
+            Paragraph("Parts of the 32×32 view are blurred (8×8 and 4×4 windows, the same for both models); a cell's "
+                      "importance is how much the answer's log-odds fall. A faithful map removes the answer faster, "
+                      "when its top parts are blurred first, than random parts do (target: the top 20% drop the "
+                      f"answer at least {x['target_ratio']}× as much as a random 20% of 4×4 patches). The first "
+                      f"{x['images']:,} test images, measured on {escape(x['machine'])}. Randomised: the rank "
+                      "correlation between the trained network's maps and those of the same network with random "
+                      "weights (Adebayo et al., 2018): near 0, the maps depend on what the model learnt.", BODY),
+            Spacer(1, 2 * mm), table(rows, [28 * mm, 22 * mm, 24 * mm, 24 * mm, 26 * mm, 26 * mm, 20 * mm]),
+            Spacer(1, 3 * mm),
+            figure(out / x["figure"], "Deletion (lower is better) and insertion (higher is better) curves: each "
+                   "model's maps (solid) against random maps (dashed). Cost through the app, both models: one image "
+                   f"{x['cost']['1_images_seconds']:.2f} s, 16 images {x['cost']['16_images_seconds']:.1f} s."),
+            PageBreak()]
+
+
 def write_pdf(report: dict[str, Any], out: Path, path: Path) -> Path:
     doc = SimpleDocTemplate(str(path), pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
                             bottomMargin=MARGIN + 4 * mm, title=report["title"], author="reports.build",
@@ -288,6 +314,10 @@ def write_pdf(report: dict[str, Any], out: Path, path: Path) -> Path:
         if not isinstance(story[-1], PageBreak):
             story.append(PageBreak())  # its own page, as in the web report
         story += out_of_scope_pages(report)
+    if report.get("explanations"):
+        if not isinstance(story[-1], PageBreak):
+            story.append(PageBreak())
+        story += explanation_pages(report, out)
     if isinstance(story[-1], PageBreak):
         story.pop()
     doc.build(story, onFirstPage=_footer, onLaterPages=_footer)

@@ -348,6 +348,8 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "settings": (REPO / "docs" / "settings.md", settings_table),
     "uncertainty": (REPO / "docs" / "how-it-works.md", uncertainty_block),
     "out-of-scope": (REPO / "docs" / "how-it-works.md", measurement("out-of-scope")),
+    "explanations-choice": (REPO / "docs" / "how-it-works.md", measurement("explanations-choice")),
+    "explanations": (REPO / "docs" / "how-it-works.md", measurement("explanations")),
     "robustness": (REPO / "docs" / "robustness.md", robustness_block),
     "evaluate": (REPO / "docs" / "performance.md", measurement("evaluate")),
     "cnn-holdout": (REPO / "docs" / "custom-cnn.md", measurement("cnn-holdout")),
