@@ -37,7 +37,7 @@ from models.machine import describe_machine
 FRACTIONS = np.round(np.arange(0.0, 1.01, 0.1), 2)
 RANDOM_MAPS = 2
 TARGET_RATIO = 2.5
-VARIANTS = {"8x8 windows": ((8, 4),), "4x4 windows": ((4, 4),), "8x8 + 4x4 windows (served)": WINDOWS}
+VARIANTS = {"8x8 windows (served)": ((8, 4),), "4x4 windows": ((4, 4),), "8x8 + 4x4 windows": ((8, 4), (4, 4))}
 
 
 def pixel_order(grid: np.ndarray, rng: np.random.Generator) -> np.ndarray:

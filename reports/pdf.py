@@ -284,7 +284,8 @@ def explanation_pages(report: dict[str, Any], out: Path) -> list:
                      f"{m['insertion_auc_map']:.3f} / {m['insertion_auc_random']:.3f}",
                      f"{m['sanity']['mean_spearman_trained_vs_randomised']:+.2f}"])
     return [Paragraph("Why each model decided: are the explanation maps faithful?", H1),
-            Paragraph("Parts of the 32×32 view are blurred (8×8 and 4×4 windows, the same for both models); a cell's "
+            Paragraph("Parts of the 32×32 view are blurred (8×8-pixel windows at a 4-pixel stride, the same for both "
+                      "models); a cell's "
                       "importance is how much the answer's log-odds fall. A faithful map removes the answer faster, "
                       "when its top parts are blurred first, than random parts do (target: the top 20% drop the "
                       f"answer at least {x['target_ratio']}× as much as a random 20% of 4×4 patches). The first "

@@ -51,8 +51,8 @@ CONFIG: dict[str, tuple[Any, str]] = {
     "EVALUATE_MAX_SECONDS": (8, "seconds of decoding per evaluation; images left when it runs out are listed as "
                                 "problems"),
     "DEFAULT_TOP_K": (3, "classes listed per model when a request does not say"),
-    "EXPLAIN_MAX_IMAGES": (16, "images per request that may ask for explanation maps (each costs about 113 passes "
-                               "of every model)"),
+    "EXPLAIN_MAX_IMAGES": (16, "images per request that may ask for explanation maps (each costs 50 passes of "
+                               "every model)"),
     "EXPLAIN_MAX_REQUESTS": (2, "requests computing explanation maps at the same time per worker; more get 429 "
                                 "(the other request threads stay free for predictions)"),
     "MODELS": (None, "the models to serve (a JSON list); null: every registered model"),

@@ -57,7 +57,7 @@ def explain_slot(config: dict[str, Any], images: int, wanted: bool) -> Iterator[
     if images > limit:
         raise RequestError(f"explain=true takes at most {limit} image{'s' if limit != 1 else ''} per request "
                            f"({images} were sent): each costs "
-                           "about 113 passes of every model; send the rest in another request", "too_many_to_explain")
+                           "50 passes of every model; send the rest in another request", "too_many_to_explain")
     with _explaining_lock:
         if _explaining >= config["EXPLAIN_MAX_REQUESTS"]:
             raise RequestError("the server is busy explaining other requests' images; try again in a few seconds",
