@@ -120,21 +120,32 @@ def top_cells(grid: np.ndarray, share: float = TOP_SHARE) -> np.ndarray:
     return mask.reshape(np.shape(grid))
 
 
-def where(grid: np.ndarray) -> str:
-    """The map's top cells named by the regions of a 3x3 layout they fall in, the most covered first."""
+FLAT_WORDS = "no part in particular (hiding any part changes the answer little)"
+
+
+def named_regions(grid: np.ndarray) -> list[str]:
+    """The 3x3-layout regions holding the map's weight: the peak cell's region first, then any other holding at
+    least half as much of the top cells' positive importance; at most two. Empty for a flat map."""
     grid = np.asarray(grid, float)
     mask = top_cells(grid)
     if not np.isfinite(grid).all() or not mask.any():
-        return "nowhere in particular: hiding any part changes little"
-    rows, cols = np.nonzero(mask)
+        return []
     thirds = lambda index, size: min(2, index * 3 // size)  # noqa: E731
-    counts: dict[str, int] = {}
-    for r, c in zip(rows, cols, strict=True):
+    mass: dict[str, float] = {}
+    for r, c in zip(*np.nonzero(mask), strict=True):
         name = REGIONS[thirds(r, grid.shape[0])][thirds(c, grid.shape[1])]
-        counts[name] = counts.get(name, 0) + 1
-    named = [name for name, count in sorted(counts.items(), key=lambda item: -item[1])
-             if count >= max(2, 0.25 * mask.sum())] or [max(counts, key=counts.get)]
-    return "the " + " and the ".join(named[:3]) if len(named) > 1 else "the " + named[0]
+        mass[name] = mass.get(name, 0.0) + float(grid[r, c])
+    peak_r, peak_c = np.unravel_index(int(np.argmax(grid)), grid.shape)
+    peak = REGIONS[thirds(peak_r, grid.shape[0])][thirds(peak_c, grid.shape[1])]
+    others = [name for name, weight in sorted(mass.items(), key=lambda item: -item[1])
+              if name != peak and weight >= 0.5 * max(mass.values())]
+    return [peak, *others][:2]
+
+
+def where(grid: np.ndarray) -> str:
+    """The map in words: "the centre", "the top and the upper left", or FLAT_WORDS."""
+    names = named_regions(grid)
+    return " and ".join(f"the {name}" for name in names) if names else FLAT_WORDS
 
 
 def overlap(first: np.ndarray, second: np.ndarray) -> float:
@@ -147,11 +158,14 @@ DIFFERENT_BELOW = 0.25  # top-cell overlap under which the page says the models 
 
 
 def comparison_sentence(maps: dict[str, Explanation], names: dict[str, str]) -> str | None:
-    """A sentence when two models' maps point at different regions, else None."""
+    """A sentence when two models' maps point at different regions (their top cells barely overlap and the regions
+    they are named by differ), else None."""
     if len(maps) < 2:
         return None
     (a, first), (b, second) = list(maps.items())[:2]
-    if overlap(np.array(first.grid), np.array(second.grid)) >= DIFFERENT_BELOW:
+    grid_a, grid_b = np.array(first.grid), np.array(second.grid)
+    regions_a, regions_b = set(named_regions(grid_a)), set(named_regions(grid_b))
+    if not regions_a or not regions_b or regions_a & regions_b or overlap(grid_a, grid_b) >= DIFFERENT_BELOW:
         return None
     return (f"The two models look at different parts of the image: {names.get(a, a)} at {first.where}, "
             f"{names.get(b, b)} at {second.where}.")

@@ -100,11 +100,11 @@ class Classification:
 
 
 def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[str], top_k: int = 3,
-             explain: bool = False) -> Classification:
+             explain: bool | int = False) -> Classification:
     """Run every named model over the images. A model that fails to load or run is reported per image (the
     others still answer); an unknown model name is a `KeyError` (callers validate names first). With
-    `explain`, each answer also gets its explanation map for its top-1 class (models/explain.py): about
-    EXPLAIN_COST forward passes per image and model, so callers bound how many images they explain."""
+    `explain` (True, or how many of the first images), each answer also gets its explanation map for its top-1
+    class (models/explain.py): EXPLAIN_COST forward passes per image and model, so callers bound how many."""
     if not 1 <= top_k <= len(CLASS_NAMES):
         raise ValueError(f"top_k must be between 1 and {len(CLASS_NAMES)}, got {top_k}")
     unknown = [name for name in model_names if name not in REGISTRY]
@@ -142,7 +142,7 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
                 latency_ms=timing[name].ms_per_image)
     add_verdicts(answers, answered, images)
     if explain:
-        add_explanations(answers, answered, timing)
+        add_explanations(answers[:len(answers) if explain is True else int(explain)], answered, timing)
     return Classification(answers, timing)
 
 
@@ -155,6 +155,8 @@ def add_explanations(answers: list[ImageAnswer], predictors: dict[str, Predictor
     for name, predictor in predictors.items():
         start = time.perf_counter()
         rows = [(i, answer) for i, answer in enumerate(answers) if name in answer.predictions]
+        if not rows:
+            continue
         views = np.stack([answer.model_view for _, answer in rows])
         targets = [predictor.class_names.index(answer.predictions[name].label) for _, answer in rows]
         for (_, answer), explanation in zip(rows, explain_views(views, targets, predictor.predict_proba,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -107,9 +108,10 @@ class Rule:
         elif answers:
             label, probability, model = min(answers.values(), key=lambda answer: answer[1])
             if probability < self.threshold:
-                shown = int(100 * probability)  # floored, so it never reads "61% (below 61%)"
-                reasons.append(f"low confidence: {model} gives {label} only {shown}%, under the "
-                               f"{100 * self.threshold:.0f}% line")
+                # Floored to a tenth, the line to a tenth: never "56% (under the 56% line)" for 56.2% vs 56.5%.
+                shown = math.floor(1000 * probability) / 10
+                reasons.append(f"low confidence: {model} gives {label} only {shown:.1f}%, under the "
+                               f"{100 * self.threshold:.1f}% line")
         if self.grey_accuracy and view is not None and colourless(np.asarray(view)[None])[0]:
             measured = [f"{answers[name][2]} {100 * accuracy:.0f}%" for name, accuracy in self.grey_accuracy.items()
                         if name in answers]

@@ -74,12 +74,13 @@ def to_csv(comparison: dict[str, Any]) -> bytes:
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
-MAP_STOPS = ((255, 255, 255, 0.0), (252, 187, 44, 0.6), (226, 49, 30, 0.75), (120, 0, 60, 0.85))  # as the page's
+MAP_STOPS = ((255, 255, 255, 0.0), (252, 187, 44, 0.6), (226, 49, 30, 0.75), (120, 0, 60, 0.85))
+AGAINST = (40, 90, 220, 0.55)  # a cell whose hiding helps the answer: blue, by how much
 
 
 def explanation_image(view: PILImage.Image, grid: list[list[float]], scale: int = 4) -> PILImage.Image:
-    """A model's map over the view it saw, as the results page draws it: the view enlarged without smoothing,
-    each cell tinted from transparent (no support) to dark red (most support)."""
+    """A model's map over the view it saw (the results page, the exports): the view enlarged without smoothing,
+    each cell tinted from transparent (no support) to dark red (most support), or blue where hiding it helps."""
     import numpy as np
 
     base = np.asarray(view.convert("RGB").resize((view.width * scale, view.height * scale),
@@ -89,13 +90,32 @@ def explanation_image(view: PILImage.Image, grid: list[list[float]], scale: int 
     stops = np.array(MAP_STOPS)
     for r, row in enumerate(grid):
         for c, value in enumerate(row):
-            x = min(max(float(value), 0.0), 1.0) * (len(stops) - 1)
-            i = min(int(x), len(stops) - 2)
-            colour = stops[i] + (stops[i + 1] - stops[i]) * (x - i)
+            if value < 0:
+                colour = np.array(AGAINST, float)
+                colour[3] *= min(-float(value), 1.0)
+            else:
+                x = min(float(value), 1.0) * (len(stops) - 1)
+                i = min(int(x), len(stops) - 2)
+                colour = stops[i] + (stops[i + 1] - stops[i]) * (x - i)
             top, left = round(r * cell_h), round(c * cell_w)
             patch = base[top:round((r + 1) * cell_h), left:round((c + 1) * cell_w)]
             patch[:] = patch * (1 - colour[3]) + colour[:3] * colour[3]
     return PILImage.fromarray(base.clip(0, 255).astype("uint8"))
+
+
+def explanation_uri(view_uri: str, grid: list[list[float]]) -> str:
+    """explanation_image as a PNG data: URI, from the 32x32 view's own data: URI (the results page's)."""
+    import base64
+
+    view = PILImage.open(io.BytesIO(base64.b64decode(view_uri.split(",", 1)[1]))).convert("RGB")
+    buffer = io.BytesIO()
+    explanation_image(view, grid).save(buffer, "PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+MAP_LEGEND = ("Maps: the 32×32 view the model saw, tinted from clear (hiding it changes nothing) to dark red (hiding "
+              "it lowers the answer most); blue where hiding it helps the answer. The same blurred 8×8 windows for "
+              "every model.")
 
 
 def _pixel_image(image: PILImage.Image, width: float, height: float, smooth: bool):
@@ -152,6 +172,8 @@ def to_pdf(comparison: dict[str, Any]) -> bytes:
     column = (width - 64 * mm) / max(len(models), 1)
     header = [Paragraph("<b>image</b>", small), Paragraph("<b>the models' view</b>", small)] + [
         Paragraph(f"<b>{escape(m['short_name'])}</b>", small) for m in models.values()]
+    if any("explanation" in a for r in comparison["results"] for a in (r.get("predictions") or {}).values()):
+        story += [Paragraph(MAP_LEGEND, small), Spacer(1, 2 * mm)]
     results = comparison["results"]
     rows = [header]
     spans = []

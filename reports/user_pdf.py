@@ -46,9 +46,10 @@ def _maps(report: dict[str, Any], index: int) -> list:
         explanation_image(view, e["grid"]).save(buffer, "PNG")
         buffer.seek(0)
         pictures.append(Image(buffer, width=12 * mm, height=12 * mm))
+    names = [Paragraph(escape(report["models"][m]["info"]["short_name"]), SMALL) for m in found["maps"]]
     words = "; ".join(f"{escape(report['models'][m]['info']['short_name'])}: {escape(e['where'])}"
                       for m, e in found["maps"].items())
-    return [Table([pictures], colWidths=[13 * mm] * len(pictures), hAlign="LEFT",
+    return [Table([pictures, names], colWidths=[13 * mm] * len(pictures), hAlign="LEFT",
                   style=[("LEFTPADDING", (0, 0), (-1, -1), 0)]), Paragraph(f"looked at: {words}", SMALL)]
 
 
@@ -75,6 +76,12 @@ def user_pdf(report: dict[str, Any]) -> bytes:
                              + f". Generated {report['generated_at']}.", SMALL), Spacer(1, 3 * mm)]
     if report.get("verdict"):
         story += [Paragraph(f"<b>{escape(report['verdict'])}</b>", BODY), Spacer(1, 3 * mm)]
+    if report.get("explanations"):
+        from reports.comparison import MAP_LEGEND
+
+        story += [Paragraph(f"{escape(MAP_LEGEND)} Made for the first {len(report['explanations'])} of the "
+                            "disagreements and mistakes shown (each map is labelled by its model).", SMALL),
+                  Spacer(1, 2 * mm)]
     rows = [["model", "accuracy", "95% interval", "top-3", "macro F1", "ECE"]]
     for m in models.values():
         low, high = m["accuracy_ci95"]

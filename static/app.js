@@ -248,54 +248,21 @@
   });
 })();
 
-// Explanation maps: each model's grid drawn over the 32x32 view it saw (nearest-neighbour, no smoothing), the
-// "Why?" toggles per card and for all. The colours run from transparent (no support) to dark red (most).
+// Explanation maps: each card's "Why?" is a <details> (works without this script); this adds one button that
+// opens or closes them all, and keeps its label in step when cards are opened one by one.
 (function () {
   "use strict";
-  var STOPS = [[255, 255, 255, 0], [252, 187, 44, 0.6], [226, 49, 30, 0.75], [120, 0, 60, 0.85]];
-
-  function colour(v) {
-    var x = Math.max(0, Math.min(1, v)) * (STOPS.length - 1), i = Math.min(Math.floor(x), STOPS.length - 2);
-    var t = x - i, a = STOPS[i], b = STOPS[i + 1];
-    var mix = a.map(function (c, k) { return c + (b[k] - c) * t; });
-    return "rgba(" + Math.round(mix[0]) + "," + Math.round(mix[1]) + "," + Math.round(mix[2]) + "," + mix[3] + ")";
-  }
-
-  function draw(canvas) {
-    if (canvas.dataset.drawn) return;
-    canvas.dataset.drawn = "1";
-    var grid = JSON.parse(canvas.dataset.grid), context = canvas.getContext("2d"), image = new Image();
-    image.onload = function () {
-      context.imageSmoothingEnabled = false;
-      context.drawImage(image, 0, 0, canvas.width, canvas.height);
-      var h = canvas.height / grid.length, w = canvas.width / grid[0].length;
-      grid.forEach(function (row, r) {
-        row.forEach(function (value, c) {
-          context.fillStyle = colour(value);
-          context.fillRect(c * w, r * h, w, h);
-        });
-      });
-    };
-    image.src = canvas.dataset.view;
-  }
-
-  function show(button, open) {
-    var panel = document.getElementById(button.getAttribute("aria-controls"));
-    button.setAttribute("aria-expanded", open ? "true" : "false");
-    button.textContent = open ? "Hide why" : "Why?";
-    panel.hidden = !open;
-    if (open) panel.querySelectorAll("canvas.explanation").forEach(draw);
-  }
-
-  var toggles = document.querySelectorAll(".why-toggle");
-  toggles.forEach(function (button) {
-    button.addEventListener("click", function () { show(button, button.getAttribute("aria-expanded") !== "true"); });
-  });
   var all = document.getElementById("why-all");
-  if (all) all.addEventListener("click", function () {
-    var open = all.getAttribute("aria-pressed") !== "true";
-    all.setAttribute("aria-pressed", open ? "true" : "false");
-    all.textContent = open ? "Hide why (all)" : "Why? (all)";
-    toggles.forEach(function (button) { show(button, open); });
+  var panels = Array.prototype.slice.call(document.querySelectorAll("details.why"));
+  if (!all || !panels.length) return;
+  all.hidden = false;
+  function label() {
+    all.textContent = panels.every(function (p) { return p.open; }) ? "Hide all maps" : "Show all maps";
+  }
+  all.addEventListener("click", function () {
+    var open = !panels.every(function (p) { return p.open; });
+    panels.forEach(function (p) { p.open = open; });
+    label();
   });
+  panels.forEach(function (p) { p.addEventListener("toggle", label); });
 })();

@@ -630,7 +630,8 @@ def test_explanations_on_the_page_and_in_every_export(client, tmp_path):
                                    "files": upload((JPEG, "a.jpg"), (b"not an image", "b.txt"))},
                         content_type="multipart/form-data").get_data(as_text=True)
     assert asked.count('class="explanation"') == 2 and 'id="why-all"' in asked and "looked at" in asked
-    assert 'aria-controls="why-0"' in asked and "explain-results" not in asked
+    assert '<details class="why" id="why-0">' in asked and "explain-results" not in asked
+    assert "and" in re.search(r'id="timing">(.*?)</p>', asked, re.S).group(1) and "on its\n  maps" in asked
     plain = client.post("/", data={"csrf_token": csrf_token(client), "files": upload((JPEG, "a.jpg"))},
                         content_type="multipart/form-data").get_data(as_text=True)
     assert 'class="explanation"' not in plain and 'id="explain-results"' in plain
@@ -652,12 +653,28 @@ def test_explanations_on_the_page_and_in_every_export(client, tmp_path):
     assert " ".join(pdf_text(tmp_path / "c.pdf").split()).count("looked at") == 2
     assert overlapping_words(tmp_path / "c.pdf") == []
     forged = client.post("/explain", data={"csrf_token": token, "comparison": comparison[:-4] + "AAAA"})
-    assert forged.status_code == 400
+    assert forged.status_code == 400 and "to explain them" in forged.get_data(as_text=True)
+    reloaded = client.get("/explain")
+    assert reloaded.status_code == 302 and reloaded.headers["Location"].endswith("/")
 
 
-def test_explaining_more_images_than_the_limit_is_a_clear_error(app, client):
+def test_on_the_page_maps_over_the_limit_or_when_busy_never_cost_the_visitor_the_results(app, client):
+    """Over EXPLAIN_MAX_IMAGES the first ones get maps, with a notice; with every slot taken the results come
+    without maps, with a notice (the API answers 400 and 429 with Retry-After instead)."""
+    import io
+
     app.config["EXPLAIN_MAX_IMAGES"] = 1
     response = client.post("/", data={"csrf_token": csrf_token(client), "explain": "true",
                                       "files": upload((JPEG, "a.jpg"), (JPEG, "b.jpg"))},
                            content_type="multipart/form-data")
-    assert response.status_code == 400 and "at most 1 image per request" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and 'id="why-0"' in page and 'id="why-1"' not in page
+    assert "Maps were made for the first 1 of the 2 images" in page
+    app.config["EXPLAIN_MAX_REQUESTS"] = 0
+    busy = client.post("/", data={"csrf_token": csrf_token(client), "explain": "true",
+                                  "files": upload((JPEG, "a.jpg"))}, content_type="multipart/form-data")
+    page = busy.get_data(as_text=True)
+    assert busy.status_code == 200 and "without them" in page and 'id="why-0"' not in page and 'id="results"' in page
+    api = client.post("/api/v1/predict", data={"files": [(io.BytesIO(JPEG), "a.jpg")], "explain": "true"},
+                      content_type="multipart/form-data")
+    assert api.status_code == 429 and api.headers["Retry-After"] == "5"

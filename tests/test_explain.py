@@ -69,7 +69,10 @@ def test_the_map_in_words_and_the_sentence_when_two_models_look_elsewhere():
     left, right = np.zeros((8, 8)), np.zeros((8, 8))
     left[3:5, 0:2], right[0:2, 6:8] = 1.0, 1.0
     assert where(left) == "the left" and where(right) == "the upper right"
-    assert where(np.zeros((8, 8))).startswith("nowhere in particular")
+    assert where(np.zeros((8, 8))).startswith("no part in particular")
+    peaked = np.zeros((8, 8))  # a strong peak in the centre and many weak cells along the right edge
+    peaked[3:5, 3:5], peaked[:, 7] = 1.0, 0.2
+    assert where(peaked) == "the centre"
     assert overlap(left, left) == 1.0 and overlap(left, right) == 0.0
     from models.explain import Explanation
 
@@ -78,6 +81,15 @@ def test_the_map_in_words_and_the_sentence_when_two_models_look_elsewhere():
     assert comparison_sentence(maps, {"a": "CNN", "b": "MNv2"}) == (
         "The two models look at different parts of the image: CNN at the left, MNv2 at the upper right.")
     assert comparison_sentence({"a": maps["a"], "b": maps["a"]}, {}) is None
+    flat = Explanation("m", "cat", np.zeros((8, 8)).tolist(), where(np.zeros((8, 8))))
+    assert comparison_sentence({"a": flat, "b": flat}, {}) is None  # nothing to compare
+    shifted = np.zeros((8, 8))
+    shifted[3:5, 3] = 1.0  # other cells, but named by the same region as a centre map: not "different parts"
+    centre = np.zeros((8, 8))
+    centre[3:5, 4] = 1.0
+    assert where(shifted) == where(centre) == "the centre"
+    assert comparison_sentence({"a": Explanation("m", "cat", shifted.tolist(), "the centre"),
+                                "b": Explanation("m", "cat", centre.tolist(), "the centre")}, {}) is None
 
 
 def test_maps_are_computed_only_when_asked_and_explain_each_models_own_answer(fake_models):

@@ -64,7 +64,10 @@ def test_without_its_gate_the_rule_still_judges_the_models_but_not_the_scope(fak
 def test_the_low_confidence_reason_never_rounds_the_probability_up_to_the_line():
     rule = Rule(threshold=0.61, weights_sha256={})
     reason = rule.reason({"a": ("ship", 0.6099, "CNN"), "b": ("ship", 0.9, "MobileNetV2")})
-    assert "ship only 60%" in reason and "61% line" in reason
+    assert "ship only 60.9%" in reason and "61.0% line" in reason
+    close = Rule(threshold=0.565, weights_sha256={}).reason({"a": ("dog", 0.5620, "CNN"), "b": ("dog", 0.9, "M")})
+    assert "dog only 56.2%, under the 56.5% line" in close  # not "56%, under the 56% line"
+    assert "49.8%" in Rule(threshold=0.565, weights_sha256={}).reason({"a": ("dog", 0.4989, "CNN")})
 
 
 def test_the_thresholds_keep_the_budget_and_the_accuracy_floor_and_give_the_gate_the_most():

@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 from webapp.health import model_status
 from webapp.inference import RequestError, classify, clip, gather_inputs
 from webapp.openapi import openapi_document
-from webapp.options import explain_slot, fetch_policy, parse_explain, parse_models, parse_top_k
+from webapp.options import check_explain_count, explain_slot, fetch_policy, parse_explain, parse_models, parse_top_k
 from webapp.schema import ModelsResponse, PredictResponse, dump
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -30,7 +30,7 @@ def request_fields() -> tuple[list[str], Any, Any, Any]:
             raise RequestError("\"urls\" must be a list of strings", "invalid_urls")
         return urls, body.get("top_k"), body.get("models"), body.get("explain")
     models = request.form.getlist("models") or None
-    return request.form.getlist("urls"), request.form.get("top_k"), models, request.form.get("explain")
+    return request.form.getlist("urls"), request.form.get("top_k"), models, request.values.get("explain")
 
 
 @bp.post("/predict")
@@ -44,9 +44,10 @@ def predict():
     models = parse_models(models, current_app.config["MODELS"])
     explain = parse_explain(explain)
     files = [f for f in request.files.getlist("files") if f.filename or f.content_length]
-    with explain_slot(current_app.config, len(files) + len(urls), explain):
-        inputs = gather_inputs(request.files.getlist("files"), urls, current_app.config["MAX_IMAGES"],
-                               current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
+    check_explain_count(current_app.config, len(files) + len(urls), explain)  # before any URL is fetched
+    inputs = gather_inputs(request.files.getlist("files"), urls, current_app.config["MAX_IMAGES"],
+                           current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
+    with explain_slot(current_app.config, len(inputs), explain):  # taken after the fetching, for the models only
         results, timing = classify(inputs, models, top_k, max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
                                    max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain)
     return jsonify(dump(PredictResponse.model_validate(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -17,7 +17,19 @@ def wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
+RETRY_AFTER_SECONDS = 5  # a 429 says when to try again, as its message does ("in a few seconds")
+
+
 def error_response(status: int, code: str, message: str):
+    response, status = _error_body(status, code, message)
+    if status == 429:
+        response = make_response(response, status)
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return response, status
+
+
+def _error_body(status: int, code: str, message: str):
     message = clip(message, MAX_MESSAGE_CHARS)
     if wants_json():
         return jsonify(error={"status": status, "code": code, "message": message}), status

@@ -68,20 +68,20 @@ def read_comparison(field: str | None, known_models: dict[str, dict[str, Any]], 
     return checked(read_signed(field), known_models, max_images)
 
 
-def read_signed(field: str | None) -> Any:
+def read_signed(field: str | None, purpose: str = "export them") -> Any:
     """The comparison as signed (data URIs and all), if this site signed it within a form's lifetime."""
     if not field:
-        raise RequestError("nothing to export: classify some images first", "no_comparison")
+        raise RequestError(f"nothing to {purpose.split()[0]}: classify some images first", "no_comparison")
     if len(field) > MAX_FIELD_CHARS:
         raise _fail("it is larger than any results page")
     try:
         body = _signer().loads(field, max_age=current_app.config["WTF_CSRF_TIME_LIMIT"])
     except SignatureExpired:
-        raise RequestError("this comparison is more than an hour old: classify the images again to export them",
+        raise RequestError(f"this comparison is more than an hour old: classify the images again to {purpose}",
                            "expired_comparison") from None
     except BadSignature:
         raise RequestError("this comparison was not made by this site, or was changed: classify the images again "
-                           "to export them", "invalid_comparison") from None
+                           f"to {purpose}", "invalid_comparison") from None
     return body
 
 

@@ -38,7 +38,17 @@ def parse_explain(value: Any) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "1", "on", "yes", "false", "0", "off", "no"):
         return value.strip().lower() in ("true", "1", "on", "yes")
-    raise RequestError(f"explain must be true or false, got {clip(repr(value), 40)}", "invalid_explain")
+    import json
+
+    raise RequestError(f"explain must be true or false, got {clip(json.dumps(value), 40)}", "invalid_explain")
+
+
+def check_explain_count(config: dict[str, Any], images: int, wanted: bool) -> None:
+    limit = config["EXPLAIN_MAX_IMAGES"]
+    if wanted and images > limit:
+        raise RequestError(f"explain=true takes at most {limit} image{'s' if limit != 1 else ''} per request "
+                           f"({images} were sent): each costs 50 passes of every model; send the rest in another "
+                           "request", "too_many_to_explain")
 
 
 _explaining = 0
@@ -53,11 +63,7 @@ def explain_slot(config: dict[str, Any], images: int, wanted: bool) -> Iterator[
     if not wanted:
         yield
         return
-    limit = config["EXPLAIN_MAX_IMAGES"]
-    if images > limit:
-        raise RequestError(f"explain=true takes at most {limit} image{'s' if limit != 1 else ''} per request "
-                           f"({images} were sent): each costs "
-                           "50 passes of every model; send the rest in another request", "too_many_to_explain")
+    check_explain_count(config, images, wanted)
     with _explaining_lock:
         if _explaining >= config["EXPLAIN_MAX_REQUESTS"]:
             raise RequestError("the server is busy explaining other requests' images; try again in a few seconds",

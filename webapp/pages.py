@@ -9,7 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, abort, current_app, render_template, request, send_from_directory
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
 
 from webapp.examples import example_files, example_labels, gallery
 from webapp.exports import api_shape, checked, read_comparison, read_signed, sign_comparison
@@ -71,15 +81,34 @@ def predict():
         truths = example_truths[:len(examples)] + file_truths[:len(files)]
         top_k = parse_top_k(request.form.get("top_k"), current_app.config["DEFAULT_TOP_K"])
         explain = parse_explain(request.form.get("explain"))
-        with explain_slot(current_app.config, len(examples) + len(files) + len(urls), explain):
-            inputs = gather_inputs(files, urls, limit, current_app.config["MAX_FILE_BYTES"],
-                                   fetch_policy(current_app.config), examples)
-            models = served_models()
-            results, timing = classify(inputs, list(models), top_k, thumbnails=True,
-                                       max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
-                                       max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain)
+        inputs = gather_inputs(files, urls, limit, current_app.config["MAX_FILE_BYTES"],
+                               fetch_policy(current_app.config), examples)
     except RequestError as exc:
         return page(form_error=str(exc), urls="\n".join(urls)), exc.status
+    # Maps for at most EXPLAIN_MAX_IMAGES images, and only while a slot is free: otherwise the results come
+    # without (or with fewer) maps and a notice, never an error that loses the visitor's files.
+    cap = current_app.config["EXPLAIN_MAX_IMAGES"]
+    explain_count = min(len(inputs), cap) if explain else 0
+    notes = [notice] if notice else []
+    if explain and len(inputs) > cap:
+        notes.append(f"Maps were made for the first {cap} of the {len(inputs)} images (each image costs 50 passes "
+                     "of each model); compare the rest in another batch to see theirs.")
+    models = served_models()
+    try:
+        with explain_slot(current_app.config, explain_count, bool(explain_count)):
+            results, timing = classify(inputs, list(models), top_k, thumbnails=True,
+                                       max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
+                                       max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"],
+                                       explain=explain_count)
+    except RequestError as exc:
+        if exc.status != 429:
+            raise
+        notes.append("The server is busy making other visitors' maps: here are the results without them; "
+                     "\"Why? Explain these results\" makes them in a moment.")
+        results, timing = classify(inputs, list(models), top_k, thumbnails=True,
+                                   max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
+                                   max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"])
+    notice = " ".join(notes) or None
     for result, truth in zip(results, truths, strict=False):  # examples, then files; URLs have none
         if truth is not None:
             result["true_label"] = truth
@@ -88,14 +117,25 @@ def predict():
 
 
 def results_page(results: list[dict[str, Any]], timing: dict[str, Any], started: float, notice: str | None,
-                 created: str, top_k: int, models: dict[str, dict[str, Any]]) -> str:
+                 created: str, top_k: int, models: dict[str, dict[str, Any]], explaining: bool = False) -> str:
     from reports.comparison import summary_sentence
 
     waited_ms = 1000 * (time.perf_counter() - started)  # receiving aside: decoding, fetching, the models
     comparison = sign_comparison({"created": created, "models": list(models), "top_k": top_k, "results": results})
+    from reports.comparison import explanation_uri
+
+    maps = {f"{r['index']}:{name}": explanation_uri(r["model_view"], p["explanation"]["grid"])
+            for r in results if r.get("model_view") for name, p in (r.get("predictions") or {}).items()
+            if p.get("explanation")}
     return page(results=results, timing=timing, waited_ms=waited_ms, notice=notice, comparison=comparison,
                 served=models, summary=summary_sentence({"results": results, "models": models}),
-                explained=any("explanation" in p for r in results for p in (r.get("predictions") or {}).values()))
+                explained=bool(maps), maps=maps, explaining=explaining)
+
+
+@bp.get("/explain")
+def explain_reloaded():
+    """A reload or a bookmark of the explained results page: nothing is kept, so back to a new comparison."""
+    return redirect(url_for("pages.index"))
 
 
 @bp.post("/explain")
@@ -104,14 +144,14 @@ def explain():
     carries: the images themselves were never kept, and the views are exactly what the models saw."""
     started = time.perf_counter()
     models = served_models()
-    body = read_signed(request.form.get("comparison"))
+    body = read_signed(request.form.get("comparison"), "explain them")
     decoded = checked(body, models, current_app.config["MAX_IMAGES"])  # the schema, the served models, the images
     views = {r["index"]: np.asarray(r["model_view"].convert("RGB")) for r in decoded["results"]
              if r.get("model_view") is not None and r.get("predictions")}
     results = body["results"]
     with explain_slot(current_app.config, len(views), True):
         timing = explain_results(results, views, [m for m in body["models"] if m in models], body["top_k"])
-    return results_page(results, timing, started, None, body["created"], body["top_k"], models)
+    return results_page(results, timing, started, None, body["created"], body["top_k"], models, explaining=True)
 
 
 EXPORTS = {"csv": ("text/csv", "csv"), "json": ("application/json", "json"),

@@ -4,8 +4,10 @@ The gate (models/scope/gate.py) learnt "unlike CIFAR-10" from drawn and syntheti
 independent check, misses real photographs of people (0 of 8). People are what a public visitor uploads first,
 and a face is something a maintained detector finds reliably: MediaPipe's BlazeFace short-range model
 (Apache-2.0; `scripts/fetch_face_detector.py` takes it out of the mediapipe 0.10.14 wheel on PyPI and checks its
-digest), served through LiteRT like the gate, on the whole image as uploaded (letterboxed to 128x128), not on
-the 32x32 view: at 32 px a face is a few blurred pixels and the detector finds nothing.
+digest), served through LiteRT like the gate, on the centre square of the image as uploaded (the part the models
+see, at 128x128), not on the 32x32 view: at 32 px a face is a few blurred pixels and the detector finds nothing.
+(The first version letterboxed the whole image: a second independent check found group and wide photos missed,
+their faces shrunk below what the detector finds, while their centre squares were found.)
 
 Its score is the detector's best face confidence (a sigmoid over its 896 anchors). The line is chosen on the
 validation split alone, enlarged 4x (bicubic) the way an uploaded photo is larger than CIFAR's 32 px: the lowest
@@ -71,8 +73,7 @@ class FaceCheck:
         """The best face confidence in (0, 1), or None for an image too small to hold a findable face."""
         if min(image.size) < MIN_SIDE:
             return None
-        square = ImageOps.pad(image.convert("RGB"), (INPUT_SIDE, INPUT_SIDE), method=Image.Resampling.BILINEAR,
-                              color=(0, 0, 0))
+        square = ImageOps.fit(image.convert("RGB"), (INPUT_SIDE, INPUT_SIDE), method=Image.Resampling.BILINEAR)
         pixels = np.asarray(square, np.float32)[None] / 127.5 - 1.0  # the model's [-1, 1] input
         with self._lock:
             self._interpreter.set_tensor(self._input, pixels)
@@ -143,7 +144,8 @@ def fit(data_dir: str | None, directory: Path = PACKAGE_DIR) -> dict[str, Any]:
     threshold = choose_threshold(scores)
     return {
         "detector": f"MediaPipe BlazeFace short-range ({DETECTOR_FILE}, mediapipe 0.10.14 wheel, Apache-2.0)",
-        "sha256": DETECTOR_SHA256, "input": "the whole upload, letterboxed to 128x128", "min_side": MIN_SIDE,
+        "sha256": DETECTOR_SHA256, "input": "the upload's centre square (what the models see), at 128x128",
+        "min_side": MIN_SIDE,
         "chosen_on": f"the validation split ({len(scores):,} images) enlarged {UPSCALE}x (bicubic)",
         "max_validation_share": MAX_VALIDATION_SHARE, "threshold": threshold,
         "validation_share": float((scores >= threshold).mean()),
