@@ -1,4 +1,4 @@
-"""Are the explanation maps faithful, and what do they cost? (models/explain.py)
+"""Are the explanation maps faithful, and what do they cost? (models/explanation.py)
 
     .venv/bin/python bench/bench_explanations.py choose    # the method's variants, on 300 validation images
     .venv/bin/python bench/bench_explanations.py           # the served method on 1,000 test images, the sanity
@@ -31,7 +31,7 @@ import numpy as np
 from devkit.transcript import MEASUREMENTS, Transcript, announce_if_committed
 from models import available_models, classify, load_predictor
 from models.cifar10 import load_split
-from models.explain import GRID, VIEW, WINDOWS, blurred, explain_views, occlusion_grid
+from models.explanation import GRID, VIEW, WINDOWS, blurred, explain_views, occlusion_grid
 from models.machine import describe_machine
 
 FRACTIONS = np.round(np.arange(0.0, 1.01, 0.1), 2)

@@ -2,6 +2,7 @@
 
     from models import classify, load_predictor
     answers = classify(images, ["custom_cnn", "mobilenetv2"], top_k=3)   # the seam every caller uses
+    maps = explain(images, ["custom_cnn", "mobilenetv2"], target="cat")   # where each model looked (default: top-1)
     load_predictor("mobilenetv2").predict_proba(images)                  # one model, (N, 10) probabilities
 
 The names below are imported on first use (PEP 562), so `import models.settings` (gunicorn.conf.py)
@@ -22,6 +23,7 @@ _EXPORTS = {
     "ModelLoadError": "models.predictor",
     "Predictor": "models.predictor",
     "classify": "models.pipeline",
+    "explain": "models.pipeline",
     "Classification": "models.pipeline",
 }
 

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from models.cifar10 import CLASS_NAMES
-from models.explain import Explanation, comparison_sentence, explain_views, perturbations_per_image
+from models.explanation import Explanation, comparison_sentence, explain_views, perturbations_per_image
 from models.images import to_model_input
 from models.predictor import Predictor, top_k_labels
 from models.registry import REGISTRY, load_predictor
@@ -104,7 +104,7 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
     """Run every named model over the images. A model that fails to load or run is reported per image (the
     others still answer); an unknown model name is a `KeyError` (callers validate names first). With
     `explain` (True, or how many of the first images), each answer also gets its explanation map for its top-1
-    class (models/explain.py): EXPLAIN_COST forward passes per image and model, so callers bound how many."""
+    class (models/explanation.py): EXPLAIN_COST forward passes per image and model, so callers bound how many."""
     if not 1 <= top_k <= len(CLASS_NAMES):
         raise ValueError(f"top_k must be between 1 and {len(CLASS_NAMES)}, got {top_k}")
     unknown = [name for name in model_names if name not in REGISTRY]
@@ -147,6 +147,25 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
 
 
 EXPLAIN_COST = perturbations_per_image()
+
+
+def explain(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[str], target: str | None = None
+            ) -> list[dict[str, Explanation]]:
+    """Per image, each model's explanation map over the 32x32 view it saw, for `target` (a class name) or, by
+    default, for that model's own top-1; the same masks for every model. `classify(..., explain=True)` gives the
+    top-1 maps with the answers; this is for another class ("why not cat?")."""
+    if target is not None and target not in CLASS_NAMES:
+        raise ValueError(f"target must be one of {', '.join(CLASS_NAMES)}, got {target!r}")
+    maps: list[dict[str, Explanation]] = [{} for _ in images]
+    for name in model_names:
+        predictor = load_predictor(name)
+        views = to_model_input(images, predictor.input_size)
+        targets = ([predictor.class_names.index(target)] * len(views) if target is not None
+                   else list(predictor.predict_proba(views).argmax(axis=1)))
+        for row, explanation in zip(maps, explain_views(views, targets, predictor.predict_proba,
+                                                        predictor.class_names), strict=True):
+            row[name] = explanation
+    return maps
 
 
 def add_explanations(answers: list[ImageAnswer], predictors: dict[str, Predictor],

@@ -207,7 +207,7 @@ def gallery_indices(report: dict[str, Any]) -> list[int]:
 
 
 def add_explanations(report: dict[str, Any], views: np.ndarray, model_names: list[str], limit: int) -> None:
-    """Both models' maps (models/explain.py) for the first `limit` gallery images; their pictures as data URIs."""
+    """Both models' maps (models/explanation.py) for the first `limit` gallery images; their pictures as data URIs."""
     from reports.comparison import explanation_image
 
     chosen = gallery_indices(report)[:limit]

@@ -1,4 +1,4 @@
-"""Explanation maps (models/explain.py): faithful to a model whose answer depends on a known region, the same
+"""Explanation maps (models/explanation.py): faithful to a model whose answer depends on a known region, the same
 masks for every model, in words, and through the seam and the API's contract."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from PIL import Image
 
 from devkit.images import encode, photo
 from models import classify
-from models.explain import GRID, comparison_sentence, explain_views, occlusion_masks, overlap, where
+from models.explanation import GRID, comparison_sentence, explain_views, occlusion_masks, overlap, where
 
 
 def corner_model(corner: tuple[slice, slice]):
@@ -74,7 +74,7 @@ def test_the_map_in_words_and_the_sentence_when_two_models_look_elsewhere():
     peaked[3:5, 3:5], peaked[:, 7] = 1.0, 0.2
     assert where(peaked) == "the centre"
     assert overlap(left, left) == 1.0 and overlap(left, right) == 0.0
-    from models.explain import Explanation
+    from models.explanation import Explanation
 
     maps = {"a": Explanation("m", "cat", left.tolist(), where(left)),
             "b": Explanation("m", "cat", right.tolist(), where(right))}
@@ -167,7 +167,7 @@ def test_the_published_faithfulness_is_for_the_served_method_and_weights_and_sti
 
     from models import load_predictor
     from models.cifar10 import load_split
-    from models.explain import WINDOWS
+    from models.explanation import WINDOWS
     from tests.helpers import REAL_CIFAR, REPO
 
     measured = json.loads((REPO / "docs" / "measurements" / "explanations.json").read_text())
@@ -182,3 +182,16 @@ def test_the_published_faithfulness_is_for_the_served_method_and_weights_and_sti
     views = load_split("test", REAL_CIFAR).images[:20]
     for name in measured["models"]:
         assert bench.faithfulness(name, views, WINDOWS)["ratio_at_20"] >= measured["target_ratio"], name
+
+
+def test_explain_maps_any_class_and_by_default_each_models_own_answer(fake_models):
+    from models import explain
+
+    images = [photo(64, 48, seed=4)]
+    default = explain(images, ["custom_cnn", "mobilenetv2"])[0]
+    answers = classify(images, ["custom_cnn", "mobilenetv2"]).images[0]
+    assert {name: e.target for name, e in default.items()} == {n: a.label for n, a in answers.predictions.items()}
+    asked = explain(images, ["custom_cnn", "mobilenetv2"], target="frog")[0]
+    assert {e.target for e in asked.values()} == {"frog"}
+    with pytest.raises(ValueError, match="target must be one of"):
+        explain(images, ["custom_cnn"], target="person")

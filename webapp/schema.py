@@ -44,7 +44,7 @@ class Labelled(Strict):
 
 
 class Explanation(Strict):
-    """Where a model looked: a map over the 32x32 view it saw (models/explain.py), computed only on request."""
+    """Where a model looked: a map over the 32x32 view it saw (models/explanation.py), computed only on request."""
 
     method: str = Field(max_length=120, description="how the map was made (black-box occlusion: the same masks "
                         "for every model)")
