@@ -115,27 +115,33 @@ def test_each_command_names_what_exists(page, command):
         assert script.is_file(), f"{page}: no script {script.relative_to(REPO)}"
 
 
-def flagged_commands() -> list[tuple[str, str]]:
-    return [(page, command) for page, command in COMMANDS
-            if command.startswith(".venv/bin/python") and " --" in command and (page, command) not in RUNNABLE]
+def flagged_targets() -> dict[str, list[tuple[str, str]]]:
+    """The commands that are written with --flags, by the script or module they run (one --help each)."""
+    targets: dict[str, list[tuple[str, str]]] = {}
+    for page, command in COMMANDS:
+        if command.startswith(".venv/bin/python") and " --" in command and (page, command) not in RUNNABLE:
+            script, module = python_target(shlex.split(command))
+            targets.setdefault(module or str(script.relative_to(REPO)), []).append((page, command))
+    return targets
 
 
-@pytest.mark.slow  # imports torch / TensorFlow once per command
-@pytest.mark.parametrize("page,command", flagged_commands(), ids=[c[1][:60] for c in flagged_commands()])
-def test_every_flag_a_command_is_written_with_is_in_its_help(page, command):
+@pytest.mark.slow  # imports torch / TensorFlow once per script or module
+@pytest.mark.parametrize("target", sorted(flagged_targets()))
+def test_every_flag_a_command_is_written_with_is_in_its_help(target):
     """For commands too long to run: the options the docs use are the options the command takes."""
     import sys
 
-    words = shlex.split(command)
-    script, module = python_target(words)
+    commands = flagged_targets()[target]
+    script, module = python_target(shlex.split(commands[0][1]))
     source = (script if script is not None else Path(importlib.util.find_spec(module).origin)).read_text()
-    assert "argparse" in source or "parse_args" in source, f"{page}: {command} takes flags but parses none"
-    target = ["-m", module] if module is not None else [str(script)]
-    result = subprocess.run([sys.executable, *target, "--help"], cwd=REPO, capture_output=True, text=True,
+    assert "argparse" in source or "parse_args" in source, f"{commands[0]} takes flags but parses none"
+    invocation = ["-m", module] if module is not None else [str(script)]
+    result = subprocess.run([sys.executable, *invocation, "--help"], cwd=REPO, capture_output=True, text=True,
                             timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
-    for flag in (word.split("=", 1)[0] for word in words if word.startswith("--")):
-        assert flag in result.stdout, f"{page}: {command}: {flag} is not an option of the command"
+    for page, command in commands:
+        for flag in (word.split("=", 1)[0] for word in shlex.split(command) if word.startswith("--")):
+            assert flag in result.stdout, f"{page}: {command}: {flag} is not an option of the command"
 
 
 @pytest.fixture(scope="module")
