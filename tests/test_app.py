@@ -678,3 +678,20 @@ def test_on_the_page_maps_over_the_limit_or_when_busy_never_cost_the_visitor_the
     api = client.post("/api/v1/predict", data={"files": [(io.BytesIO(JPEG), "a.jpg")], "explain": "true"},
                       content_type="multipart/form-data")
     assert api.status_code == 429 and api.headers["Retry-After"] == "5"
+
+
+def test_explaining_again_and_again_cannot_keep_a_comparison_alive_past_the_hour(app, client):
+    """/explain signs the page afresh, so the age is taken from the comparison's first classification."""
+    import datetime as dt
+    import html
+
+    from webapp.exports import sign_comparison
+
+    page = client.post("/", data={"csrf_token": csrf_token(client), "files": upload((JPEG, "a.jpg"))},
+                       content_type="multipart/form-data").get_data(as_text=True)
+    body = signed_payload(app, html.unescape(re.search(r'name="comparison" value="([^"]*)"', page).group(1)))
+    body["created"] = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).isoformat(timespec="seconds")
+    with app.test_request_context():
+        old = sign_comparison(body)  # a valid signature made now, on a comparison first made two hours ago
+    response = client.post("/explain", data={"csrf_token": csrf_token(client), "comparison": old})
+    assert response.status_code == 400 and "more than an hour old" in response.get_data(as_text=True)

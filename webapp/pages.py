@@ -146,6 +146,15 @@ def explain():
     models = served_models()
     body = read_signed(request.form.get("comparison"), "explain them")
     decoded = checked(body, models, current_app.config["MAX_IMAGES"])  # the schema, the served models, the images
+    # The page it returns is signed afresh: its age counts from the first classification, not from this request,
+    # so explaining again and again cannot keep a comparison alive past the hour.
+    try:
+        age = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(body["created"])).total_seconds()
+    except (TypeError, ValueError):
+        age = float("inf")
+    if age > current_app.config["WTF_CSRF_TIME_LIMIT"]:
+        raise RequestError("this comparison is more than an hour old: classify the images again to explain them",
+                           "expired_comparison")
     views = {r["index"]: np.asarray(r["model_view"].convert("RGB")) for r in decoded["results"]
              if r.get("model_view") is not None and r.get("predictions")}
     results = body["results"]
