@@ -86,7 +86,7 @@ def cell_map(drops: np.ndarray, masks: list[np.ndarray], windows: Sequence[tuple
     return pixels.reshape(GRID, cell, GRID, cell).mean(axis=(1, 3))
 
 
-FLAT = 1e-3  # log-odds: a map whose cells all move the answer less than this says "nowhere in particular"
+FLAT = 1e-3  # log-odds: a map whose cells all move the answer less than this is flat (FLAT_WORDS)
 
 
 def log_odds(p: np.ndarray) -> np.ndarray:
@@ -180,7 +180,3 @@ def explain_views(views: np.ndarray, targets: Sequence[int], probabilities: Prob
         explanations.append(Explanation(METHOD, class_names[int(target)],
                                         [[round(float(x), 5) for x in row] for row in grid], where(grid)))
     return explanations
-
-
-def perturbations_per_image(windows: Sequence[tuple[int, int]] = WINDOWS) -> int:
-    return 1 + len(occlusion_masks(windows))

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from models.cifar10 import CLASS_NAMES
-from models.explanation import Explanation, comparison_sentence, explain_views, perturbations_per_image
+from models.explanation import Explanation, comparison_sentence, explain_views
 from models.images import to_model_input
 from models.predictor import Predictor, top_k_labels
 from models.registry import REGISTRY, load_predictor
@@ -104,7 +104,7 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
     """Run every named model over the images. A model that fails to load or run is reported per image (the
     others still answer); an unknown model name is a `KeyError` (callers validate names first). With
     `explain` (True, or how many of the first images), each answer also gets its explanation map for its top-1
-    class (models/explanation.py): EXPLAIN_COST forward passes per image and model, so callers bound how many."""
+    class (models/explanation.py): 50 forward passes per image and model, so callers bound how many."""
     if not 1 <= top_k <= len(CLASS_NAMES):
         raise ValueError(f"top_k must be between 1 and {len(CLASS_NAMES)}, got {top_k}")
     unknown = [name for name in model_names if name not in REGISTRY]
@@ -144,9 +144,6 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
     if explain:
         add_explanations(answers[:len(answers) if explain is True else int(explain)], answered, timing)
     return Classification(answers, timing)
-
-
-EXPLAIN_COST = perturbations_per_image()
 
 
 def explain(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[str], target: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,8 +39,6 @@ def parse_explain(value: Any) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "1", "on", "yes", "false", "0", "off", "no"):
         return value.strip().lower() in ("true", "1", "on", "yes")
-    import json
-
     raise RequestError(f"explain must be true or false, got {clip(json.dumps(value), 40)}", "invalid_explain")
 
 
