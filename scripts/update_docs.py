@@ -259,20 +259,25 @@ def uncertainty_block() -> list[str]:
     if "scope" in fitted:
         lines = [f"Confidence threshold {fitted['threshold']:.3f} and out-of-scope threshold (the gate's logit) "
                  f"{fitted['scope']['threshold']:.2f}, chosen together on the validation split "
-                 f"(`models/uncertainty.json`): of the pairs that flag at most {100 * fitted['max_flagged']:.0f}% of "
-                 f"it, all reasons together, with at least {100 * fitted['min_unflagged_accuracy']:.1f}% of the "
-                 "unflagged images right for every model, the one that gives the gate the largest share. The test "
-                 "row comes from `make report`."]
+                 f"(`models/uncertainty.json`): of the pairs that flag at most {100 * fitted['max_flagged']:.1f}% of "
+                 f"it (the {100 * fitted.get('target_flagged', fitted['max_flagged']):.0f}% target less its "
+                 "sampling margin on 5,000 images), all reasons together, with at least "
+                 f"{100 * fitted['min_unflagged_accuracy']:.1f}% of the unflagged images right for every model, "
+                 "the one that gives the gate the largest share. The test row comes from `make report`."]
     else:
         lines = [f"Threshold {fitted['threshold']:.3f}: the largest that flags at most "
                  f"{100 * fitted['max_flagged']:.0f}% of the validation images (`models/uncertainty.json`; the test "
                  "row comes from `make report`)."]
     if fitted.get("grey_accuracy"):
         test_share = f" and {100 * test['colourless']:.1f}% of test" if test and "colourless" in test else ""
-        lines[0] += (f" Black-and-white images are flagged too: {100 * val['colourless']:.1f}% of validation"
+        lines[0] += (f" Black-and-white images need more confidence: {100 * val['colourless']:.1f}% of validation"
                      f"{test_share} images have no colour, and on the validation images turned grey the models are "
                      "right " + ", ".join(f"{100 * a:.1f}% of the time ({n}; {100 * val[f'{n}_accuracy']:.1f}% in "
-                                          "colour)" for n, a in fitted["grey_accuracy"].items()) + ".")
+                                          "colour)" for n, a in fitted["grey_accuracy"].items())
+                     + (f"; a grey image is flagged unless both models give at least "
+                        f"{100 * fitted['grey_threshold']:.0f}%, the line above which those grey images are "
+                        f"{100 * fitted['min_unflagged_accuracy']:.1f}% right." if fitted["grey_threshold"] <= 1
+                        else "; no line makes them right often enough, so every grey image is flagged."))
     return [*lines, "", *rows]
 
 def robustness_block() -> list[str]:

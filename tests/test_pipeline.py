@@ -133,6 +133,38 @@ def test_a_black_and_white_image_is_flagged_with_its_own_reason(fake_models, mon
     assert list(Rule(0.0, {}).flags(probs, np.stack([colour[:32, :32], grey[:32, :32]]))) == [False, False]
 
 
+def test_a_black_and_white_image_needs_the_grey_line_not_just_the_colour_line():
+    """A grey image the models agree on is flagged only under the grey line, and the reason names that line."""
+    from models.uncertainty import Rule, to_grey
+
+    grey = to_grey(np.asarray(photo(32, 32, seed=5)))
+    rule = Rule(threshold=0.5, weights_sha256={}, grey_accuracy={"a": 0.88, "b": 0.91}, grey_threshold=0.86)
+    sure, unsure = np.eye(10)[[2]] * 0.9 + 0.01, np.eye(10)[[2]] * 0.7 + 0.03  # top-1 0.91 and 0.73
+    views = grey[None]
+    assert not rule.flags({"a": sure, "b": sure}, views)[0]
+    assert rule.flags({"a": sure, "b": unsure}, views)[0]
+    assert not rule.flags({"a": sure, "b": unsure}, np.asarray(photo(32, 32, seed=5))[None])[0]  # in colour: fine
+    assert rule.reason({"a": ("bird", 0.91, "CNN"), "b": ("bird", 0.95, "MobileNetV2")}, grey) is None
+    reason = rule.reason({"a": ("bird", 0.91, "CNN"), "b": ("bird", 0.733, "MobileNetV2")}, grey)
+    assert reason.startswith("a black-and-white image") and "needs 86% and MobileNetV2 gives bird 73.3%" in reason
+
+
+def test_the_grey_line_is_the_lowest_above_which_grey_images_are_right_often_enough():
+    from models.uncertainty import fit_grey_threshold
+
+    rng = np.random.default_rng(1)
+    confidence = rng.uniform(0.3, 1.0, 4000)
+    labels = rng.integers(0, 10, 4000)
+    right = rng.uniform(size=4000) < confidence  # more confident, more often right
+    answers = np.where(right, labels, (labels + 1) % 10)
+    probs = np.full((4000, 10), 0.0)
+    probs[np.arange(4000), answers] = confidence
+    line = fit_grey_threshold({"a": probs, "b": probs}, labels, min_accuracy=0.9)
+    kept = confidence >= line
+    assert right[kept].mean() >= 0.9 > right[confidence >= line - 0.01].mean()
+    assert fit_grey_threshold({"a": probs}, (labels + 5) % 10, min_accuracy=0.9) == np.inf  # never right: all
+
+
 def test_the_threshold_is_the_largest_that_flags_at_most_the_allowed_share():
     from models.uncertainty import Rule, fit_threshold
 

@@ -18,7 +18,7 @@ from models.images import to_model_input
 
 REPO = Path(__file__).resolve().parent.parent.parent
 DEFAULT_DIR = REPO / "build" / "ood-benchmark"
-FITTING_FAMILIES = ("patches", "procedural", "icons", "emoji-food")
+FITTING_FAMILIES = ("patches", "procedural", "icons", "emoji-food", "portraits")
 HELD_OUT_FAMILIES = ("faces", "photos", "documents", "emoji-people")
 
 
