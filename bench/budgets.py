@@ -166,7 +166,7 @@ def requests() -> list[Request]:
                 lambda s: ("/", *form({"csrf_token": s.token}, photos32))),
         Request(f"POST /api/v1/evaluate: {pngs} x 40 MP PNG (ZIP)", "500 images, 50 MB ZIP, 1,100 entries, 256 decoded "
                 "MP, 8 s of decoding", api("/api/v1/evaluate", [("archive", "bomb.zip", png_bomb)]), TARGET_BOMB_MB),
-        Request("POST /api/v1/evaluate: 100 x 16 MP lossless WebP", "same; WebP at most 16 MP",
+        Request("POST /api/v1/evaluate: 100 x 16 MP lossless WebP", "same; WebP at most 16.8 MP (4096²)",
                 api("/api/v1/evaluate", [("archive", "webp.zip", webp_bomb)]), TARGET_BOMB_MB),
         Request("POST /api/v1/evaluate: 500 labelled 128 px JPEGs", "same",
                 api("/api/v1/evaluate", [("archive", "set.zip", labelled)])),
@@ -177,7 +177,7 @@ def requests() -> list[Request]:
         Request("POST /export/pdf: 32 results with thumbnails", "32 results, 4 MB field, signed", export_pdf),
         Request("POST /api/v1/predict: 5 TIFFs of 1.2 M strips", "TIFF strips and tiles for the size",
                 api("/api/v1/predict", [("files", f"{i}.tif", strips) for i in range(5)])),
-        Request("POST /api/v1/predict: 32 x 7.8 MP lossless WebP", "WebP at most 16 MP",
+        Request("POST /api/v1/predict: 32 x 7.8 MP lossless WebP", "WebP at most 16.8 MP (4096²)",
                 api("/api/v1/predict", [("files", f"{i}.webp", webp8) for i in range(32)])),
         Request("POST /api/v1/evaluate: a bzip2 member of 200 MB", "stored and deflated members only",
                 api("/api/v1/evaluate", [("archive", "bz2.zip", bz2.getvalue())])),

@@ -39,8 +39,9 @@ MAX_PIXELS = 40_000_000
 MAX_HIGH_DEPTH_PIXELS = 12_000_000
 # Pillow decodes WebP through libwebp's animation decoder, which holds about three full-size RGBA copies at once
 # (a 40 MP lossless WebP of 2 kB raised the worker's RSS by 550 MB; bench/bench_attack.py --only budgets): the
-# limit keeps one near a 40 MP PNG's cost. WebP photos on the web are far smaller.
-MAX_WEBP_PIXELS = 16_000_000
+# limit keeps one near a 40 MP PNG's cost. WebP photos on the web are far smaller; a 4096x4096 wallpaper (16.8 MP)
+# is the largest common one, and an independent check found it refused at 16,000,000.
+MAX_WEBP_PIXELS = 4096 * 4096
 # A progressive JPEG is decoded once per scan (libjpeg re-reads every block each time): a 0.2 MB file of 4,000
 # near-empty scans took 31 s. Encoders write about 10 scans; cost grows with scans x megapixels.
 MAX_JPEG_SCANS = 64
@@ -130,7 +131,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None
             if image.format == "WEBP" and limit > MAX_WEBP_PIXELS:
                 limit, kind = MAX_WEBP_PIXELS, " for WebP images"
             if width * height > limit:
-                raise ImageIntakeError(f"the image is {width}x{height} pixels; the limit is {limit / 1e6:.0f} "
+                raise ImageIntakeError(f"the image is {width}x{height} pixels; the limit is {limit / 1e6:.3g} "
                                        f"megapixels{kind}")
             if width < 1 or height < 1:
                 raise ImageIntakeError("the image has no pixels")

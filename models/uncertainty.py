@@ -100,34 +100,38 @@ class Rule:
 
     def reason(self, answers: Mapping[str, tuple[str, float, str]], view: np.ndarray | None = None,
                scope_logit: float | None = None, face: float | None = None) -> str | None:
-        """Why one image is flagged, in words (every reason that applies, the strongest first), or None.
+        """Why one image is flagged, in words (every reason that applies, the strongest first), or None; at most
+        500 characters, the API's bound (every reason at once, with the longest labels, is about 480).
         answers: model name -> (label, probability, short name); view: the image the models saw; scope_logit:
         the gate's score of it; face: the person check's confidence when it found a face (models/scope/faces.py)."""
         reasons = []
         if face is not None:
             reasons.append(f"a person's face is in it (face detector confidence {face:.2f}): people are not one of "
-                           "the 10 classes, so whatever the models answer is a guess")
+                           "the 10 classes")
         if self.scope_threshold is not None and scope_logit is not None and scope_logit >= self.scope_threshold:
-            reasons.append("probably not one of the 10 classes: it looks unlike the photos the models learnt from "
-                           f"(out-of-scope score {scope_score(scope_logit, self.scope_threshold):.2f}; 0.50 and "
-                           "above is out of scope), so whatever they answer is a guess")
+            unlike = ("it looks unlike the photos the models learnt from (out-of-scope score "
+                      f"{scope_score(scope_logit, self.scope_threshold):.2f}; 0.50 and above is out of scope)")
+            reasons.append(unlike.replace("learnt from", "learnt from too", 1) if reasons
+                           else "probably not one of the 10 classes: " + unlike)
+        if reasons:  # said once, after the out-of-scope reasons
+            reasons[-1] += ", so whatever the models answer is a guess"
         labels = {label for label, _, _ in answers.values()}
         least_sure = min((answer for answer in answers.values()), key=lambda answer: answer[1], default=None)
+        grey = (self.grey_accuracy and view is not None and least_sure is not None
+                and least_sure[1] < self.grey_threshold and colourless(np.asarray(view)[None])[0])
         if len(labels) > 1:
             reasons.append("the models disagree (" + " vs ".join(label for label, _, _ in answers.values()) + ")")
-        elif least_sure is not None and least_sure[1] < self.threshold:
+        elif least_sure is not None and least_sure[1] < self.threshold and not grey:  # grey: said below
             label, probability, model = least_sure
             reasons.append(f"low confidence: {model} gives {label} only {percent(probability)}, under the "
                            f"{100 * self.threshold:.1f}% line")
-        if (self.grey_accuracy and view is not None and least_sure is not None
-                and least_sure[1] < self.grey_threshold and colourless(np.asarray(view)[None])[0]):
+        if grey:
             label, probability, model = least_sure
-            measured = [f"{answers[name][2]} {100 * accuracy:.0f}%" for name, accuracy in self.grey_accuracy.items()
-                        if name in answers]
-            reasons.append("a black-and-white image: the models learnt from colour photos and are less reliable on "
-                           "grey ones (" + ", ".join(measured) + " right on validation photos turned grey)"
-                           + (f", so it needs {100 * self.grey_threshold:.0f}% and {model} gives {label} "
-                              f"{percent(probability)}" if self.grey_threshold <= 1 else ""))
+            measured = ", ".join(f"{answers[name][2]} {100 * accuracy:.0f}%"
+                                 for name, accuracy in self.grey_accuracy.items() if name in answers)
+            line = (f"{model} gives {label} {percent(probability)}, under the {100 * self.grey_threshold:.0f}% line "
+                    "for grey images " if self.grey_threshold <= 1 else "the models are less reliable on it ")
+            reasons.append(f"a black-and-white image: {line}({measured} right on validation photos turned grey)")
         return "; and ".join(reasons) if reasons else None
 
 
