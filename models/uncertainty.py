@@ -106,7 +106,8 @@ class Rule:
         the gate's score of it; face: the person check's confidence when it found a face (models/scope/faces.py)."""
         reasons = []
         if face is not None:
-            reasons.append(f"a person's face is in it (face detector confidence {face:.2f}): people are not one of "
+            # The detector's word, not a fact: it has taken a puppy's face for a person's (docs/how-it-works.md).
+            reasons.append(f"a face detector sees a person's face (confidence {face:.2f}): people are not one of "
                            "the 10 classes")
         if self.scope_threshold is not None and scope_logit is not None and scope_logit >= self.scope_threshold:
             unlike = ("it looks unlike the photos the models learnt from (out-of-scope score "
@@ -129,9 +130,10 @@ class Rule:
             label, probability, model = least_sure
             measured = ", ".join(f"{answers[name][2]} {100 * accuracy:.0f}%"
                                  for name, accuracy in self.grey_accuracy.items() if name in answers)
-            line = (f"{model} gives {label} {percent(probability)}, under the {100 * self.grey_threshold:.0f}% line "
-                    "for grey images " if self.grey_threshold <= 1 else "the models are less reliable on it ")
-            reasons.append(f"a black-and-white image: {line}({measured} right on validation photos turned grey)")
+            line = (f"{model} gives {label} {percent(probability)} and grey images need "
+                    f"{100 * self.grey_threshold:.0f}%" if self.grey_threshold <= 1 else "the models are less sure")
+            reasons.append(f"a black-and-white image: {line} (they are harder: {measured} right on grey validation "
+                           "photos)")
         return "; and ".join(reasons) if reasons else None
 
 

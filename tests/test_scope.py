@@ -151,12 +151,12 @@ def test_every_reason_at_once_fits_the_apis_500_characters():
     reason = rule.reason(answers, grey, scope_logit=9.0, face=0.99)
     parts = reason.split("; and ")
     assert [p.split(" (")[0].split(":")[0] for p in parts] == [
-        "a person's face is in it", "it looks unlike the photos the models learnt from too",
+        "a face detector sees a person's face", "it looks unlike the photos the models learnt from too",
         "the models disagree", "a black-and-white image"]
     assert parts[1].endswith("so whatever the models answer is a guess") and len(reason) <= 500
     same = {"custom_cnn": ("automobile", 0.3456, "Custom CNN"), "mobilenetv2": ("automobile", 0.5, "MobileNetV2")}
     merged = rule.reason(same, grey, scope_logit=9.0, face=0.99)
-    assert "low confidence" not in merged and "Custom CNN gives automobile 34.5%, under the 86% line" in merged
+    assert "low confidence" not in merged and "Custom CNN gives automobile 34.5% and grey images need 86%" in merged
     assert Result.model_fields["uncertain_reason"].metadata[0].max_length == 500
 
 
@@ -221,7 +221,7 @@ def test_a_face_makes_an_image_out_of_scope_whatever_the_gate_says(fake_models, 
     face, plain, small = classify(sent, ["custom_cnn", "mobilenetv2"]).images
     assert [image.size for image in faces.seen] == [(200, 150), (200, 150), (40, 40)]  # as sent, not the views
     assert face.out_of_scope is True and face.uncertain is True
-    assert face.uncertain_reason.startswith("a person's face is in it (face detector confidence 0.95)")
+    assert face.uncertain_reason.startswith("a face detector sees a person's face (confidence 0.95)")
     assert face.out_of_scope_score == pytest.approx(face_score(0.95, 0.8)) and face.out_of_scope_score > 0.5
     assert plain.out_of_scope is False and 0 < plain.out_of_scope_score < 0.5
     assert small.out_of_scope is False and small.out_of_scope_score == pytest.approx(float(scope_score(-3.0, 1.0)))
@@ -259,7 +259,8 @@ def test_the_committed_face_detector_finds_the_astronaut_and_not_an_enlarged_cif
     assert check.found(check.score(astronaut)) and not check.found(check.score(cat.resize((128, 128))))
     assert check.score(cat) is None
     answer = classify([astronaut], ["custom_cnn", "mobilenetv2"]).images[0]
-    assert answer.out_of_scope is True and "a person's face is in it" in answer.uncertain_reason
+    assert answer.out_of_scope is True
+    assert "a face detector sees a person's face" in answer.uncertain_reason
     shutil.copytree(REPO / "models" / "scope", tmp_path / "scope", ignore=shutil.ignore_patterns("*.npz", "features*"))
     path = tmp_path / "scope" / faces.DETECTOR_FILE
     data = bytearray(path.read_bytes())

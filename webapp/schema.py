@@ -94,8 +94,8 @@ class Result(Strict):
     model_errors: dict[str, ItemError] | None = None
     agree: bool | None = Field(default=None, description="all models' top-1 labels are equal")
     uncertain: bool | None = Field(default=None, description="the image is out of scope, or the models disagree or "
-                                   "are unsure, or it has no colour and they are not sure enough for a grey image (rule "
-                                   "fitted on the validation split; null if none fits these weights)")
+                                   "are unsure, or it has no colour and they are not sure enough for a grey "
+                                   "image (rule fitted on the validation split; null if none fits these weights)")
     uncertain_reason: str | None = Field(default=None, max_length=500, description="why, in words")
     out_of_scope: bool | None = Field(default=None, description="probably not one of the 10 classes: the "
                                       "out-of-scope gate's score is 0.5 or more (null if the gate is not in use)")
