@@ -118,7 +118,7 @@ def measure(server: ProcfileServer, request: Request, copies: int) -> dict[str, 
 
 def requests() -> list[Request]:
     flat40 = encode(Image.new("RGB", (7300, 5400), (90, 120, 150)), "PNG", compress_level=9)
-    webp16 = encode(Image.new("RGB", (4600, 3450), (90, 120, 150)), "WEBP", lossless=True)  # the WebP limit
+    webp16 = encode(Image.new("RGB", (4096, 4096), (90, 120, 150)), "WEBP", lossless=True)  # the WebP limit
     gif36 = gif_with_tiny_sub_blocks(6000, 6000)
     small = [encode(photo(128, 128, seed=i), "JPEG", quality=90) for i in range(500)]
     labelled = stored_zip({f"{['cat', 'dog', 'ship', 'truck'][i % 4]}/{i:03d}.jpg": d for i, d in enumerate(small)})
@@ -166,7 +166,7 @@ def requests() -> list[Request]:
                 lambda s: ("/", *form({"csrf_token": s.token}, photos32))),
         Request(f"POST /api/v1/evaluate: {pngs} x 40 MP PNG (ZIP)", "500 images, 50 MB ZIP, 1,100 entries, 256 decoded "
                 "MP, 8 s of decoding", api("/api/v1/evaluate", [("archive", "bomb.zip", png_bomb)]), TARGET_BOMB_MB),
-        Request("POST /api/v1/evaluate: 100 x 16 MP lossless WebP", "same; WebP at most 16.8 MP (4096²)",
+        Request("POST /api/v1/evaluate: 100 x 16.8 MP lossless WebP", "same; WebP at most 16.8 MP (4096²)",
                 api("/api/v1/evaluate", [("archive", "webp.zip", webp_bomb)]), TARGET_BOMB_MB),
         Request("POST /api/v1/evaluate: 500 labelled 128 px JPEGs", "same",
                 api("/api/v1/evaluate", [("archive", "set.zip", labelled)])),
