@@ -170,13 +170,13 @@ def add_explanations(answers: list[ImageAnswer], predictors: dict[str, Predictor
     """Each model's map for its own top-1 class, over the view it saw, with the same windows for every model."""
     for name, predictor in predictors.items():
         start = time.perf_counter()
-        rows = [(i, answer) for i, answer in enumerate(answers) if name in answer.predictions]
+        rows = [answer for answer in answers if name in answer.predictions]
         if not rows:
             continue
-        views = np.stack([answer.model_view for _, answer in rows])
-        targets = [predictor.class_names.index(answer.predictions[name].label) for _, answer in rows]
-        for (_, answer), explanation in zip(rows, explain_views(views, targets, predictor.predict_proba,
-                                                                predictor.class_names), strict=True):
+        views = np.stack([answer.model_view for answer in rows])
+        targets = [predictor.class_names.index(answer.predictions[name].label) for answer in rows]
+        for answer, explanation in zip(rows, explain_views(views, targets, predictor.predict_proba,
+                                                           predictor.class_names), strict=True):
             answer.predictions[name].explanation = explanation
         timing[name].explain_ms = 1000 * (time.perf_counter() - start)
     for answer in answers:

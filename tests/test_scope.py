@@ -269,3 +269,24 @@ def test_the_committed_face_detector_finds_the_astronaut_and_not_an_enlarged_cif
     with pytest.raises(ModelLoadError, match="not the detector"):
         faces.FaceCheck(tmp_path / "scope")
 
+
+
+def test_the_gate_and_the_face_check_are_built_once_and_a_failure_is_remembered_as_none():
+    from models.predictor import ModelLoadError
+    from models.scope import load_once
+
+    calls = []
+
+    def build():
+        calls.append(1)
+        return object()
+
+    def broken():
+        calls.append(1)
+        raise ModelLoadError("missing file")
+
+    load = load_once(build)
+    assert load() is load() and len(calls) == 1
+    calls.clear()
+    load_broken = load_once(broken)
+    assert load_broken() is None and load_broken() is None and len(calls) == 1

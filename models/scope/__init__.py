@@ -6,3 +6,29 @@ ImageNet-pretrained MobileNetV2 (which has seen people, food and rooms; never fi
 probe fitted to tell CIFAR-10 training images from out-of-scope images of some benchmark families
 (`fit.py`); the other families are held out to measure it (`bench/bench_out_of_scope.py`).
 """
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def load_once(build: Callable[[], T]) -> Callable[[], T | None]:
+    """A loader that builds the process's one instance on first call (under a lock, so once) and returns it after;
+    None, and the same None afterwards, when building failed: a missing or broken file must not fail a request."""
+    lock = threading.Lock()
+    built: list[T | None] = []
+
+    def load() -> T | None:
+        with lock:
+            if not built:
+                try:
+                    built.append(build())
+                except Exception:  # verdicts then rest on what did load
+                    built.append(None)
+            return built[0]
+
+    return load

@@ -31,6 +31,7 @@ from ai_edge_litert.interpreter import Interpreter
 from PIL import Image, ImageOps
 
 from models.predictor import ModelLoadError, loading, sha256_of
+from models.scope import load_once
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DETECTOR_FILE = "face_detection_short_range.tflite"
@@ -96,28 +97,9 @@ def face_score(confidence: float, threshold: float) -> float:
     return 0.5 * confidence / threshold
 
 
-_check: FaceCheck | None = None
-_failure: Exception | None = None
-_lock = threading.Lock()
-
-
-def load_faces(directory: Path = PACKAGE_DIR) -> FaceCheck | None:
-    """The process's face check, loaded once; None when its files are missing, changed or broken (verdicts then
-    rest on the gate and the classifiers alone)."""
-    global _check, _failure
-    with _lock:
-        if _check is None and _failure is None:
-            try:
-                _check = FaceCheck(directory)
-            except Exception as exc:  # a missing detector must not take predictions down
-                _failure = exc
-        return _check
-
-
-def forget_faces() -> None:
-    global _check, _failure
-    with _lock:
-        _check, _failure = None, None
+# The process's face check, loaded once; None when its files are missing, changed or broken (verdicts then rest on
+# the gate and the classifiers alone).
+load_faces = load_once(FaceCheck)
 
 
 def choose_threshold(scores: np.ndarray, max_share: float = MAX_VALIDATION_SHARE) -> float:

@@ -19,6 +19,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from models.predictor import ModelLoadError, loading, sha256_of
+from models.scope import load_once
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 FEATURES_FILE = "features.tflite"
@@ -76,26 +77,6 @@ class ScopeGate:
                                + sha256_of(self.directory / PROBE_FILE)).encode()).hexdigest()
 
 
-_gate: ScopeGate | None = None
-_failure: Exception | None = None
-_lock = threading.Lock()
-
-
-def load_gate(directory: Path = PACKAGE_DIR) -> ScopeGate | None:
-    """The process's gate, loaded once; None (and the same None afterwards) when its files are missing or broken,
-    so verdicts fall back to the classifiers' own signals rather than failing a request."""
-    global _gate, _failure
-    with _lock:
-        if _gate is None and _failure is None:
-            try:
-                _gate = ScopeGate(directory)
-            except Exception as exc:  # a missing or broken gate must not take predictions down
-                _failure = exc
-        return _gate
-
-
-def forget_gate() -> None:
-    """Drop the loaded gate (tests that swap its files)."""
-    global _gate, _failure
-    with _lock:
-        _gate, _failure = None, None
+# The process's gate, loaded once; None when its files are missing or broken, so verdicts fall back to the
+# classifiers' own signals rather than failing a request.
+load_gate = load_once(ScopeGate)
