@@ -122,7 +122,7 @@ def explain_results(results: list[dict[str, Any]], views: dict[int, np.ndarray],
 
 
 def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumbnails: bool = False,
-             max_request_pixels: int | None = None, max_decode_seconds: float | None = None, explain: bool = False
+             max_request_pixels: int | None = None, max_decode_seconds: float | None = None, explain: bool | int = False
              ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """(one JSON-ready result per input, in order, errors in place; per-model timing). Images are decoded one
     at a time and shrunk at once, drawing on one decoded-pixel budget and one decoding-time budget for the whole

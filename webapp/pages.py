@@ -24,7 +24,7 @@ from flask import (
 from webapp.examples import example_files, example_labels, gallery
 from webapp.exports import api_shape, checked, read_comparison, read_signed, sign_comparison
 from webapp.health import model_status
-from webapp.inference import RequestError, classify, explain_results, gather_inputs
+from webapp.inference import ImageInput, RequestError, classify, explain_results, gather_inputs
 from webapp.options import explain_slot, fetch_policy, parse_explain, parse_top_k, parse_true_labels
 
 bp = Blueprint("pages", __name__)
@@ -95,19 +95,14 @@ def predict():
                      "of each model); compare the rest in another batch to see theirs.")
     models = served_models()
     try:
-        with explain_slot(current_app.config, explain_count, bool(explain_count)):
-            results, timing = classify(inputs, list(models), top_k, thumbnails=True,
-                                       max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
-                                       max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"],
-                                       explain=explain_count)
+        with explain_slot(current_app.config, explain_count, bool(explain_count)):  # a 429 before any work
+            results, timing = classify_for_page(inputs, list(models), top_k, explain_count)
     except RequestError as exc:
         if exc.status != 429:
             raise
         notes.append("The server is busy making other visitors' maps: here are the results without them; "
                      "\"Why? Explain these results\" makes them in a moment.")
-        results, timing = classify(inputs, list(models), top_k, thumbnails=True,
-                                   max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
-                                   max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"])
+        results, timing = classify_for_page(inputs, list(models), top_k, 0)
     notice = " ".join(notes) or None
     for result, truth in zip(results, truths, strict=False):  # examples, then files; URLs have none
         if truth is not None:
@@ -116,14 +111,19 @@ def predict():
     return results_page(results, timing, started, notice, created, top_k, models)
 
 
+def classify_for_page(inputs: list[ImageInput], model_names: list[str], top_k: int, explain: int
+                      ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    return classify(inputs, model_names, top_k, thumbnails=True,
+                    max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
+                    max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain)
+
+
 def results_page(results: list[dict[str, Any]], timing: dict[str, Any], started: float, notice: str | None,
                  created: str, top_k: int, models: dict[str, dict[str, Any]], explaining: bool = False) -> str:
-    from reports.comparison import summary_sentence
+    from reports.comparison import explanation_uri, summary_sentence
 
     waited_ms = 1000 * (time.perf_counter() - started)  # receiving aside: decoding, fetching, the models
     comparison = sign_comparison({"created": created, "models": list(models), "top_k": top_k, "results": results})
-    from reports.comparison import explanation_uri
-
     maps = {f"{r['index']}:{name}": explanation_uri(r["model_view"], p["explanation"]["grid"])
             for r in results if r.get("model_view") for name, p in (r.get("predictions") or {}).items()
             if p.get("explanation")}
