@@ -103,11 +103,18 @@ def explanation_image(view: PILImage.Image, grid: list[list[float]], scale: int 
     return PILImage.fromarray(base.clip(0, 255).astype("uint8"))
 
 
+def image_from_uri(uri: str) -> PILImage.Image:
+    """The image in a data: URI this project made (a results page's or a report's view), as RGB."""
+    import base64
+
+    return PILImage.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")
+
+
 def explanation_uri(view_uri: str, grid: list[list[float]]) -> str:
     """explanation_image as a PNG data: URI, from the 32x32 view's own data: URI (the results page's)."""
     import base64
 
-    view = PILImage.open(io.BytesIO(base64.b64decode(view_uri.split(",", 1)[1]))).convert("RGB")
+    view = image_from_uri(view_uri)
     buffer = io.BytesIO()
     explanation_image(view, grid).save(buffer, "PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

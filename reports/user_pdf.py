@@ -3,7 +3,6 @@ nothing touches the disk (the web app serves it straight from memory)."""
 
 from __future__ import annotations
 
-import base64
 import io
 from typing import Any
 from xml.sax.saxutils import escape
@@ -22,8 +21,9 @@ from reports.pdf import BODY, CELL, H1, H2, MARGIN, SMALL, TEXT_WIDTH, _footer, 
 def _view(uri: str, size: float) -> Image:
     from PIL import Image as PILImage
 
-    data = base64.b64decode(uri.split(",", 1)[1])
-    big = PILImage.open(io.BytesIO(data)).resize((128, 128), PILImage.Resampling.NEAREST)  # crisp pixels
+    from reports.comparison import image_from_uri
+
+    big = image_from_uri(uri).resize((128, 128), PILImage.Resampling.NEAREST)  # crisp pixels
     buffer = io.BytesIO()
     big.save(buffer, "PNG")
     buffer.seek(0)
@@ -32,14 +32,12 @@ def _view(uri: str, size: float) -> Image:
 
 def _maps(report: dict[str, Any], index: int) -> list:
     """Both models' explanation maps for a gallery image, drawn from their grids, and where each looked."""
-    from PIL import Image as PILImage
-
-    from reports.comparison import explanation_image
+    from reports.comparison import explanation_image, image_from_uri
 
     found = (report.get("explanations") or {}).get(str(index))
     if not found:
         return []
-    view = PILImage.open(io.BytesIO(base64.b64decode(report["views"][str(index)].split(",", 1)[1])))
+    view = image_from_uri(report["views"][str(index)])
     pictures = []
     for e in found["maps"].values():
         buffer = io.BytesIO()
