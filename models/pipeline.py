@@ -24,6 +24,7 @@ from models.explanation import Explanation, comparison_sentence, explain_views
 from models.images import to_model_input
 from models.predictor import Predictor, top_k_labels
 from models.registry import REGISTRY, load_predictor
+from models.scope.broad import load_broad
 from models.scope.faces import face_score, load_faces
 from models.scope.gate import VIEW_SIZE, load_gate
 from models.uncertainty import rule_for, scope_score
@@ -63,6 +64,7 @@ class ImageAnswer:
     uncertain_reason: str | None = None
     out_of_scope: bool | None = None
     out_of_scope_score: float | None = None
+    looks_like: str | None = None  # out of scope by the broad view: what it looks like to it ("bookcase")
     model_view: np.ndarray | None = field(default=None, repr=False)  # the uint8 (S, S, 3) input the models saw
     looks: str | None = None  # when explained: a sentence if the models looked at different regions
 
@@ -187,8 +189,8 @@ def add_explanations(answers: list[ImageAnswer], predictors: dict[str, Predictor
 def add_verdicts(answers: list[ImageAnswer], predictors: dict[str, Predictor],
                  images: Sequence[Image.Image | np.ndarray] = ()) -> None:
     """The two verdicts (models/uncertainty.py) when the rule was fitted for these weights: the out-of-scope gate
-    reads each image's 32x32 view, the person check (models/scope/faces.py) the image as sent; with one model,
-    its confidence alone stands for agreement."""
+    reads each image's 32x32 view, the person check (models/scope/faces.py) and the broad view (models/scope/broad.py)
+    the image as sent; with one model, its confidence alone stands for agreement."""
     rule = rule_for({name: p.weights_sha256 for name, p in predictors.items()}) if predictors else None
     if rule is None:
         return
@@ -200,13 +202,28 @@ def add_verdicts(answers: list[ImageAnswer], predictors: dict[str, Predictor],
             logits = [float(x) for x in gate.scores(np.stack(views))]
     faces = load_faces() if logits[0] is not None and images else None
     confidences = faces.scores(images) if faces is not None and faces.threshold is not None else [None] * len(answers)
-    for answer, logit, face in zip(answers, logits, confidences, strict=True):
+    broad = load_broad() if rule.photo is not None and images else None
+    broad_answers = (broad.read(images) if broad is not None and broad.sha256 == rule.photo.broad_sha256
+                     else [None] * len(answers))
+    for answer, logit, face, seen in zip(answers, logits, confidences, broad_answers, strict=True):
         tops = {name: (a.top_k[0][0], a.top_k[0][1], predictors[name].short_name)
                 for name, a in answer.predictions.items() if name in predictors}
         found = face if faces is not None and faces.found(face) else None
-        answer.uncertain_reason = rule.reason(tops, answer.model_view, logit, found)
-        answer.uncertain = answer.uncertain_reason is not None
+        verdict = rule.judge(tops, answer.model_view, logit, found, seen)
+        answer.uncertain_reason = verdict.reason
+        answer.uncertain = verdict.reason is not None
+        answer.out_of_scope = verdict.out_of_scope
+        answer.looks_like = verdict.looks_like
         if logit is not None:
-            answer.out_of_scope = bool(logit >= rule.scope_threshold) or found is not None
-            answer.out_of_scope_score = float(max(scope_score(logit, rule.scope_threshold),
-                                                  face_score(face, faces.threshold) if face is not None else 0.0))
+            kept = seen is not None and seen.inside >= rule.photo.keep_line  # gate and face do not count then
+            scores = [] if kept else [scope_score(logit, rule.scope_threshold)]
+            if face is not None and not kept:
+                scores.append(face_score(face, faces.threshold))
+            if seen is not None:
+                scores.append(broad_score(seen.inside, rule.photo.inside_line))
+            answer.out_of_scope_score = float(max(scores))
+
+
+def broad_score(inside: float, line: float) -> float:
+    """The broad view's call on the verdict's scale: 0.5 at the line, 1 when it gives the 10 classes nothing."""
+    return 1.0 - inside / (2 * line) if inside < line else 0.5 * (1.0 - inside) / (1.0 - line)

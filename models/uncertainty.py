@@ -29,8 +29,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from models.scope.broad import BroadAnswer
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RULE_FILE = PACKAGE_DIR / "uncertainty.json"
@@ -68,6 +72,31 @@ def scope_score(logits: np.ndarray | float, scope_threshold: float) -> np.ndarra
 
 
 @dataclass(frozen=True)
+class PhotoLines:
+    """How the broad view (models/scope/broad.py) joins the verdicts on a photo it reads (an upload of at least 64 px
+    a side), fitted on the real-photo benchmark's fitting sources (`fit_photo_lines`). `inside` is the broad view's
+    probability that the photo shows one of the 10 classes: under `inside_line` the photo is out of scope; at or above
+    `keep_line` the gate's and the face check's calls do not count (the photo looks like a dog to a model that knows
+    dogs, whatever a face detector found on its face); and a photo whose models agree on a class is uncertain when
+    the broad view gives that class under `match_line` of `inside` (both say cat, it sees a husky)."""
+
+    broad_sha256: str
+    inside_line: float
+    keep_line: float
+    match_line: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One image's verdicts: out of scope (None when nothing could judge it), why it is flagged (None: it is not),
+    and, when the broad view calls it out of scope, what it looks like to it instead."""
+
+    out_of_scope: bool | None
+    reason: str | None
+    looks_like: str | None = None
+
+
+@dataclass(frozen=True)
 class Rule:
     threshold: float
     weights_sha256: Mapping[str, str]  # the models it was fitted for
@@ -76,6 +105,7 @@ class Rule:
     scope_threshold: float | None = None  # the gate's logit at or above which an image is out of scope
     gate_sha256: str | None = None  # the gate it was fitted for; None: out of scope is not judged
     grey_threshold: float = math.inf  # a colourless image under this confidence is flagged (inf: every one)
+    photo: PhotoLines | None = None  # the broad view's lines; None: photos are judged as thumbnails are
 
     def out_of_scope(self, scope_logits: np.ndarray | None) -> np.ndarray | None:
         """Per image: the gate's logit at or above the threshold (None when the gate is not part of this rule)."""
@@ -98,24 +128,37 @@ class Rule:
             flagged |= outside
         return flagged
 
-    def reason(self, answers: Mapping[str, tuple[str, float, str]], view: np.ndarray | None = None,
-               scope_logit: float | None = None, face: float | None = None) -> str | None:
-        """Why one image is flagged, in words (every reason that applies, the strongest first), or None; at most
-        500 characters, the API's bound (every reason at once, with the longest labels, is about 480).
-        answers: model name -> (label, probability, short name); view: the image the models saw; scope_logit:
-        the gate's score of it; face: the person check's confidence when it found a face (models/scope/faces.py)."""
+    def judge(self, answers: Mapping[str, tuple[str, float, str]], view: np.ndarray | None = None,
+              scope_logit: float | None = None, face: float | None = None, broad: BroadAnswer | None = None
+              ) -> Verdict:
+        """Both verdicts for one image, and why it is flagged in words (every reason that applies, the strongest
+        first; at most 500 characters, the API's bound). answers: model name -> (label, probability, short name);
+        view: the image the models saw; scope_logit: the gate's score of it; face: the face check's confidence when
+        it found a face (models/scope/faces.py); broad: the broad view of the upload (None for a thumbnail)."""
+        lines = self.photo if broad is not None else None
+        keep = lines is not None and broad.inside >= lines.keep_line
+        gate_out = (self.scope_threshold is not None and scope_logit is not None
+                    and scope_logit >= self.scope_threshold and not keep)
+        face_out = face is not None and not keep
+        broad_out = lines is not None and broad.inside < lines.inside_line
+        judged = (self.scope_threshold is not None and scope_logit is not None) or lines is not None
         reasons = []
-        if face is not None:
+        if broad_out:
+            reasons.append(f"probably not one of the 10 classes: to a model that knows 1,000 kinds of things it looks "
+                           f"like {article(broad.looks_like)} ({percent(broad.looks_like_probability)}), and it gives "
+                           f"the 10 classes together {percent(broad.inside)}")
+        if face_out:
             # The detector's word, not a fact: it has taken a puppy's face for a person's (docs/how-it-works.md).
             reasons.append(f"a face detector sees a person's face (confidence {face:.2f}): people are not one of "
                            "the 10 classes")
-        if self.scope_threshold is not None and scope_logit is not None and scope_logit >= self.scope_threshold:
+        if gate_out:
             unlike = ("it looks unlike the photos the models learnt from (out-of-scope score "
                       f"{scope_score(scope_logit, self.scope_threshold):.2f}; 0.50 and above is out of scope)")
             reasons.append(unlike.replace("learnt from", "learnt from too", 1) if reasons
                            else "probably not one of the 10 classes: " + unlike)
         if reasons:  # said once, after the out-of-scope reasons
             reasons[-1] += ", so whatever the models answer is a guess"
+        out_of_scope = bool(reasons)
         labels = {label for label, _, _ in answers.values()}
         least_sure = min((answer for answer in answers.values()), key=lambda answer: answer[1], default=None)
         grey = (self.grey_accuracy and view is not None and least_sure is not None
@@ -134,7 +177,19 @@ class Rule:
                     f"{100 * self.grey_threshold:.0f}%" if self.grey_threshold <= 1 else "the models are less sure")
             reasons.append(f"a black-and-white image: {line} (they are harder: {measured} right on grey validation "
                            "photos)")
-        return "; and ".join(reasons) if reasons else None
+        if lines is not None and not out_of_scope and len(labels) == 1:
+            (label,) = labels
+            if broad.classes[label] < lines.match_line * broad.inside:
+                seen = broad.top if broad.top_class == broad.best_class else broad.best_class
+                reasons.append(f"to a model that knows 1,000 kinds of things it looks more like "
+                               f"{article(seen)} ({broad.best_class}) than {article(label)}")
+        return Verdict(out_of_scope if judged else None, "; and ".join(reasons) if reasons else None,
+                       broad.looks_like if broad_out else None)
+
+
+def article(noun: str) -> str:
+    """'a bookcase', 'an airliner'."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
 
 def percent(probability: float) -> str:
@@ -218,10 +273,12 @@ def load_rule(path: Path = RULE_FILE) -> Rule | None:
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
-    scope = data.get("scope")
+    scope, photos = data.get("scope"), data.get("photos")
+    lines = (PhotoLines(photos["broad_sha256"], float(photos["inside_line"]), float(photos["keep_line"]),
+                        float(photos["match_line"])) if photos else None)
     return Rule(float(data["threshold"]), dict(data["weights_sha256"]), dict(data.get("grey_accuracy", {})),
                 float(scope["threshold"]) if scope else None, scope["gate_sha256"] if scope else None,
-                float(data.get("grey_threshold", math.inf)))
+                float(data.get("grey_threshold", math.inf)), lines)
 
 
 def rule_for(models: Mapping[str, str]) -> Rule | None:
