@@ -47,7 +47,12 @@ MAX_FLAGGED = round(TARGET_FLAGGED - 1.645 * math.sqrt(TARGET_FLAGGED * (1 - TAR
 # The test-split target is 98.5% for both models; 0.1 point of margin (about one standard error of the accuracy
 # of 4,500 unflagged validation images). With 0.3 points the gate got no share at all (docs/how-it-works.md).
 MIN_UNFLAGGED_ACCURACY = 0.986
-SCOPE_SHARES = tuple(round(0.005 * i, 3) for i in range(0, 19))  # of the validation images the gate may flag
+# The most of a fresh split the gate may call out of scope (CIFAR-10's own photos are all in scope), and so, less its
+# sampling margin on the validation split, the largest share of validation it may flag.
+TARGET_OUT_OF_SCOPE = 0.01
+MAX_SCOPE_SHARE = TARGET_OUT_OF_SCOPE - 1.645 * math.sqrt(TARGET_OUT_OF_SCOPE * (1 - TARGET_OUT_OF_SCOPE)
+                                                          / VALIDATION_IMAGES)
+SCOPE_SHARES = tuple(share for share in (round(0.0025 * i, 4) for i in range(0, 37)) if share <= MAX_SCOPE_SHARE)
 # An image "has no colour" when its 32x32 view's channels differ by less than this on average (0-255 scale):
 # grey photos, scans and drawings, also after JPEG's small colour errors. 1.5% of CIFAR-10's images are.
 COLOURLESS_CHROMA = 2.0
@@ -268,6 +273,108 @@ def summary(rule: Rule, probs: Mapping[str, np.ndarray], labels: np.ndarray,
     return result
 
 
+@dataclass(frozen=True)
+class PhotoSignals:
+    """What the verdicts read, per photo, measured once so that every candidate line can be scored on it."""
+
+    probs: Mapping[str, np.ndarray]  # model name -> (N, 10) calibrated probabilities
+    views: np.ndarray  # uint8 (N, 32, 32, 3): what the models saw
+    scope_logits: np.ndarray  # (N,) the gate's
+    face_found: np.ndarray  # bool (N,): the face check's line reached
+    inside: np.ndarray  # (N,) the broad view's probability of the 10 classes (NaN: a thumbnail it does not read)
+    classes: np.ndarray  # (N, 10) how it splits that between them
+
+
+def photo_signals(images: Sequence, predictors: Mapping, gate, faces, broad) -> PhotoSignals:
+    """Every signal of the verdicts for these images (PIL images as uploaded), through the same loaders as the seam."""
+    from models.images import to_model_input
+
+    views = to_model_input(images, 32)
+    probs = {name: p.predict_proba(to_model_input(images, p.input_size)) for name, p in predictors.items()}
+    seen = broad.read(images)
+    inside = np.array([np.nan if a is None else a.inside for a in seen])
+    classes = np.array([[np.nan] * 10 if a is None else list(a.classes.values()) for a in seen])
+    return PhotoSignals(probs, views, gate.scores(views), np.array([faces.found(f) for f in faces.scores(images)]),
+                        inside, classes)
+
+
+def photo_verdicts(rule: Rule, lines: PhotoLines, signals: PhotoSignals) -> tuple[np.ndarray, np.ndarray]:
+    """(out of scope, flagged uncertain) per photo: `Rule.judge`'s decisions, vectorised to score many lines."""
+    read = ~np.isnan(signals.inside)
+    inside = np.nan_to_num(signals.inside, nan=0.0)
+    keep = read & (inside >= lines.keep_line)
+    out = ((signals.scope_logits >= rule.scope_threshold) | signals.face_found) & ~keep
+    out |= read & (inside < lines.inside_line)
+    labels = np.stack([p.argmax(axis=1) for p in signals.probs.values()])
+    agree = (labels == labels[0]).all(axis=0)
+    shared = np.take_along_axis(np.nan_to_num(signals.classes), labels[0][:, None], axis=1)[:, 0]
+    mismatch = read & ~out & agree & (shared < lines.match_line * inside)
+    flagged = rule.flags(signals.probs, signals.views) | out | mismatch
+    return out, flagged
+
+
+def photo_summary(out: np.ndarray, flagged: np.ndarray, group: np.ndarray, right: np.ndarray) -> dict[str, float]:
+    """The issue's figures for one set of photos: shares out of scope by group, everyday photos answered with no
+    flag, and of the class photos: right (every model) among the unflagged, and right and unflagged of all."""
+    result: dict[str, float] = {}
+    for name in ("everyday", "mammal", "class"):
+        mask = group == name
+        result[f"{name}_images"] = int(mask.sum())
+        result[f"{name}_out_of_scope"] = float(out[mask].mean()) if mask.any() else math.nan
+    everyday, photos = group == "everyday", group == "class"
+    result["everyday_unflagged"] = float((~flagged[everyday]).mean()) if everyday.any() else math.nan
+    kept = photos & ~flagged
+    result["class_unflagged_right"] = float(right[kept].mean()) if kept.any() else math.nan
+    result["class_right_and_unflagged"] = float((right & ~flagged)[photos].mean()) if photos.any() else math.nan
+    result["class_right"] = float(right[photos].mean()) if photos.any() else math.nan
+    return result
+
+
+# The issue's targets on held-out photos; the lines must meet each on the fitting photos with its one-sided 95%
+# sampling margin (1.645 standard errors of a share measured on that many photos), so that they hold on new sources.
+PHOTO_TARGETS = (("everyday_out_of_scope", ">=", 0.90, "everyday_images"),
+                 ("everyday_unflagged", "<=", 0.03, "everyday_images"),
+                 ("mammal_out_of_scope", ">=", 0.60, "mammal_images"),
+                 ("class_out_of_scope", "<=", 0.05, "class_images"),
+                 ("class_unflagged_right", ">=", 0.95, "class_images"),
+                 ("class_right_and_unflagged", ">=", 0.60, "class_images"))
+INSIDE_LINES = tuple(round(0.05 * i, 2) for i in range(1, 17))
+KEEP_LINES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.01)  # 1.01: the gate and the face check always count
+MATCH_LINES = tuple(round(0.05 * i, 2) for i in range(0, 19))
+
+
+def shortfall(result: Mapping[str, float]) -> float:
+    """How far these figures are from every target with its margin (0: all met)."""
+    total = 0.0
+    for key, sense, target, count in PHOTO_TARGETS:
+        n = max(int(result[count]), 1)
+        margin = 1.645 * math.sqrt(target * (1 - target) / n)
+        value = result[key]
+        if math.isnan(value):
+            continue
+        total += max(0.0, (target + margin) - value) if sense == ">=" else max(0.0, value - (target - margin))
+    return total
+
+
+def fit_photo_lines(rule: Rule, broad_sha256: str, signals: PhotoSignals, group: np.ndarray,
+                    right: np.ndarray) -> tuple[PhotoLines, dict[str, float], int]:
+    """The lines, chosen on the fitting photos: of those meeting every target with its margin, the one that leaves
+    most class photos right and unflagged; when none meets them all, the one nearest to meeting them."""
+    best: tuple[tuple[float, float], PhotoLines, dict[str, float]] | None = None
+    tried = 0
+    for inside_line in INSIDE_LINES:
+        for keep_line in KEEP_LINES:
+            for match_line in MATCH_LINES:
+                lines = PhotoLines(broad_sha256, inside_line, keep_line, match_line)
+                result = photo_summary(*photo_verdicts(rule, lines, signals), group, right)
+                tried += 1
+                key = (-shortfall(result), result["class_right_and_unflagged"])
+                if best is None or key > best[0]:
+                    best = (key, lines, result)
+    assert best is not None
+    return best[1], best[2], tried
+
+
 @cache
 def load_rule(path: Path = RULE_FILE) -> Rule | None:
     if not path.is_file():
@@ -289,6 +396,29 @@ def rule_for(models: Mapping[str, str]) -> Rule | None:
     return rule
 
 
+def fit_photos(rule: Rule, predictors: Mapping, gate, directory: Path | None) -> dict:
+    """The broad view's lines, fitted on the real-photo benchmark's fitting sources (never its held-out ones)."""
+    from models.cifar10 import CLASS_NAMES
+    from models.scope.benchmark import PHOTOS_DIR, load_photos
+    from models.scope.broad import load_broad
+    from models.scope.faces import load_faces
+
+    broad, faces = load_broad(), load_faces()
+    if broad is None or faces is None:
+        raise SystemExit("the broad view or the face check (models/scope/) failed to load")
+    photos = load_photos(directory or PHOTOS_DIR)
+    fitting = photos.subset(photos.role == "fitting")
+    signals = photo_signals(fitting.images, predictors, gate, faces, broad)
+    truth = np.array([CLASS_NAMES.index(label) if label in CLASS_NAMES else -1 for label in fitting.label])
+    right = np.stack([p.argmax(axis=1) == truth for p in signals.probs.values()]).all(axis=0)
+    lines, result, tried = fit_photo_lines(rule, broad.sha256, signals, fitting.group, right)
+    return {"broad_sha256": broad.sha256, "inside_line": lines.inside_line, "keep_line": lines.keep_line,
+            "match_line": lines.match_line, "fitting_sources": sorted(set(fitting.source)),
+            "fitting_photos": len(fitting.images), "candidates_tried": tried,
+            "targets": [list(target[:3]) for target in PHOTO_TARGETS], "shortfall": shortfall(result),
+            "fitting": result}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from models import cifar10
     from models.commands import announce_committed
@@ -297,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--photos", type=Path, default=None,
+                        help="the real-photo benchmark (default: build/photo-benchmark)")
     args = parser.parse_args(argv)
     val = cifar10.load_split("val", args.data_dir)
     predictors = {name: load_predictor(name) for name in available_models()}
@@ -318,8 +450,13 @@ def main(argv: Sequence[str] | None = None) -> None:
               "grey_threshold": grey_threshold, "colourless_chroma": COLOURLESS_CHROMA,
               "scope": {"threshold": scope_threshold, "gate_sha256": gate.sha256, "tried": tried},
               "validation": summary(rule, probs, val.labels, val.images, scope_logits)}
+    record["photos"] = fit_photos(rule, predictors, gate, args.photos)
     announce_committed(str(RULE_FILE.relative_to(PACKAGE_DIR.parent)))
     RULE_FILE.write_text(json.dumps(record, indent=2) + "\n")
+    photos = record["photos"]
+    print(f"photo lines (fitted on {', '.join(photos['fitting_sources'])}): inside {photos['inside_line']}, keep "
+          f"{photos['keep_line']}, match {photos['match_line']}; fitting photos: "
+          + ", ".join(f"{key} {value:.3f}" for key, value in photos["fitting"].items() if isinstance(value, float)))
     v = record["validation"]
     print(f"confidence threshold {threshold:.3f}, out-of-scope logit {scope_threshold:.3f}: flags "
           f"{100 * v['flagged']:.1f}% of {v['images']:,} validation images ({100 * v['out_of_scope']:.1f}% out of "

@@ -69,3 +69,42 @@ def load_benchmark(directory: Path = DEFAULT_DIR) -> Benchmark:
             images.append(image.convert("RGB"))
     return Benchmark(images, np.array([e["family"] for e in manifest]),
                      np.array([bool(e.get("person")) for e in manifest]), [e["name"] for e in manifest])
+
+
+PHOTOS_DIR = REPO / "build" / "photo-benchmark"
+PHOTO_GROUPS = ("class", "everyday", "mammal")
+
+
+@dataclass(frozen=True)
+class Photos:
+    """The real-photo benchmark (scripts/build_photo_benchmark.py): photos, each with its label (one of the 10
+    classes, "mammal", or "everyday:<kind>"), source and role ("fitting" or "held-out")."""
+
+    images: list[Image.Image]
+    label: np.ndarray  # str (N,)
+    source: np.ndarray  # str (N,)
+    role: np.ndarray  # str (N,)
+
+    @property
+    def group(self) -> np.ndarray:
+        """"class" (one of the 10), "mammal" (another mammal) or "everyday" (anything else), per photo."""
+        return np.array(["everyday" if label.startswith("everyday") else "mammal" if label == "mammal" else "class"
+                         for label in self.label])
+
+    def subset(self, keep: np.ndarray) -> Photos:
+        return Photos([im for im, k in zip(self.images, keep, strict=True) if k], self.label[keep],
+                      self.source[keep], self.role[keep])
+
+
+def load_photos(directory: Path = PHOTOS_DIR) -> Photos:
+    manifest_path = Path(directory) / "manifest.json"
+    if not manifest_path.is_file():
+        raise BenchmarkMissing(f"{manifest_path} not found: build the real-photo benchmark first with "
+                               f".venv/bin/python scripts/build_photo_benchmark.py")
+    manifest = json.loads(manifest_path.read_text())
+    images = []
+    for entry in manifest:
+        with Image.open(Path(directory) / entry["file"]) as image:
+            images.append(image.convert("RGB"))
+    return Photos(images, np.array([e["label"] for e in manifest]), np.array([e["source"] for e in manifest]),
+                  np.array([e["role"] for e in manifest]))
