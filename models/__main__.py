@@ -23,7 +23,7 @@ from models.registry import available_models, load_predictor
 
 def classify_files(paths: list[Path], model_names: list[str], top_k: int) -> list[dict[str, Any]]:
     """One result per file: {"file", "width", "height", "predictions": {model: [{"label", "probability"}...]},
-    "agree", "uncertain", "uncertain_reason", "out_of_scope", "out_of_scope_score"} (the API's fields), or
+    "agree", "uncertain", "uncertain_reason", "out_of_scope", "out_of_scope_score", "looks_like"} (the API's fields), or
     {"file", "error"}; a model that cannot run is listed under "model_errors"."""
     results: list[dict[str, Any]] = []
     images, slots = [], []
@@ -42,7 +42,8 @@ def classify_files(paths: list[Path], model_names: list[str], top_k: int) -> lis
     for slot, answer in zip(slots, answers.images, strict=True):
         results[slot]["predictions"] = {name: a.to_dict()["top_k"] for name, a in answer.predictions.items()}
         results[slot].update(agree=answer.agree, uncertain=answer.uncertain, uncertain_reason=answer.uncertain_reason,
-                             out_of_scope=answer.out_of_scope, out_of_scope_score=answer.out_of_scope_score)
+                             out_of_scope=answer.out_of_scope, out_of_scope_score=answer.out_of_scope_score,
+                             looks_like=answer.looks_like)
         if answer.model_errors:
             results[slot]["model_errors"] = answer.model_errors
     return results
@@ -51,7 +52,8 @@ def classify_files(paths: list[Path], model_names: list[str], top_k: int) -> lis
 def verdict_text(result: dict[str, Any]) -> str:
     """The results page's badge in words: out of scope, uncertain (and why), or whether the models agree."""
     if result.get("out_of_scope"):
-        return f"out of scope (score {result['out_of_scope_score']:.2f}): probably not one of the 10 classes"
+        looks = f"; looks like: {result['looks_like']}" if result.get("looks_like") else ""
+        return f"out of scope (score {result['out_of_scope_score']:.2f}): probably not one of the 10 classes{looks}"
     if result.get("uncertain"):
         return f"uncertain: {result['uncertain_reason']}"
     if result.get("agree") is not None:

@@ -24,6 +24,9 @@ from models.cifar10 import CLASS_NAMES
 from models.images import to_model_input
 from models.machine import trained_on
 
+# Each model's accuracy on real photographs (bench/bench_real_photos.py writes it; committed).
+REAL_PHOTOS_FILE = Path(__file__).resolve().parent / "real_photos.json"
+
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
@@ -167,6 +170,7 @@ class Predictor(ABC):
                 "val_accuracy": self.validation_accuracy(),
             },
             "test_accuracy": self.test_accuracy(),
+            "photo_accuracy": self.photo_accuracy(),
             "temperature": self.temperature,
             "class_names": list(self.class_names),
             **self.details(),
@@ -187,6 +191,19 @@ class Predictor(ABC):
             return None
         metrics = json.loads(self.metrics_path.read_text())
         return metrics.get("accuracy") if metrics.get("weights_sha256") == self.weights_sha256 else None
+
+    def photo_accuracy(self) -> dict[str, Any] | None:
+        """Accuracy on the real-photo benchmark's held-out sources ({"accuracy", "interval", "images"}), from
+        bench/bench_real_photos.py's summary, only if it was measured for these weights: the test split's figure
+        does not apply to people's photos, so the cards show both."""
+        return self._photo_accuracy
+
+    @cached_property
+    def _photo_accuracy(self) -> dict[str, Any] | None:
+        if not REAL_PHOTOS_FILE.is_file():
+            return None
+        entry = json.loads(REAL_PHOTOS_FILE.read_text()).get("models", {}).get(self.name)
+        return entry if entry and entry.get("weights_sha256") == self.weights_sha256 else None
 
     warm_up_sizes: tuple[int, ...] = (1, 8, 32)
 

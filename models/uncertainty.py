@@ -149,14 +149,14 @@ class Rule:
         judged = (self.scope_threshold is not None and scope_logit is not None) or lines is not None
         reasons = []
         if broad_out:
-            reasons.append(f"probably not one of the 10 classes: to a model that knows 1,000 kinds of things it looks "
-                           f"like {article(broad.looks_like)} ({percent(broad.looks_like_probability)}), and it gives "
-                           f"the 10 classes together {percent(broad.inside)}")
+            reasons.append(f"probably not one of the 10 classes: a model that knows 1,000 kinds of things sees "
+                           f"{article(broad.looks_like)} ({percent(broad.looks_like_probability)}) and gives the 10 "
+                           f"classes {percent(broad.inside)} together")
         if face_out:
             # The detector's word, not a fact: it has taken a puppy's face for a person's (docs/how-it-works.md).
             reasons.append(f"a face detector sees a person's face (confidence {face:.2f}): people are not one of "
                            "the 10 classes")
-        if gate_out:
+        if gate_out and not broad_out:  # on a photo the broad view has read, its word is the stronger one
             unlike = ("it looks unlike the photos the models learnt from (out-of-scope score "
                       f"{scope_score(scope_logit, self.scope_threshold):.2f}; 0.50 and above is out of scope)")
             reasons.append(unlike.replace("learnt from", "learnt from too", 1) if reasons

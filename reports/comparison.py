@@ -16,7 +16,7 @@ from PIL import Image as PILImage
 
 CSV_COLUMNS = ("image", "source", "width", "height", "true_label", "model", "rank", "label", "probability", "correct",
                "looked_at", "models_agree",
-               "uncertain", "uncertain_reason", "out_of_scope", "out_of_scope_score", "error")
+               "uncertain", "uncertain_reason", "out_of_scope", "out_of_scope_score", "looks_like", "error")
 
 
 def source_text(result: dict[str, Any]) -> str:
@@ -58,9 +58,10 @@ def to_csv(comparison: dict[str, Any]) -> bytes:
         common = [r["index"] + 1, source_text(r), r.get("width", ""), r.get("height", ""), r.get("true_label") or ""]
         verdict = ["" if r.get("agree") is None else r["agree"], blank_if_none(r.get("uncertain")),
                    r.get("uncertain_reason") or "", blank_if_none(r.get("out_of_scope")),
-                   "" if r.get("out_of_scope_score") is None else f"{r['out_of_scope_score']:.4f}"]
+                   "" if r.get("out_of_scope_score") is None else f"{r['out_of_scope_score']:.4f}",
+                   r.get("looks_like") or ""]
         if r.get("error"):
-            writer.writerow([*common, "", "", "", "", "", "", "", "", "", "", "", r["error"]["message"]])
+            writer.writerow([*common, "", "", "", "", "", "", "", "", "", "", "", "", r["error"]["message"]])
             continue
         for model, answer in r["predictions"].items():
             for rank, t in enumerate(answer["top_k"], 1):
@@ -196,8 +197,9 @@ def to_pdf(comparison: dict[str, Any]) -> bytes:
         if r.get("error"):
             verdict = f"<font color='#a61b1b'>could not classify: {escape(r['error']['message'])}</font>"
         elif r.get("out_of_scope"):
+            looks = f"; looks like: {escape(r['looks_like'])}" if r.get("looks_like") else ""
             verdict = (f"<font color='#a61b1b'><b>out of scope</b> (score {r['out_of_scope_score']:.2f}): "
-                       "probably not one of the 10 classes</font>")
+                       f"probably not one of the 10 classes{looks}</font>")
         elif r.get("uncertain"):
             verdict = f"<font color='#8a4b00'><b>uncertain</b>: {escape(r.get('uncertain_reason') or '')}</font>"
         elif r.get("agree") is not None:

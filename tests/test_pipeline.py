@@ -144,8 +144,8 @@ def test_a_black_and_white_image_needs_the_grey_line_not_just_the_colour_line():
     assert not rule.flags({"a": sure, "b": sure}, views)[0]
     assert rule.flags({"a": sure, "b": unsure}, views)[0]
     assert not rule.flags({"a": sure, "b": unsure}, np.asarray(photo(32, 32, seed=5))[None])[0]  # in colour: fine
-    assert rule.reason({"a": ("bird", 0.91, "CNN"), "b": ("bird", 0.95, "MobileNetV2")}, grey) is None
-    reason = rule.reason({"a": ("bird", 0.91, "CNN"), "b": ("bird", 0.733, "MobileNetV2")}, grey)
+    assert rule.judge({"a": ("bird", 0.91, "CNN"), "b": ("bird", 0.95, "MobileNetV2")}, grey).reason is None
+    reason = rule.judge({"a": ("bird", 0.91, "CNN"), "b": ("bird", 0.733, "MobileNetV2")}, grey).reason
     assert reason == ("a black-and-white image: MobileNetV2 gives bird 73.3% and grey images need 86% (they are "
                       "harder: CNN 88%, MobileNetV2 91% right on grey validation photos)")
 

@@ -63,11 +63,11 @@ def test_without_its_gate_the_rule_still_judges_the_models_but_not_the_scope(fak
 
 def test_the_low_confidence_reason_never_rounds_the_probability_up_to_the_line():
     rule = Rule(threshold=0.61, weights_sha256={})
-    reason = rule.reason({"a": ("ship", 0.6099, "CNN"), "b": ("ship", 0.9, "MobileNetV2")})
+    reason = rule.judge({"a": ("ship", 0.6099, "CNN"), "b": ("ship", 0.9, "MobileNetV2")}).reason
     assert "ship only 60.9%" in reason and "61.0% line" in reason
-    close = Rule(threshold=0.565, weights_sha256={}).reason({"a": ("dog", 0.5620, "CNN"), "b": ("dog", 0.9, "M")})
+    close = Rule(threshold=0.565, weights_sha256={}).judge({"a": ("dog", 0.5620, "CNN"), "b": ("dog", 0.9, "M")}).reason
     assert "dog only 56.2%, under the 56.5% line" in close  # not "56%, under the 56% line"
-    assert "49.8%" in Rule(threshold=0.565, weights_sha256={}).reason({"a": ("dog", 0.4989, "CNN")})
+    assert "49.8%" in Rule(threshold=0.565, weights_sha256={}).judge({"a": ("dog", 0.4989, "CNN")}).reason
 
 
 def test_the_thresholds_keep_the_budget_and_the_accuracy_floor_and_give_the_gate_the_most():
@@ -131,11 +131,11 @@ def test_every_reason_that_applies_is_given_the_strongest_first():
 
     grey = to_grey(np.asarray(photo(32, 32, seed=4)))
     rule = Rule(threshold=0.5, weights_sha256={}, grey_accuracy={"a": 0.88, "b": 0.91}, scope_threshold=0.0)
-    reason = rule.reason({"a": ("dog", 0.7, "CNN"), "b": ("cat", 0.8, "MobileNetV2")}, grey, scope_logit=2.0)
+    reason = rule.judge({"a": ("dog", 0.7, "CNN"), "b": ("cat", 0.8, "MobileNetV2")}, grey, scope_logit=2.0).reason
     first, second, third = reason.split("; and ")
     assert first.startswith("probably not one of the 10 classes") and second == "the models disagree (dog vs cat)"
     assert third.startswith("a black-and-white image") and "CNN 88%" in third and len(reason) <= 500
-    assert rule.reason({"a": ("dog", 0.9, "CNN"), "b": ("dog", 0.95, "MobileNetV2")}, None, -1.0) is None
+    assert rule.judge({"a": ("dog", 0.9, "CNN"), "b": ("dog", 0.95, "MobileNetV2")}, None, -1.0).reason is None
 
 
 def test_every_reason_at_once_fits_the_apis_500_characters():
@@ -148,14 +148,14 @@ def test_every_reason_at_once_fits_the_apis_500_characters():
     rule = Rule(threshold=0.56, weights_sha256={}, grey_accuracy={"custom_cnn": 0.876, "mobilenetv2": 0.908},
                 scope_threshold=0.0, grey_threshold=0.86)
     answers = {"custom_cnn": ("automobile", 0.3456, "Custom CNN"), "mobilenetv2": ("airplane", 0.5559, "MobileNetV2")}
-    reason = rule.reason(answers, grey, scope_logit=9.0, face=0.99)
+    reason = rule.judge(answers, grey, scope_logit=9.0, face=0.99).reason
     parts = reason.split("; and ")
     assert [p.split(" (")[0].split(":")[0] for p in parts] == [
         "a face detector sees a person's face", "it looks unlike the photos the models learnt from too",
         "the models disagree", "a black-and-white image"]
     assert parts[1].endswith("so whatever the models answer is a guess") and len(reason) <= 500
     same = {"custom_cnn": ("automobile", 0.3456, "Custom CNN"), "mobilenetv2": ("automobile", 0.5, "MobileNetV2")}
-    merged = rule.reason(same, grey, scope_logit=9.0, face=0.99)
+    merged = rule.judge(same, grey, scope_logit=9.0, face=0.99).reason
     assert "low confidence" not in merged and "Custom CNN gives automobile 34.5% and grey images need 86%" in merged
     assert Result.model_fields["uncertain_reason"].metadata[0].max_length == 500
 

@@ -159,6 +159,8 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
                                     for name, message in answer.model_errors.items()},
                       agree=answer.agree, uncertain=answer.uncertain, uncertain_reason=answer.uncertain_reason,
                       out_of_scope=answer.out_of_scope, out_of_scope_score=answer.out_of_scope_score)
+        if answer.looks_like:
+            result["looks_like"] = answer.looks_like
         if answer.looks:
             result["looks"] = answer.looks
         if thumbnails:

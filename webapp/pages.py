@@ -49,7 +49,9 @@ def page(**context: Any) -> str:
 def served_models() -> dict[str, dict[str, Any]]:
     """name -> the labels the results and exports show for each ready model."""
     return {m["name"]: {"short_name": m["info"]["short_name"], "display_name": m["info"]["display_name"],
-                        "test_accuracy": m["info"]["test_accuracy"]} for m in model_status() if m["ready"]}
+                        "test_accuracy": m["info"]["test_accuracy"],
+                        "photo_accuracy": (m["info"].get("photo_accuracy") or {}).get("accuracy")}
+            for m in model_status() if m["ready"]}
 
 
 @bp.get("/")

@@ -98,11 +98,16 @@ class Result(Strict):
                                    "image (rule fitted on the validation split; null if none fits these weights)")
     uncertain_reason: str | None = Field(default=None, max_length=500, description="why, in words")
     out_of_scope: bool | None = Field(default=None, description="probably not one of the 10 classes: the "
-                                      "out-of-scope gate or the face check scores 0.5 or more (null if the gate is "
-                                      "not in use)")
-    out_of_scope_score: float | None = Field(default=None, ge=0, le=1, description="the larger of the out-of-scope "
-                                             "gate's and the face check's scores, larger = less like CIFAR-10's "
-                                             "photos; 0.5 and above is out of scope (not a probability)")
+                                      "broad view, the out-of-scope gate or the face check scores 0.5 or more (on a "
+                                      "photo the broad view sees as one of the 10 classes, the gate and the face "
+                                      "check do not count; null if no check is in use)")
+    out_of_scope_score: float | None = Field(default=None, ge=0, le=1, description="the largest of the scores that "
+                                             "count (the broad view's, the out-of-scope gate's, the face check's), "
+                                             "larger = less like the 10 classes; 0.5 and above is out of scope "
+                                             "(not a probability)")
+    looks_like: str | None = Field(default=None, max_length=120, description="when out of scope by the broad view "
+                                   "(an ImageNet-1k model reading the photo as sent): what it looks like to that model "
+                                   "instead, in its own words (\"bookcase\"); null otherwise")
     looks: str | None = Field(default=None, max_length=400, description="with explain=true, when the models' maps "
                               "point at different regions: that, in words")
     true_label: ClassName | None = Field(default=None, description="the image's true class, when the person gave "
