@@ -150,11 +150,12 @@ class Rule:
         reasons = []
         if broad_out:
             reasons.append(f"probably not one of the 10 classes: a model that knows 1,000 kinds of things sees "
-                           f"{article(broad.looks_like)} ({percent(broad.looks_like_probability)}) and gives the 10 "
-                           f"classes {percent(broad.inside)} together")
+                           f"{article(broad.looks_like)} ({percent(broad.looks_like_probability)}), the 10 classes "
+                           f"{percent(broad.inside)}")
         if face_out:
             # The detector's word, not a fact: it has taken a puppy's face for a person's (docs/how-it-works.md).
-            reasons.append(f"a face detector sees a person's face (confidence {face:.2f}): people are not one of "
+            reasons.append(f"a face detector sees a person's face too (confidence {face:.2f})" if broad_out else
+                           f"a face detector sees a person's face (confidence {face:.2f}): people are not one of "
                            "the 10 classes")
         if gate_out and not broad_out:  # on a photo the broad view has read, its word is the stronger one
             unlike = ("it looks unlike the photos the models learnt from (out-of-scope score "

@@ -280,6 +280,31 @@ def uncertainty_block() -> list[str]:
                         else "; no line makes them right often enough, so every grey image is flagged."))
     return [*lines, "", *rows]
 
+def real_photos_block() -> list[str]:
+    """The README's real-photo figures: from docs/measurements/real-photos.json (bench/bench_real_photos.py)."""
+    path = REPO / "docs" / "measurements" / "real-photos.json"
+    if not path.is_file():
+        return ["(not measured yet: run bench/bench_real_photos.py)"]
+    result = json.loads(path.read_text())
+    held, acc = result["held_out"], result["real_photo_accuracy"]
+    sources = sorted(name for name, row in result["sources"].items() if row["role"] == "held-out")
+    models = json.loads(REPORT.read_text())["models"]
+    from reports.wording import short_name
+
+    return [f"On real photographs from {len(sources)} sources no setting was chosen on ({', '.join(sources)}; "
+            f"docs/how-it-works.md): {100 * held['everyday_out_of_scope']:.0f}% of {held['everyday_images']} everyday "
+            f"photos (food, rooms, objects, scenes, people) are called out of scope and "
+            f"{100 * held['everyday_unflagged']:.0f}% get an answer with no flag; "
+            f"{100 * held['mammal_out_of_scope']:.0f}% of {held['mammal_images']} other mammals are out of scope; "
+            f"of {held['class_images']} photos of the 10 classes, {100 * held['class_out_of_scope']:.1f}% are called "
+            f"out of scope, and of those not flagged {100 * held['class_unflagged_right']:.1f}% are right for both "
+            f"models. On those class photos " + ", ".join(
+                f"{short_name(models[name])} is right {100 * m['accuracy']:.1f}% of the time "
+                f"({100 * m['interval'][0]:.1f}–{100 * m['interval'][1]:.1f})" for name, m in acc["models"].items())
+            + " (against the test split's " + ", ".join(f"{100 * m['test_accuracy']:.1f}%"
+                                                        for m in acc["models"].values()) + ")."]
+
+
 def robustness_block() -> list[str]:
     """The corruption suite's figures: from reports/metrics.json (make report)."""
     from reports import wording
@@ -353,6 +378,8 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "settings": (REPO / "docs" / "settings.md", settings_table),
     "uncertainty": (REPO / "docs" / "how-it-works.md", uncertainty_block),
     "out-of-scope": (REPO / "docs" / "how-it-works.md", measurement("out-of-scope")),
+    "real-photos": (REPO / "docs" / "how-it-works.md", measurement("real-photos")),
+    "real-photos-summary": (REPO / "README.md", real_photos_block),
     "explanations-choice": (REPO / "docs" / "how-it-works.md", measurement("explanations-choice")),
     "explanations": (REPO / "docs" / "how-it-works.md", measurement("explanations")),
     "robustness": (REPO / "docs" / "robustness.md", robustness_block),
