@@ -213,6 +213,22 @@ def explanations_section(runs: list[ModelRun]) -> dict[str, Any] | None:
     return measured
 
 
+REAL_PHOTOS_MEASUREMENT = OUT_OF_SCOPE_MEASUREMENT.with_name("real-photos.json")
+
+
+def real_photos_section(runs: list[ModelRun]) -> dict[str, Any] | None:
+    """bench/bench_real_photos.py's verdicts and accuracy on the real-photo benchmark, when measured with these
+    weights; it keeps the machine it was measured on."""
+    if not REAL_PHOTOS_MEASUREMENT.is_file():
+        return None
+    measured = json.loads(REAL_PHOTOS_MEASUREMENT.read_text())
+    if measured.get("weights_sha256") != {run.name: load_predictor(run.name).weights_sha256 for run in runs}:
+        print(f"note: {REAL_PHOTOS_MEASUREMENT.name} was measured with other models; rerun bench/bench_real_photos.py "
+              "to put it in the report")
+        return None
+    return measured
+
+
 def out_of_scope_section(runs: list[ModelRun]) -> dict[str, Any] | None:
     """The held-out-families measurement (bench/bench_out_of_scope.py) when it was made with these models and this
     gate; it keeps the machine it was measured on."""
@@ -227,6 +243,9 @@ def out_of_scope_section(runs: list[ModelRun]) -> dict[str, Any] | None:
         print(f"note: {OUT_OF_SCOPE_MEASUREMENT.name} was measured with other models or another gate; rerun "
               "bench/bench_out_of_scope.py to put it in the report")
         return None
+    real_photos = real_photos_section(runs)
+    if real_photos is not None:  # shown beside the families: the verdicts on what people upload
+        measured["real_photos"] = real_photos
     return measured
 
 

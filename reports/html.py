@@ -13,7 +13,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def percent(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{100 * value:.{digits}f}%"
+    """A share as a percentage; "–" where there is none (None, or NaN: a share of no images)."""
+    return "–" if value is None or value != value else f"{100 * value:.{digits}f}%"
 
 
 def duration(seconds: float | None) -> str:
