@@ -48,7 +48,7 @@ def scope_choice() -> str:
 
 def threshold_rule() -> str:
     return (f"Every share of validation images the gate may flag ({100 * min(uncertainty.SCOPE_SHARES):.0f}–"
-            f"{100 * max(uncertainty.SCOPE_SHARES):.0f}%) gets the largest confidence threshold that keeps all "
+            f"{100 * max(uncertainty.SCOPE_SHARES):.2f}%) gets the largest confidence threshold that keeps all "
             f"reasons together at or under {100 * uncertainty.MAX_FLAGGED:.1f}% of validation; of the pairs whose "
             f"unflagged images are at least {100 * uncertainty.MIN_UNFLAGGED_ACCURACY:.1f}% right for both models")
 
