@@ -220,10 +220,5 @@ def add_verdicts(answers: list[ImageAnswer], predictors: dict[str, Predictor],
             if face is not None and not kept:
                 scores.append(face_score(face, faces.threshold))
             if seen is not None:
-                scores.append(broad_score(seen.inside, rule.photo.inside_line))
+                scores.append(rule.photo.score(seen.inside, seen.looks_like_probability))
             answer.out_of_scope_score = float(max(scores))
-
-
-def broad_score(inside: float, line: float) -> float:
-    """The broad view's call on the verdict's scale: 0.5 at the line, 1 when it gives the 10 classes nothing."""
-    return 1.0 - inside / (2 * line) if inside < line else 0.5 * (1.0 - inside) / (1.0 - line)

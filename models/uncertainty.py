@@ -83,12 +83,30 @@ class PhotoLines:
     probability that the photo shows one of the 10 classes: under `inside_line` the photo is out of scope; at or above
     `keep_line` the gate's and the face check's calls do not count (the photo looks like a dog to a model that knows
     dogs, whatever a face detector found on its face); and a photo whose models agree on a class is uncertain when
-    the broad view gives that class under `match_line` of `inside` (both say cat, it sees a husky)."""
+    the broad view gives that class under `match_line` of `inside` (both say cat, it sees a husky). A photo is also
+    out of scope when one single class outside the 10 gets at least `other_line` times what the 10 get together
+    (a bus that lends a little to "trailer truck" and "moving van", but is most of all a bus)."""
 
     broad_sha256: str
     inside_line: float
     keep_line: float
     match_line: float
+    other_line: float = math.inf  # inf: not used
+
+    def outside(self, inside: np.ndarray | float, other: np.ndarray | float) -> np.ndarray | bool:
+        """The broad view's own out-of-scope call, from its two probabilities."""
+        below = np.asarray(inside) < self.inside_line
+        if math.isinf(self.other_line):
+            return below
+        return below | (np.asarray(other) >= self.other_line * np.asarray(inside))
+
+    def score(self, inside: float, other: float) -> float:
+        """That call on the verdict's scale, 0.5 at the lines: the larger of the two lines' scores."""
+        by_inside = (1.0 - inside / (2 * self.inside_line) if inside < self.inside_line
+                     else 0.5 * (1.0 - inside) / (1.0 - self.inside_line))
+        ratio = other / max(inside, 1e-9)
+        by_other = 0.0 if math.isinf(self.other_line) else ratio / (ratio + self.other_line)
+        return float(max(by_inside, by_other))
 
 
 @dataclass(frozen=True)
@@ -145,7 +163,7 @@ class Rule:
         gate_out = (self.scope_threshold is not None and scope_logit is not None
                     and scope_logit >= self.scope_threshold and not keep)
         face_out = face is not None and not keep
-        broad_out = lines is not None and broad.inside < lines.inside_line
+        broad_out = lines is not None and bool(lines.outside(broad.inside, broad.looks_like_probability))
         judged = (self.scope_threshold is not None and scope_logit is not None) or lines is not None
         reasons = []
         if broad_out:
@@ -181,21 +199,24 @@ class Rule:
                                  for name, accuracy in self.grey_accuracy.items() if name in answers)
             line = (f"{model} gives {label} {percent(probability)} and grey images need "
                     f"{100 * self.grey_threshold:.0f}%" if self.grey_threshold <= 1 else "the models are less sure")
-            reasons.append(f"a black-and-white image: {line} (they are harder: {measured} right on grey validation "
-                           "photos)")
+            reasons.append(f"almost no colour, as in a black-and-white photo: {line} (they are harder: {measured} "
+                           "right on grey validation photos)")
         if lines is not None and not out_of_scope and len(labels) == 1:
             (label,) = labels
             if broad.classes[label] < lines.match_line * broad.inside:
                 seen = broad.top if broad.top_class == broad.best_class else broad.best_class
-                reasons.append(f"to a model that knows 1,000 kinds of things it looks more like "
-                               f"{article(seen)} ({broad.best_class}) than {article(label)}")
+                named = article(seen) + ("" if seen.lower() == broad.best_class else f" ({broad.best_class})")
+                reasons.append(f"to a model that knows 1,000 kinds of things it looks more like {named} than "
+                               f"{article(label)}")
         return Verdict(out_of_scope if judged else None, "; and ".join(reasons) if reasons else None,
                        broad.looks_like if broad_out else None)
 
 
 def article(noun: str) -> str:
-    """'a bookcase', 'an airliner'."""
-    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+    """'a bookcase', 'an airliner', 'a European fire salamander', 'a unicycle' (by sound, for ImageNet's names)."""
+    lower = noun.lower()
+    vowel_sound = lower[:1] in "aeiou" and not lower.startswith(("eu", "uni", "use", "one", "ewe"))
+    return ("an " if vowel_sound or lower.startswith(("hour", "honest")) else "a ") + noun
 
 
 def percent(probability: float) -> str:
@@ -284,6 +305,7 @@ class PhotoSignals:
     face_found: np.ndarray  # bool (N,): the face check's line reached
     inside: np.ndarray  # (N,) the broad view's probability of the 10 classes (NaN: a thumbnail it does not read)
     classes: np.ndarray  # (N, 10) how it splits that between them
+    other: np.ndarray  # (N,) its probability of its most likely class outside the 10
 
 
 def photo_signals(images: Sequence, predictors: Mapping, gate, faces, broad) -> PhotoSignals:
@@ -295,22 +317,25 @@ def photo_signals(images: Sequence, predictors: Mapping, gate, faces, broad) -> 
     seen = broad.read(images)
     inside = np.array([np.nan if a is None else a.inside for a in seen])
     classes = np.array([[np.nan] * 10 if a is None else list(a.classes.values()) for a in seen])
+    other = np.array([np.nan if a is None else a.looks_like_probability for a in seen])
     return PhotoSignals(probs, views, gate.scores(views), np.array([faces.found(f) for f in faces.scores(images)]),
-                        inside, classes)
+                        inside, classes, other)
 
 
-def photo_verdicts(rule: Rule, lines: PhotoLines, signals: PhotoSignals) -> tuple[np.ndarray, np.ndarray]:
-    """(out of scope, flagged uncertain) per photo: `Rule.judge`'s decisions, vectorised to score many lines."""
+def photo_verdicts(rule: Rule, lines: PhotoLines, signals: PhotoSignals,
+                   base: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(out of scope, flagged uncertain) per photo: `Rule.judge`'s decisions, vectorised to score many lines.
+    base: `rule.flags` of these photos, when already computed (it does not depend on the lines)."""
     read = ~np.isnan(signals.inside)
     inside = np.nan_to_num(signals.inside, nan=0.0)
     keep = read & (inside >= lines.keep_line)
     out = ((signals.scope_logits >= rule.scope_threshold) | signals.face_found) & ~keep
-    out |= read & (inside < lines.inside_line)
+    out |= read & lines.outside(inside, np.nan_to_num(signals.other, nan=0.0))
     labels = np.stack([p.argmax(axis=1) for p in signals.probs.values()])
     agree = (labels == labels[0]).all(axis=0)
     shared = np.take_along_axis(np.nan_to_num(signals.classes), labels[0][:, None], axis=1)[:, 0]
     mismatch = read & ~out & agree & (shared < lines.match_line * inside)
-    flagged = rule.flags(signals.probs, signals.views) | out | mismatch
+    flagged = (rule.flags(signals.probs, signals.views) if base is None else base) | out | mismatch
     return out, flagged
 
 
@@ -342,6 +367,7 @@ PHOTO_TARGETS = (("everyday_out_of_scope", ">=", 0.90, "everyday_images"),
 INSIDE_LINES = tuple(round(0.05 * i, 2) for i in range(1, 17))
 KEEP_LINES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.01)  # 1.01: the gate and the face check always count
 MATCH_LINES = tuple(round(0.05 * i, 2) for i in range(0, 19))
+OTHER_LINES = (math.inf, 4.0, 3.0, 2.0, 1.5, 1.0, 0.75, 0.5)
 
 
 def shortfall(result: Mapping[str, float]) -> float:
@@ -360,18 +386,22 @@ def shortfall(result: Mapping[str, float]) -> float:
 def fit_photo_lines(rule: Rule, broad_sha256: str, signals: PhotoSignals, group: np.ndarray,
                     right: np.ndarray) -> tuple[PhotoLines, dict[str, float], int]:
     """The lines, chosen on the fitting photos: of those meeting every target with its margin, the one that leaves
-    most class photos right and unflagged; when none meets them all, the one nearest to meeting them."""
+    most class photos right and unflagged, and of equals the one that separates best (everyday photos out of scope
+    less class photos out of scope); when none meets them all, the one nearest to meeting them."""
     best: tuple[tuple[float, float], PhotoLines, dict[str, float]] | None = None
     tried = 0
+    base = rule.flags(signals.probs, signals.views)
     for inside_line in INSIDE_LINES:
         for keep_line in KEEP_LINES:
             for match_line in MATCH_LINES:
-                lines = PhotoLines(broad_sha256, inside_line, keep_line, match_line)
-                result = photo_summary(*photo_verdicts(rule, lines, signals), group, right)
-                tried += 1
-                key = (-shortfall(result), result["class_right_and_unflagged"])
-                if best is None or key > best[0]:
-                    best = (key, lines, result)
+                for other_line in OTHER_LINES:
+                    lines = PhotoLines(broad_sha256, inside_line, keep_line, match_line, other_line)
+                    result = photo_summary(*photo_verdicts(rule, lines, signals, base), group, right)
+                    tried += 1
+                    key = (-shortfall(result), result["class_right_and_unflagged"],
+                           result["everyday_out_of_scope"] - result["class_out_of_scope"])
+                    if best is None or key > best[0]:
+                        best = (key, lines, result)
     assert best is not None
     return best[1], best[2], tried
 
@@ -383,7 +413,9 @@ def load_rule(path: Path = RULE_FILE) -> Rule | None:
     data = json.loads(path.read_text())
     scope, photos = data.get("scope"), data.get("photos")
     lines = (PhotoLines(photos["broad_sha256"], float(photos["inside_line"]), float(photos["keep_line"]),
-                        float(photos["match_line"])) if photos else None)
+                        float(photos["match_line"]),
+                        math.inf if photos.get("other_line") is None else float(photos["other_line"]))
+             if photos else None)
     return Rule(float(data["threshold"]), dict(data["weights_sha256"]), dict(data.get("grey_accuracy", {})),
                 float(scope["threshold"]) if scope else None, scope["gate_sha256"] if scope else None,
                 float(data.get("grey_threshold", math.inf)), lines)
@@ -414,7 +446,9 @@ def fit_photos(rule: Rule, predictors: Mapping, gate, directory: Path | None) ->
     right = np.stack([p.argmax(axis=1) == truth for p in signals.probs.values()]).all(axis=0)
     lines, result, tried = fit_photo_lines(rule, broad.sha256, signals, fitting.group, right)
     return {"broad_sha256": broad.sha256, "inside_line": lines.inside_line, "keep_line": lines.keep_line,
-            "match_line": lines.match_line, "fitting_sources": sorted(set(fitting.source)),
+            "match_line": lines.match_line,
+            "other_line": None if math.isinf(lines.other_line) else lines.other_line,
+            "fitting_sources": sorted(set(fitting.source)),
             "fitting_photos": len(fitting.images), "candidates_tried": tried,
             "targets": [list(target[:3]) for target in PHOTO_TARGETS], "shortfall": shortfall(result),
             "fitting": result}
@@ -456,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     RULE_FILE.write_text(json.dumps(record, indent=2) + "\n")
     photos = record["photos"]
     print(f"photo lines (fitted on {', '.join(photos['fitting_sources'])}): inside {photos['inside_line']}, keep "
-          f"{photos['keep_line']}, match {photos['match_line']}; fitting photos: "
+          f"{photos['keep_line']}, match {photos['match_line']}, other {photos['other_line']}; fitting photos: "
           + ", ".join(f"{key} {value:.3f}" for key, value in photos["fitting"].items() if isinstance(value, float)))
     v = record["validation"]
     print(f"confidence threshold {threshold:.3f}, out-of-scope logit {scope_threshold:.3f}: flags "

@@ -60,13 +60,13 @@ def test_the_committed_map_is_what_wordnet_gives():
 
 
 def answer(inside: float, best: str = "dog", looks_like: str = "bookcase", top: str = "Siberian husky",
-           top_class: str | None = "dog") -> BroadAnswer:
+           top_class: str | None = "dog", other: float = 0.5) -> BroadAnswer:
     classes = dict.fromkeys(CLASS_NAMES, 0.0)
     classes[best] = inside
-    return BroadAnswer(inside, classes, looks_like, 0.5, top, top_class)
+    return BroadAnswer(inside, classes, looks_like, other, top, top_class)
 
 
-LINES = PhotoLines("sha", inside_line=0.1, keep_line=0.5, match_line=0.05)
+LINES = PhotoLines("sha", inside_line=0.1, keep_line=0.5, match_line=0.05, other_line=1.5)
 RULE = Rule(threshold=0.5, weights_sha256={}, scope_threshold=0.0, photo=LINES)
 SURE = {"a": ("cat", 0.95, "CNN"), "b": ("cat", 0.97, "MobileNetV2")}
 
@@ -83,7 +83,7 @@ def test_a_photo_it_sees_as_one_of_the_classes_overrules_the_face_check_and_the_
     verdict = RULE.judge({"a": ("dog", 0.95, "CNN"), "b": ("dog", 0.97, "M")}, None, scope_logit=3.0, face=0.9,
                          broad=answer(0.8, best="dog"))
     assert verdict.out_of_scope is False and verdict.reason is None and verdict.looks_like is None
-    between = RULE.judge(SURE, None, scope_logit=-1.0, face=0.9, broad=answer(0.3, best="cat"))
+    between = RULE.judge(SURE, None, scope_logit=-1.0, face=0.9, broad=answer(0.3, best="cat", other=0.1))
     assert between.out_of_scope is True and between.reason.startswith("a face detector sees a person's face")
     assert between.looks_like is None  # the broad view did not call it
 
@@ -94,6 +94,26 @@ def test_agreeing_models_are_uncertain_when_the_broad_view_sees_another_class():
     assert verdict.reason == "to a model that knows 1,000 kinds of things it looks more like a Siberian husky (dog) " \
                              "than a cat"
     assert RULE.judge(SURE, None, scope_logit=-1.0, broad=answer(0.9, best="cat")).reason is None
+
+
+def test_a_photo_that_is_most_of_all_one_other_thing_is_out_of_scope():
+    """A bus lends a little to several trucks, but one class outside the 10 (school bus) outweighs them all."""
+    bus = answer(0.3, best="truck", looks_like="school bus", other=0.5)
+    verdict = RULE.judge({"a": ("truck", 0.9, "CNN"), "b": ("truck", 0.9, "M")}, None, scope_logit=-1.0, broad=bus)
+    assert verdict.out_of_scope is True and verdict.looks_like == "school bus"
+    assert RULE.judge(SURE, None, scope_logit=-1.0, broad=answer(0.3, best="cat", other=0.4)).out_of_scope is False
+    assert LINES.score(0.3, 0.45) == pytest.approx(0.5) and LINES.score(0.3, 0.3) < 0.5 < LINES.score(0.3, 0.6)
+    assert LINES.score(0.1, 0.0) == pytest.approx(0.5) and LINES.score(0.05, 0.0) > 0.5 > LINES.score(0.2, 0.0)
+
+
+def test_names_get_the_article_they_are_said_with():
+    from models.uncertainty import article
+
+    assert [article(n) for n in ("airliner", "European fire salamander", "unicycle", "bookcase", "hourglass")] == [
+        "an airliner", "a European fire salamander", "a unicycle", "a bookcase", "an hourglass"]
+    verdict = RULE.judge({"a": ("horse", 0.9, "CNN"), "b": ("horse", 0.9, "M")}, None, scope_logit=-1.0,
+                         broad=answer(0.9, best="dog", top="dog", top_class=None))
+    assert verdict.reason.endswith("it looks more like a dog than a horse")  # not "a dog (dog)"
 
 
 def test_a_thumbnail_is_judged_without_the_broad_view():
@@ -122,13 +142,15 @@ def test_the_vectorised_verdicts_used_for_fitting_are_the_served_ones():
     inside = np.where(rng.random(n) < 0.2, np.nan, rng.random(n))
     classes = rng.dirichlet(np.ones(10), n) * np.nan_to_num(inside)[:, None]
     views = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    signals = PhotoSignals(probs, views, rng.normal(0, 1, n), rng.random(n) < 0.1, inside, classes)
+    other = rng.random(n) * (1 - np.nan_to_num(inside))
+    signals = PhotoSignals(probs, views, rng.normal(0, 1, n), rng.random(n) < 0.1, inside, classes, other)
     rule = Rule(threshold=0.5, weights_sha256={}, scope_threshold=0.8, photo=LINES)
     out, flagged = photo_verdicts(rule, LINES, signals)
     for i in range(n):
         tops = {name: (CLASS_NAMES[int(p[i].argmax())], float(p[i].max()), name) for name, p in probs.items()}
         broad = None if np.isnan(inside[i]) else BroadAnswer(
-            float(inside[i]), dict(zip(CLASS_NAMES, classes[i].tolist(), strict=True)), "x", 0.1, "y", None)
+            float(inside[i]), dict(zip(CLASS_NAMES, classes[i].tolist(), strict=True)), "x", float(other[i]), "y",
+            None)
         verdict = rule.judge(tops, views[i], float(signals.scope_logits[i]), 0.9 if signals.face_found[i] else None,
                              broad)
         assert verdict.out_of_scope == out[i] and (verdict.reason is not None) == flagged[i], i

@@ -125,7 +125,7 @@ def test_a_black_and_white_image_is_flagged_with_its_own_reason(fake_models, mon
         if answer.agree:
             assert answer.uncertain is is_grey
             if is_grey:
-                assert answer.uncertain_reason.startswith("a black-and-white image")
+                assert answer.uncertain_reason.startswith("almost no colour, as in a black-and-white photo")
                 assert "89%, " in answer.uncertain_reason and "90% right on grey validation photos" in \
                     answer.uncertain_reason
     probs = {"a": np.eye(10)[[1, 1]], "b": np.eye(10)[[1, 1]]}  # agreeing and sure: only colour can flag
@@ -146,8 +146,8 @@ def test_a_black_and_white_image_needs_the_grey_line_not_just_the_colour_line():
     assert not rule.flags({"a": sure, "b": unsure}, np.asarray(photo(32, 32, seed=5))[None])[0]  # in colour: fine
     assert rule.judge({"a": ("bird", 0.91, "CNN"), "b": ("bird", 0.95, "MobileNetV2")}, grey).reason is None
     reason = rule.judge({"a": ("bird", 0.91, "CNN"), "b": ("bird", 0.733, "MobileNetV2")}, grey).reason
-    assert reason == ("a black-and-white image: MobileNetV2 gives bird 73.3% and grey images need 86% (they are "
-                      "harder: CNN 88%, MobileNetV2 91% right on grey validation photos)")
+    assert reason == ("almost no colour, as in a black-and-white photo: MobileNetV2 gives bird 73.3% and grey images "
+                      "need 86% (they are harder: CNN 88%, MobileNetV2 91% right on grey validation photos)")
 
 
 def test_the_grey_line_is_the_lowest_above_which_grey_images_are_right_often_enough():

@@ -134,7 +134,7 @@ def test_every_reason_that_applies_is_given_the_strongest_first():
     reason = rule.judge({"a": ("dog", 0.7, "CNN"), "b": ("cat", 0.8, "MobileNetV2")}, grey, scope_logit=2.0).reason
     first, second, third = reason.split("; and ")
     assert first.startswith("probably not one of the 10 classes") and second == "the models disagree (dog vs cat)"
-    assert third.startswith("a black-and-white image") and "CNN 88%" in third and len(reason) <= 500
+    assert third.startswith("almost no colour, as in a black-and-white photo") and "CNN 88%" in third and len(reason) <= 500
     assert rule.judge({"a": ("dog", 0.9, "CNN"), "b": ("dog", 0.95, "MobileNetV2")}, None, -1.0).reason is None
 
 
@@ -152,7 +152,7 @@ def test_every_reason_at_once_fits_the_apis_500_characters():
     parts = reason.split("; and ")
     assert [p.split(" (")[0].split(":")[0] for p in parts] == [
         "a face detector sees a person's face", "it looks unlike the photos the models learnt from too",
-        "the models disagree", "a black-and-white image"]
+        "the models disagree", "almost no colour, as in a black-and-white photo"]
     assert parts[1].endswith("so whatever the models answer is a guess") and len(reason) <= 500
     same = {"custom_cnn": ("automobile", 0.3456, "Custom CNN"), "mobilenetv2": ("automobile", 0.5, "MobileNetV2")}
     merged = rule.judge(same, grey, scope_logit=9.0, face=0.99).reason
