@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -138,7 +139,8 @@ def measure(directory: Path = PHOTOS_DIR) -> dict:
                        "met": bool(value >= target if sense == ">=" else value <= target)})
     return {"machine": describe_machine(), "photos": len(truth), "weights_sha256": dict(rule.weights_sha256),
             "lines": {"inside_line": rule.photo.inside_line, "keep_line": rule.photo.keep_line,
-                      "match_line": rule.photo.match_line},
+                      "match_line": rule.photo.match_line,
+                      "other_line": None if math.isinf(rule.photo.other_line) else rule.photo.other_line},
             "sources": sources, "held_out": held_row, "fitting": fit_row,
             "everyday_looks_like": dict(sorted(zip(looks.tolist(), counts.tolist(), strict=True),
                                                key=lambda item: -item[1])[:15]),
