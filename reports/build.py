@@ -200,33 +200,29 @@ OUT_OF_SCOPE_MEASUREMENT = Path(__file__).resolve().parent.parent / "docs" / "me
 EXPLANATIONS_MEASUREMENT = OUT_OF_SCOPE_MEASUREMENT.with_name("explanations.json")
 
 
-def explanations_section(runs: list[ModelRun]) -> dict[str, Any] | None:
-    """bench/bench_explanations.py's faithfulness, sanity check and cost, when measured with these weights; it
-    keeps the machine it was measured on."""
-    if not EXPLANATIONS_MEASUREMENT.is_file():
-        return None
-    measured = json.loads(EXPLANATIONS_MEASUREMENT.read_text())
-    if measured.get("weights_sha256") != {run.name: load_predictor(run.name).weights_sha256 for run in runs}:
-        print(f"note: {EXPLANATIONS_MEASUREMENT.name} was measured with other models; rerun "
-              "bench/bench_explanations.py to put it in the report")
-        return None
-    return measured
-
-
 REAL_PHOTOS_MEASUREMENT = OUT_OF_SCOPE_MEASUREMENT.with_name("real-photos.json")
 
 
-def real_photos_section(runs: list[ModelRun]) -> dict[str, Any] | None:
-    """bench/bench_real_photos.py's verdicts and accuracy on the real-photo benchmark, when measured with these
-    weights; it keeps the machine it was measured on."""
-    if not REAL_PHOTOS_MEASUREMENT.is_file():
+def measured_with(path: Path, runs: list[ModelRun], command: str) -> dict[str, Any] | None:
+    """A bench's committed measurement when it was made with these weights (it keeps the machine it was measured
+    on), else None and a note saying which command to rerun."""
+    if not path.is_file():
         return None
-    measured = json.loads(REAL_PHOTOS_MEASUREMENT.read_text())
+    measured = json.loads(path.read_text())
     if measured.get("weights_sha256") != {run.name: load_predictor(run.name).weights_sha256 for run in runs}:
-        print(f"note: {REAL_PHOTOS_MEASUREMENT.name} was measured with other models; rerun bench/bench_real_photos.py "
-              "to put it in the report")
+        print(f"note: {path.name} was measured with other models; rerun {command} to put it in the report")
         return None
     return measured
+
+
+def explanations_section(runs: list[ModelRun]) -> dict[str, Any] | None:
+    """bench/bench_explanations.py's faithfulness, sanity check and cost."""
+    return measured_with(EXPLANATIONS_MEASUREMENT, runs, "bench/bench_explanations.py")
+
+
+def real_photos_section(runs: list[ModelRun]) -> dict[str, Any] | None:
+    """bench/bench_real_photos.py's verdicts and accuracy on the real-photo benchmark."""
+    return measured_with(REAL_PHOTOS_MEASUREMENT, runs, "bench/bench_real_photos.py")
 
 
 def out_of_scope_section(runs: list[ModelRun]) -> dict[str, Any] | None:

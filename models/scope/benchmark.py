@@ -57,22 +57,27 @@ class Benchmark:
                          self.person[keep], [n for n, k in zip(self.names, keep, strict=True) if k])
 
 
-def load_benchmark(directory: Path = DEFAULT_DIR) -> Benchmark:
+def read_built(directory: Path, builder: str) -> tuple[list[dict], list[Image.Image]]:
+    """A built benchmark's manifest entries and their images (RGB), or BenchmarkMissing naming its builder."""
     manifest_path = Path(directory) / "manifest.json"
     if not manifest_path.is_file():
         raise BenchmarkMissing(f"{manifest_path} not found: build the benchmark first with "
-                               f".venv/bin/python scripts/build_ood_benchmark.py")
+                               f".venv/bin/python {builder}")
     manifest = json.loads(manifest_path.read_text())
     images = []
     for entry in manifest:
         with Image.open(Path(directory) / entry["file"]) as image:
             images.append(image.convert("RGB"))
+    return manifest, images
+
+
+def load_benchmark(directory: Path = DEFAULT_DIR) -> Benchmark:
+    manifest, images = read_built(directory, "scripts/build_ood_benchmark.py")
     return Benchmark(images, np.array([e["family"] for e in manifest]),
                      np.array([bool(e.get("person")) for e in manifest]), [e["name"] for e in manifest])
 
 
 PHOTOS_DIR = REPO / "build" / "photo-benchmark"
-PHOTO_GROUPS = ("class", "everyday", "mammal")
 
 
 @dataclass(frozen=True)
@@ -97,14 +102,6 @@ class Photos:
 
 
 def load_photos(directory: Path = PHOTOS_DIR) -> Photos:
-    manifest_path = Path(directory) / "manifest.json"
-    if not manifest_path.is_file():
-        raise BenchmarkMissing(f"{manifest_path} not found: build the real-photo benchmark first with "
-                               f".venv/bin/python scripts/build_photo_benchmark.py")
-    manifest = json.loads(manifest_path.read_text())
-    images = []
-    for entry in manifest:
-        with Image.open(Path(directory) / entry["file"]) as image:
-            images.append(image.convert("RGB"))
+    manifest, images = read_built(directory, "scripts/build_photo_benchmark.py")
     return Photos(images, np.array([e["label"] for e in manifest]), np.array([e["source"] for e in manifest]),
                   np.array([e["role"] for e in manifest]))
