@@ -208,8 +208,10 @@ class Rule:
                 named = article(seen) + ("" if seen.lower() == broad.best_class else f" ({broad.best_class})")
                 reasons.append(f"to a model that knows 1,000 kinds of things it looks more like {named} than "
                                f"{article(label)}")
-        return Verdict(out_of_scope if judged else None, "; and ".join(reasons) if reasons else None,
-                       broad.looks_like if broad_out else None)
+        # What it looks like instead: a person where a face was found (ImageNet has no "person" class, and its
+        # guess is then the clothes: "suit", "pajama"), else the broad view's own word.
+        looks_like = "person" if broad_out and face_out else broad.looks_like if broad_out else None
+        return Verdict(out_of_scope if judged else None, "; and ".join(reasons) if reasons else None, looks_like)
 
 
 def article(noun: str) -> str:

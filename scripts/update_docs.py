@@ -380,6 +380,7 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "out-of-scope": (REPO / "docs" / "how-it-works.md", measurement("out-of-scope")),
     "real-photos": (REPO / "docs" / "how-it-works.md", measurement("real-photos")),
     "real-photos-summary": (REPO / "README.md", real_photos_block),
+    "independent-checks": (REPO / "docs" / "how-it-works.md", measurement("independent-checks")),
     "explanations-choice": (REPO / "docs" / "how-it-works.md", measurement("explanations-choice")),
     "explanations": (REPO / "docs" / "how-it-works.md", measurement("explanations")),
     "robustness": (REPO / "docs" / "robustness.md", robustness_block),

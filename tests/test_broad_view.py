@@ -96,6 +96,12 @@ def test_agreeing_models_are_uncertain_when_the_broad_view_sees_another_class():
     assert RULE.judge(SURE, None, scope_logit=-1.0, broad=answer(0.9, best="cat")).reason is None
 
 
+def test_a_person_looks_like_a_person_not_like_their_clothes():
+    verdict = RULE.judge(SURE, None, scope_logit=-1.0, face=0.95, broad=answer(0.02, looks_like="suit"))
+    assert verdict.out_of_scope is True and verdict.looks_like == "person"
+    assert "sees a suit" in verdict.reason and "a face detector sees a person's face too" in verdict.reason
+
+
 def test_a_photo_that_is_most_of_all_one_other_thing_is_out_of_scope():
     """A bus lends a little to several trucks, but one class outside the 10 (school bus) outweighs them all."""
     bus = answer(0.3, best="truck", looks_like="school bus", other=0.5)

@@ -107,7 +107,8 @@ class Result(Strict):
                                              "(not a probability)")
     looks_like: str | None = Field(default=None, max_length=120, description="when out of scope by the broad view "
                                    "(an ImageNet-1k model reading the photo as sent): what it looks like to that model "
-                                   "instead, in its own words (\"bookcase\"); null otherwise")
+                                   "instead, in its own words (\"bookcase\"), or \"person\" where a face detector "
+                                   "also found a face; null otherwise")
     looks: str | None = Field(default=None, max_length=400, description="with explain=true, when the models' maps "
                               "point at different regions: that, in words")
     true_label: ClassName | None = Field(default=None, description="the image's true class, when the person gave "
