@@ -297,7 +297,7 @@ def real_photo_flowables(report: dict[str, Any], photos: dict[str, Any] | None) 
                       "was labelled. On photos a broad view (an ImageNet-1k classifier mapped to the 10 classes "
                       "through WordNet) reads the photo as sent; its lines were chosen on the fitting sources only. "
                       f"Measured on {escape(photos['machine'])}.", BODY),
-            table(rows, [34 * mm, 15 * mm, 13 * mm, 13 * mm, 15 * mm, 13 * mm, 12 * mm, 13 * mm, 18 * mm, 18 * mm]),
+            table(rows, [30 * mm, 17 * mm, 15 * mm, 14 * mm, 17 * mm, 15 * mm, 13 * mm, 14 * mm, 18 * mm, 17 * mm]),
             Paragraph(f"Accuracy on the {acc['images']} held-out class photos (McNemar p = {acc['mcnemar_p']:.2g}; "
                       f"the models agree on {percent(acc['agreement'], 1)}): {accuracy}.", BODY),
             *[Paragraph(escape(f"• {'met' if c['met'] else 'not met'} on the held-out sources: "
