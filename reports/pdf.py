@@ -280,8 +280,9 @@ def real_photo_flowables(report: dict[str, Any], photos: dict[str, Any] | None) 
     """The verdicts and accuracy on the real-photo benchmark, by source (the HTML report's table, as a PDF table)."""
     if not photos:
         return []
-    rows = [["source", "everyday<br/>photos", "out<br/>of scope", "no flag<br/>at all", "other<br/>mammals", "out<br/>of scope",
-             "class<br/>photos", "out<br/>of scope", "right, of<br/>unflagged", "right and<br/>unflagged"]]
+    rows = [["source", "everyday<br/>photos", "out<br/>of scope", "no flag<br/>at all", "other<br/>mammals",
+             "out<br/>of scope", "class<br/>photos", "out<br/>of scope", "right, of<br/>unflagged",
+             "right and<br/>unflagged"]]
     for source, r in [*photos["sources"].items(), ("held-out together", photos["held_out"])]:
         rows.append([source + (" (fitting)" if r.get("role") == "fitting" else ""), r["everyday_images"],
                      percent(r["everyday_out_of_scope"], 1), percent(r["everyday_unflagged"], 1), r["mammal_images"],
