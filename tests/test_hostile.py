@@ -238,7 +238,7 @@ def test_a_non_ascii_url_as_copied_from_a_browser_is_fetched(client, server):
     assert all(set(r["predictions"]) == {"custom_cnn", "mobilenetv2"} for r in response.get_json()["results"])
 
 
-@pytest.mark.parametrize("body", ["[" * 100_000, '{"urls": ' + "[" * 5_000 + "]" * 5_000 + "}"])
+@pytest.mark.parametrize("body", ["[" * 60_000, '{"urls": ' + "[" * 5_000 + "]" * 5_000 + "}"])
 def test_deeply_nested_json_is_a_400_not_a_500(client, body):
     response = client.post("/api/v1/predict", data=body, content_type="application/json")
     assert response.status_code == 400 and response.get_json()["error"]["code"] in ("invalid_json", "invalid_urls")
@@ -261,3 +261,28 @@ def test_a_public_looking_host_resolving_to_a_private_address(client, monkeypatc
                         lambda host, port, *a, **k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port))])
     response = client.post("/api/v1/predict", json={"urls": ["http://cdn.images-example.com/cat.jpg"]})
     assert "non-public address" in response.get_json()["results"][0]["error"]["message"]
+
+
+def test_a_json_body_is_read_only_up_to_its_bound_and_never_parsed_whole(client):
+    """A 45 MB body of empty objects was parsed whole (the worker grew by a gigabyte) before anything checked it."""
+    import tracemalloc
+
+    huge = b'{"urls": [], "pad": [' + b"{}," * 400_000 + b"{}]}"
+    tracemalloc.start()
+    response = client.post("/api/v1/predict", data=huge, content_type="application/json")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert response.status_code == 413 and response.get_json()["error"]["code"] == "json_too_large"
+    assert peak < 20 * len(huge)  # never a parsed copy (hundreds of bytes per empty object)
+    # No Content-Length (chunked, as gunicorn passes it on: the server marks the input terminated): still bounded.
+    chunked = client.post("/api/v1/predict", input_stream=io.BytesIO(huge),
+                          environ_base={"wsgi.input_terminated": True},
+                          headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    assert chunked.status_code == 413
+
+
+@pytest.mark.parametrize("body", ['{"urls": ["\\ud800"]}', '{"\\udfff": 1}', '{"urls": [], "models": ["\\ud83d"]}'])
+def test_a_lone_surrogate_in_json_is_a_clear_400_not_a_500(client, body):
+    response = client.post("/api/v1/predict", data=body, content_type="application/json")
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "invalid_json"
+    assert "surrogate" in response.get_json()["error"]["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,51 @@ from webapp.schema import ModelsResponse, PredictResponse, dump
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
+def json_body() -> Any:
+    """The request's JSON, read only up to MAX_JSON_BYTES (a 45 MB body of empty objects parsed whole cost the
+    worker a gigabyte), or RequestError: too large (413), not JSON, or holding a lone UTF-16 surrogate ("\\ud800"
+    is valid JSON but no valid text: it would fail later, as a 500, wherever the string is encoded)."""
+    limit = current_app.config["MAX_JSON_BYTES"]
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestError(f"a JSON body carries URLs and options: at most {limit:,} bytes, got "
+                           f"{request.content_length:,}", "json_too_large", 413)
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise RequestError(f"a JSON body carries URLs and options: at most {limit:,} bytes", "json_too_large", 413)
+    try:
+        body = json.loads(data)
+    except RecursionError:  # thousands of nested brackets: the parser's recursion limit, not a server fault
+        raise RequestError("the JSON body is nested too deeply", "invalid_json") from None
+    except ValueError:
+        raise RequestError("the body is not valid JSON (UTF-8)", "invalid_json") from None
+    if not valid_text(body):
+        raise RequestError("the JSON body holds a lone UTF-16 surrogate (e.g. \\ud800), which is not text",
+                           "invalid_json")
+    return body
+
+
+def valid_text(value: Any) -> bool:
+    """Every string in a parsed JSON value (keys included) encodes as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
 def request_fields() -> tuple[list[str], Any, Any, Any]:
     """(urls, top_k, models, explain) from a JSON body or from multipart/form fields."""
     if request.is_json:
-        try:
-            body = request.get_json(silent=True)
-        except RecursionError:  # thousands of nested brackets: the parser's recursion limit, not a server fault
-            raise RequestError("the JSON body is nested too deeply", "invalid_json") from None
+        body = json_body()
         if not isinstance(body, dict):
             raise RequestError("the JSON body must be an object like {\"urls\": [...]}", "invalid_json")
         urls = body.get("urls", [])
