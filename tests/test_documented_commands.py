@@ -51,6 +51,11 @@ NOT_RUN = (
     (".venv/bin/python bench/", "benchmarks: minutes of machine time, their outputs are committed"),
     (".venv/bin/python scripts/build_ood_benchmark.py",
      "renders 871 images (minutes; downloads three npm packages once); its test builds it"),
+    (".venv/bin/python scripts/build_photo_benchmark.py",
+     "clones eight GitHub repositories (CI has no network but the package registries); its manifest is tested"),
+    (".venv/bin/python scripts/build_imagenet_map.py",
+     "downloads the timm wheel for ImageNet's synset ids; test_the_committed_map_is_what_wordnet_gives rebuilds the "
+     "map from WordNet"),
     (".venv/bin/python scripts/make_examples.py", "rewrites the committed examples from the CIFAR-10 test split"),
     ("docker run", "needs a Docker daemon and the tensorflow/serving image"),
     ("curl -d '{\"instances\"", "talks to the TensorFlow Serving container above"),
