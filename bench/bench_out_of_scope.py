@@ -15,13 +15,12 @@ was measured on).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from devkit.transcript import MEASUREMENTS, Transcript, announce_if_committed
+from devkit.transcript import MEASUREMENTS, Transcript
 from models import available_models, classify
 from models.cifar10 import load_split
 from models.machine import describe_machine
@@ -129,10 +128,7 @@ def main() -> None:
     for c in result["checks"]:
         say(f"target {'met' if c['met'] else 'MISSED'}: {c['what']} {c['value']:.3f} (target {c['op']} {c['target']})")
     say(f"the seam took {result['ms_per_test_image']:.2f} ms per test image (both models and the gate)")
-    announce_if_committed(args.out)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    say.save(args.out.with_suffix(".txt"))
+    say.save_with(result, args.out)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from devkit.transcript import MEASUREMENTS, Transcript, announce_if_committed
+from devkit.transcript import MEASUREMENTS, Transcript
 from models import available_models, classify
 from models.cifar10 import CLASS_NAMES
+from models.commands import announce_committed
 from models.machine import describe_machine
 from models.predictor import REAL_PHOTOS_FILE
 from models.scope.benchmark import PHOTOS_DIR, load_photos
@@ -195,8 +196,7 @@ def main() -> None:
     for c in result["checks"]:
         say(f"target {'met' if c['met'] else 'MISSED'} on held-out sources: {c['what']} {c['value']:.3f} "
             f"(target {c['op']} {c['target']})")
-    announce_if_committed(args.out)
-    announce_if_committed(REAL_PHOTOS_FILE)
+    announce_committed(str(REAL_PHOTOS_FILE.relative_to(REAL_PHOTOS_FILE.parent.parent)))
     REAL_PHOTOS_FILE.write_text(json.dumps(summary_for_cards(result), indent=1) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -28,6 +28,16 @@ class Transcript:
         print(line, flush=True)
         self.lines.append(line)
 
+    def save_with(self, result: dict, path: Path) -> None:
+        """A bench's two outputs: its figures as JSON at `path` (the report and the tests read them) and, beside it
+        as .txt, what it printed."""
+        import json
+
+        announce_if_committed(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        self.save(path.with_suffix(".txt"))
+
     def save(self, path: Path) -> None:
         announce_if_committed(path)
         path.parent.mkdir(parents=True, exist_ok=True)
