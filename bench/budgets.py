@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,8 @@ from pathlib import Path
 from PIL import Image
 
 from devkit.archives import stored_zip
-from devkit.images import encode, gif_with_tiny_sub_blocks, photo, tiff_with_strips
-from devkit.server import ProcfileServer
+from devkit.images import encode, gif_with_tiny_sub_blocks, photo, png_with_chunks, tiff_with_strips
+from devkit.server import ProcfileServer, descendants
 from devkit.transcript import announce_if_committed
 
 TARGET_SECONDS, TARGET_MB, TARGET_BOMB_MB = 15.0, 300.0, 400.0
@@ -75,9 +76,14 @@ def form(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> tuple[b
 
 
 def worker_cpu_seconds(server: ProcfileServer) -> float:
+    """The workers' CPU seconds and their living decoding children's (a child stopped for overrunning takes its
+    seconds with it)."""
     total = 0.0
-    for pid in server.worker_pids():
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    for pid in [p for worker in server.worker_pids() for p in (worker, *descendants(worker))]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a child that was just replaced
+            continue
         total += (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks (USER_HZ = 100)
     return total
 
@@ -156,6 +162,9 @@ def requests() -> list[Request]:
         comparison = html.unescape(re.search(r'name="comparison" value="([^"]*)"', page).group(1))
         return ("/export/pdf", *form({"csrf_token": s.token, "comparison": comparison}, []))
 
+    private = png_with_chunks(b"prVt", b"", 40_000)  # 0.5 MB: Pillow keeps a list entry per chunk
+    profiles = png_with_chunks(b"iCCP", b"icc\0\0" + zlib.compress(b"\0" * 1_000_000, 9), 9_000)  # 10 MB
+    empty_objects = b"[" + b"{}," * 15_000_000 + b"{}]"  # 45 MB of JSON
     pngs = min(500, 49_000_000 // len(flat40))  # as many as a 50 MB ZIP holds
     return [
         Request("POST /api/v1/predict: 32 x 40 MP PNG", "32 images, 10 MB each, 50 MB, 64 decoded MP",
@@ -183,6 +192,12 @@ def requests() -> list[Request]:
                 api("/api/v1/evaluate", [("archive", "bz2.zip", bz2.getvalue())])),
         Request("POST /api/v1/evaluate: a 45 MB directory that says 1 entry", "directory <= 1 kB per entry",
                 api("/api/v1/evaluate", [("archive", "directory.zip", lying_directory)])),
+        Request("POST /api/v1/predict: 32 PNGs of 40,000 private chunks", "every decode in a child: memory and "
+                "seconds", api("/api/v1/predict", [("files", f"{i}.png", private) for i in range(32)])),
+        Request("POST /api/v1/predict: a 10 MB PNG of 9,000 colour profiles", "same",
+                api("/api/v1/predict", [("files", "profiles.png", profiles)])),
+        Request("POST /api/v1/predict: 45 MB of JSON (empty objects)", "JSON bodies <= 64 KiB, read no further",
+                lambda s: ("/api/v1/predict", empty_objects, {"Content-Type": "application/json"})),
         Request("GET /reports/report.pdf", "a static file", lambda s: ("/reports/report.pdf", None, {})),
     ]
 

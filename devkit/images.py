@@ -22,14 +22,24 @@ def photo(width: int = 64, height: int = 48, seed: int = 0) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
 
 
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
 def png_declaring(width: int, height: int) -> bytes:
     """A tiny PNG whose header declares width x height pixels (a decompression bomb's calling card)."""
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
+    chunk = png_chunk
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
         chunk(b"IEND", b"")
+
+
+def png_with_chunks(kind: bytes, payload: bytes, count: int, size: int = 8) -> bytes:
+    """A small PNG with `count` copies of one ancillary chunk before its pixels: private chunks (Pillow keeps each
+    in a list) or colour profiles (iCCP: each is decompressed), legal and slow to parse."""
+    plain = encode(Image.new("RGB", (size, size), (90, 120, 150)), "PNG")
+    cut = plain.index(b"IDAT") - 4
+    return plain[:cut] + png_chunk(kind, payload) * count + plain[cut:]
 
 
 def exif_rotated_jpeg() -> bytes:

@@ -139,8 +139,8 @@ class ProcfileServer:
         return [pid for master in masters for pid in (master, *children(master))]
 
     def rss_mb(self) -> dict[int, float]:
-        """Per gunicorn worker."""
-        return {pid: rss_mb(pid) for pid in self.worker_pids()}
+        """Per gunicorn worker, with its image-decoding children (models/decoder.py)."""
+        return {pid: rss_mb(pid) + sum(rss_mb(child) for child in descendants(pid)) for pid in self.worker_pids()}
 
     def tree_rss_mb(self) -> float:
         """The whole server: the start script, nginx's master and worker, gunicorn's master and workers."""

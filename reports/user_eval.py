@@ -20,8 +20,9 @@ import numpy as np
 from PIL import Image
 
 import models
+from models import decoder
 from models.cifar10 import CLASS_NAMES
-from models.images import DECODE_MIN_SIDE, ImageIntakeError, PixelBudget, decode_image, release_memory, to_model_input
+from models.images import DECODE_MIN_SIDE, ImageIntakeError, PixelBudget, release_memory, to_model_input
 from models.registry import load_predictor
 from models.scoring import calibration, classification_metrics
 from reports import stats, wording
@@ -60,7 +61,7 @@ def decode_views(dataset: LabelledSet, progress: Callable[[int, int], None] | No
         if data is None:
             continue
         try:
-            image = decode_image(data, min_side=DECODE_MIN_SIDE, budget=budget)
+            image = decoder.decode(data, min_side=DECODE_MIN_SIDE, budget=budget, deadline=deadline, bulk=True)
             views.append(to_model_input([image], 32)[0])
             labels.append(item.label)
             names.append(item.name)

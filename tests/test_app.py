@@ -670,14 +670,14 @@ def test_on_the_page_maps_over_the_limit_or_when_busy_never_cost_the_visitor_the
     page = response.get_data(as_text=True)
     assert response.status_code == 200 and 'id="why-0"' in page and 'id="why-1"' not in page
     assert "Maps were made for the first 1 of the 2 images" in page
-    app.config["EXPLAIN_MAX_REQUESTS"] = 0
+    app.extensions["admission"].slots["explain"] = 0  # every explanation slot taken
     busy = client.post("/", data={"csrf_token": csrf_token(client), "explain": "true",
                                   "files": upload((JPEG, "a.jpg"))}, content_type="multipart/form-data")
     page = busy.get_data(as_text=True)
     assert busy.status_code == 200 and "without them" in page and 'id="why-0"' not in page and 'id="results"' in page
     api = client.post("/api/v1/predict", data={"files": [(io.BytesIO(JPEG), "a.jpg")], "explain": "true"},
                       content_type="multipart/form-data")
-    assert api.status_code == 429 and api.headers["Retry-After"] == "5"
+    assert api.status_code == 429 and api.headers["Retry-After"] == "5" and api.json["error"]["code"] == "busy"
 
 
 def test_explaining_again_and_again_cannot_keep_a_comparison_alive_past_the_hour(app, client):

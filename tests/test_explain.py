@@ -128,7 +128,7 @@ def test_the_api_contract_limits_and_errors(app, client):
     assert many.status_code == 400 and many.json["error"]["code"] == "too_many_to_explain"
     bad = client.post("/api/v1/predict", json={"urls": ["http://127.0.0.1:9/x.png"], "explain": "maybe"})
     assert bad.status_code == 400 and bad.json["error"]["code"] == "invalid_explain"
-    app.config["EXPLAIN_MAX_REQUESTS"] = 0  # every slot taken
+    app.extensions["admission"].slots["explain"] = 0  # every slot taken
     busy = client.post("/api/v1/predict", data={"files": [(io.BytesIO(png), "a.png")], "explain": "true"},
                        content_type="multipart/form-data")
     assert busy.status_code == 429 and busy.json["error"]["code"] == "busy"

@@ -21,7 +21,7 @@ from flask_wtf.csrf import CSRFProtect
 from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from models import available_models, load_predictor, settings
+from models import available_models, decoder, load_predictor, settings
 from reports.html import TEMPLATES as REPORT_TEMPLATES
 from reports.html import register as register_report_filters
 from webapp.fetch import FetchPolicy
@@ -55,8 +55,16 @@ CONFIG: dict[str, tuple[Any, str]] = {
     "DEFAULT_TOP_K": (3, "classes listed per model when a request does not say"),
     "EXPLAIN_MAX_IMAGES": (16, "images per request that may ask for explanation maps (each costs 50 passes of "
                                "every model)"),
-    "EXPLAIN_MAX_REQUESTS": (2, "requests computing explanation maps at the same time per worker; more get 429 "
-                                "(the other request threads stay free for predictions)"),
+    "COSTLY_SLOTS": ({"evaluate": 2, "explain": 2, "export": 2, "batch": 3},
+                     "requests of each expensive kind in progress at once per worker (evaluations, explanation maps, "
+                     "PDF exports, comparisons of several images); more get 429 with Retry-After at once. Together "
+                     "well below GUNICORN_THREADS, so one-image comparisons and health checks always find a thread"),
+    "COSTLY_PER_CLIENT": (1, "expensive requests (any of the kinds above) one client address (an IPv6 /64) may have "
+                             "in progress at once per worker"),
+    "DECODE_PROCESSES": (2, "child processes per worker that decode uploaded images, each within DECODE_MEMORY_BYTES "
+                            "and the request's decoding seconds (a child past them is stopped); 0: decode in the "
+                            "worker itself"),
+    "DECODE_MEMORY_BYTES": (768 * 1024 * 1024, "memory (address space) a decoding child may add for one image"),
     "MODELS": (None, "the models to serve (a JSON list); null: every registered model"),
     "PRELOAD_MODELS": (True, "load and warm up every model when a worker starts"),
     # URL fetching: the FetchPolicy defaults (webapp/fetch.py), one source for both.
@@ -121,7 +129,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=int(app.config["TRUSTED_PROXY_HOPS"]))
 
-    from webapp import api, errors, evaluation, health, pages, security, transport
+    from webapp import admission, api, errors, evaluation, health, pages, security, transport
+
+    admission.register(app)
+    processes = int(app.config["DECODE_PROCESSES"])
+    decoder.configure(decoder.DecoderLimits(processes=processes, memory_bytes=int(app.config["DECODE_MEMORY_BYTES"]))
+                      if processes > 0 else None)
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(evaluation.bp)
@@ -138,4 +151,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                 load_predictor(name)
             except Exception as exc:  # reported by /readyz and the UI; the app still starts
                 log.error("model %s failed to load: %s", name, exc)
+        if decoder.isolated() is not None:
+            decoder.isolated().warm_up()  # the decoding children start now, not on the first upload
     return app

@@ -8,10 +8,11 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
+from webapp.admission import costly, predict_kind
 from webapp.health import model_status
 from webapp.inference import RequestError, classify, clip, gather_inputs
 from webapp.openapi import openapi_document
-from webapp.options import check_explain_count, explain_slot, fetch_policy, parse_explain, parse_models, parse_top_k
+from webapp.options import check_explain_count, fetch_policy, parse_explain, parse_models, parse_top_k
 from webapp.schema import ModelsResponse, PredictResponse, dump
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -83,10 +84,11 @@ def predict():
     models = parse_models(models, current_app.config["MODELS"])
     explain = parse_explain(explain)
     files = [f for f in request.files.getlist("files") if f.filename or f.content_length]
-    check_explain_count(current_app.config, len(files) + len(urls), explain)  # before any URL is fetched
-    inputs = gather_inputs(request.files.getlist("files"), urls, current_app.config["MAX_IMAGES"],
-                           current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
-    with explain_slot(current_app.config, len(inputs), explain):  # taken after the fetching, for the models only
+    sent = len(files) + len([u for u in urls if u.strip()])
+    check_explain_count(current_app.config, sent, explain)  # before any URL is fetched
+    with costly(predict_kind(sent, explain)):  # a 429 before any URL is fetched or any image decoded
+        inputs = gather_inputs(request.files.getlist("files"), urls, current_app.config["MAX_IMAGES"],
+                               current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
         results, timing = classify(inputs, models, top_k, max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
                                    max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain)
     return jsonify(dump(PredictResponse.model_validate(

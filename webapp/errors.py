@@ -20,11 +20,11 @@ def wants_json() -> bool:
 RETRY_AFTER_SECONDS = 5  # a 429 says when to try again, as its message does ("in a few seconds")
 
 
-def error_response(status: int, code: str, message: str):
+def error_response(status: int, code: str, message: str, retry_after: int | None = None):
     response, status = _error_body(status, code, message)
     if status == 429:
         response = make_response(response, status)
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        response.headers["Retry-After"] = str(retry_after or RETRY_AFTER_SECONDS)
         return response
     return response, status
 
@@ -39,7 +39,7 @@ def _error_body(status: int, code: str, message: str):
 def register(app: Flask) -> None:
     @app.errorhandler(RequestError)
     def request_error(exc: RequestError):
-        return error_response(exc.status, exc.code, str(exc))
+        return error_response(exc.status, exc.code, str(exc), exc.retry_after)
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):

@@ -15,9 +15,10 @@ from pydantic import ValidationError
 
 from models.cifar10 import CLASS_NAMES
 from reports.user_data import DatasetError, LabelledSet, Limits, plural, read_named_files, read_zip
+from webapp.admission import costly
 from webapp.health import model_status
 from webapp.inference import RequestError, display_name
-from webapp.options import explain_slot, parse_explain
+from webapp.options import parse_explain
 from webapp.schema import EvaluateResponse, dump
 
 bp = Blueprint("evaluation", __name__)
@@ -67,8 +68,7 @@ def run(dataset: LabelledSet, source: str) -> dict[str, Any]:
     explain = parse_explain(request.values.get("explain"))
     limit = current_app.config["EXPLAIN_MAX_IMAGES"]
     try:
-        with explain_slot(current_app.config, 0, explain):
-            return evaluate(dataset, names, source=source, explain=limit if explain else 0)
+        return evaluate(dataset, names, source=source, explain=limit if explain else 0)
     except DatasetError as exc:
         raise RequestError(str(exc), "invalid_dataset") from None
 
@@ -99,8 +99,9 @@ def form():
 @bp.post("/evaluate")
 def evaluate_page():
     try:
-        dataset, source = read_request()
-        report = run(dataset, source)
+        with costly("evaluate"):  # before the upload is read: a 429 costs nothing
+            dataset, source = read_request()
+            report = run(dataset, source)
     except RequestError as exc:
         return page(form_error=str(exc)), exc.status
     from reports.user_eval import for_signing
@@ -133,7 +134,8 @@ def csv_response(report: dict[str, Any]) -> Response:
 
 @bp.post("/evaluate/report.pdf")
 def evaluate_pdf():
-    return pdf_response(signed_report())
+    with costly("export"):
+        return pdf_response(signed_report())
 
 
 @bp.post("/evaluate/images.csv")
@@ -150,8 +152,9 @@ def api_evaluate():
     fmt = request.args.get("format", "json")
     if fmt not in ("json", "pdf", "csv"):
         raise RequestError("format must be json, pdf or csv", "bad_format")
-    dataset, source = read_request()
-    report = run(dataset, source)
+    with costly("evaluate"):
+        dataset, source = read_request()
+        report = run(dataset, source)
     if fmt == "pdf":
         return pdf_response(report)
     if fmt == "csv":

@@ -19,7 +19,8 @@ from PIL import Image
 from werkzeug.datastructures import FileStorage
 
 import models
-from models.images import DECODE_MIN_SIDE, ImageIntakeError, PixelBudget, decode_image, release_memory
+from models import decoder
+from models.images import DECODE_MIN_SIDE, ImageIntakeError, PixelBudget, release_memory
 from webapp.fetch import FetchError, FetchPolicy, fetch_all
 
 THUMBNAIL_SIZE = 160
@@ -37,9 +38,9 @@ class RequestError(ValueError):
     """The request as a whole is unacceptable (too many images, nothing sent, bad parameter): HTTP 400. The
     message is cut to MAX_MESSAGE_CHARS: it may quote what the client sent."""
 
-    def __init__(self, message: str, code: str = "bad_request", status: int = 400):
+    def __init__(self, message: str, code: str = "bad_request", status: int = 400, retry_after: int | None = None):
         super().__init__(clip(message, MAX_MESSAGE_CHARS))
-        self.code, self.status = code, status
+        self.code, self.status, self.retry_after = code, status, retry_after
 
 
 @dataclass
@@ -126,7 +127,8 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
              ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """(one JSON-ready result per input, in order, errors in place; per-model timing). Images are decoded one
     at a time and shrunk at once, drawing on one decoded-pixel budget and one decoding-time budget for the whole
-    request: what is left when either runs out gets its own error."""
+    request: what is left when either runs out gets its own error. With the web app's decoding children
+    (models/decoder.py) the time budget also stops an image in the middle of its decode."""
     budget = PixelBudget(max_request_pixels) if max_request_pixels else None
     deadline = time.monotonic() + max_decode_seconds if max_decode_seconds else None
     for item in inputs:
@@ -135,7 +137,8 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
                           f"-second decoding budget ran out; send large images in separate requests"}
         if item.error is None:
             try:
-                item.image = decode_image(item.data or b"", min_side=DECODE_MIN_SIDE, budget=budget)
+                item.image = decoder.decode(item.data or b"", min_side=DECODE_MIN_SIDE, budget=budget,
+                                            deadline=deadline, bulk=len(inputs) > 1)
             except ImageIntakeError as exc:
                 item.error = {"code": "invalid_image", "message": clip(str(exc), 300)}
         item.data = None  # the bytes are no longer needed

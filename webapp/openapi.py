@@ -33,8 +33,8 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
         "explain": {"type": "boolean", "default": False,
                     "description": f"add each model's explanation map (`predictions[model].explanation`) for its "
                                    f"top-1 class: at most {config['EXPLAIN_MAX_IMAGES']} images, about a second per "
-                                   f"image; 429 when {config['EXPLAIN_MAX_REQUESTS']} such requests are already "
-                                   f"running"},
+                                   f"image; 429 with Retry-After when {config['COSTLY_SLOTS']['explain']} such "
+                                   f"requests are already running"},
     }
     return {
         "openapi": "3.1.0",

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from models.cifar10 import CLASS_NAMES
@@ -48,31 +45,6 @@ def check_explain_count(config: dict[str, Any], images: int, wanted: bool) -> No
         raise RequestError(f"explain=true takes at most {limit} image{'s' if limit != 1 else ''} per request "
                            f"({images} were sent): each costs 50 passes of every model; send the rest in another "
                            "request", "too_many_to_explain")
-
-
-_explaining = 0
-_explaining_lock = threading.Lock()
-
-
-@contextmanager
-def explain_slot(config: dict[str, Any], images: int, wanted: bool) -> Iterator[None]:
-    """The request's right to compute explanation maps: at most EXPLAIN_MAX_IMAGES images, and at most
-    EXPLAIN_MAX_REQUESTS such requests at once per worker (the rest get 429 at once: no thread waits)."""
-    global _explaining
-    if not wanted:
-        yield
-        return
-    check_explain_count(config, images, wanted)
-    with _explaining_lock:
-        if _explaining >= config["EXPLAIN_MAX_REQUESTS"]:
-            raise RequestError("the server is busy explaining other requests' images; try again in a few seconds",
-                               "busy", 429)
-        _explaining += 1
-    try:
-        yield
-    finally:
-        with _explaining_lock:
-            _explaining -= 1
 
 
 def parse_top_k(value: Any, default: int) -> int:

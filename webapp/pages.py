@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,12 @@ from flask import (
     url_for,
 )
 
+from webapp.admission import costly, predict_kind
 from webapp.examples import example_files, example_labels, gallery
 from webapp.exports import api_shape, checked, read_comparison, read_signed, sign_comparison
 from webapp.health import model_status
 from webapp.inference import ImageInput, RequestError, classify, explain_results, gather_inputs
-from webapp.options import explain_slot, fetch_policy, parse_explain, parse_top_k, parse_true_labels
+from webapp.options import fetch_policy, parse_explain, parse_top_k, parse_true_labels
 
 bp = Blueprint("pages", __name__)
 
@@ -83,34 +85,48 @@ def predict():
         truths = example_truths[:len(examples)] + file_truths[:len(files)]
         top_k = parse_top_k(request.form.get("top_k"), current_app.config["DEFAULT_TOP_K"])
         explain = parse_explain(request.form.get("explain"))
-        inputs = gather_inputs(files, urls, limit, current_app.config["MAX_FILE_BYTES"],
-                               fetch_policy(current_app.config), examples)
     except RequestError as exc:
         return page(form_error=str(exc), urls="\n".join(urls)), exc.status
-    # Maps for at most EXPLAIN_MAX_IMAGES images, and only while a slot is free: otherwise the results come
-    # without (or with fewer) maps and a notice, never an error that loses the visitor's files.
+    # Maps for at most EXPLAIN_MAX_IMAGES images, and only while an explanation slot is free: otherwise the
+    # results come without (or with fewer) maps and a notice, never an error that loses the visitor's files.
+    count = len(examples) + len(files) + len(urls)
     cap = current_app.config["EXPLAIN_MAX_IMAGES"]
-    explain_count = min(len(inputs), cap) if explain else 0
+    explain_count = min(count, cap) if explain else 0
     notes = [notice] if notice else []
-    if explain and len(inputs) > cap:
-        notes.append(f"Maps were made for the first {cap} of the {len(inputs)} images (each image costs 50 passes "
+    if explain and count > cap:
+        notes.append(f"Maps were made for the first {cap} of the {count} images (each image costs 50 passes "
                      "of each model); compare the rest in another batch to see theirs.")
     models = served_models()
     try:
-        with explain_slot(current_app.config, explain_count, bool(explain_count)):  # a 429 before any work
+        with ExitStack() as admitted:
+            explain_count = take_slot(admitted, count, explain_count, notes)  # a 429 before any work
+            inputs = gather_inputs(files, urls, limit, current_app.config["MAX_FILE_BYTES"],
+                                   fetch_policy(current_app.config), examples)
             results, timing = classify_for_page(inputs, list(models), top_k, explain_count)
     except RequestError as exc:
-        if exc.status != 429:
-            raise
-        notes.append("The server is busy making other visitors' maps: here are the results without them; "
-                     "\"Why? Explain these results\" makes them in a moment.")
-        results, timing = classify_for_page(inputs, list(models), top_k, 0)
+        return page(form_error=str(exc), urls="\n".join(urls)), exc.status
     notice = " ".join(notes) or None
     for result, truth in zip(results, truths, strict=False):  # examples, then files; URLs have none
         if truth is not None:
             result["true_label"] = truth
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return results_page(results, timing, started, notice, created, top_k, models)
+
+
+def take_slot(stack: ExitStack, count: int, explain_count: int, notes: list[str]) -> int:
+    """Admit the comparison (webapp/admission.py): with maps if an explanation slot is free, else without them and
+    a note; the images to explain."""
+    if explain_count:
+        try:
+            stack.enter_context(costly("explain"))
+            return explain_count
+        except RequestError as exc:
+            if exc.status != 429:
+                raise
+            notes.append("The server is busy making other visitors' maps: here are the results without them; "
+                         "\"Why? Explain these results\" makes them in a moment.")
+    stack.enter_context(costly(predict_kind(count, False)))
+    return 0
 
 
 def classify_for_page(inputs: list[ImageInput], model_names: list[str], top_k: int, explain: int
@@ -160,7 +176,7 @@ def explain():
     views = {r["index"]: np.asarray(r["model_view"].convert("RGB")) for r in decoded["results"]
              if r.get("model_view") is not None and r.get("predictions")}
     results = body["results"]
-    with explain_slot(current_app.config, len(views), True):
+    with costly("explain"):
         timing = explain_results(results, views, [m for m in body["models"] if m in models], body["top_k"])
     return results_page(results, timing, started, None, body["created"], body["top_k"], models, explaining=True)
 
@@ -180,7 +196,8 @@ def export(fmt: str):
     else:
         from reports import comparison as render  # reportlab is imported only when someone exports
 
-        body = render.to_csv(comparison) if fmt == "csv" else render.to_pdf(comparison)
+        with costly("export" if fmt == "pdf" else None):
+            body = render.to_csv(comparison) if fmt == "csv" else render.to_pdf(comparison)
     mimetype, extension = EXPORTS[fmt]
     stamp = comparison["created"].replace(" UTC", "").replace(" ", "-").replace(":", "")
     return Response(body, mimetype=mimetype, headers={

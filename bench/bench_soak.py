@@ -1,0 +1,220 @@
+"""A long soak of the production command (deploy/start.py: nginx in front of gunicorn) under a mix of attacks,
+while an ordinary user keeps comparing one photo and a monitor keeps asking /healthz.
+
+    .venv/bin/python bench/bench_soak.py [--minutes 30]
+
+Attacks, all at once for the whole run, from addresses other than the user's (the server trusts one proxy hop,
+as the Docker image on Railway does, and every request carries the X-Forwarded-For address that proxy would add):
+
+- 16 threads posting evaluations of a 500-image ZIP from one address, and 8 more from 8 other addresses;
+- 4 threads posting 45 MB JSON bodies of empty objects to /api/v1/predict;
+- 2 threads posting 32 PNGs of 40,000 empty private chunks each, and a 10 MB PNG of 9,000 colour profiles;
+- 32 connections from 8 addresses trickling large uploads a byte at a time;
+- every few seconds: a lone surrogate in JSON, a header with a control character, a non-UTF-8 file name, an
+  over-long request line, an HTTP/2.0 request line, a %00 path, 300 bytes of X-Forwarded-For.
+
+Each minute: the user's one-image p95 and the monitor's /healthz p95; over the run: every 5xx and every answer
+under /api/ that is not JSON, and the worker's memory (with its decoding children) in the first and last minute.
+Targets (issue 38): user p95 <= 2 s throughout, /healthz p95 <= 1 s, no 5xx, no HTML under /api/, memory growth
+<= 10%. Writes docs/measurements/soak.txt. Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import threading
+import time
+import zlib
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from devkit import attacks
+from devkit.archives import stored_zip
+from devkit.attacks import ATTACKER, USER, p95_ms
+from devkit.images import encode, photo, png_with_chunks
+from devkit.server import ProcfileServer, multipart
+from devkit.transcript import MEASUREMENTS, Transcript
+from models.machine import describe_machine
+
+say = Transcript()
+USER_PHOTO = multipart([("photo.jpg", encode(photo(640, 480, seed=3), "JPEG", quality=90))])
+
+
+class Tally:
+    """Every answer the attackers and the user got: statuses, 5xx, and non-JSON answers under /api/."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.statuses: Counter[tuple[str, int]] = Counter()
+        self.bad: list[str] = []
+
+    def add(self, name: str, status: int, api: bool, content_type: str) -> None:
+        with self.lock:
+            self.statuses[(name, status)] += 1
+            if status >= 500:
+                self.bad.append(f"{name}: {status}")
+            if api and status >= 400 and "json" not in content_type:
+                self.bad.append(f"{name}: {status} answered {content_type or 'without a type'} under /api/")
+
+
+def send(port: int, raw: bytes, timeout: float = 60) -> tuple[int, str]:
+    """A raw HTTP/1.1 request (whatever bytes it holds); (status or -1, Content-Type)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(raw)
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            response.read()
+            return response.status, response.getheader("Content-Type", "")
+    except (OSError, http.client.HTTPException):
+        return -1, ""
+
+
+def post(port: int, path: str, body: bytes, content_type: str, client: str, timeout: float = 120
+         ) -> tuple[int, str, float]:
+    started = time.perf_counter()
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: {client}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    status, kind = send(port, head + body, timeout)
+    return status, kind, time.perf_counter() - started
+
+
+def loop(stop: threading.Event, pause: float, action) -> threading.Thread:
+    def run() -> None:
+        while not stop.is_set():
+            action()
+            stop.wait(pause)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def odd_requests(port: int) -> list[tuple[str, bytes]]:
+    image = encode(photo(64, 64), "JPEG")
+    latin1 = (b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"caf\xe9.jpg\"\r\n"
+              b"Content-Type: image/jpeg\r\n\r\n" + image + b"\r\n--b--\r\n")
+    surrogate = b'{"urls": ["\\ud800"]}'
+    return [
+        ("lone surrogate", b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: "
+                           b"application/json\r\nContent-Length: %d\r\n\r\n" % len(surrogate) + surrogate),
+        ("control character in a header", b"GET /api/v1/models HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n"
+                                          b"Connection: close\r\n\r\n"),
+        ("Latin-1 file name", b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: "
+                              b"multipart/form-data; boundary=b\r\nContent-Length: %d\r\n\r\n" % len(latin1) + latin1),
+        ("request line over 8 KB", b"GET /api/v1/models?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ("HTTP/2.0 request line", b"GET /api/v1/models HTTP/2.0\r\nHost: x\r\n\r\n"),
+        ("%00 path", b"GET /api/v1/mo%00dels HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        ("300 bytes of X-Forwarded-For", b"GET /api/v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                         b"X-Forwarded-For: " + b"1" * 300 + b"\r\n\r\n"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--out", default=str(MEASUREMENTS / "soak.txt"))
+    args = parser.parse_args()
+
+    small = [encode(photo(128, 128, seed=i), "JPEG", quality=90) for i in range(500)]
+    archive = multipart([("set.zip", stored_zip({f"{['cat', 'dog', 'ship', 'truck'][i % 4]}/{i:03d}.jpg": d
+                                                   for i, d in enumerate(small)}))], field="archive")
+    empty_objects = b"[" + b"{}," * 15_000_000 + b"{}]"  # 45 MB
+    private = png_with_chunks(b"prVt", b"", 40_000)
+    chunky = multipart([(f"{i}.png", private) for i in range(32)])
+    profiles = multipart([("profiles.png", png_with_chunks(b"iCCP", b"icc\0\0" + zlib.compress(b"\0" * 1_000_000, 9),
+                                                           9_000))])
+
+    say(f"machine: {describe_machine()}; {args.minutes:g} minutes; 1 gunicorn worker (16 threads) behind nginx")
+    env = {"APP_TRUSTED_PROXY_HOPS": "1"}
+    with ProcfileServer(env=env) as server:
+        if not server.wait_ready():
+            raise SystemExit("the server did not become ready")
+        port, stop, tally = server.port, threading.Event(), Tally()
+        per_minute: dict[int, dict[str, list[float]]] = defaultdict(lambda: {"user": [], "health": []})
+        started = time.monotonic()
+        memory: list[tuple[float, float]] = []
+
+        def minute() -> int:
+            return int((time.monotonic() - started) // 60)
+
+        def user() -> None:
+            status, kind, seconds = post(port, "/api/v1/predict", *USER_PHOTO, client=USER, timeout=30)
+            tally.add("user: 1-image predict", status, True, kind)
+            per_minute[minute()]["user"].append(seconds if status == 200 else 30.0)
+
+        def health() -> None:
+            begun = time.perf_counter()
+            status, _ = send(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 10)
+            per_minute[minute()]["health"].append(time.perf_counter() - begun if status == 200 else 10.0)
+
+        def attacker(name: str, path: str, body: tuple[bytes, str], client: str):
+            def act() -> None:
+                status, kind, _ = post(port, path, *body, client=client)
+                tally.add(name, status, path.startswith("/api/"), kind)
+            return act
+
+        def worker_memory() -> None:
+            memory.append((time.monotonic() - started, sum(server.rss_mb().values())))
+
+        threads = [loop(stop, 0.5, user), loop(stop, 0.5, health), loop(stop, 2.0, worker_memory)]
+        threads += [loop(stop, 0.05, attacker("evaluate x16, one address", "/api/v1/evaluate", archive, ATTACKER))
+                    for _ in range(16)]
+        threads += [loop(stop, 0.05, attacker("evaluate, 8 addresses", "/api/v1/evaluate", archive,
+                                              f"203.0.113.{10 + i}")) for i in range(8)]
+        threads += [loop(stop, 0.5, attacker("45 MB JSON", "/api/v1/predict", (empty_objects, "application/json"),
+                                             ATTACKER)) for _ in range(4)]
+        threads += [loop(stop, 1.0, attacker("32 PNGs of private chunks", "/api/v1/predict", chunky,
+                                             f"203.0.113.{30 + i}")) for i in range(2)]
+        threads.append(loop(stop, 1.0, attacker("PNG of 9,000 colour profiles", "/api/v1/predict", profiles,
+                                                "203.0.113.40")))
+
+        def odd() -> None:
+            for name, raw in odd_requests(port):
+                status, kind = send(port, raw, 30)
+                tally.add(name, status, b" /api/" in raw[:20], kind)
+
+        threads.append(loop(stop, 5.0, odd))
+        trickle = threading.Thread(target=attacks.slow_declared_bodies, daemon=True,
+                                   args=(port, stop, [20_000_000] * 32, 5.0))
+        trickle.start()
+
+        end = started + 60 * args.minutes
+        last = -1
+        while time.monotonic() < end:
+            time.sleep(5)
+            done = minute() - 1
+            if done > last and done in per_minute:
+                last = done
+                row = per_minute[done]
+                say(f"minute {done + 1:3d}: user 1-image p95 {p95_ms(row['user']):7.0f} ms ({len(row['user'])} "
+                    f"requests), /healthz p95 {p95_ms(row['health']):6.0f} ms, worker+children "
+                    f"{memory[-1][1]:.0f} MB")
+        stop.set()
+        for thread in threads:
+            thread.join(150)
+
+    minutes = sorted(per_minute)[:int(args.minutes)]
+    worst_user = max(p95_ms(per_minute[m]["user"]) for m in minutes)
+    worst_health = max(p95_ms(per_minute[m]["health"]) for m in minutes)
+    first = [mb for t, mb in memory if 60 <= t < 120] or [memory[0][1]]
+    last_minute = [mb for t, mb in memory if t >= memory[-1][0] - 60]
+    growth = (sorted(last_minute)[len(last_minute) // 2] / sorted(first)[len(first) // 2]) - 1
+    answers = sorted(tally.statuses.items())
+    say("answers: " + ", ".join(f"{name} {status} x{count}" for (name, status), count in answers))
+    say(f"worst minute: user 1-image p95 {worst_user:.0f} ms (target <= 2000), /healthz p95 {worst_health:.0f} ms "
+        f"(target <= 1000)")
+    say(f"worker + decoding children: {sorted(first)[len(first) // 2]:.0f} MB in minute 2, "
+        f"{sorted(last_minute)[len(last_minute) // 2]:.0f} MB in the last minute ({100 * growth:+.1f}%, target <= 10%)")
+    say(f"5xx or non-JSON answers under /api/: {len(tally.bad)}" + (f" (first: {tally.bad[:5]})" if tally.bad else ""))
+    met = worst_user <= 2000 and worst_health <= 1000 and growth <= 0.10 and not tally.bad
+    say(f"targets: {'met' if met else 'NOT met'}")
+    say.save(Path(args.out))
+    print(json.dumps({"met": met}))
+
+
+if __name__ == "__main__":
+    main()

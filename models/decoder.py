@@ -1,0 +1,158 @@
+"""Decoding in separate processes: one bound on memory and time for every image format at once.
+
+`models.images.decode_image` refuses what it can see coming (too many pixels, too many JPEG scans, a TIFF's
+strip table), but each of those checks was added after an attack found a new way to be slow or large (a PNG of
+125,000 private chunks, a 10 MB PNG of 9,485 colour profiles), and a limit checked between images cannot
+interrupt the one being decoded. Here every decode runs in a small pool of child processes
+(pebble.ProcessPool, spawned: the children import Pillow and NumPy, never a framework), each child with
+
+- an address-space limit (`RLIMIT_AS`): its size when idle plus `memory_bytes`. A decode that needs more fails
+  with MemoryError inside the child, which the parent reports as that image's error;
+- a CPU limit (`RLIMIT_CPU`) set before each decode to the seconds it may still use, and a wall-clock timeout:
+  past it the child is killed and replaced, and the image gets its own error.
+
+The web app configures the pool once per worker (`configure`); a caller that did not (the CLI, a script) decodes
+in its own process, as before. Bulk work (evaluations, multi-image comparisons) may occupy all but one child, so
+a one-image comparison always finds a child free of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import resource
+import threading
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+
+from PIL import Image
+
+from models.images import ImageIntakeError, PixelBudget, decode_image
+
+
+@dataclass(frozen=True)
+class DecoderLimits:
+    processes: int = 2  # children per web worker; bulk work may use all but one
+    memory_bytes: int = 768 * 1024 * 1024  # address space a child may add to its idle size for one decode
+    seconds: float = 8.0  # wall-clock (and CPU) seconds one image's decode may take, at most
+    tasks_per_child: int = 500  # a child is replaced after this many decodes (fragmented heaps are let go)
+
+
+def _limit_child(memory_bytes: int) -> None:
+    """Runs in each child once, after its imports: cap its address space at what it uses now plus memory_bytes."""
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[0])
+    idle = pages * os.sysconf("SC_PAGE_SIZE")
+    with contextlib.suppress(ValueError, OSError):  # a platform without RLIMIT_AS: the timeout still holds
+        resource.setrlimit(resource.RLIMIT_AS, (idle + memory_bytes, resource.RLIM_INFINITY))
+
+
+def _decode_in_child(data: bytes, min_side: int | None, budget_total: int | None, budget_left: int | None,
+                     seconds: float) -> tuple[Image.Image, int | None]:
+    """(the decoded image, the pixel budget left). The CPU limit is this decode's seconds from now: past it the
+    kernel stops the child (SIGXCPU), whatever library it is in."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    spent = used.ru_utime + used.ru_stime
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CPU, (int(spent + seconds) + 1, resource.RLIM_INFINITY))
+    budget = None
+    if budget_total is not None:
+        budget = PixelBudget(budget_total)
+        budget.left = budget_left
+    try:
+        image = decode_image(data, min_side=min_side, budget=budget)
+    except MemoryError:
+        raise ImageIntakeError("decoding this image needs more memory than the server gives one image") from None
+    return image, (budget.left if budget is not None else None)
+
+
+class IsolatedDecoder:
+    """A pool of decoding children for one web worker (one per process; threads share it)."""
+
+    def __init__(self, limits: DecoderLimits):
+        from pebble import ProcessPool
+
+        self.limits = limits
+        self._pool = ProcessPool(max_workers=limits.processes, max_tasks=limits.tasks_per_child,
+                                 initializer=_limit_child, initargs=(limits.memory_bytes,),
+                                 context=multiprocessing.get_context("spawn"))
+        self._bulk = threading.BoundedSemaphore(max(1, limits.processes - 1))
+
+    def decode(self, data: bytes, min_side: int | None = None, budget: PixelBudget | None = None,
+               seconds: float | None = None, bulk: bool = False) -> Image.Image:
+        """decode_image in a child, within `seconds` (at most the limits' seconds) and the memory limit."""
+        seconds = min(self.limits.seconds, seconds if seconds is not None else self.limits.seconds)
+        if seconds <= 0:
+            raise ImageIntakeError("not decoded: the request's decoding time ran out")
+        with self._bulk if bulk else contextlib.nullcontext():
+            future = self._pool.schedule(_decode_in_child, args=(
+                data, min_side, budget.total if budget else None, budget.left if budget else None, seconds),
+                timeout=seconds)
+            try:
+                image, left = future.result()
+            except FutureTimeout:
+                raise ImageIntakeError(f"decoding this image took longer than the {seconds:.3g} s it had; it was "
+                                       "stopped (re-save it as an ordinary JPEG or PNG)") from None
+            except ImageIntakeError:
+                raise
+            except Exception as exc:  # the child died: SIGXCPU (CPU limit), a crash in a decoder, killed
+                raise ImageIntakeError("decoding this image was stopped: it needed more time or memory than the "
+                                       f"server gives one image ({type(exc).__name__})") from None
+            finally:
+                # The future holds the exception, whose traceback holds this frame and its bytes: a cycle that
+                # only the garbage collector would free (tests/test_budgets.py saw 146 MB held in 40 images).
+                del future
+        if budget is not None and left is not None:
+            budget.left = left
+        return image
+
+    def warm_up(self) -> None:
+        """Start every child now (each imports Pillow and NumPy: about a second), not on the first upload."""
+        futures = [self._pool.schedule(os.getpid) for _ in range(self.limits.processes)]
+        for future in futures:
+            future.result()
+
+    def close(self) -> None:
+        self._pool.stop()
+        self._pool.join()
+
+
+_configured: DecoderLimits | None = None
+_decoder: IsolatedDecoder | None = None
+_decoder_lock = threading.Lock()
+
+
+def configure(limits: DecoderLimits | None) -> None:
+    """Decode every image of this process in children within `limits` (None: in this process, as the CLI does).
+    Called by the web app's factory; the pool starts on first use."""
+    global _decoder, _configured
+    with _decoder_lock:
+        if _decoder is not None and (limits is None or _decoder.limits != limits):
+            _decoder.close()
+            _decoder = None
+        _configured = limits
+
+
+def isolated() -> IsolatedDecoder | None:
+    global _decoder
+    if _configured is None:
+        return None
+    with _decoder_lock:
+        if _decoder is None:
+            _decoder = IsolatedDecoder(_configured)
+        return _decoder
+
+
+def decode(data: bytes, min_side: int | None = None, budget: PixelBudget | None = None,
+           deadline: float | None = None, bulk: bool = False) -> Image.Image:
+    """The image intake for untrusted bytes: in a child when the process configured a pool, else in-process.
+    `deadline` (a time.monotonic() value) bounds this decode too, not only the ones after it."""
+    seconds = None if deadline is None else deadline - time.monotonic()
+    decoder = isolated()
+    if decoder is None:
+        if seconds is not None and seconds <= 0:
+            raise ImageIntakeError("not decoded: the request's decoding time ran out")
+        return decode_image(data, min_side=min_side, budget=budget)
+    return decoder.decode(data, min_side=min_side, budget=budget, seconds=seconds, bulk=bulk)

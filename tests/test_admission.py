@@ -1,0 +1,128 @@
+"""Admission by cost (webapp/admission.py): the expensive kinds of request have a few slots each, and one
+client at most COSTLY_PER_CLIENT of them, so one-image comparisons and health checks always find a thread."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from devkit.images import encode, smooth
+from webapp.admission import Admission, client_key
+from webapp.inference import RequestError
+
+JPEG = encode(smooth(96, 64), "JPEG")
+
+
+def test_slots_per_kind_and_per_client_are_taken_and_given_back():
+    gate = Admission({"evaluate": 2, "explain": 1, "export": 1, "batch": 1}, per_client=1)
+    with gate.slot("evaluate", "a"), gate.slot("evaluate", "b"):
+        with pytest.raises(RequestError) as busy:
+            gate.slot("evaluate", "c").__enter__()
+        assert busy.value.status == 429 and busy.value.code == "busy" and busy.value.retry_after == 15
+        with pytest.raises(RequestError) as mine:
+            gate.slot("batch", "a").__enter__()  # a free kind, but client a already holds a costly request
+        assert mine.value.code == "too_many_requests"
+        assert gate.in_use()["evaluate"] == 2
+    with pytest.raises(ZeroDivisionError), gate.slot("evaluate", "a"):
+        1 / 0  # noqa: B018  (a request that fails still gives its slot back)
+    assert gate.in_use() == {"evaluate": 0, "explain": 0, "export": 0, "batch": 0}
+    with pytest.raises(ValueError, match="unknown kinds"):
+        Admission({"evaluations": 1}, per_client=1)
+
+
+def test_a_client_is_an_ipv4_address_or_an_ipv6_slash_64():
+    assert client_key("203.0.113.9") == "203.0.113.9"
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:203.0.113.9") == "203.0.113.9"
+    assert client_key(None) == "unknown" and client_key("not an address") == "not an address"
+
+
+def post_as(client, address: str, path: str, **kwargs):
+    return client.post(path, environ_base={"REMOTE_ADDR": address}, **kwargs)
+
+
+def test_with_every_costly_slot_held_a_one_image_comparison_and_the_health_checks_still_answer(app, client):
+    gate = app.extensions["admission"]
+    holders = [gate.slot(kind, f"198.51.100.{i}-{n}") for i, (kind, count) in enumerate(gate.slots.items())
+               for n in range(count)]
+    for holder in holders:
+        holder.__enter__()
+    try:
+        one = post_as(client, "192.0.2.1", "/api/v1/predict", data={"files": [(io.BytesIO(JPEG), "a.jpg")]},
+                      content_type="multipart/form-data")
+        assert one.status_code == 200 and one.json["results"][0]["predictions"]
+        assert client.get("/healthz").status_code == 200
+        two = post_as(client, "192.0.2.1", "/api/v1/predict", content_type="multipart/form-data",
+                      data={"files": [(io.BytesIO(JPEG), "a.jpg"), (io.BytesIO(JPEG), "b.jpg")]})
+        assert two.status_code == 429 and two.json["error"]["code"] == "busy"
+        assert two.headers["Retry-After"] == "5" and "batches" in two.json["error"]["message"]
+        evaluation = post_as(client, "192.0.2.1", "/api/v1/evaluate", content_type="multipart/form-data",
+                             data={"files": [(io.BytesIO(JPEG), "cat_1.jpg")]})
+        assert evaluation.status_code == 429 and evaluation.headers["Retry-After"] == "15"
+        page = post_as(client, "192.0.2.1", "/evaluate", content_type="multipart/form-data", data={
+            "csrf_token": csrf(client), "files": [(io.BytesIO(JPEG), "cat_1.jpg")]})
+        assert page.status_code == 429 and "busy evaluating" in page.get_data(as_text=True)
+    finally:
+        for holder in holders:
+            holder.__exit__(None, None, None)
+    again = post_as(client, "192.0.2.1", "/api/v1/predict", content_type="multipart/form-data",
+                    data={"files": [(io.BytesIO(JPEG), "a.jpg"), (io.BytesIO(JPEG), "b.jpg")]})
+    assert again.status_code == 200
+
+
+def csrf(client) -> str:
+    import re
+
+    page = client.get("/evaluate").get_data(as_text=True)
+    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+
+
+def test_sixteen_evaluations_at_once_run_at_most_the_slots_and_leave_threads_for_everyone_else(app, monkeypatch):
+    """16 concurrent evaluations from 4 addresses (each held 0.6 s inside the models): at most the 2 evaluate
+    slots run at once, at most 1 per address, the rest get 429 at once; meanwhile a fifth address's one-image
+    comparisons answer as usual."""
+    import reports.user_eval
+
+    running, most, lock = [0], [0], threading.Lock()
+    real = reports.user_eval.evaluate
+
+    def slow_evaluate(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.6)
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(reports.user_eval, "evaluate", slow_evaluate)
+
+    def evaluate(i: int) -> tuple[int, str | None]:
+        response = post_as(app.test_client(), f"203.0.113.{i % 4}", "/api/v1/evaluate",
+                           content_type="multipart/form-data", data={"files": [(io.BytesIO(JPEG), "cat_1.jpg")]})
+        return response.status_code, response.headers.get("Retry-After")
+
+    def predict() -> tuple[int, float]:
+        started = time.perf_counter()
+        response = post_as(app.test_client(), "192.0.2.50", "/api/v1/predict", content_type="multipart/form-data",
+                           data={"files": [(io.BytesIO(JPEG), "a.jpg")]})
+        return response.status_code, time.perf_counter() - started
+
+    with ThreadPoolExecutor(20) as pool:
+        evaluations = [pool.submit(evaluate, i) for i in range(16)]
+        time.sleep(0.2)
+        predictions = [pool.submit(predict) for _ in range(3)]
+        answers = [f.result() for f in evaluations]
+        predicted = [f.result() for f in predictions]
+    assert most[0] <= 2
+    statuses = [status for status, _ in answers]
+    assert statuses.count(200) >= 2 and statuses.count(429) >= 10 and set(statuses) <= {200, 429}
+    assert all(retry == "15" for status, retry in answers if status == 429)
+    assert all(status == 200 and seconds < 2 for status, seconds in predicted), predicted

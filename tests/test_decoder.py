@@ -1,0 +1,90 @@
+"""Decoding in child processes (models/decoder.py): one bound on memory and time for every format at once,
+including the time spent inside a single image's decode, and the app's answers when a child is stopped."""
+
+from __future__ import annotations
+
+import io
+import time
+import zlib
+
+import pytest
+from PIL import Image
+
+from devkit.images import encode, png_with_chunks, smooth
+from models import decoder
+from models.images import ImageIntakeError, PixelBudget
+
+GOOD = encode(smooth(640, 480), "JPEG", quality=90)
+# A 10 MB PNG of colour profiles, each inflating to 1 MB: Pillow spends seconds in zlib before the first pixel,
+# and no pre-check knows this layout (it is one of many).
+SLOW = png_with_chunks(b"iCCP", b"icc\0\0" + zlib.compress(b"\0" * 1_000_000, 9), 9_000)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    pool = decoder.IsolatedDecoder(decoder.DecoderLimits(processes=2, memory_bytes=256 * 1024 * 1024))
+    pool.warm_up()
+    yield pool
+    pool.close()
+
+
+def test_a_decode_in_a_child_gives_what_the_intake_gives_in_process(pool):
+    from models.images import decode_image
+
+    budget = PixelBudget(10_000_000)
+    child = pool.decode(GOOD, min_side=256, budget=budget)
+    here = decode_image(GOOD, min_side=256)
+    assert child.size == here.size and child.tobytes() == here.tobytes()
+    assert child.info["original_size"] == (640, 480)
+    assert budget.left == 10_000_000 - 640 * 480  # the child's charge reaches the request's budget
+
+
+def test_the_time_budget_stops_one_image_in_the_middle_of_its_decode(pool):
+    started = time.monotonic()
+    with pytest.raises(ImageIntakeError, match="took longer than"):
+        pool.decode(SLOW, min_side=256, seconds=1.0)
+    assert time.monotonic() - started < 3.0  # stopped at its 1 s, not after the whole decode
+    assert pool.decode(GOOD, min_side=256).size[0] > 0  # the child was replaced; the next image is decoded
+
+
+def test_a_decode_that_needs_more_memory_than_a_child_may_add_is_that_images_error(pool):
+    # A 6000x4000 PNG of one colour (tiny on disk) decodes to 96 MB in Pillow's 4 bytes a pixel, plus the
+    # copy a conversion makes: over a 64 MB allowance. Without min_side nothing shrinks it early.
+    big = encode(Image.new("RGB", (6000, 4000), (10, 200, 30)), "PNG")
+    tight = decoder.IsolatedDecoder(decoder.DecoderLimits(processes=1, memory_bytes=64 * 1024 * 1024))
+    try:
+        with pytest.raises(ImageIntakeError, match="memory"):
+            tight.decode(big)
+        assert tight.decode(GOOD, min_side=256).size[0] > 0
+    finally:
+        tight.close()
+    assert pool.decode(big, min_side=256).size == (400, 267)  # the same file within the usual allowance
+
+
+def test_a_refusal_inside_the_child_keeps_its_words(pool):
+    with pytest.raises(ImageIntakeError, match="not an image"):
+        pool.decode(b"%PDF-1.4 not an image at all")
+
+
+def test_without_a_pool_the_process_decodes_itself_and_still_honours_the_deadline():
+    decoder.configure(None)
+    try:
+        assert decoder.isolated() is None and decoder.decode(GOOD, min_side=256).size == (640, 480)
+        with pytest.raises(ImageIntakeError, match="ran out"):
+            decoder.decode(GOOD, deadline=time.monotonic() - 1)
+    finally:
+        decoder.configure(decoder.DecoderLimits())
+
+
+def test_through_the_api_a_slow_file_is_stopped_and_the_others_in_its_request_still_answer(app, client):
+    app.config["MAX_DECODE_SECONDS"] = 1.5
+    started = time.monotonic()
+    response = client.post("/api/v1/predict", data={"files": [(io.BytesIO(GOOD), "good.jpg"),
+                                                              (io.BytesIO(SLOW), "slow.png")]},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    good, slow = response.json["results"]
+    assert good["predictions"] and "error" not in good
+    assert slow["error"]["code"] == "invalid_image" and "took longer than" in slow["error"]["message"]
+    assert time.monotonic() - started < 5  # the 1.5 s budget, not the file's many seconds of decoding
+    assert client.get("/healthz").status_code == 200

@@ -1,0 +1,110 @@
+"""Admission by cost: the expensive kinds of request get a few slots each, so cheap ones always find a thread.
+
+A worker has GUNICORN_THREADS request threads (16) and two cores. Sixteen evaluations of 500 images from one
+client once held every thread: another user's one-image comparison waited 36 s (p95) and /healthz timed out.
+Here each expensive kind has its own small number of slots per worker (COSTLY_SLOTS), together well below the
+thread count, and each client may hold at most COSTLY_PER_CLIENT of them at once, whatever the kind; a request
+that finds no slot is answered 429 at once with Retry-After (it never waits holding a thread). One-image
+comparisons, pages and health checks take no slot: nginx's per-client rate limit bounds them (docs/deploy.md).
+
+A client is its address as the trusted proxies saw it (ProxyFix; X-Forwarded-For is believed only where a proxy
+is configured to append to it), an IPv6 address counted by its /64: one host is usually given a whole /64.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import Flask, current_app, request
+
+from webapp.inference import RequestError
+
+# What each kind costs and what its 429 says; the slots per kind are the COSTLY_SLOTS setting.
+KINDS = {
+    "evaluate": ("evaluating other people's images", 15),
+    "explain": ("making other requests' explanation maps", 5),
+    "export": ("writing other people's PDFs", 5),
+    "batch": ("comparing other people's batches of images", 5),
+}
+RETRY_AFTER = {kind: seconds for kind, (_, seconds) in KINDS.items()}
+
+
+def client_key(address: str | None) -> str:
+    """The client an address belongs to: IPv4 as is, IPv6 by its /64 prefix."""
+    try:
+        parsed = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or "unknown"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is the IPv4 client 192.0.2.1
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+class Admission:
+    """The costly slots of one worker: per kind, and per client across kinds."""
+
+    def __init__(self, slots: dict[str, int], per_client: int):
+        unknown = set(slots) - set(KINDS)
+        if unknown:
+            raise ValueError(f"COSTLY_SLOTS names unknown kinds: {', '.join(sorted(unknown))} (known: "
+                             f"{', '.join(KINDS)})")
+        self.slots = {kind: int(slots.get(kind, 1)) for kind in KINDS}
+        self.per_client = per_client
+        self._lock = threading.Lock()
+        self._in_use: Counter[str] = Counter()
+        self._by_client: Counter[str] = Counter()
+
+    def in_use(self) -> dict[str, int]:
+        with self._lock:
+            return {kind: self._in_use[kind] for kind in KINDS}
+
+    @contextmanager
+    def slot(self, kind: str, client: str) -> Iterator[None]:
+        what, retry = KINDS[kind]
+        with self._lock:
+            if self._by_client[client] >= self.per_client:
+                raise RequestError(f"you already have {self.per_client} costly request"
+                                   f"{'s' if self.per_client != 1 else ''} (evaluations, explanation maps, PDFs, "
+                                   "batches of images) in progress; wait for it to finish", "too_many_requests", 429,
+                                   retry_after=retry)
+            if self._in_use[kind] >= self.slots[kind]:
+                raise RequestError(f"the server is busy {what}; try again in {retry} seconds", "busy", 429,
+                                   retry_after=retry)
+            self._in_use[kind] += 1
+            self._by_client[client] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_use[kind] -= 1
+                self._by_client[client] -= 1
+                if not self._by_client[client]:
+                    del self._by_client[client]
+
+
+def register(app: Flask) -> None:
+    """One Admission per app (per worker process; tests create several apps in one process)."""
+    app.extensions["admission"] = Admission(app.config["COSTLY_SLOTS"], app.config["COSTLY_PER_CLIENT"])
+
+
+@contextmanager
+def costly(kind: str | None) -> Iterator[None]:
+    """A slot of `kind` for this request's client (None: a cheap request, nothing to take), or 429."""
+    if kind is None:
+        yield
+        return
+    with current_app.extensions["admission"].slot(kind, client_key(request.remote_addr)):
+        yield
+
+
+def predict_kind(images: int, explain: bool) -> str | None:
+    """A comparison's kind: explanation maps cost 50 passes an image; several images are a batch; one is cheap."""
+    if explain:
+        return "explain"
+    return "batch" if images > 1 else None
