@@ -14,8 +14,10 @@ RUN /opt/venv/bin/pip install --no-compile -r /tmp/requirements.txt
 FROM python:3.11-slim
 # nginx, the front server (deploy/nginx.conf): Debian's package, security updates with the base image.
 RUN apt-get update && apt-get install -y --no-install-recommends nginx && rm -rf /var/lib/apt/lists/*
-# One proxy (the platform's) sits in front of the app on Railway, Fly, Render and Cloud Run: trust its X-Forwarded-*.
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PORT=8000 APP_TRUSTED_PROXY_HOPS=1
+# X-Forwarded-For is trusted only where a proxy appends the client to it: on Railway (RAILWAY_ENVIRONMENT) one hop by
+# default, elsewhere none unless APP_TRUSTED_PROXY_HOPS says so (models/settings.py, docs/deploy.md): run without a
+# proxy, the image must not let a client choose its own address.
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PORT=8000
 RUN useradd --create-home --uid 10001 app
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv

@@ -32,10 +32,15 @@ max_requests = settings.get_int("GUNICORN_MAX_REQUESTS")  # set >0 to recycle wo
 accesslog = "-"
 errorlog = "-"
 # nginx in front refuses a request line or header line over 8 KB and 32 KB of headers (deploy/nginx.conf), in the
-# app's error shape; gunicorn's own limits sit above that, so its plain-text errors never reach a client.
+# app's error shape; gunicorn's own limits sit above that, so nginx answers every request that is too large.
 limit_request_line = 8190  # gunicorn's largest; nginx's line buffer is 8 KB with its CRLF
 limit_request_field_size = 16384  # nginx appends the peer to X-Forwarded-For
 limit_request_fields = 32768  # gunicorn's largest
+# Request threads (gthread) whose own refusals (a header with a control character, a raw non-ASCII byte in the path,
+# a line over its limits) take the app's error shape, JSON under /api/ (deploy/worker.py). The pure-Python parser
+# raises its errors from inside the request it is parsing, which is how the worker knows the request's path.
+worker_class = "deploy.worker.JsonErrorThreadWorker"
+http_parser = "python"
 # gunicorn 27's control socket defaults to one path per user; nothing here uses it, and two servers run by one
 # user (tests, replicas on a VM) would share and delete each other's.
 control_socket_disable = True

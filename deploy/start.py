@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import grp
-import json
 import os
 import pwd
 import resource
@@ -31,14 +30,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `models.settings` (nothing heavy), also where the project is not installed
 
+from deploy.answers import html_page, json_body  # noqa: E402
 from models import settings  # noqa: E402
 
 TEMPLATE = Path(__file__).with_name("nginx.conf")
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and headers on top of the app's MAX_CONTENT_LENGTH
-PER_CLIENT = 32  # requests in progress at once per client address (nginx.conf explains)
-UPLOADS_PER_CLIENT = 4  # large uploads (>= 1 MB, or chunked) being received at once per client address
-UPLOADS_IN_ALL = 32  # ... and in all: 32 x 50 MB of spooled bodies at most on disk
+# Per client (an IPv4 address or an IPv6 /64; docs/deploy.md gives the reasons for each number):
+PER_CLIENT = 32  # requests in progress at once
+UPLOADS_PER_CLIENT = 2  # large uploads (>= 1 MB, or chunked) being received at once; the app's page sends one
+REQUESTS_PER_SECOND, REQUEST_BURST = 20, 100  # every request: 20 a second, 100 at once beyond that
+COSTLY_PER_MINUTE, COSTLY_BURST = 6, 10  # evaluations, explanation maps, exports: 6 a minute, 10 at once beyond
+# In all: large uploads being received at once (128 x 50 MB = 6.4 GB of spooled bodies at most on disk; holding them
+# all takes 64 client addresses), and the longest silence in a body before the connection is cut.
+UPLOADS_IN_ALL = 128
+BODY_SECONDS = 5
+RETRY_CONCURRENT, RETRY_RATE, RETRY_COSTLY = 5, 1, 60 // COSTLY_PER_MINUTE  # Retry-After of each kind of 429
 UPSTREAM_SECONDS = 150  # gunicorn's own timeout (120 s) plus slack
 DRAIN_SECONDS = 28  # nginx's worker_shutdown_timeout (25 s) plus slack; railway.json drains for 30 s
 WORKER_CONNECTIONS = 16384
@@ -62,13 +69,41 @@ def max_body_bytes() -> int:
 
 
 def trusted_hops() -> int:
-    return int(settings.app_overrides().get("TRUSTED_PROXY_HOPS", 0))
+    return settings.trusted_proxy_hops()
+
+
+IPV4 = r"\d{1,3}(?:\.\d{1,3}){3}"
+IPV6 = r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]{1,38}(?:" + IPV4 + ")?"  # with an IPv4 tail: ::ffff:192.0.2.1
+HEX = "[0-9a-f]{1,4}"
 
 
 def client_pattern(hops: int) -> str:
     """The regex that picks the client out of `$proxy_add_x_forwarded_for` (the peer last): the address `hops`
-    entries left of the peer, as gunicorn's ProxyFix reads X-Forwarded-For with one more trusted hop."""
-    return r"([^,\s]+)" + r"(?:\s*,\s*[^,\s]+)" * hops + r"\s*$"
+    entries left of the peer, as gunicorn's ProxyFix reads X-Forwarded-For with one more trusted hop. Only an entry
+    shaped like an address matches (brackets and a port, as some proxies write them, are left out): nginx skips a
+    limit whose key is over 255 bytes, and a forged 300-byte entry would otherwise escape every per-client limit."""
+    entry = r"(?:^|,)\s*\[?(" + IPV4 + "|" + IPV6 + r")\]?(?::\d{1,5})?\s*"
+    return entry + r"(?:,\s*[^,\s]+\s*)" * hops + "$"
+
+
+# (regex, value) of nginx's `map $client $client_key`, the first match wins: the key each per-client limit counts.
+CLIENT_KEYS = (
+    (r"^127\.0\.0\.1$", ""),  # this machine: not limited per client
+    (r"^::1$", ""),
+    (r"(?i)^::ffff:(" + IPV4 + ")$", "$1"),  # an IPv4 client written as IPv6
+    ("^" + IPV4 + "$", "$client"),
+    # IPv6: the /64, whichever way the address is written. The first four groups in full ...
+    (rf"(?i)^({HEX}(?::{HEX}){{3}}):", "$1::/64"),
+    # ... or a "::" among them, with at most four groups after it (all in the lower 64 bits) ...
+    (rf"(?i)^((?:{HEX}(?::{HEX}){{0,2}})?)::(?:{HEX}(?::{HEX}){{0,3}})?$", "$1::/64"),
+    # ... or with five or more after it: those before the last four are in the /64.
+    (rf"(?i)^((?:{HEX}(?::{HEX})?)?::(?:{HEX}:){{1,3}}){HEX}(?::{HEX}){{3}}$", "$1/64"),
+)
+
+
+def client_key_lines() -> str:
+    return "\n".join(f'        "~{pattern}" {value or chr(34) * 2};' for pattern, value in CLIENT_KEYS) + \
+        "\n        default $client;"
 
 
 def listen_lines() -> str:
@@ -97,10 +132,11 @@ def open_file_limit() -> int:
     return min(2 * WORKER_CONNECTIONS, hard if hard != resource.RLIM_INFINITY else 2 * WORKER_CONNECTIONS)
 
 
-def error_answers(max_body: int) -> dict[int, tuple[str, str]]:
-    """(code, message) of each error nginx answers itself, in the app's error shape."""
+def error_answers(max_body: int) -> dict[str, tuple[int, str, str]]:
+    """name -> (status, code, message) of each error nginx answers itself, in the app's error shape: a status, or a
+    status and why (the 429s: too many at once, too many a second, too many costly requests a minute)."""
     mb = (max_body - FORM_OVERHEAD) / 1024 / 1024
-    return {
+    answers = {
         400: ("bad_request", "The request is malformed."),
         404: ("not_found", "There is nothing at this address."),
         405: ("method_not_allowed", "This method is not allowed here."),
@@ -110,6 +146,11 @@ def error_answers(max_body: int) -> dict[int, tuple[str, str]]:
         429: ("too_many_requests", f"Too many of your requests are in progress at once (at most {PER_CLIENT}, "
                                    f"and {UPLOADS_PER_CLIENT} uploads of 1 MB or more), or the server is receiving "
                                    f"as many large uploads as it takes; wait for some to finish."),
+        "429-rate": ("too_many_requests", f"Too many requests from your address: at most {REQUESTS_PER_SECOND} a "
+                                          f"second ({REQUEST_BURST} at once). Try again in {RETRY_RATE} s."),
+        "429-costly": ("too_many_requests", f"Too many evaluations, explanations and exports from your address: at "
+                                            f"most {COSTLY_PER_MINUTE} a minute ({COSTLY_BURST} at once). Try again in "
+                                            f"{RETRY_COSTLY} s."),
         494: ("request_header_too_large", "The request's headers are too large."),
         500: ("internal_error", "The front server failed; try again."),
         502: ("unavailable", "The server is starting or restarting; try again in a few seconds."),
@@ -119,21 +160,18 @@ def error_answers(max_body: int) -> dict[int, tuple[str, str]]:
                                  "or chunked."),
         505: ("http_version_not_supported", "Use HTTP/1.1."),
     }
+    # nginx answers 494 as 400
+    return {str(name): (400 if name == 494 else int(str(name)[:3]), code, message)
+            for name, (code, message) in answers.items()}
 
 
 def write_error_files(folder: Path, max_body: int) -> None:
     folder.mkdir()
-    for status, (code, message) in error_answers(max_body).items():
-        shown = 400 if status == 494 else status  # nginx answers 494 as 400
-        (folder / f"{status}.json").write_text(json.dumps({"error": {"status": shown, "code": code,
-                                                                     "message": message}}))
-        (folder / f"{status}.html").write_text(
-            f'<!doctype html><html lang="en"><meta charset="utf-8"><title>Error {shown}</title>'
-            f'<body style="font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem">'
-            f"<h1>{shown}: something went wrong</h1><p>{message}</p><p><a href=\"/\">Back to the comparison page"
-            f"</a></p></body></html>\n")
-        os.chmod(folder / f"{status}.json", 0o644)
-        os.chmod(folder / f"{status}.html", 0o644)
+    for name, (status, code, message) in error_answers(max_body).items():
+        (folder / f"{name}.json").write_bytes(json_body(status, code, message))
+        (folder / f"{name}.html").write_bytes(html_page(status, message))
+        os.chmod(folder / f"{name}.json", 0o644)
+        os.chmod(folder / f"{name}.html", 0o644)
     os.chmod(folder, 0o755)
 
 
@@ -156,9 +194,18 @@ def render(run_dir: Path, socket_path: Path) -> str:
         "MAX_BODY_BYTES": str(max_body_bytes()),
         "TRUSTED_HOPS": str(trusted_hops()),
         "CLIENT_PATTERN": client_pattern(trusted_hops()),
+        "CLIENT_KEYS": client_key_lines(),
         "PER_CLIENT": str(PER_CLIENT),
         "UPLOADS_PER_CLIENT": str(UPLOADS_PER_CLIENT),
         "UPLOADS_IN_ALL": str(UPLOADS_IN_ALL),
+        "BODY_SECONDS": str(BODY_SECONDS),
+        "REQUESTS_PER_SECOND": str(REQUESTS_PER_SECOND),
+        "REQUEST_BURST": str(REQUEST_BURST),
+        "COSTLY_PER_MINUTE": str(COSTLY_PER_MINUTE),
+        "COSTLY_BURST": str(COSTLY_BURST),
+        "RETRY_CONCURRENT": str(RETRY_CONCURRENT),
+        "RETRY_RATE": str(RETRY_RATE),
+        "RETRY_COSTLY": str(RETRY_COSTLY),
         "UPSTREAM_SECONDS": str(UPSTREAM_SECONDS),
     }
     text = TEMPLATE.read_text()

@@ -38,8 +38,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SECRET_KEY", "", "signs sessions and CSRF tokens; one shared value for every worker and replica. "
             "Required with more than one worker or on Railway (the server refuses to start without it); a local "
             "one-worker `make run` uses a random key, with a warning", "serving"),
-    Setting("RAILWAY_ENVIRONMENT", "", "set by Railway: marks a public deployment (SECRET_KEY becomes required)",
-            "deployment"),
+    Setting("RAILWAY_ENVIRONMENT", "", "set by Railway: marks a public deployment (SECRET_KEY becomes required) "
+            "behind Railway's proxy, which appends the client's address to X-Forwarded-For (APP_TRUSTED_PROXY_HOPS "
+            "defaults to 1)", "deployment"),
     Setting("CIFAR10_MODELS_DIR", "", "serve `<dir>/<model name>/` instead of the committed `models/<name>/`",
             "serving"),
     Setting("LITERT_NUM_THREADS", "", "LiteRT threads for MobileNetV2 (default: OMP_NUM_THREADS, else the cores)",
@@ -90,6 +91,23 @@ def app_overrides() -> dict[str, Any]:
             except ValueError:
                 overrides[key[len(APP_PREFIX):]] = text
     return overrides
+
+
+# The platforms whose edge proxy is documented to append the client's address to X-Forwarded-For, by the variable
+# that the platform sets in every deployment: there, and only there, the proxy hop is trusted without being told
+# (docs/deploy.md says how each was checked, and why Fly, Render and Cloud Run are not here).
+PROXY_PLATFORMS = {"RAILWAY_ENVIRONMENT": 1}
+
+
+def trusted_proxy_hops() -> int:
+    """How many proxies in front of the server append to X-Forwarded-For: APP_TRUSTED_PROXY_HOPS when set, else 1 on
+    a platform in PROXY_PLATFORMS, else 0. Trusting a hop that no proxy appended would let every client write its own
+    address (and so escape every per-client limit) by sending X-Forwarded-For: the image runs anywhere, so the
+    default follows where it runs. The web app (ProxyFix) and the front server (deploy/start.py) both read this."""
+    explicit = app_overrides().get("TRUSTED_PROXY_HOPS")
+    if explicit not in (None, ""):
+        return int(explicit)
+    return next((hops for name, hops in PROXY_PLATFORMS.items() if get(name)), 0)
 
 
 def set_default(name: str, value: str) -> None:

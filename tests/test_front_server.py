@@ -18,29 +18,70 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from devkit import attacks
 from devkit.attacks import ATTACKER, USER, Repeat
 from devkit.images import encode, photo
 from devkit.server import ProcfileServer, multipart, nginx_installed, timed_request
+from models import settings
 from tests.helpers import REPO, require_tool
 
 start = importlib.import_module("deploy.start")
 GOOD = multipart([("good.jpg", encode(photo(64, 64), "JPEG"))])
-PRODUCTION = {"APP_TRUSTED_PROXY_HOPS": "1"}  # as the Dockerfile sets it: the platform's proxy is one hop
+PRODUCTION = {"APP_TRUSTED_PROXY_HOPS": "1"}  # as on Railway: the platform's proxy is one hop
+# A phone photo's size: 1.2 MB of noise (it does not compress), a large upload to nginx.
+PHOTO = multipart([("photo.png", encode(Image.fromarray(
+    np.random.default_rng(3).integers(0, 256, (640, 640, 3), dtype=np.uint8)), "PNG"))])
 
 
 def predict_as(client: str, base: str, timeout: float = 30) -> tuple[int, float]:
     body, content_type = GOOD
     return timed_request(base, "/api/v1/predict", body, content_type, timeout=timeout,
                          headers={"X-Forwarded-For": client})
+
+
+def hold_uploads(port: int, client: str, count: int, size: int = 20 * 2**20, source: str = "127.0.0.1",
+                 sent: int = 1000) -> list[socket.socket]:
+    """`count` uploads declaring `size` bytes from `client` (X-Forwarded-For), `sent` of them sent, the rest held
+    back (nginx cuts them after BODY_SECONDS of silence); from the loopback address `source`."""
+    held = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+        sock.sendall(f"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {client}\r\n"
+                     f"Content-Type: image/jpeg\r\nContent-Length: {size}\r\n\r\n".encode() + bytes(sent))
+        held.append(sock)
+    return held
+
+
+def refused(held: list[socket.socket], wait: float = 1.0) -> int:
+    """How many of the held uploads were answered 429 at once (the others are still being received)."""
+    time.sleep(wait)
+    count = 0
+    for sock in held:
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            count += sock.recv(64).startswith(b"HTTP/1.1 429")
+    return count
+
+
+def ask(port: int, method: str, path: str, headers: dict[str, str] | None = None,
+        body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    answer = response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    connection.close()
+    return answer
 
 
 def read_answer(sock: socket.socket, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
@@ -72,8 +113,60 @@ def test_the_client_address_is_the_one_the_trusted_hops_saw(hops, forwarded, cli
     assert re.search(start.client_pattern(hops), forwarded).group(1) == client
 
 
-def test_too_few_forwarded_addresses_fall_back_to_the_peer():
-    assert re.search(start.client_pattern(1), "127.0.0.1") is None  # nginx's map default: $remote_addr
+@pytest.mark.parametrize("forwarded", ["127.0.0.1", "x" * 300 + ", 127.0.0.1", "<script>, 127.0.0.1",
+                                       "198.51.100.7junk, 127.0.0.1", "junk198.51.100.7, 127.0.0.1"])
+def test_too_few_or_unshaped_forwarded_addresses_fall_back_to_the_peer(forwarded):
+    """nginx skips a limit whose key is over 255 bytes: a forged 300-byte X-Forwarded-For escaped every per-client
+    limit. Only an address-shaped entry is a client; otherwise nginx's map default, $remote_addr, is."""
+    assert re.search(start.client_pattern(1), forwarded) is None
+
+
+@pytest.mark.parametrize(("forwarded", "client"), [
+    ("2001:db8::7, 10.0.0.2", "2001:db8::7"), ("[2001:db8::7]:443, 10.0.0.2", "2001:db8::7"),
+    ("198.51.100.7:5123, 10.0.0.2", "198.51.100.7"), ("::ffff:198.51.100.7, 10.0.0.2", "::ffff:198.51.100.7"),
+])
+def test_the_client_may_be_written_as_proxies_write_it(forwarded, client):
+    assert re.search(start.client_pattern(1), forwarded).group(1) == client
+
+
+def client_key(address: str) -> str:
+    """nginx's `map $client $client_key`, as deploy/start.py renders it: the first matching regex's value."""
+    for pattern, value in start.CLIENT_KEYS:
+        found = re.search(pattern, address)
+        if found:
+            return found.expand(value.replace("$client", address).replace("$1", r"\1"))
+    return address
+
+
+@pytest.mark.parametrize(("address", "key"), [
+    ("198.51.100.7", "198.51.100.7"), ("::ffff:198.51.100.7", "198.51.100.7"),
+    ("2001:db8:1:2::a", "2001:db8:1:2::/64"), ("2001:db8:1:2:0:0:0:b", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"), ("2001:db8::1", "2001:db8::/64"),
+    ("2001:db8::5:6:7:8:9", "2001:db8::5:/64"), ("::5:6:7:8:9", "::5:/64"), ("fe80::", "fe80::/64"),
+    ("127.0.0.1", ""), ("::1", ""),  # this machine: not limited per client
+    ("127.0.0.2", "127.0.0.2"),
+])
+def test_per_client_limits_count_an_ipv4_address_or_an_ipv6_64(address, key):
+    assert client_key(address) == key
+
+
+@pytest.mark.parametrize(("env", "hops"), [
+    ({}, 0), ({"RAILWAY_ENVIRONMENT": "production"}, 1), ({"APP_TRUSTED_PROXY_HOPS": "2"}, 2),
+    ({"RAILWAY_ENVIRONMENT": "production", "APP_TRUSTED_PROXY_HOPS": "0"}, 0),
+])
+def test_x_forwarded_for_is_trusted_only_where_a_proxy_appends_to_it(monkeypatch, env, hops):
+    """The image ran with APP_TRUSTED_PROXY_HOPS=1 everywhere: without a proxy, any client chose its own address by
+    sending X-Forwarded-For. Now the default is 1 only on a platform whose proxy appends (Railway), an explicit
+    setting wins, and the front server and the app read the same value."""
+    for name in ("RAILWAY_ENVIRONMENT", "APP_TRUSTED_PROXY_HOPS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert settings.trusted_proxy_hops() == hops == start.trusted_hops()
+    app_default = subprocess.run([sys.executable, "-c", "import webapp; print(webapp.DEFAULTS['TRUSTED_PROXY_HOPS'])"],
+                                 cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+    assert app_default.stdout.strip().endswith(str(hops)), app_default.stderr[-2000:]
+    assert not re.search(r"^ENV .*APP_TRUSTED_PROXY_HOPS", (REPO / "Dockerfile").read_text(), re.MULTILINE)
 
 
 def test_the_rendered_configuration_is_accepted_by_nginx(tmp_path, monkeypatch):
@@ -216,6 +309,69 @@ def test_early_rejections_arrive_whole_every_time_even_two_at_a_time(front):
     assert len(outcomes) == 100 and not wrong, wrong
 
 
+API_REQUESTS = {
+    "a control character in a header (gunicorn)": (b"GET /api/v1/models HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
+                                                   400),
+    "DEL in a header (gunicorn)": (b"GET /api/v1/models HTTP/1.1\r\nHost: x\r\nX-A: a\x7fb\r\n\r\n", 400),
+    "a raw non-UTF-8 byte in the path (gunicorn)": (b"GET /api/v1/mod\xffels HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "a raw non-UTF-8 byte in the query (gunicorn)": (b"GET /api/v1/models?x=\xff HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "%00 in the path (nginx)": (b"GET /api/v1/mo%00dels HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "HTTP/2.0 in a plain request line (nginx)": (b"GET /api/v1/models HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    "HTTP/3 (nginx)": (b"GET /api/v1/models HTTP/3\r\nHost: x\r\n\r\n", 505),
+    "a request line over 8 KB (nginx)": (b"GET /api/v1/models?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "invalid UTF-8, percent-encoded, in the path (the app)": (b"GET /api/v1/mod%ffels HTTP/1.1\r\nHost: x\r\n\r\n",
+                                                              404),
+}
+
+
+def raw_request(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    with attacks.connect(port, timeout=30) as sock:
+        sock.sendall(request)
+        return read_answer(sock)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(API_REQUESTS))
+def test_every_error_under_the_api_is_json_whichever_layer_answers(front, case):
+    """Requests that nginx or gunicorn refuse before the app sees them, or that the app cannot decode: under /api/
+    each is a 4xx in the API's JSON shape (nginx chose HTML when it had no $uri yet; gunicorn wrote its own HTML),
+    and the same request elsewhere gets a page."""
+    request, expected = API_REQUESTS[case]
+    status, headers, body = raw_request(front.port, request)
+    assert status == expected and headers["content-type"].startswith("application/json"), (status, body[:300])
+    assert json.loads(body)["error"]["status"] == status
+    status, headers, body = raw_request(front.port, request.replace(b"/api/v1/", b"/a/", 1))
+    assert status == expected and headers["content-type"].startswith("text/html") and b"<!doctype html>" in body
+
+
+@pytest.mark.slow
+def test_invalid_utf8_in_an_api_parameter_is_a_4xx_json(front):
+    body, content_type = GOOD
+    boundary = content_type.split("boundary=")[1].encode()
+    field = b"--" + boundary + b'\r\nContent-Disposition: form-data; name="top_k"\r\n\r\n\xff\xfe\r\n'
+    for path, sent in [("/api/v1/predict", field + body), ("/api/v1/evaluate?format=%ff%fe", b"")]:
+        status, headers, payload = ask(front.port, "POST", path, {"Content-Type": content_type}, sent)
+        assert 400 <= status < 500 and headers["content-type"] == "application/json", (status, payload[:300])
+    assert json.loads(ask(front.port, "POST", "/api/v1/predict", {"Content-Type": content_type}, field + body)[2])[
+        "error"]["code"] == "invalid_top_k"
+
+
+@pytest.mark.slow
+def test_a_file_named_in_latin_1_is_classified_like_the_others(front):
+    """werkzeug decoded each part's headers as UTF-8 and dropped the whole form on a Latin-1 file name: 400
+    no_images. Through the real servers the file is classified, its name shown as Latin-1."""
+    image = encode(photo(64, 64), "JPEG")
+    body = b"".join(b'--b0undary\r\nContent-Disposition: form-data; name="files"; filename="' + name +
+                    b'"\r\nContent-Type: image/jpeg\r\n\r\n' + image + b"\r\n"
+                    for name in (b"caf\xe9.jpg", b"good.jpg"))
+    status, _, payload = ask(front.port, "POST", "/api/v1/predict",
+                             {"Content-Type": "multipart/form-data; boundary=b0undary"}, body + b"--b0undary--\r\n")
+    assert status == 200, payload[:300]
+    results = json.loads(payload)["results"]
+    assert [r["source"]["name"] for r in results] == ["café.jpg", "good.jpg"]
+    assert all(set(r["predictions"]) == {"custom_cnn", "mobilenetv2"} for r in results)
+
+
 @pytest.mark.slow
 def test_errors_nginx_answers_itself_keep_the_api_shape(front):
     """Methods, encodings and header sizes that nginx refuses, and sizes just under its limits that gunicorn must
@@ -237,25 +393,93 @@ def test_errors_nginx_answers_itself_keep_the_api_shape(front):
 
 
 @pytest.mark.slow
-def test_a_client_receives_at_most_four_large_uploads_at_once(front):
-    """Large bodies are spooled to disk for as long as they arrive: one client address may send 4 at once (the
-    5th and 6th get 429 at once), while another address's large upload is received."""
-    held = []
-    for _ in range(6):
-        sock = attacks.connect(front.port)
-        sock.sendall(f"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {ATTACKER}\r\n"
-                     f"Content-Type: image/jpeg\r\nContent-Length: {20 * 2**20}\r\n\r\n".encode() + bytes(1000))
-        held.append(sock)
-    time.sleep(1)
-    refused = 0
-    for sock in held:
-        sock.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            refused += sock.recv(64).startswith(b"HTTP/1.1 429")
+def test_a_client_receives_at_most_two_large_uploads_at_once(front):
+    """Large bodies are spooled to disk for as long as they arrive: one client address may send 2 at once (the app's
+    own page sends one; the 3rd to 6th get 429 at once, with Retry-After), while another address's large upload is
+    received."""
+    held = hold_uploads(front.port, ATTACKER, 6)
+    refusals = refused(held)
     body = b"\xff\xd8" + bytes(3 * 2**20)
     status, _ = timed_request(front.base, "/api/v1/predict", body, "image/jpeg", headers={"X-Forwarded-For": USER})
     attacks.close_all(held)
-    assert refused == 2 and status == 400  # the other client's upload reached the app (which refused the bytes)
+    assert refusals == 6 - start.UPLOADS_PER_CLIENT == 4
+    assert status == 400  # the other client's upload reached the app (which refused the bytes)
+
+
+@pytest.mark.slow
+def test_trickled_uploads_from_eight_addresses_leave_a_photo_upload_answered(front):
+    """Before: 32 trickling uploads from 8 addresses (4 each) held all 32 large-upload slots, and every other
+    user's 1.2 MB photo got 429. Now each address holds 2 of 128."""
+    held = [sock for i in range(8) for sock in hold_uploads(front.port, f"203.0.113.{i + 1}", 4)]
+    refusals = refused(held)
+    status, _ = timed_request(front.base, "/api/v1/predict", *PHOTO, headers={"X-Forwarded-For": USER})
+    attacks.close_all(held)
+    assert refusals == 16 and status == 200
+
+
+@pytest.mark.slow
+def test_holding_every_large_upload_slot_takes_64_addresses(front):
+    """The global pool bounds the disk (128 x 50 MB): 64 addresses holding 2 each fill it, and only then is the
+    next address's large upload refused."""
+    clients = [f"203.0.113.{i}" for i in range(start.UPLOADS_IN_ALL // start.UPLOADS_PER_CLIENT)]
+    held = [sock for client in clients for sock in hold_uploads(front.port, client, start.UPLOADS_PER_CLIENT)]
+    refusals = refused(held)
+    status, _ = timed_request(front.base, "/api/v1/predict", *PHOTO, headers={"X-Forwarded-For": USER})
+    attacks.close_all(held)
+    assert len(held) == start.UPLOADS_IN_ALL == 128 and refusals == 0
+    assert status == 429
+
+
+@pytest.mark.slow
+def test_an_ipv6_64_is_one_client(front):
+    """One host gets a whole /64: its addresses share one client's 2 large uploads; another /64 is another client."""
+    held = hold_uploads(front.port, "2001:db8:1:2::a", 1) + hold_uploads(front.port, "2001:db8:1:2:0:0:0:b", 1)
+    held += hold_uploads(front.port, "2001:db8:1:2:ffff:ffff:ffff:ffff", 1)
+    refusals = refused(held)
+    others = hold_uploads(front.port, "2001:db8:1:3::a", 2)
+    other_refusals = refused(others, 0.5)
+    attacks.close_all(held + others)
+    assert refusals == 1 and other_refusals == 0
+
+
+@pytest.mark.slow
+def test_a_forged_300_byte_address_is_still_limited(front):
+    """nginx skips a limit whose key is over 255 bytes: 40 uploads whose X-Forwarded-For was 300 bytes all got in.
+    Such a value is not an address, so the peer's own (here 127.0.0.2, not this machine's 127.0.0.1) is the client."""
+    held = hold_uploads(front.port, "x" * 300, 40, size=100_000, source="127.0.0.2")
+    refusals = refused(held)
+    attacks.close_all(held)
+    assert refusals == 40 - start.PER_CLIENT
+
+
+@pytest.mark.slow
+def test_one_address_gets_429_with_retry_after_beyond_its_request_rate(front):
+    """20 requests a second, 100 at once beyond that: 140 quick requests from one address get some 429s in the API's
+    shape with Retry-After (a page, elsewhere), while another address and this machine itself are served."""
+    answers = [ask(front.port, "GET", "/api/v1/models", {"X-Forwarded-For": "203.0.113.200"}) for _ in range(140)]
+    refusals = [(headers, body) for status, headers, body in answers if status == 429]
+    page = ask(front.port, "GET", "/models", {"X-Forwarded-For": "203.0.113.200"})
+    assert 10 <= len(refusals) <= 140 - start.REQUEST_BURST
+    headers, body = refusals[0]
+    assert headers["retry-after"] == str(start.RETRY_RATE) and headers["content-type"] == "application/json"
+    assert json.loads(body)["error"] == {"status": 429, "code": "too_many_requests", "message": (
+        "Too many requests from your address: at most 20 a second (100 at once). Try again in 1 s.")}
+    assert page[0] == 429 and page[1]["content-type"].startswith("text/html") and "retry-after" in page[1]
+    assert ask(front.port, "GET", "/api/v1/models", {"X-Forwarded-For": "203.0.113.201"})[0] == 200
+    assert all(ask(front.port, "GET", "/healthz")[0] == 200 for _ in range(140))  # loopback: not limited
+
+
+@pytest.mark.slow
+def test_costly_requests_have_their_own_tighter_rate(front):
+    """Evaluations, explanation maps and exports: 6 a minute, 10 at once beyond that; the 11th gets 429 with
+    Retry-After 10, while the same address's other requests are served."""
+    client = {"X-Forwarded-For": "203.0.113.210", "Content-Type": "application/zip"}
+    statuses = [ask(front.port, "POST", "/api/v1/evaluate", client, b"")[:2] for _ in range(start.COSTLY_BURST + 2)]
+    assert [status for status, _ in statuses[:start.COSTLY_BURST + 1]] == [400] * (start.COSTLY_BURST + 1)
+    status, headers = statuses[-1]
+    assert status == 429 and headers["retry-after"] == "10"
+    assert ask(front.port, "POST", "/export/csv", client, b"")[0] == 429  # the same zone
+    assert ask(front.port, "GET", "/api/v1/models", client)[0] == 200
 
 
 @pytest.mark.slow

@@ -82,8 +82,9 @@ CONFIG: dict[str, tuple[Any, str]] = {
     "WTF_CSRF_TIME_LIMIT": (3600, "seconds a form's CSRF token stays valid (then: 'the page expired, reload it')"),
     "SESSION_COOKIE_SAMESITE": ("Lax", "the session cookie (it carries the CSRF token) is not sent on cross-site "
                                        "posts; it is marked Secure whenever the request came over HTTPS"),
-    "TRUSTED_PROXY_HOPS": (0, "proxies in front of the app whose X-Forwarded-For/-Proto/-Host to trust (the "
-                              "Dockerfile sets 1: Railway, Fly, Render and Cloud Run each add one)"),
+    "TRUSTED_PROXY_HOPS": (settings.trusted_proxy_hops(), "proxies in front of the app that append the client to "
+                           "X-Forwarded-For, whose X-Forwarded-For/-Proto/-Host to trust (default: 1 on Railway, "
+                           "else 0)"),
 }
 DEFAULTS: dict[str, Any] = {key: default for key, (default, _) in CONFIG.items()}
 
