@@ -117,6 +117,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--out", default=str(MEASUREMENTS / "soak.txt"))
+    parser.add_argument("--only", nargs="+", choices=("evaluate-one", "evaluate-many", "json", "chunks", "profiles",
+                                                      "odd", "trickle"), help="some attack families (default: all)")
     args = parser.parse_args()
 
     small = [encode(photo(128, 128, seed=i), "JPEG", quality=90) for i in range(500)]
@@ -128,7 +130,8 @@ def main() -> None:
     profiles = multipart([("profiles.png", png_with_chunks(b"iCCP", b"icc\0\0" + zlib.compress(b"\0" * 1_000_000, 9),
                                                            9_000))])
 
-    say(f"machine: {describe_machine()}; {args.minutes:g} minutes; 1 gunicorn worker (16 threads) behind nginx")
+    say(f"machine: {describe_machine()}; {args.minutes:g} minutes; 1 gunicorn worker (16 threads) behind nginx; "
+        f"attacks: {', '.join(args.only) if args.only else 'all'}")
     env = {"APP_TRUSTED_PROXY_HOPS": "1"}
     with ProcfileServer(env=env) as server:
         if not server.wait_ready():
@@ -160,27 +163,33 @@ def main() -> None:
         def worker_memory() -> None:
             memory.append((time.monotonic() - started, sum(server.rss_mb().values())))
 
-        threads = [loop(stop, 0.5, user), loop(stop, 0.5, health), loop(stop, 2.0, worker_memory)]
-        threads += [loop(stop, 0.05, attacker("evaluate x16, one address", "/api/v1/evaluate", archive, ATTACKER))
-                    for _ in range(16)]
-        threads += [loop(stop, 0.05, attacker("evaluate, 8 addresses", "/api/v1/evaluate", archive,
-                                              f"203.0.113.{10 + i}")) for i in range(8)]
-        threads += [loop(stop, 0.5, attacker("45 MB JSON", "/api/v1/predict", (empty_objects, "application/json"),
-                                             ATTACKER)) for _ in range(4)]
-        threads += [loop(stop, 1.0, attacker("32 PNGs of private chunks", "/api/v1/predict", chunky,
-                                             f"203.0.113.{30 + i}")) for i in range(2)]
-        threads.append(loop(stop, 1.0, attacker("PNG of 9,000 colour profiles", "/api/v1/predict", profiles,
-                                                "203.0.113.40")))
-
         def odd() -> None:
             for name, raw in odd_requests(port):
                 status, kind = send(port, raw, 30)
                 tally.add(name, status, b" /api/" in raw[:20], kind)
 
-        threads.append(loop(stop, 5.0, odd))
-        trickle = threading.Thread(target=attacks.slow_declared_bodies, daemon=True,
-                                   args=(port, stop, [20_000_000] * 32, 5.0))
-        trickle.start()
+        def trickle() -> None:
+            attacks.slow_declared_bodies(port, stop, [20_000_000] * 32, 5.0,
+                                         clients=[f"203.0.113.{50 + i}" for i in range(8)])
+
+        families = {
+            "evaluate-one": lambda: [loop(stop, 0.05, attacker("evaluate x16, one address", "/api/v1/evaluate",
+                                                               archive, ATTACKER)) for _ in range(16)],
+            "evaluate-many": lambda: [loop(stop, 0.05, attacker("evaluate, 8 addresses", "/api/v1/evaluate",
+                                                                archive, f"203.0.113.{10 + i}")) for i in range(8)],
+            "json": lambda: [loop(stop, 0.5, attacker("45 MB JSON", "/api/v1/predict",
+                                                      (empty_objects, "application/json"), ATTACKER))
+                             for _ in range(4)],
+            "chunks": lambda: [loop(stop, 1.0, attacker("32 PNGs of private chunks", "/api/v1/predict", chunky,
+                                                        f"203.0.113.{30 + i}")) for i in range(2)],
+            "profiles": lambda: [loop(stop, 1.0, attacker("PNG of 9,000 colour profiles", "/api/v1/predict",
+                                                          profiles, "203.0.113.40"))],
+            "odd": lambda: [loop(stop, 5.0, odd)],
+            "trickle": lambda: [loop(stop, 0, trickle)],
+        }
+        threads = [loop(stop, 0.5, user), loop(stop, 0.5, health), loop(stop, 2.0, worker_memory)]
+        for family in args.only or families:
+            threads += families[family]()
 
         end = started + 60 * args.minutes
         last = -1

@@ -72,16 +72,17 @@ def healthz(base: str) -> Callable[[], tuple[int, float]]:
 
 
 def slow_declared_bodies(port: int, stop: threading.Event, sizes: list[int], every: float,
-                         path: str = "/api/v1/predict") -> dict[str, int]:
+                         path: str = "/api/v1/predict", clients: list[str] = (ATTACKER,)) -> dict[str, int]:
     """One connection per size in `sizes`, each declaring a multipart body of that many bytes and sending one byte
-    every `every` seconds; whatever the server closes is reopened. Returns counts of what happened."""
+    every `every` seconds, from the X-Forwarded-For addresses `clients` in turn; whatever the server closes is
+    reopened. Returns counts of what happened."""
     counts = {"opened": 0, "closed_by_server": 0, "bytes_sent": 0}
     held: dict[int, socket.socket] = {}
 
     def open_one(slot: int, size: int) -> None:
         with contextlib.suppress(OSError):
             sock = connect(port)
-            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {ATTACKER}\r\n"
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {clients[slot % len(clients)]}\r\n"
                          f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {size}\r\n\r\n".encode())
             sock.setblocking(False)
             held[slot] = sock

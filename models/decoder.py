@@ -12,8 +12,8 @@ interrupt the one being decoded. Here every decode runs in a small pool of child
   past it the child is killed and replaced, and the image gets its own error.
 
 The web app configures the pool once per worker (`configure`); a caller that did not (the CLI, a script) decodes
-in its own process, as before. Bulk work (evaluations, multi-image comparisons) may occupy all but one child, so
-a one-image comparison always finds a child free of them.
+in its own process, as before. Bulk work (evaluations, multi-image comparisons) has its own child, at a lower CPU
+priority, so a one-image comparison never queues behind an evaluation's 500 images.
 """
 
 from __future__ import annotations
@@ -34,14 +34,19 @@ from models.images import ImageIntakeError, PixelBudget, decode_image
 
 @dataclass(frozen=True)
 class DecoderLimits:
-    processes: int = 2  # children per web worker; bulk work may use all but one
+    processes: int = 2  # children per web worker for one-image requests
+    bulk_processes: int = 1  # ... and for bulk work (evaluations, several images): a lane of its own
+    bulk_nice: int = 10  # the bulk lane's CPU priority: lower, so that it yields to people waiting on one image
     memory_bytes: int = 768 * 1024 * 1024  # address space a child may add to its idle size for one decode
     seconds: float = 8.0  # wall-clock (and CPU) seconds one image's decode may take, at most
     tasks_per_child: int = 500  # a child is replaced after this many decodes (fragmented heaps are let go)
 
 
-def _limit_child(memory_bytes: int) -> None:
-    """Runs in each child once, after its imports: cap its address space at what it uses now plus memory_bytes."""
+def _limit_child(memory_bytes: int, nice: int) -> None:
+    """Runs in each child once, after its imports: cap its address space at what it uses now plus memory_bytes,
+    and lower its CPU priority by `nice`."""
+    if nice:
+        os.nice(nice)
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[0])
     idle = pages * os.sysconf("SC_PAGE_SIZE")
@@ -75,10 +80,10 @@ class IsolatedDecoder:
         from pebble import ProcessPool
 
         self.limits = limits
-        self._pool = ProcessPool(max_workers=limits.processes, max_tasks=limits.tasks_per_child,
-                                 initializer=_limit_child, initargs=(limits.memory_bytes,),
-                                 context=multiprocessing.get_context("spawn"))
-        self._bulk = threading.BoundedSemaphore(max(1, limits.processes - 1))
+        self._quick, self._bulk = (
+            ProcessPool(max_workers=count, max_tasks=limits.tasks_per_child, initializer=_limit_child,
+                        initargs=(limits.memory_bytes, nice), context=multiprocessing.get_context("spawn"))
+            for count, nice in ((limits.processes, 0), (limits.bulk_processes, limits.bulk_nice)))
 
     def decode(self, data: bytes, min_side: int | None = None, budget: PixelBudget | None = None,
                seconds: float | None = None, bulk: bool = False) -> Image.Image:
@@ -86,37 +91,48 @@ class IsolatedDecoder:
         seconds = min(self.limits.seconds, seconds if seconds is not None else self.limits.seconds)
         if seconds <= 0:
             raise ImageIntakeError("not decoded: the request's decoding time ran out")
-        with self._bulk if bulk else contextlib.nullcontext():
-            future = self._pool.schedule(_decode_in_child, args=(
-                data, min_side, budget.total if budget else None, budget.left if budget else None, seconds),
-                timeout=seconds)
-            try:
-                image, left = future.result()
-            except FutureTimeout:
-                raise ImageIntakeError(f"decoding this image took longer than the {seconds:.3g} s it had; it was "
-                                       "stopped (re-save it as an ordinary JPEG or PNG)") from None
-            except ImageIntakeError:
-                raise
-            except Exception as exc:  # the child died: SIGXCPU (CPU limit), a crash in a decoder, killed
-                raise ImageIntakeError("decoding this image was stopped: it needed more time or memory than the "
-                                       f"server gives one image ({type(exc).__name__})") from None
-            finally:
-                # The future holds the exception, whose traceback holds this frame and its bytes: a cycle that
-                # only the garbage collector would free (tests/test_budgets.py saw 146 MB held in 40 images).
-                del future
+        pool = self._bulk if bulk else self._quick
+        future = pool.schedule(_decode_in_child, args=(
+            data, min_side, budget.total if budget else None, budget.left if budget else None, seconds),
+            timeout=seconds)
+        try:
+            image, left = future.result()
+        except FutureTimeout:
+            raise ImageIntakeError(f"decoding this image took longer than the {seconds:.3g} s it had; it was "
+                                   "stopped (re-save it as an ordinary JPEG or PNG)") from None
+        except ImageIntakeError:
+            raise
+        except Exception as exc:  # the child died: SIGXCPU (CPU limit), a crash in a decoder, killed
+            raise ImageIntakeError("decoding this image was stopped: it needed more time or memory than the "
+                                   f"server gives one image ({type(exc).__name__})") from None
+        finally:
+            # The future holds the exception, whose traceback holds this frame and its bytes: a cycle that
+            # only the garbage collector would free (tests/test_budgets.py saw 146 MB held in 40 images).
+            del future
         if budget is not None and left is not None:
             budget.left = left
         return image
 
     def warm_up(self) -> None:
-        """Start every child now (each imports Pillow and NumPy: about a second), not on the first upload."""
-        futures = [self._pool.schedule(os.getpid) for _ in range(self.limits.processes)]
-        for future in futures:
-            future.result()
+        """Start every child now (each imports Pillow and NumPy: about a second), not on the first upload; a
+        child that cannot start is an error with its cause, never a server that silently decodes in-process."""
+        futures = [pool.schedule(os.getpid) for pool, count in ((self._quick, self.limits.processes),
+                                                                 (self._bulk, self.limits.bulk_processes))
+                   for _ in range(count)]
+        try:
+            for future in futures:
+                future.result(timeout=60)
+        except Exception as exc:
+            raise RuntimeError(
+                f"the image-decoding child processes did not start ({type(exc).__name__}: {exc}). They are started "
+                "with multiprocessing's 'spawn', which imports the main script again: a script that creates the app "
+                "when imported must do so under `if __name__ == '__main__':` (gunicorn, flask and pytest do); or "
+                "set APP_DECODE_PROCESSES=0 to decode in the worker itself, without the limits") from exc
 
     def close(self) -> None:
-        self._pool.stop()
-        self._pool.join()
+        for pool in (self._quick, self._bulk):
+            pool.stop()
+            pool.join()
 
 
 _configured: DecoderLimits | None = None

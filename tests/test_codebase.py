@@ -133,7 +133,8 @@ def test_requirements_by_role():
     names = {re.split(r"[=<>]", pin)[0].lower() for pin in pins}
     assert names == {"torch", "numpy", "pillow", "flask", "bootstrap-flask", "flask-wtf", "gunicorn", "ai-edge-litert",
                      "reportlab",  # a comparison's PDF, imported only on export
-                     "pydantic"}  # the API's objects, described once (webapp/schema.py)
+                     "pydantic",  # the API's objects, described once (webapp/schema.py)
+                     "pebble"}  # image decoding in child processes with a hard timeout (models/decoder.py)
     assert 'torch==2.13.0+cpu ; sys_platform == "linux" and platform_machine == "x86_64"' in serving
     assert "--find-links https://download.pytorch.org/whl/cpu/torch/" in serving
     train = (REPO / "requirements-train.txt").read_text()

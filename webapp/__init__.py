@@ -61,9 +61,9 @@ CONFIG: dict[str, tuple[Any, str]] = {
                      "well below GUNICORN_THREADS, so one-image comparisons and health checks always find a thread"),
     "COSTLY_PER_CLIENT": (1, "expensive requests (any of the kinds above) one client address (an IPv6 /64) may have "
                              "in progress at once per worker"),
-    "DECODE_PROCESSES": (2, "child processes per worker that decode uploaded images, each within DECODE_MEMORY_BYTES "
-                            "and the request's decoding seconds (a child past them is stopped); 0: decode in the "
-                            "worker itself"),
+    "DECODE_PROCESSES": (2, "child processes per worker that decode one-image requests' uploads (one more decodes "
+                            "bulk work, at a lower CPU priority), each within DECODE_MEMORY_BYTES and the request's "
+                            "decoding seconds (a child past them is stopped); 0: decode in the worker itself"),
     "DECODE_MEMORY_BYTES": (768 * 1024 * 1024, "memory (address space) a decoding child may add for one image"),
     "MODELS": (None, "the models to serve (a JSON list); null: every registered model"),
     "PRELOAD_MODELS": (True, "load and warm up every model when a worker starts"),
