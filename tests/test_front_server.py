@@ -483,6 +483,34 @@ def test_costly_requests_have_their_own_tighter_rate(front):
 
 
 @pytest.mark.slow
+def test_every_429_is_json_while_one_address_is_over_both_request_limits_at_once(front):
+    """16 threads posting evaluations from one address as fast as they can: over the per-second and the costly
+    limit at once, each refusal still arrives in the API's shape (the error answer is an internal redirect, which
+    ran the limits again and fell back to nginx's built-in HTML 429 in bench/bench_soak.py)."""
+    from devkit.archives import stored_zip
+
+    body, content_type = multipart([("set.zip", stored_zip({f"cat/{i:03d}.jpg": encode(photo(128, 128, seed=i), "JPEG")
+                                                            for i in range(500)}))], field="archive")
+    request = (b"POST /api/v1/evaluate HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: 203.0.113.220"
+               b"\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n" % (content_type.encode(), len(body)) + body)
+    stop = time.monotonic() + 8
+    kinds: list[str] = []
+
+    def hammer() -> None:
+        while time.monotonic() < stop:
+            status, headers, _ = raw_request(front.port, request)
+            if status == 429:
+                kinds.append(headers.get("content-type", ""))
+
+    threads = [threading.Thread(target=hammer) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(kinds) > 200 and set(kinds) == {"application/json"}
+
+
+@pytest.mark.slow
 def test_chunked_uploads_keep_alive_and_pipelining_are_answered(front):
     """Target (e)."""
     body, content_type = GOOD
