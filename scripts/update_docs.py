@@ -390,6 +390,7 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "image": (REPO / "docs" / "deploy.md", measurement("image")),
     "attack": (REPO / "docs" / "performance.md", measurement("attack")),
     "budgets": (REPO / "docs" / "performance.md", table("budgets")),
+    "soak": (REPO / "docs" / "performance.md", measurement("soak")),
     "http-latency": (REPO / "docs" / "performance.md", measurement("http-latency")),
     "http-soak": (REPO / "docs" / "performance.md", measurement("http-soak")),
 }

@@ -128,3 +128,27 @@ def test_many_threads_all_get_correct_answers_and_passes_run_on_one_thread():
         np.testing.assert_array_equal(results[k], np.full((1 + k % 4, 3), 2 * k))
     assert runner.passes < 40  # some callers shared passes
     assert len(forward.threads) == 1 and next(iter(forward.threads)).startswith("demo-forward")
+
+
+def test_a_large_batch_queues_as_slices_so_one_image_waits_for_one_slice_not_the_whole_batch():
+    """A 64-image evaluation chunk used to run as one pass (about a second on the 2-core machine) while a person's
+    one image waited behind it; it now queues as 16-image slices and the one image goes between two of them."""
+    forward = RecordingForward(delay=0.05)
+    runner = CoalescingRunner(forward, max_images=8, slice_images=16)
+    big = np.arange(64, dtype=np.float32).reshape(64, 1)
+    out: dict[str, np.ndarray] = {}
+    finished: dict[str, float] = {}
+
+    def run(name: str, batch: np.ndarray) -> None:
+        out[name] = runner.run(batch)
+        finished[name] = time.monotonic()
+
+    bulk = threading.Thread(target=run, args=("bulk", big))
+    bulk.start()
+    assert forward.started.wait(5)
+    run("one", np.array([[1000.0]], dtype=np.float32))
+    bulk.join()
+    assert max(len(b) for b in forward.batches) == 16
+    assert finished["one"] < finished["bulk"]  # it did not wait for the whole batch
+    np.testing.assert_array_equal(out["bulk"], big * 2)  # the slices' rows come back whole and in order
+    np.testing.assert_array_equal(out["one"], [[2000.0]])
