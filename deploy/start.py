@@ -239,6 +239,15 @@ def stop(process: subprocess.Popen, signum: int, seconds: float) -> int:
         return process.wait()
 
 
+def wait_for_socket(path: Path, app: subprocess.Popen, stopping: list[int], seconds: float = 120) -> None:
+    """nginx starts once gunicorn's master has bound its socket: started together, nginx answered the first
+    requests of a fresh server with 502. From then on a request waits in the socket's backlog until the worker
+    has loaded the models, and is answered."""
+    deadline = time.monotonic() + seconds
+    while not path.exists() and app.poll() is None and not stopping and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def serve() -> int:
     nginx = find_nginx()
     run_dir = Path(tempfile.mkdtemp(prefix="cifar10-front-"))
@@ -258,6 +267,7 @@ def serve() -> int:
             signal.signal(signum, lambda received, _frame: stopping.append(received))
         environment = {**os.environ, "GUNICORN_BIND": f"unix:{socket_path}", "FRONT_DOOR": "1"}
         app = start([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"], environment)
+        wait_for_socket(socket_path, app, stopping)
         front = start([nginx, "-e", "stderr", "-p", str(run_dir), "-c", str(config)], dict(os.environ))
         print(f"[start] nginx on {listen_address()} (pid {front.pid}), gunicorn on {socket_path} (pid {app.pid})",
               flush=True)

@@ -483,6 +483,25 @@ def test_costly_requests_have_their_own_tighter_rate(front):
 
 
 @pytest.mark.slow
+def test_a_fresh_server_never_answers_502_while_it_starts(tmp_path):
+    """From the moment the port accepts until /healthz answers 200, nothing answers 502 (nginx used to start
+    beside gunicorn and answer the first requests of a fresh server with 502)."""
+    require_tool("nginx", nginx_installed())
+    server = ProcfileServer(env=PRODUCTION, log=tmp_path / "server.log")
+    try:
+        seen: list[int] = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and 200 not in seen:
+            status, _ = timed_request(server.base, "/healthz", timeout=60)
+            if status != -1:  # -1: nothing listening yet
+                seen.append(status)
+            time.sleep(0.05)
+        assert seen and seen[-1] == 200 and set(seen) == {200}, seen
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
 def test_every_429_is_json_while_one_address_is_over_both_request_limits_at_once(front):
     """16 threads posting evaluations from one address as fast as they can: over the per-second and the costly
     limit at once, each refusal still arrives in the API's shape (the error answer is an internal redirect, which
