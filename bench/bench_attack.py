@@ -10,7 +10,7 @@ attacks, each for a bounded time while two probes keep asking /healthz and class
 p95, the good request's p95 and count, 5xx answers, and the worker's peak and final RSS. About 5 minutes in all
 (--quick: about 2). Nothing leaves 127.0.0.1.
 
-The server runs as the Docker image runs it (APP_TRUSTED_PROXY_HOPS=1: one proxy in front), and every request
+The server runs as the Docker image runs it on Railway (APP_TRUSTED_PROXY_HOPS=1: one proxy in front), and every request
 carries the X-Forwarded-For address that proxy would add: attackers one address (or, where that would only test
 the per-client limit, one address per connection), the probes another. It also runs with APP_TESTING=true and
 APP_FETCH_ALLOWED_TEST_HOSTS=["127.0.0.1"] so that the URL attack can aim at a loopback server (in production
