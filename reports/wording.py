@@ -32,7 +32,9 @@ def verdict(c: dict[str, Any], models: dict[str, Any], images: str = "the test i
     """"MobileNetV2 is more accurate: 95.6% vs 94.5% (…); a difference this large would arise by chance …"."""
     a, b = models[c["a"]], models[c["b"]]
     better, worse = (a, b) if c["accuracy_difference"] >= 0 else (b, a)
-    low, high = sorted(abs(100 * v) for v in c["accuracy_difference_ci95"])
+    # The interval of the difference is a minus b; the sentences are about the better one's lead.
+    sign = 1 if c["accuracy_difference"] >= 0 else -1
+    low, high = sorted(sign * 100 * v for v in c["accuracy_difference_ci95"])
     gap = f"{100 * better['accuracy']:.1f}% vs {100 * worse['accuracy']:.1f}% on {images}"
     p = c["mcnemar"]["p_value"]
     if c["mcnemar"]["significant_at_0_05"]:
@@ -47,9 +49,8 @@ def verdict(c: dict[str, Any], models: dict[str, Any], images: str = "the test i
                 f"{gap}")
     if not c["mcnemar"]["significant_at_0_05"]:
         tail = (f"chance alone would give a gap this large {chance(p)} (McNemar's exact test, p = {p:.2g}), so "
-                f"{images} cannot tell them apart (the true gap could be anywhere from "
-                f"{100 * c['accuracy_difference_ci95'][0]:+.1f} to {100 * c['accuracy_difference_ci95'][1]:+.1f} "
-                f"points)")
+                f"{images} cannot tell them apart ({short_name(better)}'s true lead could be anywhere from "
+                f"{low:+.1f} to {high:+.1f} points)")
     return (f"{head}; {tail}. They give the same answer on {100 * c['agreement']:.1f}% of the images.")
 
 

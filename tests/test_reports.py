@@ -194,6 +194,12 @@ def test_the_verdict_speaks_plainly_and_says_when_a_gap_is_not_significant():
     models_few = {"a": dict(models["a"], accuracy=1.0), "b": dict(models["b"], accuracy=0.75)}
     text = verdict(few, models_few, images="your 4 images")
     assert "equally accurate" not in text and "not conclusive: 100.0% vs 75.0% on your 4 images" in text
+    # The interval belongs to the model the sentence is about: b ahead by 6 points, a minus b in [-18, +6].
+    behind = dict(close, accuracy_difference=-0.06, accuracy_difference_ci95=[-0.18, 0.06],
+                  mcnemar={"p_value": 0.3, "significant_at_0_05": False})
+    text = verdict(behind, {"a": dict(models["a"], accuracy=0.74), "b": dict(models["b"], accuracy=0.80)})
+    assert text.startswith("Beta got more right than Alpha net") and "Beta's true lead could be anywhere from " \
+        "-6.0 to +18.0 points" in text
 
 
 def test_robustness_suite_caches_per_weights_and_lands_in_the_report(fake_models, tmp_path, monkeypatch):
