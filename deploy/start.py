@@ -160,8 +160,8 @@ def error_answers(max_body: int) -> dict[str, tuple[int, str, str]]:
                                  "or chunked."),
         505: ("http_version_not_supported", "Use HTTP/1.1."),
     }
-    # nginx answers 494 as 400
-    return {str(name): (400 if name == 494 else int(str(name)[:3]), code, message)
+    # nginx answers 494 as 400, and nginx.conf turns 501 and 505 (the client's transfer coding or HTTP version) into 400
+    return {str(name): (400 if name in (494, 501, 505) else int(str(name)[:3]), code, message)
             for name, (code, message) in answers.items()}
 
 

@@ -37,7 +37,7 @@ class DecoderLimits:
     processes: int = 2  # children per web worker for one-image requests
     bulk_processes: int = 1  # ... and for bulk work (evaluations, several images): a lane of its own
     bulk_nice: int = 10  # the bulk lane's CPU priority: lower, so that it yields to people waiting on one image
-    memory_bytes: int = 768 * 1024 * 1024  # address space a child may add to its idle size for one decode
+    memory_bytes: int = 280 * 1024 * 1024  # address space a child may add to its idle size for one decode
     seconds: float = 8.0  # wall-clock (and CPU) seconds one image's decode may take, at most
     tasks_per_child: int = 500  # a child is replaced after this many decodes (fragmented heaps are let go)
 

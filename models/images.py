@@ -221,8 +221,10 @@ def _check_tiff_layout(image: Image.Image, width: int, height: int) -> None:
     tile_width, tile_height = tags.get(322), tags.get(323)
     if tile_width and tile_height:
         expected = -(-width // tile_width) * -(-height // tile_height) * samples
-        if tile_width * tile_height > max(4 * width * height, 512 * 512):
-            raise ImageIntakeError(f"the TIFF's tiles ({tile_width}x{tile_height}) are far larger than the image")
+        # A tile is at most the image (or 1024 px a side, for small images): one 12640x12640 tile on a 6320x6320
+        # image (4x its pixels) made a decoding child allocate 530 MB from a 466 KB file.
+        if tile_width > max(width, 1024) or tile_height > max(height, 1024):
+            raise ImageIntakeError(f"the TIFF's tiles ({tile_width}x{tile_height}) are larger than the image")
     else:
         rows = max(1, min(int(tags.get(278, height) or height), height))
         expected = -(-height // rows) * samples

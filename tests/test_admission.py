@@ -39,7 +39,24 @@ def test_a_client_is_an_ipv4_address_or_an_ipv6_slash_64():
     assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
     assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
     assert client_key("::ffff:203.0.113.9") == "203.0.113.9"
-    assert client_key(None) == "unknown" and client_key("not an address") == "not an address"
+    assert client_key("10.5.5.6:1") == client_key("10.5.5.6:2") == "10.5.5.6"  # a port is no new client
+    assert client_key("[2001:db8:1:2::1]:8080") == "2001:db8:1:2::/64"
+    assert client_key(None) == client_key("not an address") == client_key("garbage 2") == "unknown"
+
+
+def test_a_client_has_at_most_two_requests_for_the_models_in_progress_one_image_ones_included():
+    """32 concurrent one-image requests of slow PNGs from one address kept another user's photo waiting 23 s."""
+    gate = Admission({"evaluate": 1, "explain": 1, "export": 1, "batch": 1}, per_client=1, in_flight_per_client=2)
+    with gate.slot(None, "a"), gate.slot(None, "a"):
+        with pytest.raises(RequestError) as third:
+            gate.slot(None, "a").__enter__()
+        assert third.value.status == 429 and third.value.code == "too_many_requests"
+        with pytest.raises(RequestError):
+            gate.slot("evaluate", "a").__enter__()
+        with gate.slot(None, "b"):  # another client is not affected
+            pass
+    with gate.slot(None, "a"), gate.slot("batch", "a"):
+        pass
 
 
 def post_as(client, address: str, path: str, **kwargs):
@@ -83,8 +100,8 @@ def csrf(client) -> str:
 
 
 def test_sixteen_evaluations_at_once_run_at_most_the_slots_and_leave_threads_for_everyone_else(app, monkeypatch):
-    """16 concurrent evaluations from 4 addresses (each held 0.6 s inside the models): at most the 2 evaluate
-    slots run at once, at most 1 per address, the rest get 429 at once; meanwhile a fifth address's one-image
+    """16 concurrent evaluations from 4 addresses (each held 0.6 s inside the models): at most the evaluate
+    slots run at once, at most 1 per address, the rest get 429 at once; meanwhile other addresses' one-image
     comparisons answer as usual."""
     import reports.user_eval
 
@@ -109,20 +126,20 @@ def test_sixteen_evaluations_at_once_run_at_most_the_slots_and_leave_threads_for
                            content_type="multipart/form-data", data={"files": [(io.BytesIO(JPEG), "cat_1.jpg")]})
         return response.status_code, response.headers.get("Retry-After")
 
-    def predict() -> tuple[int, float]:
+    def predict(i: int) -> tuple[int, float]:
         started = time.perf_counter()
-        response = post_as(app.test_client(), "192.0.2.50", "/api/v1/predict", content_type="multipart/form-data",
-                           data={"files": [(io.BytesIO(JPEG), "a.jpg")]})
+        response = post_as(app.test_client(), f"192.0.2.{50 + i}", "/api/v1/predict",
+                           content_type="multipart/form-data", data={"files": [(io.BytesIO(JPEG), "a.jpg")]})
         return response.status_code, time.perf_counter() - started
 
     with ThreadPoolExecutor(20) as pool:
         evaluations = [pool.submit(evaluate, i) for i in range(16)]
         time.sleep(0.2)
-        predictions = [pool.submit(predict) for _ in range(3)]
+        predictions = [pool.submit(predict, i) for i in range(3)]
         answers = [f.result() for f in evaluations]
         predicted = [f.result() for f in predictions]
-    assert most[0] <= 2
+    assert most[0] <= app.config["COSTLY_SLOTS"]["evaluate"]
     statuses = [status for status, _ in answers]
-    assert statuses.count(200) >= 2 and statuses.count(429) >= 10 and set(statuses) <= {200, 429}
+    assert statuses.count(200) >= 1 and statuses.count(429) >= 10 and set(statuses) <= {200, 429}
     assert all(retry == "15" for status, retry in answers if status == 429)
     assert all(status == 200 and seconds < 2 for status, seconds in predicted), predicted

@@ -252,7 +252,8 @@ def test_tiffs_whose_cost_is_not_their_size_are_refused_at_once():
     buffer = io.BytesIO()
     Image.new("RGB", (64, 48)).save(buffer, "TIFF", compression="jpeg")
     for data, message in [(tiff_with_strips(2_000_000), "more strips or tiles than any real image"),
-                          (tiff_with_strips(100), "lists 100 strips"), (tiff_with_tile(32768), "far larger"),
+                          (tiff_with_strips(100), "lists 100 strips"), (tiff_with_tile(32768), "larger than the image"),
+                          (tiff_with_tile(2048, 1500, 1500), "larger than the image"),
                           (buffer.getvalue(), "compression \\(code 7\\)")]:
         started = time.monotonic()
         with pytest.raises(ImageIntakeError, match=message):

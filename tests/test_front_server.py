@@ -305,7 +305,9 @@ def test_early_rejections_arrive_whole_every_time_even_two_at_a_time(front):
         thread.start()
     for thread in threads:
         thread.join()
-    wrong = [(path, expected, status) for path, expected, status in outcomes if status != expected]
+    # The two evaluation clients share one evaluation slot: the app may answer one of them 429 (busy), also whole.
+    wrong = [(path, expected, status) for path, expected, status in outcomes
+             if status != expected and not (path.startswith("/api/v1/evaluate") and status == 429)]
     assert len(outcomes) == 100 and not wrong, wrong
 
 
@@ -316,9 +318,12 @@ API_REQUESTS = {
     "a raw non-UTF-8 byte in the path (gunicorn)": (b"GET /api/v1/mod\xffels HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     "a raw non-UTF-8 byte in the query (gunicorn)": (b"GET /api/v1/models?x=\xff HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     "%00 in the path (nginx)": (b"GET /api/v1/mo%00dels HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    "HTTP/2.0 in a plain request line (nginx)": (b"GET /api/v1/models HTTP/2.0\r\nHost: x\r\n\r\n", 505),
-    "HTTP/3 (nginx)": (b"GET /api/v1/models HTTP/3\r\nHost: x\r\n\r\n", 505),
+    "HTTP/2.0 in a plain request line (nginx)": (b"GET /api/v1/models HTTP/2.0\r\nHost: x\r\n\r\n", 400),
+    "HTTP/3 (nginx)": (b"GET /api/v1/models HTTP/3\r\nHost: x\r\n\r\n", 400),
     "a request line over 8 KB (nginx)": (b"GET /api/v1/models?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "dot segments into /api/ (the app)": (b"GET /x/../api/v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+    "Transfer-Encoding: identity (nginx)": (b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity"
+                                            b"\r\n\r\n", 400),
     "invalid UTF-8, percent-encoded, in the path (the app)": (b"GET /api/v1/mod%ffels HTTP/1.1\r\nHost: x\r\n\r\n",
                                                               404),
 }
@@ -383,7 +388,7 @@ def test_errors_nginx_answers_itself_keep_the_api_shape(front):
         return response.status, response.read()
 
     many = {f"X-Header-{i}": "v" for i in range(150)}
-    for method, headers, expected in [("TRACE", {}, 405), ("POST", {"Transfer-Encoding": "gzip"}, 501),
+    for method, headers, expected in [("TRACE", {}, 405), ("POST", {"Transfer-Encoding": "gzip"}, 400),
                                       ("GET", {"Cookie": "a" * 12_000}, 400), ("GET", many, 200),
                                       ("GET", {"Cookie": "a" * 8_000}, 200)]:
         status, body = ask(method, headers, b"x" if method == "POST" else None)
@@ -458,7 +463,12 @@ def test_one_address_gets_429_with_retry_after_beyond_its_request_rate(front):
     shape with Retry-After (a page, elsewhere), while another address and this machine itself are served."""
     answers = [ask(front.port, "GET", "/api/v1/models", {"X-Forwarded-For": "203.0.113.200"}) for _ in range(140)]
     refusals = [(headers, body) for status, headers, body in answers if status == 429]
-    page = ask(front.port, "GET", "/models", {"X-Forwarded-For": "203.0.113.200"})
+    for _ in range(20):  # the bucket refills 20 a second: on a loaded machine, drain it again right before
+        for _ in range(30):
+            ask(front.port, "GET", "/api/v1/models", {"X-Forwarded-For": "203.0.113.200"})
+        page = ask(front.port, "GET", "/models", {"X-Forwarded-For": "203.0.113.200"})
+        if page[0] == 429:
+            break
     assert 10 <= len(refusals) <= 140 - start.REQUEST_BURST
     headers, body = refusals[0]
     assert headers["retry-after"] == str(start.RETRY_RATE) and headers["content-type"] == "application/json"

@@ -55,16 +55,19 @@ CONFIG: dict[str, tuple[Any, str]] = {
     "DEFAULT_TOP_K": (3, "classes listed per model when a request does not say"),
     "EXPLAIN_MAX_IMAGES": (16, "images per request that may ask for explanation maps (each costs 50 passes of "
                                "every model)"),
-    "COSTLY_SLOTS": ({"evaluate": 2, "explain": 2, "export": 2, "batch": 3},
+    "COSTLY_SLOTS": ({"evaluate": 1, "explain": 1, "export": 2, "batch": 2},
                      "requests of each expensive kind in progress at once per worker (evaluations, explanation maps, "
                      "PDF exports, comparisons of several images); more get 429 with Retry-After at once. Together "
                      "well below GUNICORN_THREADS, so one-image comparisons and health checks always find a thread"),
     "COSTLY_PER_CLIENT": (1, "expensive requests (any of the kinds above) one client address (an IPv6 /64) may have "
                              "in progress at once per worker"),
+    "IN_FLIGHT_PER_CLIENT": (2, "requests for the models (comparisons of any size, evaluations) one client may have in "
+                                "progress at once per worker; more get 429"),
     "DECODE_PROCESSES": (2, "child processes per worker that decode one-image requests' uploads (one more decodes "
                             "bulk work, at a lower CPU priority), each within DECODE_MEMORY_BYTES and the request's "
                             "decoding seconds (a child past them is stopped); 0: decode in the worker itself"),
-    "DECODE_MEMORY_BYTES": (768 * 1024 * 1024, "memory (address space) a decoding child may add for one image"),
+    "DECODE_MEMORY_BYTES": (280 * 1024 * 1024, "memory (address space) a decoding child may add for one image: the "
+                                                "largest image the intake accepts needs 240-280 MiB (a 40 MP PNG)"),
     "MODELS": (None, "the models to serve (a JSON list); null: every registered model"),
     "PRELOAD_MODELS": (True, "load and warm up every model when a worker starts"),
     # URL fetching: the FetchPolicy defaults (webapp/fetch.py), one source for both.

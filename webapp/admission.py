@@ -5,7 +5,10 @@ client once held every thread: another user's one-image comparison waited 36 s (
 Here each expensive kind has its own small number of slots per worker (COSTLY_SLOTS), together well below the
 thread count, and each client may hold at most COSTLY_PER_CLIENT of them at once, whatever the kind; a request
 that finds no slot is answered 429 at once with Retry-After (it never waits holding a thread). One-image
-comparisons, pages and health checks take no slot: nginx's per-client rate limit bounds them (docs/deploy.md).
+comparisons take no slot, but a client may have at most IN_FLIGHT_PER_CLIENT requests for the models in
+progress, one-image ones included: 32 concurrent one-image requests of slow-to-decode PNGs from one address
+kept another user's photo waiting 23 s. Pages and health checks take nothing: nginx's per-client rate limit
+bounds them (docs/deploy.md).
 
 A client is its address as the trusted proxies saw it (ProxyFix; X-Forwarded-For is believed only where a proxy
 is configured to append to it), an IPv6 address counted by its /64: one host is usually given a whole /64.
@@ -34,11 +37,18 @@ RETRY_AFTER = {kind: seconds for kind, (_, seconds) in KINDS.items()}
 
 
 def client_key(address: str | None) -> str:
-    """The client an address belongs to: IPv4 as is, IPv6 by its /64 prefix."""
+    """The client an address belongs to: IPv4 as is, IPv6 by its /64 prefix, as nginx counts them (a port or
+    brackets dropped: "10.5.5.6:1" and "10.5.5.6:2" are one client). Anything else is one shared "unknown"
+    client: a value that is no address must not give its sender a fresh share each time it changes."""
+    text = (address or "").strip()
+    if text.startswith("["):  # [2001:db8::1]:8080
+        text = text[1:].split("]", 1)[0]
+    elif text.count(":") == 1:  # 192.0.2.1:8080
+        text = text.split(":", 1)[0]
     try:
-        parsed = ipaddress.ip_address(address or "")
+        parsed = ipaddress.ip_address(text)
     except ValueError:
-        return address or "unknown"
+        return "unknown"
     if isinstance(parsed, ipaddress.IPv6Address):
         if parsed.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is the IPv4 client 192.0.2.1
             return str(parsed.ipv4_mapped)
@@ -49,56 +59,74 @@ def client_key(address: str | None) -> str:
 class Admission:
     """The costly slots of one worker: per kind, and per client across kinds."""
 
-    def __init__(self, slots: dict[str, int], per_client: int):
+    def __init__(self, slots: dict[str, int], per_client: int, in_flight_per_client: int = 2):
         unknown = set(slots) - set(KINDS)
         if unknown:
             raise ValueError(f"COSTLY_SLOTS names unknown kinds: {', '.join(sorted(unknown))} (known: "
                              f"{', '.join(KINDS)})")
         self.slots = {kind: int(slots.get(kind, 1)) for kind in KINDS}
         self.per_client = per_client
+        self.in_flight_per_client = in_flight_per_client
         self._lock = threading.Lock()
         self._in_use: Counter[str] = Counter()
         self._by_client: Counter[str] = Counter()
+        self._in_flight: Counter[str] = Counter()
 
     def in_use(self) -> dict[str, int]:
         with self._lock:
             return {kind: self._in_use[kind] for kind in KINDS}
 
     @contextmanager
-    def slot(self, kind: str, client: str) -> Iterator[None]:
-        what, retry = KINDS[kind]
+    def slot(self, kind: str | None, client: str) -> Iterator[None]:
+        """A place for one request of `kind` (None: a one-image comparison, which takes no costly slot but still
+        counts against its client's requests in progress), or RequestError 429."""
         with self._lock:
-            if self._by_client[client] >= self.per_client:
-                raise RequestError(f"you already have {self.per_client} costly request"
-                                   f"{'s' if self.per_client != 1 else ''} (evaluations, explanation maps, PDFs, "
-                                   "batches of images) in progress; wait for it to finish", "too_many_requests", 429,
-                                   retry_after=retry)
-            if self._in_use[kind] >= self.slots[kind]:
-                raise RequestError(f"the server is busy {what}; try again in {retry} seconds", "busy", 429,
-                                   retry_after=retry)
-            self._in_use[kind] += 1
-            self._by_client[client] += 1
+            self._check(kind, client)
+            self._in_flight[client] += 1
+            if kind is not None:
+                self._in_use[kind] += 1
+                self._by_client[client] += 1
         try:
             yield
         finally:
             with self._lock:
-                self._in_use[kind] -= 1
-                self._by_client[client] -= 1
-                if not self._by_client[client]:
-                    del self._by_client[client]
+                self._release(self._in_flight, client)
+                if kind is not None:
+                    self._in_use[kind] -= 1
+                    self._release(self._by_client, client)
+
+    def _check(self, kind: str | None, client: str) -> None:
+        if self._in_flight[client] >= self.in_flight_per_client:
+            raise RequestError(f"you already have {self.in_flight_per_client} requests for the models in progress; "
+                               "wait for them (several images go in one request)", "too_many_requests", 429,
+                               retry_after=2)
+        if kind is None:
+            return
+        what, retry = KINDS[kind]
+        if self._by_client[client] >= self.per_client:
+            raise RequestError(f"you already have {self.per_client} costly request{'s' if self.per_client != 1 else ''}"
+                               " (evaluations, explanation maps, PDFs, batches of images) in progress; wait for it to "
+                               "finish", "too_many_requests", 429, retry_after=retry)
+        if self._in_use[kind] >= self.slots[kind]:
+            raise RequestError(f"the server is busy {what}; try again in {retry} seconds", "busy", 429,
+                               retry_after=retry)
+
+    @staticmethod
+    def _release(counts: Counter[str], client: str) -> None:
+        counts[client] -= 1
+        if not counts[client]:
+            del counts[client]
 
 
 def register(app: Flask) -> None:
     """One Admission per app (per worker process; tests create several apps in one process)."""
-    app.extensions["admission"] = Admission(app.config["COSTLY_SLOTS"], app.config["COSTLY_PER_CLIENT"])
+    app.extensions["admission"] = Admission(app.config["COSTLY_SLOTS"], app.config["COSTLY_PER_CLIENT"],
+                                            app.config["IN_FLIGHT_PER_CLIENT"])
 
 
 @contextmanager
 def costly(kind: str | None) -> Iterator[None]:
-    """A slot of `kind` for this request's client (None: a cheap request, nothing to take), or 429."""
-    if kind is None:
-        yield
-        return
+    """A place for this request of `kind` (None: a one-image comparison) for this request's client, or 429."""
     with current_app.extensions["admission"].slot(kind, client_key(request.remote_addr)):
         yield
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import posixpath
 
 from flask import Flask, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -14,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/")
+    """Under /api/, also when the path reaches it through dot segments (/x/../api/v1/...), as nginx reads it."""
+    return posixpath.normpath(request.path).startswith("/api/")
 
 
 RETRY_AFTER_SECONDS = 5  # a 429 says when to try again, as its message does ("in a few seconds")
