@@ -9,6 +9,7 @@ as the Docker image on Railway does, and every request carries the X-Forwarded-F
 - 16 threads posting evaluations of a 500-image ZIP from one address, and 8 more from 8 other addresses;
 - 4 threads posting 45 MB JSON bodies of empty objects to /api/v1/predict;
 - 2 threads posting 32 PNGs of 40,000 empty private chunks each, and a 10 MB PNG of 9,000 colour profiles;
+- 8 threads from one address posting one-image comparisons of a 40 MP PNG (131 KB, most of a second to decode);
 - 32 connections from 8 addresses trickling large uploads a byte at a time;
 - every few seconds: a lone surrogate in JSON, a header with a control character, a non-UTF-8 file name, an
   over-long request line, an HTTP/2.0 request line, a %00 path, 300 bytes of X-Forwarded-For.
@@ -118,7 +119,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--out", default=str(MEASUREMENTS / "soak.txt"))
     parser.add_argument("--only", nargs="+", choices=("evaluate-one", "evaluate-many", "json", "chunks", "profiles",
-                                                      "odd", "trickle"), help="some attack families (default: all)")
+                                                      "slow-one-image", "odd", "trickle"),
+                        help="some attack families (default: all)")
     args = parser.parse_args()
 
     small = [encode(photo(128, 128, seed=i), "JPEG", quality=90) for i in range(500)]
@@ -127,6 +129,9 @@ def main() -> None:
     empty_objects = b"[" + b"{}," * 15_000_000 + b"{}]"  # 45 MB
     private = png_with_chunks(b"prVt", b"", 40_000)
     chunky = multipart([(f"{i}.png", private) for i in range(32)])
+    from PIL import Image
+
+    slow_png = multipart([("flat.png", encode(Image.new("RGB", (6300, 6300)), "PNG", compress_level=9))])
     profiles = multipart([("profiles.png", png_with_chunks(b"iCCP", b"icc\0\0" + zlib.compress(b"\0" * 1_000_000, 9),
                                                            9_000))])
 
@@ -184,6 +189,9 @@ def main() -> None:
                                                         f"203.0.113.{30 + i}")) for i in range(2)],
             "profiles": lambda: [loop(stop, 1.0, attacker("PNG of 9,000 colour profiles", "/api/v1/predict",
                                                           profiles, "203.0.113.40"))],
+            "slow-one-image": lambda: [loop(stop, 0.0, attacker("1-image predict of a 40 MP PNG x8, one address",
+                                                                "/api/v1/predict", slow_png, "203.0.113.41"))
+                                       for _ in range(8)],
             "odd": lambda: [loop(stop, 5.0, odd)],
             "trickle": lambda: [loop(stop, 0, trickle)],
         }
