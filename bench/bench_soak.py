@@ -189,7 +189,7 @@ def main() -> None:
                                                         f"203.0.113.{30 + i}")) for i in range(2)],
             "profiles": lambda: [loop(stop, 1.0, attacker("PNG of 9,000 colour profiles", "/api/v1/predict",
                                                           profiles, "203.0.113.40"))],
-            "slow-one-image": lambda: [loop(stop, 0.0, attacker("1-image predict of a 40 MP PNG x8, one address",
+            "slow-one-image": lambda: [loop(stop, 0.05, attacker("1-image predict of a 40 MP PNG x8, one address",
                                                                 "/api/v1/predict", slow_png, "203.0.113.41"))
                                        for _ in range(8)],
             "odd": lambda: [loop(stop, 5.0, odd)],

@@ -24,6 +24,7 @@ import os
 import resource
 import threading
 import time
+from collections import Counter
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
@@ -34,7 +35,7 @@ from models.images import ImageIntakeError, PixelBudget, decode_image
 
 @dataclass(frozen=True)
 class DecoderLimits:
-    processes: int = 2  # children per web worker for one-image requests
+    processes: int = 3  # children per web worker for one-image requests; one owner (client) uses one at a time
     bulk_processes: int = 1  # ... and for bulk work (evaluations, several images): a lane of its own
     bulk_nice: int = 10  # the bulk lane's CPU priority: lower, so that it yields to people waiting on one image
     memory_bytes: int = 280 * 1024 * 1024  # address space a child may add to its idle size for one decode
@@ -80,18 +81,42 @@ class IsolatedDecoder:
         from pebble import ProcessPool
 
         self.limits = limits
+        self._owners: Counter[str] = Counter()  # quick-lane decodes in progress per owner
+        self._owners_changed = threading.Condition()
         self._quick, self._bulk = (
             ProcessPool(max_workers=count, max_tasks=limits.tasks_per_child, initializer=_limit_child,
                         initargs=(limits.memory_bytes, nice), context=multiprocessing.get_context("spawn"))
             for count, nice in ((limits.processes, 0), (limits.bulk_processes, limits.bulk_nice)))
 
     def decode(self, data: bytes, min_side: int | None = None, budget: PixelBudget | None = None,
-               seconds: float | None = None, bulk: bool = False) -> Image.Image:
-        """decode_image in a child, within `seconds` (at most the limits' seconds) and the memory limit."""
+               seconds: float | None = None, bulk: bool = False, owner: str | None = None) -> Image.Image:
+        """decode_image in a child, within `seconds` (at most the limits' seconds) and the memory limit. An
+        `owner` (the web app passes the client) has one quick-lane decode at a time: eight concurrent requests of
+        slow PNGs from one address filled every child and kept another user's photo waiting for seconds."""
+        started = time.monotonic()
         seconds = min(self.limits.seconds, seconds if seconds is not None else self.limits.seconds)
         if seconds <= 0:
             raise ImageIntakeError("not decoded: the request's decoding time ran out")
-        pool = self._bulk if bulk else self._quick
+        if bulk or owner is None:
+            return self._decode(self._bulk if bulk else self._quick, data, min_side, budget, seconds)
+        with self._owners_changed:
+            if not self._owners_changed.wait_for(lambda: not self._owners[owner], seconds):
+                raise ImageIntakeError("not decoded: the request's decoding time ran out while your other images "
+                                       "were being decoded")
+            self._owners[owner] += 1
+        try:
+            return self._decode(self._quick, data, min_side, budget, seconds - (time.monotonic() - started))
+        finally:
+            with self._owners_changed:
+                self._owners[owner] -= 1
+                if not self._owners[owner]:
+                    del self._owners[owner]
+                self._owners_changed.notify_all()
+
+    def _decode(self, pool, data: bytes, min_side: int | None, budget: PixelBudget | None,
+                seconds: float) -> Image.Image:
+        if seconds <= 0:
+            raise ImageIntakeError("not decoded: the request's decoding time ran out")
         future = pool.schedule(_decode_in_child, args=(
             data, min_side, budget.total if budget else None, budget.left if budget else None, seconds),
             timeout=seconds)
@@ -162,7 +187,7 @@ def isolated() -> IsolatedDecoder | None:
 
 
 def decode(data: bytes, min_side: int | None = None, budget: PixelBudget | None = None,
-           deadline: float | None = None, bulk: bool = False) -> Image.Image:
+           deadline: float | None = None, bulk: bool = False, owner: str | None = None) -> Image.Image:
     """The image intake for untrusted bytes: in a child when the process configured a pool, else in-process.
     `deadline` (a time.monotonic() value) bounds this decode too, not only the ones after it."""
     seconds = None if deadline is None else deadline - time.monotonic()
@@ -171,4 +196,4 @@ def decode(data: bytes, min_side: int | None = None, budget: PixelBudget | None 
         if seconds is not None and seconds <= 0:
             raise ImageIntakeError("not decoded: the request's decoding time ran out")
         return decode_image(data, min_side=min_side, budget=budget)
-    return decoder.decode(data, min_side=min_side, budget=budget, seconds=seconds, bulk=bulk)
+    return decoder.decode(data, min_side=min_side, budget=budget, seconds=seconds, bulk=bulk, owner=owner)

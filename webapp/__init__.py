@@ -63,9 +63,10 @@ CONFIG: dict[str, tuple[Any, str]] = {
                              "in progress at once per worker"),
     "IN_FLIGHT_PER_CLIENT": (2, "requests for the models (comparisons of any size, evaluations) one client may have in "
                                 "progress at once per worker; more get 429"),
-    "DECODE_PROCESSES": (2, "child processes per worker that decode one-image requests' uploads (one more decodes "
-                            "bulk work, at a lower CPU priority), each within DECODE_MEMORY_BYTES and the request's "
-                            "decoding seconds (a child past them is stopped); 0: decode in the worker itself"),
+    "DECODE_PROCESSES": (3, "child processes per worker that decode one-image requests' uploads, one at a time per "
+                            "client (one more decodes bulk work, at a lower CPU priority), each within "
+                            "DECODE_MEMORY_BYTES and the request's decoding seconds (a child past them is stopped); 0: "
+                            "decode in the worker itself"),
     "DECODE_MEMORY_BYTES": (280 * 1024 * 1024, "memory (address space) a decoding child may add for one image: the "
                                                 "largest image the intake accepts needs 240-280 MiB (a 40 MP PNG)"),
     "MODELS": (None, "the models to serve (a JSON list); null: every registered model"),

@@ -127,8 +127,13 @@ def register(app: Flask) -> None:
 @contextmanager
 def costly(kind: str | None) -> Iterator[None]:
     """A place for this request of `kind` (None: a one-image comparison) for this request's client, or 429."""
-    with current_app.extensions["admission"].slot(kind, client_key(request.remote_addr)):
+    with current_app.extensions["admission"].slot(kind, current_client()):
         yield
+
+
+def current_client() -> str:
+    """This request's client, as every per-client limit counts it."""
+    return client_key(request.remote_addr)
 
 
 def predict_kind(images: int, explain: bool) -> str | None:

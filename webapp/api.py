@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from webapp.admission import costly, predict_kind
+from webapp.admission import costly, current_client, predict_kind
 from webapp.health import model_status
 from webapp.inference import RequestError, classify, clip, gather_inputs
 from webapp.openapi import openapi_document
@@ -90,7 +90,8 @@ def predict():
         inputs = gather_inputs(request.files.getlist("files"), urls, current_app.config["MAX_IMAGES"],
                                current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
         results, timing = classify(inputs, models, top_k, max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
-                                   max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain)
+                                   max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain,
+                                   owner=current_client())
     return jsonify(dump(PredictResponse.model_validate(
         {"models": models, "top_k": top_k, "results": results, "timing": timing})))
 

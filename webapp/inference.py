@@ -123,12 +123,14 @@ def explain_results(results: list[dict[str, Any]], views: dict[int, np.ndarray],
 
 
 def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumbnails: bool = False,
-             max_request_pixels: int | None = None, max_decode_seconds: float | None = None, explain: bool | int = False
+             max_request_pixels: int | None = None, max_decode_seconds: float | None = None,
+             explain: bool | int = False, owner: str | None = None
              ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """(one JSON-ready result per input, in order, errors in place; per-model timing). Images are decoded one
     at a time and shrunk at once, drawing on one decoded-pixel budget and one decoding-time budget for the whole
     request: what is left when either runs out gets its own error. With the web app's decoding children
-    (models/decoder.py) the time budget also stops an image in the middle of its decode."""
+    (models/decoder.py) the time budget also stops an image in the middle of its decode; `owner` (the client)
+    has one one-image decode at a time."""
     budget = PixelBudget(max_request_pixels) if max_request_pixels else None
     deadline = time.monotonic() + max_decode_seconds if max_decode_seconds else None
     for item in inputs:
@@ -138,7 +140,7 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
         if item.error is None:
             try:
                 item.image = decoder.decode(item.data or b"", min_side=DECODE_MIN_SIDE, budget=budget,
-                                            deadline=deadline, bulk=len(inputs) > 1)
+                                            deadline=deadline, bulk=len(inputs) > 1, owner=owner)
             except ImageIntakeError as exc:
                 item.error = {"code": "invalid_image", "message": clip(str(exc), 300)}
         item.data = None  # the bytes are no longer needed

@@ -22,7 +22,7 @@ from flask import (
     url_for,
 )
 
-from webapp.admission import costly, predict_kind
+from webapp.admission import costly, current_client, predict_kind
 from webapp.examples import example_files, example_labels, gallery
 from webapp.exports import api_shape, checked, read_comparison, read_signed, sign_comparison
 from webapp.health import model_status
@@ -133,7 +133,8 @@ def classify_for_page(inputs: list[ImageInput], model_names: list[str], top_k: i
                       ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return classify(inputs, model_names, top_k, thumbnails=True,
                     max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
-                    max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain)
+                    max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain,
+                    owner=current_client())
 
 
 def results_page(results: list[dict[str, Any]], timing: dict[str, Any], started: float, notice: str | None,
