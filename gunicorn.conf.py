@@ -27,6 +27,9 @@ workers = settings.get_int("WEB_CONCURRENCY")
 threads = settings.get_int("GUNICORN_THREADS")
 timeout = settings.get_int("GUNICORN_TIMEOUT")  # a 32-image request with URL fetches fits easily
 graceful_timeout = 30
+# An idle kept-alive connection stays open longer than nginx keeps it (deploy/nginx.conf: 60 s): with gunicorn's
+# default of 2 s, nginx now and then sent a request down a connection gunicorn was closing, and answered 502.
+keepalive = 75
 preload_app = False  # each worker imports app.py and loads its own models (TF is not fork-safe)
 max_requests = settings.get_int("GUNICORN_MAX_REQUESTS")  # set >0 to recycle workers periodically
 accesslog = "-"
