@@ -95,8 +95,6 @@ class IsolatedDecoder:
         slow PNGs from one address filled every child and kept another user's photo waiting for seconds."""
         started = time.monotonic()
         seconds = min(self.limits.seconds, seconds if seconds is not None else self.limits.seconds)
-        if seconds <= 0:
-            raise ImageIntakeError("not decoded: the request's decoding time ran out")
         if bulk or owner is None:
             return self._decode(self._bulk if bulk else self._quick, data, min_side, budget, seconds)
         with self._owners_changed:

@@ -33,7 +33,6 @@ KINDS = {
     "export": ("writing other people's PDFs", 5),
     "batch": ("comparing other people's batches of images", 5),
 }
-RETRY_AFTER = {kind: seconds for kind, (_, seconds) in KINDS.items()}
 
 
 def client_key(address: str | None) -> str:
