@@ -83,6 +83,7 @@ class IsolatedDecoder:
         self.limits = limits
         self._owners: Counter[str] = Counter()  # quick-lane decodes in progress per owner
         self._owners_changed = threading.Condition()
+        self._starting: list = []  # the children's first tasks (start), waited on once (warm_up)
         self._quick, self._bulk = (
             ProcessPool(max_workers=count, max_tasks=limits.tasks_per_child, initializer=_limit_child,
                         initargs=(limits.memory_bytes, nice), context=multiprocessing.get_context("spawn"))
@@ -136,12 +137,19 @@ class IsolatedDecoder:
             budget.left = left
         return image
 
+    def start(self) -> list:
+        """Start every child now (each imports Pillow and NumPy: about a second), not on the first upload. Returns
+        at once: the caller loads its models meanwhile and then waits in `warm_up`."""
+        if not self._starting:
+            self._starting = [pool.schedule(os.getpid) for pool, count in ((self._quick, self.limits.processes),
+                                                                            (self._bulk, self.limits.bulk_processes))
+                              for _ in range(count)]
+        return self._starting
+
     def warm_up(self) -> None:
-        """Start every child now (each imports Pillow and NumPy: about a second), not on the first upload; a
-        child that cannot start is an error with its cause, never a server that silently decodes in-process."""
-        futures = [pool.schedule(os.getpid) for pool, count in ((self._quick, self.limits.processes),
-                                                                 (self._bulk, self.limits.bulk_processes))
-                   for _ in range(count)]
+        """Wait until every child has started; a child that cannot start is an error with its cause, never a server
+        that silently decodes in-process."""
+        futures = self.start()
         try:
             for future in futures:
                 future.result(timeout=60)

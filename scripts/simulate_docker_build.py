@@ -8,7 +8,7 @@ the build stage's `pip install` line with the same flags and ENV; copies the run
 .dockerignore) into a scratch /app; starts the CMD there (nginx in front of gunicorn) with the runtime ENV on a
 free loopback port (with a SECRET_KEY, as an operator sets one); waits for /readyz; classifies an image; prints
 the installed size, the packages that must not be there (nvidia-*, tensorflow*), the time from start to ready,
-and whether the targets hold.
+and whether the targets hold (the exit status follows the size and content targets, never the time).
 What it cannot replay: the base image's own files and the non-root user (the Dockerfile's USER line); the Debian
 packages' size is dpkg's Installed-Size of them and of their dependencies outside what python:3.11-slim
 already has (Debian's required packages, apt, and the libraries its Python needs); this machine's pip
@@ -197,6 +197,12 @@ def main() -> int:
     pip_shown = " ".join(shlex.quote(str(Path(a).relative_to(REPO)) if a.startswith(str(REPO)) else a)
                          for a in pip_args)
     say(f"build stage: pip install {pip_shown} ({time.perf_counter() - started:.0f} s)")
+    # The stage's other RUN lines (pruning, bytecode), run by sh as Docker runs them, on the scratch venv.
+    for line in build:
+        if line.upper().startswith("RUN ") and "pip install" not in line and "-m venv" not in line:
+            subprocess.run(["sh", "-ec", line[4:].replace("/opt/venv", str(venv))], check=True,
+                           env={k: v for k, v in build_env.items() if k != "PYTHONDONTWRITEBYTECODE"})
+            say(f"build stage: RUN {line[4:64]}...")
 
     # ---- runtime stage: copy the sources, start the CMD with the stage's ENV
     for line in runtime:
@@ -245,9 +251,12 @@ def main() -> int:
     say(f"unwanted packages (nvidia-*, tensorflow, training-only): {', '.join(unwanted) or 'none'}")
     say(f"start (nginx in front of gunicorn) -> /readyz 200: {ready_after:.1f} s; one photo classified by "
         f"{', '.join(result)}")
-    ok = total_mb <= TARGET_MB and not unwanted and ready_after <= TARGET_READY_S and len(result) == 2
-    say(f"targets (<= {TARGET_MB} MB, no unwanted package, ready <= {TARGET_READY_S:.0f} s, both models answer): "
-        f"{'met' if ok else 'NOT met'}")
+    ok = total_mb <= TARGET_MB and not unwanted and len(result) == 2
+    say(f"targets (<= {TARGET_MB} MB, no unwanted package, both models answer): {'met' if ok else 'NOT met'}")
+    # A time depends on the machine and on what else it runs (a test suite, a CI neighbour): it is measured and
+    # judged here, and never decides the exit status (docs/deploy.md's target is for the deploy's own machine).
+    fast = ready_after <= TARGET_READY_S
+    say(f"time target (ready <= {TARGET_READY_S:.0f} s on this machine): {'met' if fast else 'NOT met'}")
     say.save(args.out)
     if not args.keep:
         shutil.rmtree(scratch, ignore_errors=True)

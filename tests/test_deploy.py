@@ -138,7 +138,9 @@ def test_the_dockerfile_replayed_without_docker_serves_and_meets_its_targets(tmp
     result = subprocess.run([sys.executable, "scripts/simulate_docker_build.py", "--out", str(out)], cwd=REPO,
                             capture_output=True, text=True, timeout=900,
                             env={**os.environ, "PIP_RETRIES": os.environ.get("PIP_RETRIES", "1")})
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert result.returncode == 0, result.stderr[-2000:] + "\n" + result.stdout[-2000:]  # the script's own words last
     report = out.read_text()
     assert "unwanted packages (nvidia-*, tensorflow, training-only): none" in report
-    assert "classified by custom_cnn, mobilenetv2" in report and "targets" in report and ": met" in report
+    assert "classified by custom_cnn, mobilenetv2" in report
+    assert "targets (<= 1000 MB, no unwanted package, both models answer): met" in report
+    assert "time target (ready <= 10 s on this machine)" in report  # measured; judged in the docs, not here

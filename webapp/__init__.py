@@ -151,6 +151,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     transport.register(app)
 
     if app.config["PRELOAD_MODELS"]:
+        if decoder.isolated() is not None:
+            decoder.isolated().start()  # the decoding children import while the models load (2 cores, not 1)
         for name in app.config["MODELS"]:
             try:
                 load_predictor(name)
