@@ -68,6 +68,22 @@ def max_body_bytes() -> int:
     return int(settings.app_overrides().get("MAX_CONTENT_LENGTH", settings.MAX_CONTENT_LENGTH)) + FORM_OVERHEAD
 
 
+def max_json_bytes() -> int:
+    return int(settings.app_overrides().get("MAX_JSON_BYTES", settings.MAX_JSON_BYTES))
+
+
+def larger_than(limit: int) -> str:
+    """A regex for the decimal numbers greater than `limit` (leading zeros allowed, as nginx reads a Content-Length):
+    nginx's `map` compares by regex only. Longer numbers, or as long and larger at the first digit that differs."""
+    digits = str(limit)
+    alternatives = [rf"[1-9]\d{{{len(digits)},}}"]
+    for i, digit in enumerate(digits):
+        if digit != "9":
+            rest = len(digits) - i - 1
+            alternatives.append(digits[:i] + f"[{int(digit) + 1}-9]" + (rf"\d{{{rest}}}" if rest else ""))
+    return "0*(?:" + "|".join(alternatives) + ")"
+
+
 def trusted_hops() -> int:
     return settings.trusted_proxy_hops()
 
@@ -142,6 +158,8 @@ def error_answers(max_body: int) -> dict[str, tuple[int, str, str]]:
         405: ("method_not_allowed", "This method is not allowed here."),
         408: ("request_timeout", "The request took too long to arrive."),
         413: ("request_too_large", f"The request is larger than {mb:.0f} MB. Send fewer or smaller images."),
+        "413-json": ("json_too_large", f"A JSON body carries URLs and options: at most {max_json_bytes():,} bytes. "
+                                       f"Send images as a multipart form."),
         414: ("uri_too_long", "The address is too long."),
         429: ("too_many_requests", f"Too many of your requests are in progress at once (at most {PER_CLIENT}, "
                                    f"and {UPLOADS_PER_CLIENT} uploads of 1 MB or more), or the server is receiving "
@@ -192,6 +210,8 @@ def render(run_dir: Path, socket_path: Path) -> str:
         "SOCKET": str(socket_path),
         "LISTEN": listen_lines(),
         "MAX_BODY_BYTES": str(max_body_bytes()),
+        "MAX_JSON_BYTES": str(max_json_bytes()),
+        "JSON_TOO_LARGE": larger_than(max_json_bytes()),
         "TRUSTED_HOPS": str(trusted_hops()),
         "CLIENT_PATTERN": client_pattern(trusted_hops()),
         "CLIENT_KEYS": client_key_lines(),

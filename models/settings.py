@@ -59,6 +59,9 @@ APP_PREFIX = "APP_"  # APP_<KEY> overrides the web app's config key <KEY> (webap
 # The largest request the app accepts (APP_MAX_CONTENT_LENGTH): here because both the web app and the front
 # server's configuration (deploy/start.py renders nginx's client_max_body_size; it does not import Flask) use it.
 MAX_CONTENT_LENGTH = 50 * 1024 * 1024
+# The largest JSON body (APP_MAX_JSON_BYTES): it carries URLs and options, not images. The app reads at most this
+# much; the front server refuses a longer declared JSON body before receiving it.
+MAX_JSON_BYTES = 64 * 1024
 
 
 def get(name: str) -> str | None:

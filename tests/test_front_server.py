@@ -21,12 +21,15 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 from PIL import Image
 
 from devkit import attacks
@@ -169,6 +172,17 @@ def test_x_forwarded_for_is_trusted_only_where_a_proxy_appends_to_it(monkeypatch
     assert not re.search(r"^ENV .*APP_TRUSTED_PROXY_HOPS", (REPO / "Dockerfile").read_text(), re.MULTILINE)
 
 
+@given(limit=st.integers(0, 10**9), number=st.integers(0, 10**10), zeros=st.integers(0, 3))
+@example(limit=65536, number=65536, zeros=0)
+@example(limit=65536, number=65537, zeros=2)
+@example(limit=65536, number=99999, zeros=0)
+@example(limit=999, number=1000, zeros=0)
+def test_the_json_length_regex_matches_exactly_the_larger_numbers(limit, number, zeros):
+    """nginx compares a declared Content-Length with MAX_JSON_BYTES by regex (its `map` has no numbers)."""
+    for candidate in (number, limit, limit + 1, max(0, limit - 1)):
+        assert bool(re.fullmatch(start.larger_than(limit), "0" * zeros + str(candidate))) == (candidate > limit)
+
+
 def test_the_rendered_configuration_is_accepted_by_nginx(tmp_path, monkeypatch):
     require_tool("nginx", nginx_installed())
     monkeypatch.setenv("APP_MAX_CONTENT_LENGTH", str(8 * 1024 * 1024))
@@ -274,6 +288,28 @@ def test_early_rejections_reach_the_client_with_the_json_error(front, size, expe
     assert status == (413 if size > 50 * 2**20 else 400)
     assert headers["content-type"].startswith("application/json")
     assert json.loads(payload)["error"]["status"] == status
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("content_type", ["application/json", "application/merge-patch+json; charset=utf-8",
+                                          "Application/JSON"])
+def test_a_json_body_declared_over_its_limit_is_refused_before_it_is_sent(front, content_type):
+    """A 45 MB JSON body of empty objects was spooled whole by nginx before the app refused it: now nginx answers
+    413 from the declared length alone, in the API's shape, and never reads the body; a body at the limit goes on."""
+    with attacks.connect(front.port, timeout=30) as sock:
+        sock.sendall(f"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                     f"Content-Length: {45 * 2**20}\r\n\r\n".encode() + b"[{},")
+        status, headers, payload = read_answer(sock, timeout=10)  # nothing more of the body was sent
+    assert status == 413 and headers["content-type"].startswith("application/json")
+    error = json.loads(payload)["error"]
+    assert error["code"] == "json_too_large" and f"{settings.MAX_JSON_BYTES:,} bytes" in error["message"]
+    at_limit = b'{"urls": []' + b" " * (settings.MAX_JSON_BYTES - 12) + b"}"
+    assert len(at_limit) == settings.MAX_JSON_BYTES
+    request = urllib.request.Request(front.base + "/api/v1/predict", data=at_limit,
+                                     headers={"Content-Type": content_type})
+    with pytest.raises(urllib.error.HTTPError) as answered:
+        urllib.request.urlopen(request, timeout=30)
+    assert answered.value.code == 400 and json.loads(answered.value.read())["error"]["code"] != "json_too_large"
 
 
 @pytest.mark.slow

@@ -38,8 +38,8 @@ CONFIG: dict[str, tuple[Any, str]] = {
                                        "at reduced scale and costs little; a 40 MP PNG costs 40 MP)"),
     "MAX_DECODE_SECONDS": (8, "seconds of decoding per comparison, all images together; images left when it runs out "
                               "get their own error"),
-    "MAX_JSON_BYTES": (64 * 1024, "bytes of a JSON body (it carries URLs and options, not images): read at most "
-                                  "this much, then 413, before anything is parsed"),
+    "MAX_JSON_BYTES": (settings.MAX_JSON_BYTES, "bytes of a JSON body (it carries URLs and options, not images): "
+                                                "read at most this much, then 413, before anything is parsed"),
     "MAX_FORM_MEMORY_SIZE": (4 * 1024 * 1024, "bytes per text field (the results page posts its comparison back "
                                                "to export it: up to 32 thumbnails)"),
     "EVALUATE_MAX_IMAGES": (500, "labelled images per evaluation (the Evaluate page and /api/v1/evaluate)"),
