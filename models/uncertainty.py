@@ -191,13 +191,13 @@ class Rule:
             reasons.append("the models disagree (" + " vs ".join(label for label, _, _ in answers.values()) + ")")
         elif least_sure is not None and least_sure[1] < self.threshold and not grey:  # grey: said below
             label, probability, model = least_sure
-            reasons.append(f"low confidence: {model} gives {label} only {percent(probability)}, under the "
-                           f"{100 * self.threshold:.1f}% line")
+            reasons.append(f"low confidence: {model} gives {label} only {percent(probability, self.threshold)}, "
+                           f"under the {100 * self.threshold:.1f}% line")
         if grey:
             label, probability, model = least_sure
             measured = ", ".join(f"{answers[name][2]} {100 * accuracy:.0f}%"
                                  for name, accuracy in self.grey_accuracy.items() if name in answers)
-            line = (f"{model} gives {label} {percent(probability)} and grey images need "
+            line = (f"{model} gives {label} {percent(probability, self.grey_threshold)} and grey images need "
                     f"{100 * self.grey_threshold:.0f}%" if self.grey_threshold <= 1 else "the models are less sure")
             reasons.append(f"almost no colour, as in a black-and-white photo: {line} (they are harder: {measured} "
                            "right on grey validation photos)")
@@ -221,9 +221,14 @@ def article(noun: str) -> str:
     return ("an " if vowel_sound or lower.startswith(("hour", "honest")) else "a ") + noun
 
 
-def percent(probability: float) -> str:
-    """Floored to a tenth of a per cent, as the lines are shown: never "56% (under the 56% line)" for 56.2%."""
-    return f"{math.floor(1000 * probability) / 10:.1f}%"
+def percent(probability: float, under: float | None = None) -> str:
+    """Rounded to a tenth of a per cent, as the result card's bar shows it ("dog 41.8%" in the bar and "41.7%" in the
+    reason puzzled a reader). A probability said to be under a line `under` never reads as the line: 55.96% under
+    a 56% line is "55.96%", not "56.0%"."""
+    text = f"{100 * probability:.1f}%"
+    if under is not None and probability < under and float(text[:-1]) >= 100 * under:
+        text = f"{math.floor(10000 * probability) / 100:.2f}%"
+    return text
 
 
 def fit_grey_threshold(grey_probs: Mapping[str, np.ndarray], labels: np.ndarray,

@@ -93,7 +93,8 @@ def user_pdf(report: dict[str, Any]) -> bytes:
         notes.append(f"The app's 'uncertain' flag fired on {u['flagged']} of {report['images']} images "
                      f"({percent(u['share'], 1)}).")
         if "out_of_scope" in u:
-            notes.append(f"{u['out_of_scope']} of them were called out of scope, although every image here is "
+            notes.append(f"{u['out_of_scope']} of them {'was' if u['out_of_scope'] == 1 else 'were'} called out of "
+                         "scope, although every image here is "
                          "labelled with one of the 10 classes: false alarms of the out-of-scope check.")
     story += [Paragraph(" ".join(escape(n) for n in notes), SMALL), Spacer(1, 4 * mm)]
     c = report.get("comparison")

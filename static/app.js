@@ -92,6 +92,9 @@
   var truths = [];  // the true class picked for each of them ("" = not given), same order
   var trueOptions = document.getElementById("true-class-options");
   var pasted = 0;
+  zone.hidden = false;  // the drop zone opens the same input: one picker on the page, not two
+  var field = document.getElementById("file-field");
+  if (field) field.hidden = true;
 
   function key(file) { return [file.name, file.size, file.lastModified].join("/"); }
 

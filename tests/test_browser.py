@@ -523,6 +523,24 @@ def test_every_page_passes_axe_and_fits_the_screen(browser, base_url, size, tmp_
     assert {path: w for path, w in wide.items() if w > width} == {}
 
 
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_the_home_page_offers_one_file_picker_and_no_paste_hint_on_a_phone(browser, base_url, size):
+    """A newcomer saw two pickers ("choose images" and "Image files") and a Ctrl+V hint on a phone (issue 41)."""
+    context = browser.new_context(**(DESKTOP if size == "desktop" else PHONE))
+    page = context.new_page()
+    page.goto(base_url + "/")
+    pickers = [selector for selector in ("#dropzone", "#files") if page.locator(selector).is_visible()]
+    assert pickers == ["#dropzone"]
+    assert page.locator(".paste-hint").is_visible() == (size == "desktop")
+    assert page.locator("#take-photo").is_visible()
+    context.close()
+    without_scripts = browser.new_context(java_script_enabled=False)
+    page = without_scripts.new_page()
+    page.goto(base_url + "/")
+    assert [s for s in ("#dropzone", "#files") if page.locator(s).is_visible()] == ["#files"]
+    without_scripts.close()
+
+
 def test_keyboard_focus_is_visible_on_the_drop_zone_and_the_navigation(page, base_url):
     page.goto(base_url + "/")
     hover_outline = page.eval_on_selector("#dropzone", "el => getComputedStyle(el).outlineStyle")

@@ -393,3 +393,28 @@ def test_evaluate_can_show_both_models_maps_for_the_disagreements_and_mistakes(a
     pdf = client.post("/evaluate/report.pdf", data={"csrf_token": csrf_token(client), "report": signed})
     (tmp_path / "r.pdf").write_bytes(pdf.data)
     assert "looked at:" in pdf_text(tmp_path / "r.pdf") and overlapping_words(tmp_path / "r.pdf") == []
+
+
+def test_counts_and_classes_are_said_in_good_english_on_the_page_and_in_the_pdf(fake_models, tmp_path):
+    """"1 of them were called out of scope" and the alt text "a automobile" (issue 41): one count and one class
+    name, through the page's template and the PDF."""
+    from reports.html import render_user_html
+    from reports.user_eval import evaluate
+    from reports.user_pdf import user_pdf
+
+    report = evaluate(read_zip(evaluate_zip()), ["custom_cnn", "mobilenetv2"])
+    report["uncertain"] = {**(report.get("uncertain") or {"flagged": 3, "share": 0.25,
+                                                          "accuracy_unflagged": {"custom_cnn": 0.5,
+                                                                                 "mobilenetv2": 0.5}}),
+                           "out_of_scope": 1}
+    gallery = report["comparison"].setdefault("gallery", [])
+    gallery[:] = [{**(gallery[0] if gallery else {"name": "car.jpg", "index": 0,
+                                                   "predicted": {"custom_cnn": ["cat", 0.6],
+                                                                 "mobilenetv2": ["dog", 0.7]}}),
+                   "true": "automobile"}]
+    page = render_user_html(report)
+    assert "1 of them was called" in re.sub(r"\s+", " ", page) and "were called" not in page
+    assert ", an automobile" in page and ", a automobile" not in page
+    (tmp_path / "report.pdf").write_bytes(user_pdf(report))
+    text = re.sub(r"\s+", " ", pdf_text(tmp_path / "report.pdf"))
+    assert "1 of them was called out of scope" in text and "were called" not in text
