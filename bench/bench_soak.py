@@ -16,7 +16,8 @@ as the Docker image on Railway does, and every request carries the X-Forwarded-F
 
 The attacks come from a child process at a lower CPU priority (ATTACK_NICE: on 2 cores the client shares the
 server's CPU, which attackers on their own machines do not); the user and the monitor from this one, at normal
-priority. Each minute: the user's one-image p95 and the monitor's /healthz p95; over the run: every 5xx and every answer
+priority. The clock starts when the attack client has built its payloads and begins. Each minute: the user's
+one-image p95 and the monitor's /healthz p95; over the run: every 5xx and every answer
 under /api/ that is not JSON, and the worker's memory (with its decoding children) in the first and last minute.
 Targets (issue 38): user p95 <= 2 s throughout, /healthz p95 <= 1 s, no 5xx, no HTML under /api/, memory growth
 <= 10%. Writes docs/measurements/soak.txt. Nothing leaves 127.0.0.1.
@@ -127,8 +128,9 @@ FAMILIES = ("evaluate-one", "evaluate-many", "json", "chunks", "profiles", "slow
 ATTACK_NICE = 10
 
 
-def attack(port: int, only: list[str] | None, stop, results) -> None:
-    """Every attack family in threads of this (child) process until `stop`; then its Tally goes to `results`."""
+def attack(port: int, only: list[str] | None, ready, stop, results) -> None:
+    """Every attack family in threads of this (child) process until `stop`; then its Tally goes to `results`.
+    `ready` is set once the payloads are built (the client's own work, not the server's) and the attacks begin."""
     os.nice(ATTACK_NICE)
     small = [encode(photo(128, 128, seed=i), "JPEG", quality=90) for i in range(500)]
     archive = multipart([("set.zip", stored_zip({f"{['cat', 'dog', 'ship', 'truck'][i % 4]}/{i:03d}.jpg": d
@@ -176,6 +178,7 @@ def attack(port: int, only: list[str] | None, stop, results) -> None:
         "odd": lambda: [loop(stop, 5.0, odd)],
         "trickle": lambda: [loop(stop, 0, trickle)],
     }
+    ready.set()
     threads = [thread for family in only or families for thread in families[family]()]
     stop.wait()
     for thread in threads:
@@ -197,9 +200,11 @@ def main() -> None:
     with ProcfileServer(env=env) as server:
         if not server.wait_ready():
             raise SystemExit("the server did not become ready")
-        port, stop, results, tally = server.port, context.Event(), context.Queue(), Tally()
-        attackers = context.Process(target=attack, args=(port, args.only, stop, results), daemon=True)
+        port, ready, stop, results, tally = server.port, context.Event(), context.Event(), context.Queue(), Tally()
+        attackers = context.Process(target=attack, args=(port, args.only, ready, stop, results), daemon=True)
         attackers.start()
+        if not ready.wait(600):
+            raise SystemExit("the attack client did not start")
         per_minute: dict[int, dict[str, list[float]]] = defaultdict(lambda: {"user": [], "health": []})
         started = time.monotonic()
         memory: list[tuple[float, float]] = []
@@ -235,7 +240,7 @@ def main() -> None:
                     f"{memory[-1][1]:.0f} MB")
         stop.set()
         user_stop.set()
-        statuses, bad = results.get(timeout=200)
+        statuses, bad = results.get(timeout=200)  # before join: a child's queue must be emptied first
         attackers.join(30)
         for thread in threads:
             thread.join(60)
