@@ -209,6 +209,7 @@ def main() -> None:
         started = time.monotonic()
         memory: list[tuple[float, float]] = []
         user_stop = threading.Event()
+        slowest: list[tuple[float, float]] = []  # (seconds, when it was sent): where in the run the slow ones fall
 
         def minute() -> int:
             return int((time.monotonic() - started) // 60)
@@ -217,6 +218,7 @@ def main() -> None:
             status, kind, seconds = post(port, "/api/v1/predict", *USER_PHOTO, client=USER, timeout=30)
             tally.add("user: 1-image predict", status, True, kind)
             per_minute[minute()]["user"].append(seconds if status == 200 else 30.0)
+            slowest.append((seconds if status == 200 else 30.0, time.monotonic() - started - seconds))
 
         def health() -> None:
             begun = time.perf_counter()
@@ -261,6 +263,8 @@ def main() -> None:
             per_family[name] += count
     say("rate reached per attack (answers a second): " + ", ".join(
         f"{name} {count / (60 * args.minutes):.1f}" for name, count in sorted(per_family.items())))
+    say("the user's 10 slowest: " + ", ".join(f"{seconds:.1f} s at {at:.0f} s" for seconds, at in
+                                              sorted(slowest, reverse=True)[:10]))
     say(f"worst minute: user 1-image p95 {worst_user:.0f} ms (target <= 2000), /healthz p95 {worst_health:.0f} ms "
         f"(target <= 1000)")
     say(f"worker + decoding children: {sorted(first)[len(first) // 2]:.0f} MB in minute 2, "
