@@ -262,6 +262,21 @@ def test_api_unknown_route_and_method_use_the_json_error_shape(app, client):
         schema_validator(app, "Error").validate(response.get_json())
 
 
+def test_nothing_under_the_api_answers_in_html(app, client):
+    """Found by an independent attack: /api/ and POST /api answered HTML 404/405, /api//v1/models an HTML 308, and
+    OPTIONS a 200 text/html with an empty body."""
+    for response, status in ((client.get("/api/"), 404), (client.post("/api"), 405),
+                             (client.get("/api//v1/models"), 404), (client.get("/api/v1/models/"), 404)):
+        assert response.status_code == status and response.mimetype == "application/json", response.status
+        schema_validator(app, "Error").validate(response.get_json())
+    for path in ("/api/v1/predict", "/api/v1/evaluate", "/api/v1/models"):
+        response = client.options(path)
+        assert response.status_code == 204 and not response.data and "Content-Type" not in response.headers
+        assert "POST" in response.headers["Allow"] or "GET" in response.headers["Allow"]
+    assert client.get("/api").mimetype == "text/html"  # the API's own page stays a page
+    assert client.options("/").status_code == 200  # elsewhere, Flask's own answer
+
+
 def test_api_metrics_404_when_no_report(app, client, tmp_path):
     app.config["REPORTS_DIR"] = str(tmp_path)
     response = client.get("/api/v1/metrics")

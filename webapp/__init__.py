@@ -141,6 +141,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     decoder.configure(decoder.DecoderLimits(processes=processes, memory_bytes=int(app.config["DECODE_MEMORY_BYTES"]))
                       if processes > 0 else None)
 
+    # "//" in a path is a 404 like any unknown path, not a redirect (werkzeug's 308 has an HTML body, under /api/ too).
+    app.url_map.merge_slashes = False
     app.register_blueprint(pages.bp)
     app.register_blueprint(evaluation.bp)
     app.register_blueprint(api.bp)

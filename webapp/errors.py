@@ -15,8 +15,10 @@ log = logging.getLogger(__name__)
 
 
 def wants_json() -> bool:
-    """Under /api/, also when the path reaches it through dot segments (/x/../api/v1/...), as nginx reads it."""
-    return posixpath.normpath(request.path).startswith("/api/")
+    """Under /api/ (and /api itself: its page is HTML, its errors are not), also when the path reaches it through
+    dot segments (/x/../api/v1/...), as nginx reads it."""
+    path = posixpath.normpath(request.path)
+    return path == "/api" or path.startswith("/api/")
 
 
 RETRY_AFTER_SECONDS = 5  # a 429 says when to try again, as its message does ("in a few seconds")
@@ -63,6 +65,15 @@ def register(app: Flask) -> None:
     def http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
         return error_response(exc.code or 500, code, exc.description or exc.name)
+
+    @app.after_request
+    def options_without_a_page(response):
+        """Flask answers OPTIONS itself with 200, an Allow header and an empty text/html body: under /api/ that
+        read as an HTML answer. 204 and no body type say the same."""
+        if request.method == "OPTIONS" and response.status_code == 200 and not response.get_data() and wants_json():
+            response.status_code = 204
+            del response.headers["Content-Type"]
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
