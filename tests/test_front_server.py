@@ -310,6 +310,14 @@ def test_a_json_body_declared_over_its_limit_is_refused_before_it_is_sent(front,
     with pytest.raises(urllib.error.HTTPError) as answered:
         urllib.request.urlopen(request, timeout=30)
     assert answered.value.code == 400 and json.loads(answered.value.read())["error"]["code"] != "json_too_large"
+    # Only the media type counts: a multipart form whose boundary happens to contain "json" is an upload.
+    body, content_type = multipart([("good.jpg", encode(photo(64, 64), "JPEG") + bytes(100_000))])
+    old_boundary = content_type.split("boundary=")[1]
+    request = urllib.request.Request(front.base + "/api/v1/predict",
+                                     data=body.replace(old_boundary.encode(), b"jsonboundary"),
+                                     headers={"Content-Type": "multipart/form-data; boundary=jsonboundary"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 200
 
 
 @pytest.mark.slow
