@@ -11,6 +11,8 @@ as the Docker image on Railway does, and every request carries the X-Forwarded-F
 - 2 threads posting 32 PNGs of 40,000 empty private chunks each, and a 10 MB PNG of 9,000 colour profiles;
 - 8 threads from one address posting one-image comparisons of a 40 MP PNG (131 KB, most of a second to decode);
 - 32 connections from 8 addresses trickling large uploads a byte at a time;
+- 20 threads posting one-image comparisons of the 40 MP PNG, each from a new address (--only heavy-many-addresses;
+  not in the default run, whose record predates it);
 - every few seconds: a lone surrogate in JSON, a header with a control character, a non-UTF-8 file name, an
   over-long request line, an HTTP/2.0 request line, a %00 path, 300 bytes of X-Forwarded-For.
 
@@ -30,6 +32,7 @@ import http.client
 import json
 import multiprocessing
 import os
+import random
 import socket
 import threading
 import time
@@ -119,7 +122,8 @@ def odd_requests(port: int) -> list[tuple[str, bytes]]:
     ]
 
 
-FAMILIES = ("evaluate-one", "evaluate-many", "json", "chunks", "profiles", "slow-one-image", "odd", "trickle")
+FAMILIES = ("evaluate-one", "evaluate-many", "json", "chunks", "profiles", "slow-one-image", "odd", "trickle",
+            "heavy-many-addresses")
 # The attack client runs in its own process at this lower CPU priority. On a 2-core machine it shares the server's
 # cores, which real attackers (on their own machines) do not: at the same priority the first soak's client, building
 # and resending 671 KB and 45 MB bodies, took CPU from the server that no deployment would lose. The server's own
@@ -175,11 +179,17 @@ def attack(port: int, only: list[str] | None, ready, stop, results) -> None:
         "slow-one-image": lambda: [loop(stop, 0.05, attacker("1-image predict of a 40 MP PNG x8, one address",
                                                             "/api/v1/predict", slow_png, "203.0.113.41"))
                                    for _ in range(8)],
+        # The independent attack's F1: one client sending a 40 MP PNG from a new address each time (a botnet, or
+        # the /64s of an IPv6 /48), 20 at once, each within every per-client limit.
+        "heavy-many-addresses": lambda: [loop(stop, 0.05, lambda: attacker(
+            "1-image predict of a 40 MP PNG x20, a new address each time", "/api/v1/predict", slow_png,
+            f"198.18.{random.randrange(256)}.{random.randrange(1, 255)}")()) for _ in range(20)],
         "odd": lambda: [loop(stop, 5.0, odd)],
         "trickle": lambda: [loop(stop, 0, trickle)],
     }
     ready.set()
-    threads = [thread for family in only or families for thread in families[family]()]
+    default = [family for family in families if family != "heavy-many-addresses"]
+    threads = [thread for family in only or default for thread in families[family]()]
     stop.wait()
     for thread in threads:
         thread.join(150)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from models.image_header import declared_size
 from models.images import ImageIntakeError, PixelBudget, decode_image
 
 
@@ -41,6 +42,9 @@ class DecoderLimits:
     memory_bytes: int = 280 * 1024 * 1024  # address space a child may add to its idle size for one decode
     seconds: float = 8.0  # wall-clock (and CPU) seconds one image's decode may take, at most
     tasks_per_child: int = 500  # a child is replaced after this many decodes (fragmented heaps are let go)
+    heavy_pixels: int = 4_000_000  # a one-image decode of more pixels than this (or of unknown size) is heavy ...
+    heavy_slots: int = 1  # ... and this many run at once in all; the others are refused at once, not queued
+    light_seconds: float = 2.0  # a light image (by its header) decodes in well under this; past it, it was crafted
 
 
 def _limit_child(memory_bytes: int, nice: int) -> None:
@@ -84,6 +88,7 @@ class IsolatedDecoder:
         self._owners: Counter[str] = Counter()  # quick-lane decodes in progress per owner
         self._owners_changed = threading.Condition()
         self._starting: list = []  # the children's first tasks (start), waited on once (warm_up)
+        self._heavy = threading.BoundedSemaphore(limits.heavy_slots)
         self._quick, self._bulk = (
             ProcessPool(max_workers=count, max_tasks=limits.tasks_per_child, initializer=_limit_child,
                         initargs=(limits.memory_bytes, nice), context=multiprocessing.get_context("spawn"))
@@ -98,6 +103,23 @@ class IsolatedDecoder:
         seconds = min(self.limits.seconds, seconds if seconds is not None else self.limits.seconds)
         if bulk or owner is None:
             return self._decode(self._bulk if bulk else self._quick, data, min_side, budget, seconds)
+        if decoded_pixels(data, min_side) > self.limits.heavy_pixels:
+            # A 40 MP PNG is 130 KB and a second of decoding: from many addresses at once (each within its own
+            # limits) such images filled the request threads and the children, and another user's photo waited
+            # 13 s (docs/deploy.md). Heavy ones now take a slot or are refused; light ones never wait for them.
+            if not self._heavy.acquire(blocking=False):
+                raise ImageIntakeError("not decoded: the server is already decoding as many large images as it "
+                                       "can; send it again in a few seconds, or a smaller or JPEG version")
+            try:
+                return self._decode_owned(data, min_side, budget, seconds, owner, started)
+            finally:
+                self._heavy.release()
+        # A light header over a slow body (thousands of colour profiles before a small image's pixels) gets the
+        # seconds a light image needs, not the request's: a crafted file cannot hold a quick child for long.
+        return self._decode_owned(data, min_side, budget, min(seconds, self.limits.light_seconds), owner, started)
+
+    def _decode_owned(self, data: bytes, min_side: int | None, budget: PixelBudget | None, seconds: float,
+                      owner: str, started: float) -> Image.Image:
         with self._owners_changed:
             if not self._owners_changed.wait_for(lambda: not self._owners[owner], seconds):
                 raise ImageIntakeError("not decoded: the request's decoding time ran out while your other images "
@@ -169,6 +191,21 @@ class IsolatedDecoder:
 _configured: DecoderLimits | None = None
 _decoder: IsolatedDecoder | None = None
 _decoder_lock = threading.Lock()
+
+
+def decoded_pixels(data: bytes, min_side: int | None) -> float:
+    """What decoding `data` will cost, in pixels, from its header (models/image_header.py): a JPEG is decoded at
+    1/2, 1/4 or 1/8 scale when `min_side` allows (decode_image's draft), every other format whole. A size the
+    header does not give (TIFF, anything unrecognised or damaged) is infinite: heavy."""
+    declared = declared_size(data)
+    if declared is None:
+        return float("inf")
+    kind, width, height = declared
+    scale = 1
+    if kind == "JPEG" and min_side:
+        while scale < 8 and min(width, height) // (2 * scale) >= min_side:
+            scale *= 2
+    return width * height / scale**2
 
 
 def configure(limits: DecoderLimits | None) -> None:

@@ -88,3 +88,50 @@ def test_through_the_api_a_slow_file_is_stopped_and_the_others_in_its_request_st
     assert slow["error"]["code"] == "invalid_image" and "took longer than" in slow["error"]["message"]
     assert time.monotonic() - started < 5  # the 1.5 s budget, not the file's many seconds of decoding
     assert client.get("/healthz").status_code == 200
+
+
+def test_the_cost_of_a_decode_comes_from_the_header():
+    """A JPEG is decoded at reduced scale when the models need fewer pixels; any other format whole; a header the
+    reader does not know (TIFF, damaged) is heavy."""
+    phone = encode(smooth(4000, 3000), "JPEG", quality=80)
+    assert decoder.decoded_pixels(phone, min_side=256) == 4000 * 3000 / 64
+    assert decoder.decoded_pixels(phone, min_side=None) == 4000 * 3000
+    assert decoder.decoded_pixels(encode(Image.new("RGB", (7000, 5700)), "PNG"), 256) == 7000 * 5700
+    assert decoder.decoded_pixels(encode(Image.new("RGB", (64, 64)), "TIFF"), 256) == float("inf")
+    assert decoder.decoded_pixels(b"\x89PNG damaged", 256) == float("inf")
+
+
+def test_heavy_images_take_one_slot_and_light_ones_never_wait_for_them():
+    """Found by an independent attack: one-image comparisons of a 40 MP PNG from 20 addresses at once (each within
+    its own limits) held every request thread and child, and another user's photo waited 13 s. Now a second heavy
+    image from anyone is refused at once while one decodes, and a light photo goes straight through."""
+    import threading
+
+    limits = decoder.DecoderLimits(processes=3, memory_bytes=280 * 1024 * 1024, heavy_slots=1)
+    pool = decoder.IsolatedDecoder(limits)
+    pool.warm_up()
+    heavy = encode(Image.new("RGB", (7000, 5700), (20, 90, 160)), "PNG", compress_level=9)
+    try:
+        first = threading.Thread(target=pool.decode, args=(heavy,), kwargs={"min_side": 256, "owner": "a"})
+        first.start()
+        time.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(ImageIntakeError, match="as many large images"):
+            pool.decode(heavy, min_side=256, owner="b")
+        refused_after = time.monotonic() - started
+        photo = pool.decode(GOOD, min_side=256, owner="c")
+        light_after = time.monotonic() - started
+        first.join(30)
+        assert refused_after < 0.1 and light_after < 1.0 and photo.size[0] >= 256
+        assert pool.decode(heavy, min_side=256, owner="b").info["original_size"] == (7000, 5700)  # slot given back
+    finally:
+        pool.close()
+
+
+def test_a_light_header_over_a_slow_body_gets_a_light_images_seconds(pool):
+    """The 10 MB PNG of colour profiles declares a small image: it is stopped after `light_seconds`, not after
+    the request's whole decoding time."""
+    started = time.monotonic()
+    with pytest.raises(ImageIntakeError):
+        pool.decode(SLOW, min_side=256, seconds=8.0, owner="a")
+    assert time.monotonic() - started < pool.limits.light_seconds + 1.5
