@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from models.image_header import declared_size
-from models.images import ImageIntakeError, PixelBudget, decode_image
+from models.images import DecoderBusy, ImageIntakeError, PixelBudget, decode_image
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,8 @@ class IsolatedDecoder:
             # limits) such images filled the request threads and the children, and another user's photo waited
             # 13 s (docs/deploy.md). Heavy ones now take a slot or are refused; light ones never wait for them.
             if not self._heavy.acquire(blocking=False):
-                raise ImageIntakeError("not decoded: the server is already decoding as many large images as it "
-                                       "can; send it again in a few seconds, or a smaller or JPEG version")
+                raise DecoderBusy("the server is already decoding as many large images as it can; send it again "
+                                  "in a few seconds, or a smaller or JPEG version")
             try:
                 return self._decode_owned(data, min_side, budget, seconds, owner, started)
             finally:

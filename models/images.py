@@ -79,6 +79,13 @@ class ImageIntakeError(ValueError):
     """An upload that is not a usable image; the message says why, in words a user understands."""
 
 
+class DecoderBusy(ImageIntakeError):
+    """Not a fault of the image: the server is decoding as many large images as it can right now. The web layer
+    answers it with 429 and Retry-After rather than as that image's error."""
+
+    retry_after = 2
+
+
 class PixelBudget:
     """Decoded pixels one request may spend on all its images (CPU and memory of the decodes), shared by
     `decode_image` calls; an image that would overdraw it is refused with its own error."""

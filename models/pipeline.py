@@ -67,6 +67,7 @@ class ImageAnswer:
     looks_like: str | None = None  # out of scope by the broad view: what it looks like to it ("bookcase")
     model_view: np.ndarray | None = field(default=None, repr=False)  # the uint8 (S, S, 3) input the models saw
     looks: str | None = None  # when explained: a sentence if the models looked at different regions
+    explanation_skipped: str | None = None  # asked for, but the request's explanation time ran out first: why
 
     @property
     def agree(self) -> bool | None:
@@ -102,11 +103,12 @@ class Classification:
 
 
 def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[str], top_k: int = 3,
-             explain: bool | int = False) -> Classification:
+             explain: bool | int = False, explain_seconds: float | None = None) -> Classification:
     """Run every named model over the images. A model that fails to load or run is reported per image (the
     others still answer); an unknown model name is a `KeyError` (callers validate names first). With
     `explain` (True, or how many of the first images), each answer also gets its explanation map for its top-1
-    class (models/explanation.py): 50 forward passes per image and model, so callers bound how many."""
+    class (models/explanation.py): 50 forward passes per image and model, so callers bound how many, and
+    `explain_seconds` bounds their time: images not reached by then say so (`explanation_skipped`)."""
     if not 1 <= top_k <= len(CLASS_NAMES):
         raise ValueError(f"top_k must be between 1 and {len(CLASS_NAMES)}, got {top_k}")
     unknown = [name for name in model_names if name not in REGISTRY]
@@ -144,7 +146,8 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
                 latency_ms=timing[name].ms_per_image)
     add_verdicts(answers, answered, images)
     if explain:
-        add_explanations(answers[:len(answers) if explain is True else int(explain)], answered, timing)
+        add_explanations(answers[:len(answers) if explain is True else int(explain)], answered, timing,
+                         explain_seconds)
     return Classification(answers, timing)
 
 
@@ -168,20 +171,24 @@ def explain(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[st
 
 
 def add_explanations(answers: list[ImageAnswer], predictors: dict[str, Predictor],
-                     timing: dict[str, ModelTiming]) -> None:
-    """Each model's map for its own top-1 class, over the view it saw, with the same windows for every model."""
-    for name, predictor in predictors.items():
-        start = time.perf_counter()
-        rows = [answer for answer in answers if name in answer.predictions]
-        if not rows:
-            continue
-        views = np.stack([answer.model_view for answer in rows])
-        targets = [predictor.class_names.index(answer.predictions[name].label) for answer in rows]
-        for answer, explanation in zip(rows, explain_views(views, targets, predictor.predict_proba,
-                                                           predictor.class_names), strict=True):
-            answer.predictions[name].explanation = explanation
-        timing[name].explain_ms = 1000 * (time.perf_counter() - start)
+                     timing: dict[str, ModelTiming], seconds: float | None = None) -> None:
+    """Each model's map for its own top-1 class, over the view it saw, with the same windows for every model.
+    Image by image (both models' maps or neither), until `seconds` have passed: sixteen maps took 26 s on a
+    busy 2-core server, a request that held a thread that long; the images after that are marked, not explained."""
+    started = time.perf_counter()
     for answer in answers:
+        if seconds is not None and time.perf_counter() - started > seconds:
+            answer.explanation_skipped = (f"not explained: the request's {seconds:g} seconds for explanation maps "
+                                          "ran out; ask for this image's map in a request of its own")
+            continue
+        for name, predictor in predictors.items():
+            if name not in answer.predictions:
+                continue
+            start = time.perf_counter()
+            target = predictor.class_names.index(answer.predictions[name].label)
+            answer.predictions[name].explanation = explain_views(
+                answer.model_view[None], [target], predictor.predict_proba, predictor.class_names)[0]
+            timing[name].explain_ms = (timing[name].explain_ms or 0.0) + 1000 * (time.perf_counter() - start)
         maps = {name: a.explanation for name, a in answer.predictions.items() if a.explanation is not None}
         answer.looks = comparison_sentence(maps, {name: p.short_name for name, p in predictors.items()})
 

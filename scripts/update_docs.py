@@ -391,6 +391,7 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "attack": (REPO / "docs" / "performance.md", measurement("attack")),
     "budgets": (REPO / "docs" / "performance.md", table("budgets")),
     "soak": (REPO / "docs" / "performance.md", measurement("soak")),
+    "soak-heavy-many-addresses": (REPO / "docs" / "deploy.md", measurement("soak-heavy-many-addresses")),
     "http-latency": (REPO / "docs" / "performance.md", measurement("http-latency")),
     "http-soak": (REPO / "docs" / "performance.md", measurement("http-soak")),
 }

@@ -195,3 +195,37 @@ def test_explain_maps_any_class_and_by_default_each_models_own_answer(fake_model
     assert {e.target for e in asked.values()} == {"frog"}
     with pytest.raises(ValueError, match="target must be one of"):
         explain(images, ["custom_cnn"], target="person")
+
+
+def test_explanation_maps_stop_when_the_requests_seconds_run_out(fake_models, monkeypatch):
+    """Sixteen maps took 26 s on a busy server: a thread held that long. Past EXPLAIN_SECONDS the images left are
+    answered without a map, each saying why, in the API and on the page; the first image always gets its maps."""
+    import time
+
+    from models import pipeline
+    from tests.test_app import csrf_token, schema_validator
+    from webapp import create_app
+
+    def slow(*args, **kwargs):
+        time.sleep(0.3)
+        return explain_views(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "explain_views", slow)
+    app = create_app({"TESTING": True, "SECRET_KEY": "explain-budget", "EXPLAIN_SECONDS": 0.5})
+    client = app.test_client()
+    files = [(io.BytesIO(encode(photo(40, 40, seed=i), "PNG")), f"{i}.png") for i in range(4)]
+    started = time.monotonic()
+    response = client.post("/api/v1/predict", data={"files": files, "explain": "true"},
+                           content_type="multipart/form-data")
+    assert time.monotonic() - started < 0.5 + 2 * 0.3 + 2  # not 4 images x 2 models x 0.3 s
+    schema_validator(app, "PredictResponse").validate(response.json)
+    first, *rest = response.json["results"]
+    assert all("explanation" in first["predictions"][m] for m in ("custom_cnn", "mobilenetv2"))
+    assert "explanation_skipped" not in first
+    for result in rest:
+        assert "0.5 seconds for explanation maps ran out" in result["explanation_skipped"]
+        assert all("explanation" not in p for p in result["predictions"].values())
+    page = client.post("/", data={"files": [(io.BytesIO(encode(photo(40, 40, seed=i), "PNG")), f"{i}.png")
+                                            for i in range(3)], "explain": "true", "csrf_token": csrf_token(client)},
+                       content_type="multipart/form-data")
+    assert page.status_code == 200 and page.get_data(as_text=True).count("explanation maps ran out") == 2

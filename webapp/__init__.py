@@ -55,6 +55,8 @@ CONFIG: dict[str, tuple[Any, str]] = {
     "DEFAULT_TOP_K": (3, "classes listed per model when a request does not say"),
     "EXPLAIN_MAX_IMAGES": (16, "images per request that may ask for explanation maps (each costs 50 passes of "
                                "every model)"),
+    "EXPLAIN_SECONDS": (6, "seconds of explanation maps per request; the images not reached by then are answered "
+                           "without a map and say why"),
     "COSTLY_SLOTS": ({"evaluate": 1, "explain": 1, "export": 2, "batch": 2},
                      "requests of each expensive kind in progress at once per worker (evaluations, explanation maps, "
                      "PDF exports, comparisons of several images); more get 429 with Retry-After at once. Together "

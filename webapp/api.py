@@ -91,6 +91,7 @@ def predict():
                                current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
         results, timing = classify(inputs, models, top_k, max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
                                    max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain,
+                                   explain_seconds=current_app.config["EXPLAIN_SECONDS"],
                                    owner=current_client())
     return jsonify(dump(PredictResponse.model_validate(
         {"models": models, "top_k": top_k, "results": results, "timing": timing})))

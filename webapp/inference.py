@@ -20,7 +20,7 @@ from werkzeug.datastructures import FileStorage
 
 import models
 from models import decoder
-from models.images import DECODE_MIN_SIDE, ImageIntakeError, PixelBudget, release_memory
+from models.images import DECODE_MIN_SIDE, DecoderBusy, ImageIntakeError, PixelBudget, release_memory
 from webapp.fetch import FetchError, FetchPolicy, fetch_all
 
 THUMBNAIL_SIZE = 160
@@ -107,11 +107,12 @@ def thumbnail_data_uri(image: Image.Image) -> str:
 
 
 def explain_results(results: list[dict[str, Any]], views: dict[int, np.ndarray], model_names: list[str],
-                    top_k: int) -> dict[str, dict[str, float]]:
+                    top_k: int, explain_seconds: float | None = None) -> dict[str, dict[str, float]]:
     """Add each model's explanation map to results already made, from the 32x32 views they carry (the results
     page's "Explain these results": the images themselves were never kept); the per-model timing."""
     order = sorted(views)
-    answers = models.classify([views[i] for i in order], model_names, top_k, explain=True)
+    answers = models.classify([views[i] for i in order], model_names, top_k, explain=True,
+                              explain_seconds=explain_seconds)
     for index, answer in zip(order, answers.images, strict=True):
         result = results[index]
         for name, a in answer.predictions.items():
@@ -119,12 +120,14 @@ def explain_results(results: list[dict[str, Any]], views: dict[int, np.ndarray],
                 result["predictions"][name]["explanation"] = a.explanation.to_dict()
         if answer.looks:
             result["looks"] = answer.looks
+        if answer.explanation_skipped:
+            result["explanation_skipped"] = answer.explanation_skipped
     return {name: t.to_dict() for name, t in answers.timing.items()}
 
 
 def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumbnails: bool = False,
              max_request_pixels: int | None = None, max_decode_seconds: float | None = None,
-             explain: bool | int = False, owner: str | None = None
+             explain: bool | int = False, explain_seconds: float | None = None, owner: str | None = None
              ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """(one JSON-ready result per input, in order, errors in place; per-model timing). Images are decoded one
     at a time and shrunk at once, drawing on one decoded-pixel budget and one decoding-time budget for the whole
@@ -141,13 +144,16 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
             try:
                 item.image = decoder.decode(item.data or b"", min_side=DECODE_MIN_SIDE, budget=budget,
                                             deadline=deadline, bulk=len(inputs) > 1, owner=owner)
+            except DecoderBusy as exc:  # the server's state, not the image's fault: try again shortly
+                raise RequestError(str(exc), "busy", 429, retry_after=exc.retry_after) from None
             except ImageIntakeError as exc:
                 item.error = {"code": "invalid_image", "message": clip(str(exc), 300)}
         item.data = None  # the bytes are no longer needed
     if budget is not None and budget.total - budget.left > RELEASE_AFTER_PIXELS:
         release_memory()
     good = [item for item in inputs if item.image is not None]
-    answers = models.classify([item.image for item in good], model_names, top_k, explain=explain)
+    answers = models.classify([item.image for item in good], model_names, top_k, explain=explain,
+                              explain_seconds=explain_seconds)
     answer_of = {id(item): answer for item, answer in zip(good, answers.images, strict=True)}
     results = []
     for index, item in enumerate(inputs):
@@ -168,6 +174,8 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
             result["looks_like"] = answer.looks_like
         if answer.looks:
             result["looks"] = answer.looks
+        if answer.explanation_skipped:
+            result["explanation_skipped"] = answer.explanation_skipped
         if thumbnails:
             result["thumbnail"] = thumbnail_data_uri(item.image)
             if answer.model_view is not None:

@@ -134,7 +134,7 @@ def classify_for_page(inputs: list[ImageInput], model_names: list[str], top_k: i
     return classify(inputs, model_names, top_k, thumbnails=True,
                     max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
                     max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain,
-                    owner=current_client())
+                    explain_seconds=current_app.config["EXPLAIN_SECONDS"], owner=current_client())
 
 
 def results_page(results: list[dict[str, Any]], timing: dict[str, Any], started: float, notice: str | None,
@@ -178,7 +178,8 @@ def explain():
              if r.get("model_view") is not None and r.get("predictions")}
     results = body["results"]
     with costly("explain"):
-        timing = explain_results(results, views, [m for m in body["models"] if m in models], body["top_k"])
+        timing = explain_results(results, views, [m for m in body["models"] if m in models], body["top_k"],
+                                 current_app.config["EXPLAIN_SECONDS"])
     return results_page(results, timing, started, None, body["created"], body["top_k"], models, explaining=True)
 
 

@@ -111,6 +111,9 @@ class Result(Strict):
                                    "also found a face; null otherwise")
     looks: str | None = Field(default=None, max_length=400, description="with explain=true, when the models' maps "
                               "point at different regions: that, in words")
+    explanation_skipped: str | None = Field(default=None, max_length=200, description="with explain=true, when the "
+                                            "request's seconds for explanation maps (EXPLAIN_SECONDS) ran out before "
+                                            "this image: why it has no map")
     true_label: ClassName | None = Field(default=None, description="the image's true class, when the person gave "
                                          "it on the page (or an example's label); exports only")
 
