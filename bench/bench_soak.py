@@ -44,7 +44,7 @@ from devkit import attacks
 from devkit.archives import stored_zip
 from devkit.attacks import ATTACKER, USER, p95_ms
 from devkit.images import encode, photo, png_with_chunks
-from devkit.server import ProcfileServer, multipart
+from devkit.server import ProcfileServer, cpu_seconds, descendants, multipart
 from devkit.transcript import MEASUREMENTS, Transcript
 from models.machine import describe_machine
 
@@ -238,18 +238,31 @@ def main() -> None:
         def worker_memory() -> None:
             memory.append((time.monotonic() - started, sum(server.rss_mb().values())))
 
+        def cpu_split() -> dict[str, float]:
+            """CPU seconds so far of nginx, the worker, its decoding children and the attack client: where each
+            minute's two cores went (a child replaced during the minute takes its seconds with it)."""
+            workers = server.worker_pids()
+            return {"nginx": sum(cpu_seconds(p) for p in server.nginx_pids()),
+                    "worker": sum(cpu_seconds(p) for p in workers),
+                    "decoders": sum(cpu_seconds(c) for p in workers for c in descendants(p)),
+                    "attack client": cpu_seconds(attackers.pid)}
+
         threads = [loop(user_stop, 0.5, user), loop(user_stop, 0.5, health), loop(user_stop, 2.0, worker_memory)]
         end = started + 60 * args.minutes
         last = -1
+        cpu_before = cpu_split()
         while time.monotonic() < end:
             time.sleep(5)
             done = minute() - 1
             if done > last and done in per_minute:
                 last = done
                 row = per_minute[done]
+                cpu_now = cpu_split()
+                spent = ", ".join(f"{name} {max(0.0, cpu_now[name] - cpu_before[name]):.0f}" for name in cpu_now)
+                cpu_before = cpu_now
                 say(f"minute {done + 1:3d}: user 1-image p95 {p95_ms(row['user']):7.0f} ms ({len(row['user'])} "
                     f"requests), /healthz p95 {p95_ms(row['health']):6.0f} ms, worker+children "
-                    f"{memory[-1][1]:.0f} MB")
+                    f"{memory[-1][1]:.0f} MB; CPU s: {spent}")
         stop.set()
         user_stop.set()
         statuses, bad = results.get(timeout=200)  # before join: a child's queue must be emptied first

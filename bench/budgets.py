@@ -22,7 +22,7 @@ from PIL import Image
 
 from devkit.archives import stored_zip
 from devkit.images import encode, gif_with_tiny_sub_blocks, photo, png_with_chunks, tiff_with_strips
-from devkit.server import ProcfileServer, descendants
+from devkit.server import ProcfileServer, cpu_seconds, descendants
 from devkit.transcript import announce_if_committed
 
 TARGET_SECONDS, TARGET_MB, TARGET_BOMB_MB = 15.0, 300.0, 400.0
@@ -78,14 +78,7 @@ def form(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> tuple[b
 def worker_cpu_seconds(server: ProcfileServer) -> float:
     """The workers' CPU seconds and their living decoding children's (a child stopped for overrunning takes its
     seconds with it)."""
-    total = 0.0
-    for pid in [p for worker in server.worker_pids() for p in (worker, *descendants(worker))]:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # a child that was just replaced
-            continue
-        total += (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks (USER_HZ = 100)
-    return total
+    return sum(cpu_seconds(pid) for worker in server.worker_pids() for pid in (worker, *descendants(worker)))
 
 
 def measure(server: ProcfileServer, request: Request, copies: int) -> dict[str, float]:
@@ -127,6 +120,12 @@ def requests() -> list[Request]:
     webp16 = encode(Image.new("RGB", (4096, 4096), (90, 120, 150)), "WEBP", lossless=True)  # the WebP limit
     gif36 = gif_with_tiny_sub_blocks(6000, 6000)
     small = [encode(photo(128, 128, seed=i), "JPEG", quality=90) for i in range(500)]
+    classes = ["cat", "dog", "ship", "truck"]
+    small_png = stored_zip({f"{classes[i % 4]}/{i:03d}.png": encode(photo(128, 128, seed=i), "PNG")
+                           for i in range(500)})
+    # 1900 x 1000 photos as PNG (the independent attack's F5), enlarged without smoothing so that 32 fit in 50 MB
+    wide = [encode(photo(380, 200, seed=i).resize((1900, 1000), Image.Resampling.NEAREST), "PNG") for i in range(32)]
+    photos16 = [("files", f"photo{i}.jpg", encode(photo(800, 600, seed=i), "JPEG")) for i in range(16)]
     labelled = stored_zip({f"{['cat', 'dog', 'ship', 'truck'][i % 4]}/{i:03d}.jpg": d for i, d in enumerate(small)})
     png_bomb = stored_zip({f"cat/{i:03d}.png": flat40 for i in range(min(500, 49_000_000 // len(flat40)))})
     webp_bomb = stored_zip({f"cat/{i:03d}.webp": webp16 for i in range(100)})
@@ -174,11 +173,20 @@ def requests() -> list[Request]:
         Request("POST / (form): 32 photos of 800x600", "same, and thumbnails",
                 lambda s: ("/", *form({"csrf_token": s.token}, photos32))),
         Request(f"POST /api/v1/evaluate: {pngs} x 40 MP PNG (ZIP)", "500 images, 50 MB ZIP, 1,100 entries, 256 decoded "
-                "MP, 8 s of decoding", api("/api/v1/evaluate", [("archive", "bomb.zip", png_bomb)]), TARGET_BOMB_MB),
+                "MP, 12 s per evaluation", api("/api/v1/evaluate", [("archive", "bomb.zip", png_bomb)]),
+                TARGET_BOMB_MB),
         Request("POST /api/v1/evaluate: 100 x 16.8 MP lossless WebP", "same; WebP at most 16.8 MP (4096²)",
                 api("/api/v1/evaluate", [("archive", "webp.zip", webp_bomb)]), TARGET_BOMB_MB),
         Request("POST /api/v1/evaluate: 500 labelled 128 px JPEGs", "same",
                 api("/api/v1/evaluate", [("archive", "set.zip", labelled)])),
+        Request("POST /api/v1/evaluate: 500 labelled 128 px PNGs", "same",
+                api("/api/v1/evaluate", [("archive", "png.zip", small_png)])),
+        Request("POST /api/v1/predict: 32 x 1900x1000 PNG photos", "32 images, 50 MB, 64 decoded MP, 8 s of decoding",
+                api("/api/v1/predict", [("files", f"{i}.png", data) for i, data in enumerate(wide)])),
+        Request("POST /api/v1/predict, explain=true: 16 photos", "16 images to explain, 6 s of explanation maps",
+                api("/api/v1/predict", photos16, {"explain": "true"})),
+        Request("POST /api/v1/evaluate, explain=true: the same 500", "same; 16 maps, 6 s of maps",
+                api("/api/v1/evaluate", [("archive", "set.zip", labelled)], {"explain": "true"})),
         Request("POST /api/v1/evaluate?format=pdf: the same 500", "same",
                 api("/api/v1/evaluate?format=pdf", [("archive", "set.zip", labelled)])),
         Request("POST /evaluate/report.pdf: 499 problems, 200-char names", "names and problems <= 200 characters",

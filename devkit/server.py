@@ -77,6 +77,15 @@ def command_line(pid: int) -> str:
         return ""
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU seconds so far (0 if it is gone), from /proc (clock ticks of 1/100 s)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / 100
+
+
 def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

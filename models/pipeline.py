@@ -174,10 +174,11 @@ def add_explanations(answers: list[ImageAnswer], predictors: dict[str, Predictor
                      timing: dict[str, ModelTiming], seconds: float | None = None) -> None:
     """Each model's map for its own top-1 class, over the view it saw, with the same windows for every model.
     Image by image (both models' maps or neither), until `seconds` have passed: sixteen maps took 26 s on a
-    busy 2-core server, a request that held a thread that long; the images after that are marked, not explained."""
+    busy 2-core server, a request that held a thread that long; the images after that are marked, not explained.
+    The first image is always explained: a request for one map gets it."""
     started = time.perf_counter()
-    for answer in answers:
-        if seconds is not None and time.perf_counter() - started > seconds:
+    for position, answer in enumerate(answers):
+        if position and seconds is not None and time.perf_counter() - started > seconds:
             answer.explanation_skipped = (f"not explained: the request's {seconds:g} seconds for explanation maps "
                                           "ran out; ask for this image's map in a request of its own")
             continue

@@ -59,7 +59,7 @@ class Limits:
     max_ratio: float | None = None  # uncompressed / compressed, per member
     max_members: int | None = None  # entries in an archive's central directory, all kinds
     max_pixels: int | None = None  # decoded pixels, all images of one evaluation together
-    max_seconds: float | None = None  # decoding time of one evaluation; the rest become problems
+    max_seconds: float | None = None  # one evaluation's time: decoding, classifying, maps; the rest become problems
 
 
 def clip(text: str, limit: int) -> str:

@@ -32,6 +32,7 @@ MIN_FOR_CALIBRATION = 200  # fewer images: 15 bins would hold a handful each, an
 MAX_TABLE_VIEWS = 1_000  # thumbnails in the every-image table: beyond this (the command line) the rows have none
 GALLERY = 12
 CHUNK = 64  # images per call to the models: bounded memory, a progress tick per chunk
+DECODING_SHARE = 2 / 3  # of an evaluation's seconds, what decoding may use: the models need the rest
 
 
 def view_uri(view: np.ndarray) -> str:
@@ -40,21 +41,21 @@ def view_uri(view: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def decode_views(dataset: LabelledSet, progress: Callable[[int, int], None] | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def decode_views(dataset: LabelledSet, progress: Callable[[int, int], None] | None = None,
+                 seconds: float | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(32x32 views, labels, names) of the images the intake accepts; the rest get their problem recorded.
 
     Each file is read (from its archive or folder) only now, decoded and shrunk to its view before the next is
-    read. The set's limits bound the work: decoded pixels for all images together, and decoding time; what
-    does not fit becomes that file's problem, so one request cannot hold the worker for long."""
+    read. The set's limits bound the work: decoded pixels for all images together, and `seconds` of decoding;
+    what does not fit becomes that file's problem, so one request cannot hold the worker for long."""
     limits = dataset.limits
     budget = PixelBudget(limits.max_pixels) if limits.max_pixels else None
-    deadline = time.monotonic() + limits.max_seconds if limits.max_seconds else None
+    deadline = time.monotonic() + seconds if seconds else None
     views, labels, names = [], [], []
     usable = [item for item in dataset.items if item.usable]
     for done, item in enumerate(usable, 1):
         if deadline is not None and time.monotonic() > deadline:
-            item.fail(f"not evaluated: the request's {limits.max_seconds:g}-second decoding budget ran out; "
+            item.fail(f"not evaluated: the evaluation's {limits.max_seconds:g} seconds ran out while decoding; "
                       f"send fewer or smaller images")
             continue
         data = item.load()
@@ -80,12 +81,22 @@ def decode_views(dataset: LabelledSet, progress: Callable[[int, int], None] | No
 
 
 def evaluate(dataset: LabelledSet, model_names: Sequence[str], source: str = "your images",
-             progress: Callable[[str, int, int], None] | None = None, explain: int = 0) -> dict[str, Any]:
+             progress: Callable[[str, int, int], None] | None = None, explain: int = 0,
+             explain_seconds: float | None = None) -> dict[str, Any]:
     """The report dictionary (JSON-ready; the gallery views are data: URIs under "views"). With `explain`, both
     models' explanation maps for up to that many of the gallery's images (the disagreements first, then each
-    model's most confident mistakes), under "explanations"; their pictures under "map_views"."""
+    model's most confident mistakes), under "explanations"; their pictures under "map_views".
+
+    The set's `max_seconds` bounds the whole evaluation, not only its decoding: 500 photos took 17 s on a 2-core
+    server without bf16 (the Custom CNN's six test-time views cost 12 ms an image there), and the maps 0.5 s an
+    image more. Decoding may use DECODING_SHARE of it; classification stops at the end (after at least one chunk),
+    and the images not reached become problems, in name order; the maps get what is left, at most
+    `explain_seconds`."""
     started = time.perf_counter()
-    views, labels, names = decode_views(dataset, (lambda d, n: progress("decoding", d, n)) if progress else None)
+    total = dataset.limits.max_seconds
+    deadline = time.monotonic() + total if total else None
+    views, labels, names = decode_views(dataset, (lambda d, n: progress("decoding", d, n)) if progress else None,
+                                        total * DECODING_SHARE if total else None)
     if not len(labels):
         from reports.user_data import DatasetError
 
@@ -95,6 +106,9 @@ def evaluate(dataset: LabelledSet, model_names: Sequence[str], source: str = "yo
     uncertain: list[bool | None] = []
     outside: list[bool | None] = []
     for start in range(0, len(views), CHUNK):
+        if start and deadline is not None and time.monotonic() > deadline:
+            views, labels, names = views[:start], labels[:start], unreached(dataset, names, start, total)
+            break
         answers = models.classify(list(views[start:start + CHUNK]), list(model_names), top_k=3).images
         for name in model_names:
             rows = [[a.predictions[name].probabilities[c] for c in CLASS_NAMES] for a in answers]
@@ -138,10 +152,22 @@ def evaluate(dataset: LabelledSet, model_names: Sequence[str], source: str = "yo
         report["comparison"]["gallery"] = gallery_rows(
             disagreements(probs[a], probs[b]), names, labels, probs, report["views"], views)
         report["verdict"] = wording.verdict(report["comparison"], sections, images=f"your {len(labels)} images")
-    if explain:
-        add_explanations(report, views, list(model_names), explain)
+    if explain and (deadline is None or time.monotonic() < deadline):
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        seconds = min((s for s in (left, explain_seconds) if s is not None), default=None)
+        add_explanations(report, views, list(model_names), explain, seconds)
     report["seconds"] = time.perf_counter() - started
     return report
+
+
+def unreached(dataset: LabelledSet, names: list[str], start: int, seconds: float) -> list[str]:
+    """The names classified before the evaluation's time ran out; the others (from `start`) become problems."""
+    left = set(names[start:])
+    for item in dataset.items:
+        if item.name in left:
+            item.fail(f"not evaluated: the evaluation's {seconds:g} seconds ran out before the models reached it; "
+                      "send fewer images")
+    return names[:start]
 
 
 def model_section(name: str, probs: np.ndarray, labels: np.ndarray, present: list[int]) -> dict[str, Any]:
@@ -207,17 +233,22 @@ def gallery_indices(report: dict[str, Any]) -> list[int]:
     return list(dict.fromkeys(g["index"] for g in rows))
 
 
-def add_explanations(report: dict[str, Any], views: np.ndarray, model_names: list[str], limit: int) -> None:
-    """Both models' maps (models/explanation.py) for the first `limit` gallery images; their pictures as data URIs."""
+def add_explanations(report: dict[str, Any], views: np.ndarray, model_names: list[str], limit: int,
+                     seconds: float | None = None) -> None:
+    """Both models' maps (models/explanation.py) for the first `limit` gallery images, as many as `seconds` allow
+    (the first always); their pictures as data URIs."""
     from reports.comparison import explanation_image
 
     chosen = gallery_indices(report)[:limit]
     if not chosen:
         return
-    answers = models.classify([views[i] for i in chosen], model_names, top_k=1, explain=True).images
+    answers = models.classify([views[i] for i in chosen], model_names, top_k=1, explain=True,
+                              explain_seconds=seconds).images
     report["explanations"], report["map_views"] = {}, {}
     for index, answer in zip(chosen, answers, strict=True):
         maps = {name: a.explanation.to_dict() for name, a in answer.predictions.items() if a.explanation}
+        if not maps:
+            continue
         report["explanations"][str(index)] = {"maps": maps, "looks": answer.looks}
         for name, e in maps.items():
             report["map_views"][f"{index}:{name}"] = view_uri(np.asarray(

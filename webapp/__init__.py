@@ -50,8 +50,8 @@ CONFIG: dict[str, tuple[Any, str]] = {
                                     "checked before any is read"),
     "EVALUATE_MAX_PIXELS": (256_000_000, "decoded pixels per evaluation, all images together (photos are decoded at "
                                          "reduced scale: a 12 MP JPEG costs 0.2 MP; a 40 MP PNG costs 40 MP)"),
-    "EVALUATE_MAX_SECONDS": (8, "seconds of decoding per evaluation; images left when it runs out are listed as "
-                                "problems"),
+    "EVALUATE_MAX_SECONDS": (12, "seconds per evaluation: decoding may use two thirds, the models and the "
+                                 "explanation maps the rest; images not reached are listed as problems"),
     "DEFAULT_TOP_K": (3, "classes listed per model when a request does not say"),
     "EXPLAIN_MAX_IMAGES": (16, "images per request that may ask for explanation maps (each costs 50 passes of "
                                "every model)"),

@@ -68,7 +68,8 @@ def run(dataset: LabelledSet, source: str) -> dict[str, Any]:
     explain = parse_explain(request.values.get("explain"))
     limit = current_app.config["EXPLAIN_MAX_IMAGES"]
     try:
-        return evaluate(dataset, names, source=source, explain=limit if explain else 0)
+        return evaluate(dataset, names, source=source, explain=limit if explain else 0,
+                        explain_seconds=current_app.config["EXPLAIN_SECONDS"])
     except DatasetError as exc:
         raise RequestError(str(exc), "invalid_dataset") from None
 
@@ -88,7 +89,8 @@ def page(**context: Any) -> str:
     config = current_app.config
     return render_template("evaluate.html", class_names=CLASS_NAMES, max_images=config["EVALUATE_MAX_IMAGES"],
                            max_archive_mb=config["EVALUATE_MAX_ARCHIVE_BYTES"] / 1e6,
-                           explain_limit=config["EXPLAIN_MAX_IMAGES"], **context)
+                           explain_limit=config["EXPLAIN_MAX_IMAGES"],
+                           explain_seconds=config["EXPLAIN_SECONDS"], **context)
 
 
 @bp.get("/evaluate")

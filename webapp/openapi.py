@@ -32,9 +32,10 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
                    "description": "default: every model"},
         "explain": {"type": "boolean", "default": False,
                     "description": f"add each model's explanation map (`predictions[model].explanation`) for its "
-                                   f"top-1 class: at most {config['EXPLAIN_MAX_IMAGES']} images, about a second per "
-                                   f"image; 429 with Retry-After when {config['COSTLY_SLOTS']['explain']} such "
-                                   f"requests are already running"},
+                                   f"top-1 class: at most {config['EXPLAIN_MAX_IMAGES']} images, as many as "
+                                   f"{config['EXPLAIN_SECONDS']} seconds allow (the images left have "
+                                   f"`explanation_skipped`); 429 with Retry-After when "
+                                   f"{config['COSTLY_SLOTS']['explain']} such requests are already running"},
     }
     return {
         "openapi": "3.1.0",

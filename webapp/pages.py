@@ -45,7 +45,8 @@ def load_report() -> dict | None:
 
 def page(**context: Any) -> str:
     return render_template("index.html", limits=limits(), models=model_status(), examples=gallery(),
-                           explain_limit=current_app.config["EXPLAIN_MAX_IMAGES"], **context)
+                           explain_limit=current_app.config["EXPLAIN_MAX_IMAGES"],
+                           explain_seconds=current_app.config["EXPLAIN_SECONDS"], **context)
 
 
 def served_models() -> dict[str, dict[str, Any]]:
