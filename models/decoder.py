@@ -6,8 +6,8 @@ strip table), but each of those checks was added after an attack found a new way
 interrupt the one being decoded. Here every decode runs in a small pool of child processes
 (pebble.ProcessPool, spawned: the children import Pillow and NumPy, never a framework), each child with
 
-- an address-space limit (`RLIMIT_AS`): its size when idle plus `memory_bytes`. A decode that needs more fails
-  with MemoryError inside the child, which the parent reports as that image's error;
+- an address-space limit (`RLIMIT_AS`) set before each decode: its size then plus `memory_bytes`. A decode that
+  needs more fails with MemoryError inside the child, which the parent reports as that image's error;
 - a CPU limit (`RLIMIT_CPU`) set before each decode to the seconds it may still use, and a wall-clock timeout:
   past it the child is killed and replaced, and the image gets its own error.
 
@@ -39,7 +39,7 @@ class DecoderLimits:
     processes: int = 3  # children per web worker for one-image requests; one owner (client) uses one at a time
     bulk_processes: int = 1  # ... and for bulk work (evaluations, several images): a lane of its own
     bulk_nice: int = 10  # the bulk lane's CPU priority: lower, so that it yields to people waiting on one image
-    memory_bytes: int = 280 * 1024 * 1024  # address space a child may add to its idle size for one decode
+    memory_bytes: int = 280 * 1024 * 1024  # address space one decode may add to its child's size before it
     seconds: float = 8.0  # wall-clock (and CPU) seconds one image's decode may take, at most
     tasks_per_child: int = 500  # a child is replaced after this many decodes (fragmented heaps are let go)
     heavy_pixels: int = 4_000_000  # a one-image decode of more pixels than this (or of unknown size) is heavy ...
@@ -47,16 +47,21 @@ class DecoderLimits:
     light_seconds: float = 2.0  # a light image (by its header) decodes in well under this; past it, it was crafted
 
 
+_memory_bytes: int | None = None  # in a child: what one decode may add to the address space (set by _limit_child)
+
+
 def _limit_child(memory_bytes: int, nice: int) -> None:
-    """Runs in each child once, after its imports: cap its address space at what it uses now plus memory_bytes,
-    and lower its CPU priority by `nice`."""
+    """Runs in each child once, after its imports: lower its CPU priority by `nice`, and remember how much address
+    space one decode may add (each decode's limit is set from the child's size just before it)."""
+    global _memory_bytes
     if nice:
         os.nice(nice)
+    _memory_bytes = memory_bytes
+
+
+def _address_space() -> int:
     with open("/proc/self/statm") as statm:
-        pages = int(statm.read().split()[0])
-    idle = pages * os.sysconf("SC_PAGE_SIZE")
-    with contextlib.suppress(ValueError, OSError):  # a platform without RLIMIT_AS: the timeout still holds
-        resource.setrlimit(resource.RLIMIT_AS, (idle + memory_bytes, resource.RLIM_INFINITY))
+        return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _decode_in_child(data: bytes, min_side: int | None, budget_total: int | None, budget_left: int | None,
@@ -67,6 +72,11 @@ def _decode_in_child(data: bytes, min_side: int | None, budget_total: int | None
     spent = used.ru_utime + used.ru_stime
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CPU, (int(spent + seconds) + 1, resource.RLIM_INFINITY))
+    if _memory_bytes is not None:
+        # From the size now, not the size at start: glibc keeps freed 64 MB regions of earlier decodes reserved, and
+        # with a limit fixed at start a child that had decoded a few large WebPs refused every large image after.
+        with contextlib.suppress(ValueError, OSError):  # a platform without RLIMIT_AS: the timeout still holds
+            resource.setrlimit(resource.RLIMIT_AS, (_address_space() + _memory_bytes, resource.RLIM_INFINITY))
     budget = None
     if budget_total is not None:
         budget = PixelBudget(budget_total)

@@ -135,3 +135,29 @@ def test_a_light_header_over_a_slow_body_gets_a_light_images_seconds(pool):
     with pytest.raises(ImageIntakeError):
         pool.decode(SLOW, min_side=256, seconds=8.0, owner="a")
     assert time.monotonic() - started < pool.limits.light_seconds + 1.5
+
+
+def test_a_child_that_decoded_large_images_still_decodes_the_next_ones():
+    """The address-space limit was fixed when a child started: after one evaluation of large WebPs (15 decoded, the
+    rest over the pixel budget) glibc held 64 MB regions of the earlier decodes, and every image of the next
+    evaluation failed with "needs more memory". The limit is now set before each decode, from the size then."""
+    webp = encode(Image.new("RGB", (4096, 4096), (90, 120, 150)), "WEBP", lossless=True)  # the largest WebP taken
+    pool = decoder.IsolatedDecoder(decoder.DecoderLimits(processes=1))  # the web app's memory limit
+    pool.warm_up()
+    try:
+        decode_twice(pool, webp)
+    finally:
+        pool.close()
+
+
+def decode_twice(pool: decoder.IsolatedDecoder, webp: bytes) -> None:
+    for evaluation in range(2):
+        budget = PixelBudget(256_000_000)
+        outcomes = []
+        for _ in range(20):
+            try:
+                pool.decode(webp, min_side=256, bulk=True, budget=budget)
+                outcomes.append("decoded")
+            except ImageIntakeError as exc:
+                outcomes.append("over budget" if "decoding budget" in str(exc) else str(exc))
+        assert outcomes == ["decoded"] * 15 + ["over budget"] * 5, (evaluation, outcomes)
