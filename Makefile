@@ -35,7 +35,7 @@ export PIP_RETRIES ?= 1
 # (editable), so `from models import classify` works from any folder.
 $(VENV)/.serving: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip setuptools  # Python 3.12+ venvs have no setuptools (the -e below)
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@

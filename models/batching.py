@@ -49,6 +49,10 @@ class CoalescingRunner:
         # the other, so a one-image request waits for one slice's pass, not the whole batch's: a pass over 64
         # images took 1 s on the 2-core machine and a user's photo waited for it (bench/bench_soak.py).
         self.slice_images = slice_images
+        # Small jobs (a person's one or few images) share passes only with other small ones: merged with a
+        # 16-image slice, one image's pass cost the slice's (16 x 6 test-time views of the CNN, ~0.2 s on a
+        # 2-core CPU without bf16, several times that under load).
+        self.small_images = max(1, slice_images // 2)
         self.max_overtaken_seconds = max_overtaken_seconds
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-forward")
         self._cond = threading.Condition()
@@ -84,11 +88,14 @@ class CoalescingRunner:
     def _take(self) -> list[_Job]:
         """Smallest jobs first (a one-image request is not stuck behind a 32-image one), then arrival order,
         except that a job waiting longer than `max_overtaken_seconds` goes first (no starvation); always at
-        least one job, so an oversized batch still runs (in one pass)."""
+        least one job, so an oversized batch still runs (in one pass); a pass led by a small job takes only small
+        ones."""
         overdue_before = time.monotonic() - self.max_overtaken_seconds
         self._pending.sort(key=lambda j: (0, 0, j.order) if j.arrived <= overdue_before else (1, len(j.batch), j.order))
         taken, images = [], 0
         while self._pending and (not taken or images + len(self._pending[0].batch) <= self.max_images):
+            if taken and len(taken[0].batch) <= self.small_images < len(self._pending[0].batch):
+                break  # a small job's pass carries no slice of a large one: the person waits for their own images
             job = self._pending.pop(0)
             taken.append(job)
             images += len(job.batch)

@@ -262,10 +262,23 @@
   function label() {
     all.textContent = panels.every(function (p) { return p.open; }) ? "Hide all maps" : "Show all maps";
   }
+  label();  // after "Why? Explain these results" every map is open already
   all.addEventListener("click", function () {
     var open = !panels.every(function (p) { return p.open; });
     panels.forEach(function (p) { p.open = open; });
     label();
   });
   panels.forEach(function (p) { p.addEventListener("toggle", label); });
+})();
+
+// "Why? Explain these results" takes seconds (the maps of every image): say so while the page waits.
+(function () {
+  "use strict";
+  var form = document.getElementById("explain-form");
+  var button = document.getElementById("explain-results");
+  if (!form || !button) return;
+  form.addEventListener("submit", function () {
+    button.disabled = true;
+    button.textContent = button.getAttribute("data-busy");
+  });
 })();

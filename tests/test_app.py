@@ -654,6 +654,7 @@ def test_explanations_on_the_page_and_in_every_export(client, tmp_path):
     later = client.post("/explain", data={"csrf_token": csrf_token(client), "comparison": comparison})
     page = later.get_data(as_text=True)
     assert later.status_code == 200 and page.count('class="explanation"') == 2
+    assert '<details class="why" id="why-0" open>' in page  # asked for by a click: shown, not one more click away
     grids = [json.loads(html.unescape(g)) for g in re.findall(r'data-grid="([^"]*)"', page)]
     assert all(len(g) == 8 and len(g[0]) == 8 for g in grids)
     signed = html.unescape(re.search(r'name="comparison" value="([^"]*)"', page).group(1))
@@ -710,3 +711,21 @@ def test_explaining_again_and_again_cannot_keep_a_comparison_alive_past_the_hour
         old = sign_comparison(body)  # a valid signature made now, on a comparison first made two hours ago
     response = client.post("/explain", data={"csrf_token": csrf_token(client), "comparison": old})
     assert response.status_code == 400 and "more than an hour old" in response.get_data(as_text=True)
+
+
+def test_a_few_labelled_images_are_put_beside_the_test_splits_verdict():
+    """Issue 41: the one-click examples said "Custom CNN was right more often here" while the report finds
+    MobileNetV2 better on 10,000 test images. A count over a few images now carries the test split's figures."""
+    from reports.comparison import summary_sentence
+
+    results = [{"true_label": "cat", "agree": False, "predictions": {
+        "custom_cnn": {"top_k": [{"label": "cat"}]}, "mobilenetv2": {"top_k": [{"label": "dog"}]}}}]
+    models = {"custom_cnn": {"short_name": "Custom CNN", "test_accuracy": 0.9402},
+              "mobilenetv2": {"short_name": "MobileNetV2", "test_accuracy": 0.9522}}
+    text = summary_sentence({"results": results, "models": models})
+    assert text.endswith("Custom CNN was right more often here (so few images say little: on the 10,000 CIFAR-10 "
+                         "test images MobileNetV2 is right 95.2% of the time and Custom CNN 94.0%; Evaluate gives "
+                         "intervals).")
+    untested = {name: {"short_name": m["short_name"]} for name, m in models.items()}
+    assert summary_sentence({"results": results, "models": untested}).endswith(
+        "(so few images say little: Evaluate gives intervals).")

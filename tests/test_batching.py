@@ -152,3 +152,23 @@ def test_a_large_batch_queues_as_slices_so_one_image_waits_for_one_slice_not_the
     assert finished["one"] < finished["bulk"]  # it did not wait for the whole batch
     np.testing.assert_array_equal(out["bulk"], big * 2)  # the slices' rows come back whole and in order
     np.testing.assert_array_equal(out["one"], [[2000.0]])
+
+
+def test_a_small_jobs_pass_carries_no_slice_of_a_large_one():
+    """Merged with a waiting 16-image slice, a person's one image paid for the slice's pass (the CNN's 96 views);
+    small jobs now share passes only with other small ones, and the slice runs next."""
+    forward = RecordingForward(hold_first=True)
+    runner = CoalescingRunner(forward, max_images=64, slice_images=16)
+    results: dict = {}
+    first = in_thread(runner, np.zeros((1, 1)), results, "first")
+    assert forward.started.wait(10)
+    slice_ = in_thread(runner, np.full((16, 1), 5), results, "slice")
+    wait_pending(runner, 1)
+    ones = [in_thread(runner, np.full((1, 1), k), results, k) for k in (1, 2)]
+    wait_pending(runner, 3)
+    forward.release.set()
+    for t in (first, slice_, *ones):
+        t.join(10)
+    assert [len(b) for b in forward.batches] == [1, 2, 16]
+    np.testing.assert_array_equal(results["slice"], np.full((16, 1), 10))
+    assert [results[k].item() for k in (1, 2)] == [2, 4]

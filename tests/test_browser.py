@@ -368,6 +368,26 @@ def test_why_shows_both_models_maps_side_by_side_with_words_and_keyboard(browser
     assert errors == []
 
 
+def test_why_explain_these_results_shows_every_map_in_one_click(page, base_url):
+    """Issue 41: "Why? Explain these results" reloaded with every map collapsed, and a second click ("Show all
+    maps") was needed to see what had been asked for. Now one click shows them, and the button says it is busy."""
+    examples = REPO / "static" / "examples"
+    page.goto(base_url + "/")
+    page.set_input_files("#files", [str(examples / "cifar-0000-cat.png"), str(examples / "outside-astronaut.jpg")])
+    page.click("#submit")
+    page.wait_for_selector("#explain-results")
+    page.evaluate("document.getElementById('explain-form').addEventListener('submit', e => e.preventDefault())")
+    page.click("#explain-results")
+    assert page.locator("#explain-results").is_disabled()
+    assert page.locator("#explain-results").inner_text().startswith("Explaining")
+    page.evaluate("document.getElementById('explain-form').submit()")
+    page.wait_for_selector("#why-all:visible")
+    assert page.locator("details.why[open]").count() == page.locator("details.why").count() == 2
+    assert page.locator("#why-0 img.explanation").first.is_visible()
+    assert page.locator("#why-all").inner_text() == "Hide all maps"
+    assert page.console_errors == []
+
+
 def test_evaluate_a_zip_of_labelled_images_and_download_the_pdf(page, base_url, tmp_path):
 
     page.goto(base_url + "/evaluate")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from models.batching import CoalescingRunner
 from models.predictor import ModelLoadError, loading, sha256_of
 from models.scope import load_once
 
@@ -29,7 +29,7 @@ VIEW_SIZE = 32
 
 
 class ScopeGate:
-    """Scores 32x32 views; one interpreter, used by one thread at a time (LiteRT is not thread-safe)."""
+    """Scores 32x32 views; one interpreter, used only by its runner's thread (LiteRT is not thread-safe)."""
 
     def __init__(self, directory: Path = PACKAGE_DIR) -> None:
         self.directory = Path(directory)
@@ -51,20 +51,26 @@ class ScopeGate:
             self._input, self._output = source["index"], sink["index"]
         if len(self._weights) != int(sink["shape"][-1]):
             raise ModelLoadError(f"{PROBE_FILE} has {len(self._weights)} weights for {sink['shape'][-1]} features")
-        self._lock = threading.Lock()
+        self._runner = CoalescingRunner(self._forward, name="scope-gate")
 
     def features(self, views: np.ndarray) -> np.ndarray:
         """float32 (N, 1280) ImageNet features of uint8 (N, 32, 32, 3) views."""
         views = np.asarray(views)
         if views.dtype != np.uint8 or views.ndim != 4 or views.shape[1:] != (VIEW_SIZE, VIEW_SIZE, 3):
             raise ValueError(f"expected uint8 (N, 32, 32, 3) views, got {views.dtype} {views.shape}")
+        if not len(views):
+            return np.zeros((0, len(self._weights)), np.float32)
+        # Through the same queue as the models (models/batching.py): an evaluation's 64 views under one lock held
+        # another user's one view for a few hundred ms under load; the queue takes small jobs first, in slices.
+        return self._runner.run(views)
+
+    def _forward(self, views: np.ndarray) -> np.ndarray:
         rows = []
-        with self._lock:
-            for view in views:
-                self._interpreter.set_tensor(self._input, view[None])
-                self._interpreter.invoke()
-                rows.append(self._interpreter.get_tensor(self._output)[0].copy())
-        return np.stack(rows) if rows else np.zeros((0, len(self._weights)), np.float32)
+        for view in views:  # always on the runner's one thread: the interpreter is never shared
+            self._interpreter.set_tensor(self._input, view[None])
+            self._interpreter.invoke()
+            rows.append(self._interpreter.get_tensor(self._output)[0].copy())
+        return np.stack(rows)
 
     def scores(self, views: np.ndarray) -> np.ndarray:
         """float64 (N,) probe logits: larger = less like CIFAR-10's training images."""
