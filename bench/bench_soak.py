@@ -149,6 +149,14 @@ def attack(port: int, only: list[str] | None, ready, stop, results) -> None:
     """Every attack family in threads of this (child) process until `stop`; then its Tally goes to `results`.
     `ready` is set once the payloads are built (the client's own work, not the server's) and the attacks begin."""
     os.nice(ATTACK_NICE)
+    parent = os.getppid()
+
+    def orphaned() -> None:  # a soak stopped by a signal leaves no attack client behind, attacking the next run
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, daemon=True).start()
     small = [encode(photo(128, 128, seed=i), "JPEG", quality=90) for i in range(500)]
     archive = multipart([("set.zip", stored_zip({f"{['cat', 'dog', 'ship', 'truck'][i % 4]}/{i:03d}.jpg": d
                                                    for i, d in enumerate(small)}))], field="archive")

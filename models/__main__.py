@@ -16,12 +16,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from models.images import DECODE_MIN_SIDE, ImageIntakeError, decode_image
+from models.images import CROPS, DECODE_MIN_SIDE, ImageIntakeError, decode_image
 from models.pipeline import classify
 from models.registry import available_models, load_predictor
 
 
-def classify_files(paths: list[Path], model_names: list[str], top_k: int) -> list[dict[str, Any]]:
+def classify_files(paths: list[Path], model_names: list[str], top_k: int, crop: str = CROPS[0]
+                   ) -> list[dict[str, Any]]:
     """One result per file: {"file", "width", "height", "predictions": {model: [{"label", "probability"}...]},
     "agree", "uncertain", "uncertain_reason", "out_of_scope", "out_of_scope_score", "looks_like"} (the API's fields), or
     {"file", "error"}; a model that cannot run is listed under "model_errors"."""
@@ -38,7 +39,7 @@ def classify_files(paths: list[Path], model_names: list[str], top_k: int) -> lis
         images.append(image)
         slots.append(len(results))
         results.append({"file": str(path), "width": width, "height": height})
-    answers = classify(images, model_names, top_k)
+    answers = classify(images, model_names, top_k, crop=crop)
     for slot, answer in zip(slots, answers.images, strict=True):
         results[slot]["predictions"] = {name: a.to_dict()["top_k"] for name, a in answer.predictions.items()}
         results[slot].update(agree=answer.agree, uncertain=answer.uncertain, uncertain_reason=answer.uncertain_reason,
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--model", action="append", choices=available_models(),
                          help="repeat for several (default: all models)")
     predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--crop", choices=CROPS, default=CROPS[0],
+                         help="what the models see of a photo that is not square: its centre square, or the whole "
+                              "photo padded to a square")
     predict.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("list", help="the available models and what they are")
     args = parser.parse_args(argv)
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.top_k <= 10:
         parser.error("--top-k must be between 1 and 10")
     names = args.model or available_models()
-    results = classify_files(args.images, names, args.top_k)
+    results = classify_files(args.images, names, args.top_k, args.crop)
     print(json.dumps(results, indent=2) if args.json else format_table(results, names))
     return 1 if any("error" in r or "model_errors" in r for r in results) else 0
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 from models.cifar10 import CLASS_NAMES
 from models.explanation import Explanation, comparison_sentence, explain_views
-from models.images import to_model_input
+from models.images import frame, to_model_input
 from models.predictor import Predictor, top_k_labels
 from models.registry import REGISTRY, load_predictor
 from models.scope.broad import load_broad
@@ -103,12 +103,15 @@ class Classification:
 
 
 def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[str], top_k: int = 3,
-             explain: bool | int = False, explain_seconds: float | None = None) -> Classification:
+             explain: bool | int = False, explain_seconds: float | None = None,
+             crop: str = "centre") -> Classification:
     """Run every named model over the images. A model that fails to load or run is reported per image (the
     others still answer); an unknown model name is a `KeyError` (callers validate names first). With
     `explain` (True, or how many of the first images), each answer also gets its explanation map for its top-1
     class (models/explanation.py): 50 forward passes per image and model, so callers bound how many, and
-    `explain_seconds` bounds their time: images not reached by then say so (`explanation_skipped`)."""
+    `explain_seconds` bounds their time: images not reached by then say so (`explanation_skipped`). `crop` is how
+    each photo becomes the square every model and check reads (models/images.py CROPS: its centre square, or the
+    whole photo padded)."""
     if not 1 <= top_k <= len(CLASS_NAMES):
         raise ValueError(f"top_k must be between 1 and {len(CLASS_NAMES)}, got {top_k}")
     unknown = [name for name in model_names if name not in REGISTRY]
@@ -118,6 +121,9 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
     timing: dict[str, ModelTiming] = {}
     if not images:
         return Classification(answers, timing)
+    if crop != "centre":
+        images = [frame(image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image)), crop)
+                  for image in images]
     model_inputs: dict[int, np.ndarray] = {}
     answered: dict[str, Predictor] = {}
     for name in model_names:

@@ -14,6 +14,8 @@ from xml.sax.saxutils import escape
 
 from PIL import Image as PILImage
 
+from reports.wording import VERDICTS_EXPLAINED
+
 CSV_COLUMNS = ("image", "source", "width", "height", "true_label", "model", "rank", "label", "probability", "correct",
                "looked_at", "models_agree",
                "uncertain", "uncertain_reason", "out_of_scope", "out_of_scope_score", "looks_like", "error")
@@ -171,11 +173,7 @@ def to_pdf(comparison: dict[str, Any]) -> bytes:
                    Paragraph(f"{escape(summary_sentence(comparison))} Models: {names}.", body),
                    Paragraph("Each model knows only the 10 CIFAR-10 classes (airplane, automobile, bird, cat, deer, "
                              "dog, frog, horse, ship, truck) and sees a 32×32 centre crop. Probabilities are "
-                             "calibrated on the validation split. \"Out of scope\" means a third model (ImageNet "
-                             "features and a probe fitted on CIFAR-10 and some out-of-scope families) finds the "
-                             "image unlike any of the 10 classes; \"uncertain\" means that, or the models "
-                             "disagree, or the less confident one is below the fitted threshold, or the image has "
-                             "no colour.", small),
+                             f"calibrated on the validation split. {escape(VERDICTS_EXPLAINED)}", small),
                    Spacer(1, 4 * mm)]
     column = (width - 64 * mm) / max(len(models), 1)
     header = [Paragraph("<b>image</b>", small), Paragraph("<b>the models' view</b>", small)] + [

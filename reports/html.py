@@ -39,8 +39,9 @@ def register(env: Environment) -> None:
                        robustness_verdict=wording.robustness_verdict,
                        robustbench_caveat=wording.robustbench_caveat,
                        short_name=wording.short_name, article=article, plural=plural, trained_on=trained_on)
-    env.globals.update(report_method=wording.method, report_limitations=wording.LIMITATIONS,
-                       ece_explained=wording.ECE_EXPLAINED, class_names=list(CLASS_NAMES))
+    env.globals.update(report_method=wording.method, recommendation=wording.recommendation,
+                       report_limitations=wording.LIMITATIONS, ece_explained=wording.ECE_EXPLAINED,
+                       class_names=list(CLASS_NAMES))
 
 
 def environment() -> Environment:

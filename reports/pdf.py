@@ -74,8 +74,13 @@ def _footer(canvas, doc) -> None:
 
 
 def title_page(report: dict[str, Any]) -> list:
-    story = [Spacer(1, 45 * mm), Paragraph(report["title"], TITLE),
-             Paragraph("Evaluation on the official CIFAR-10 test split", SUBTITLE), Spacer(1, 12 * mm)]
+    story = [Spacer(1, 30 * mm), Paragraph(report["title"], TITLE),
+             Paragraph("Evaluation on the official CIFAR-10 test split", SUBTITLE), Spacer(1, 8 * mm)]
+    advice = wording.recommendation(report)
+    if advice:
+        story += [Paragraph(f"<b>{escape(advice['headline'])}</b>", BODY),
+                  *[Paragraph(f"<b>{escape(aspect.capitalize())}</b>: {escape(sentence)}", SMALL)
+                    for aspect, sentence in advice["points"]], Spacer(1, 6 * mm)]
     rows = [["model", "test accuracy", "95% CI", "top-3", "macro F1", "ECE"]]
     for m in report["models"].values():
         low, high = m["accuracy_ci95"]

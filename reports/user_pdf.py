@@ -51,6 +51,32 @@ def _maps(report: dict[str, Any], index: int) -> list:
                   style=[("LEFTPADDING", (0, 0), (-1, -1), 0)]), Paragraph(f"looked at: {words}", SMALL)]
 
 
+def mistakes(report: dict[str, Any], name: str) -> int:
+    """How many of the evaluated images `name` got wrong."""
+    rows = report.get("per_image")
+    if rows:
+        return sum(not row["predictions"][name]["correct"] for row in rows)
+    return round((1 - report["models"][name]["accuracy"]) * report["images"])
+
+
+def per_image_table(report: dict[str, Any]) -> list:
+    """Every evaluated image, one row each, as on the page (the HTML's every-image table): its file, true class,
+    and what each model said with its confidence; a wrong answer is marked. The header repeats on every page."""
+    names = list(report["models"])
+    header = ["#", "file", "true", *[f"{report['models'][n]['info']['short_name']} says" for n in names],
+              "verdict"]
+    rows = [header]
+    for row in report["per_image"]:
+        said = [f"{'' if row['predictions'][n]['correct'] else '× '}{row['predictions'][n]['label']} "
+                f"{100 * row['predictions'][n]['confidence']:.0f}%" for n in names]
+        verdict = "out of scope" if row.get("out_of_scope") else ("uncertain" if row.get("uncertain") else "")
+        rows.append([row["index"] + 1, escape(row["name"][:60]), row["true"], *said, verdict])
+    other = (TEXT_WIDTH - 10 * mm - 62 * mm - 18 * mm - 22 * mm) / len(names)
+    return [Paragraph("Every image", H2), Paragraph("× marks a wrong answer; the percentage is the model's "
+                                                    "confidence in its answer.", SMALL),
+            table(rows, [10 * mm, 62 * mm, 18 * mm, *[other] * len(names), 22 * mm])]
+
+
 def _gallery(report: dict[str, Any], rows: list[dict[str, Any]], lines) -> Table:
     cells = []
     for g in rows:
@@ -135,9 +161,16 @@ def user_pdf(report: dict[str, Any]) -> bytes:
                   KeepTogether([Paragraph("Confusion matrix (rows: true class; columns: predicted)", CELL), matrix]),
                   Spacer(1, 2 * mm)]
         if m.get("confident_mistakes"):
-            story.append(KeepTogether([Paragraph("Its most confident mistakes", CELL), _gallery(
+            shown, wrong = len(m["confident_mistakes"]), mistakes(report, name)
+            which = f"all {wrong}" if shown >= wrong else f"the {shown} most confident of its {wrong}"
+            # The model's name in this heading too: a page break between the tables above and this gallery left
+            # "Its most confident mistakes" without saying whose.
+            story.append(KeepTogether([Paragraph(escape(f"{m['info']['short_name']}'s mistakes: {which}, most "
+                                                        "confident first"), CELL), _gallery(
                 report, m["confident_mistakes"],
                 lambda g, name=name: [f"said: {g['predicted'][name][0]} {100 * g['predicted'][name][1]:.0f}%"])]))
+    if report.get("per_image"):
+        story += per_image_table(report)
     if report["problems"]:
         story += [Paragraph("Files that could not be used", H2)] + [
             Paragraph(f"<font face='Courier'>{escape(p['name'][:80])}</font>: {escape(p['problem'])}", SMALL)

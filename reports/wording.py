@@ -9,6 +9,14 @@ ECE_EXPLAINED = ("ECE (expected calibration error) is the average gap between ho
                  "how often it is right: 0% is perfect; 2% means a model that says 90% is right about 88% or 92% "
                  "of the time.")
 
+# What the verdicts mean, for the documents that define them (the comparison PDF); models/uncertainty.py decides.
+VERDICTS_EXPLAINED = (
+    "\"Out of scope\" means the image probably shows none of the 10 classes: on a photo, a model that knows 1,000 "
+    "kinds of things (ImageNet's) reads it as sent and sees none of the 10; or, unless that model sees one of the 10, "
+    "a gate on the 32×32 view (ImageNet features and a probe fitted on CIFAR-10 and some out-of-scope families) "
+    "finds it unlike CIFAR-10, or a face detector finds a person. \"Uncertain\" means that, or the models "
+    "disagree, or the less confident one is below the fitted threshold, or the image has no colour.")
+
 
 def short_name(model: dict[str, Any]) -> str:
     info = model["info"]
@@ -115,3 +123,76 @@ def robustbench_caveat(r: dict[str, Any]) -> str:
             "the contrast corruption's formula, factor 0.15 to 1), which the CIFAR-10-C protocol asks not to do "
             f"and AugMix avoids. The mean over the {unsimulated} corruptions training did not simulate is given "
             "beside the 15-corruption mean.")
+
+
+def recommendation(report: dict[str, Any]) -> dict[str, Any] | None:
+    """Which model to use, weighing what the report measured, each point with its evidence: accuracy on the test
+    split, on real photographs and on corrupted images (a point counts only where chance is an unlikely
+    explanation: p < 0.05, or a paired interval that excludes 0), then calibration and speed. The model with more
+    of the three accuracy points wins; speed breaks a tie. {"model", "headline", "points": [(aspect, sentence)]};
+    None with fewer than two models."""
+    models = report["models"]
+    if len(models) < 2 or not report.get("comparisons"):
+        return None
+    c = report["comparisons"][0]
+    a, b = c["a"], c["b"]
+    name = {n: short_name(models[n]) for n in (a, b)}
+    wins: dict[str, list[str]] = {a: [], b: []}
+    points: list[tuple[str, str]] = []
+
+    def lead(aspect: str, first: str, second: str, value: dict[str, float], significant: bool, evidence: str) -> None:
+        better = first if value[first] >= value[second] else second
+        worse = second if better == first else first
+        if significant:
+            wins[better].append(aspect)
+            points.append((aspect, f"{name[better]} is better: {100 * value[better]:.1f}% vs "
+                                   f"{100 * value[worse]:.1f}% ({evidence})."))
+        else:
+            points.append((aspect, f"no clear difference: {name[better]} {100 * value[better]:.1f}%, "
+                                   f"{name[worse]} {100 * value[worse]:.1f}% ({evidence})."))
+
+    lead("the test split", a, b, {a: models[a]["accuracy"], b: models[b]["accuracy"]},
+         c["mcnemar"]["significant_at_0_05"],
+         f"{report['dataset']['images']:,} test images, McNemar p = {c['mcnemar']['p_value']:.2g}")
+    photos = ((report.get("out_of_scope") or {}).get("real_photos") or {}).get("real_photo_accuracy")
+    if photos and a in photos["models"] and b in photos["models"]:
+        lead("real photographs", a, b, {n: photos["models"][n]["accuracy"] for n in (a, b)},
+             photos["mcnemar_p"] < 0.05,
+             f"{photos['images']} photos of the 10 classes from sources no setting was chosen on, McNemar "
+             f"p = {photos['mcnemar_p']:.2g}")
+    robustness = report.get("robustness") or {}
+    if robustness.get("comparison"):
+        low, high = robustness["comparison"]["difference_ci95"]
+        lead("corrupted images", a, b, {n: robustness["models"][n]["mean_corruption_accuracy"] for n in (a, b)},
+             low > 0 or high < 0, f"mean over the 15 CIFAR-10-C corruptions × 5 severities, paired interval of the "
+                                  f"gap {100 * min(abs(low), abs(high)):.1f} to {100 * max(abs(low), abs(high)):.1f} "
+                                  "points")
+    ece = {n: models[n]["ece"] for n in (a, b)}
+    steadier = min(ece, key=ece.get)
+    other = b if steadier == a else a
+    points.append(("calibration", f"{name[steadier]}'s confidence is closer to how often it is right: ECE "
+                                  f"{100 * ece[steadier]:.1f}% vs {100 * ece[other]:.1f}%"
+                                  + (" (both small: a stated 90% is right 88–92% of the time)."
+                                     if max(ece.values()) <= 0.02 else ".")))
+    latency = {n: (models[n].get("latency") or {}).get("batch_1_ms_per_image") for n in (a, b)}
+    faster = None
+    if all(latency.values()):
+        faster = min(latency, key=latency.get)
+        slower = b if faster == a else a
+        machine = models[faster]["latency"].get("machine", report["machine"])
+        points.append(("speed", f"{name[faster]} answers one image in {latency[faster]:.1f} ms, {name[slower]} in "
+                                f"{latency[slower]:.1f} ms ({machine})."))
+    ranked = sorted((a, b), key=lambda n: (-len(wins[n]), n != faster))  # more points, then the faster
+    best, rest = ranked
+    speed = ", and faster" if faster == best else ""
+    headline = (f"Use {name[best]}: more accurate on {_and(wins[best])}{speed}" if wins[best]
+                else f"Use {name[best]}: no clear difference in accuracy{speed}")
+    headline += (f". {name[rest]} is more accurate on {_and(wins[rest])}" if wins[rest]
+                 else f". {name[rest]} is more accurate on none of them")
+    headline += (f"; its confidence is closer to how often it is right (ECE {100 * ece[rest]:.1f}% vs "
+                 f"{100 * ece[best]:.1f}%)." if steadier == rest else ".")
+    return {"model": best, "headline": headline, "points": points}
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]

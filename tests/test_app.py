@@ -409,6 +409,8 @@ def test_export_pdf_renders_every_image(client, tmp_path):
     assert "3 images: the models agree on" in text and "1 could not be read" in text
     assert "photo.jpg" in text and "café.png" in text and "could not classify" in text
     assert "Custom CNN" in text and "MobileNetV2" in text and "the models' view" in text
+    flat = re.sub(r"\s+", " ", pdf_text(tmp_path / "c.pdf"))
+    assert "a face detector finds a person" in flat and "as sent" in flat  # every check the verdict makes (issue 41)
 
 
 def test_export_pdf_never_paints_one_rows_text_over_another(app, client, tmp_path):
@@ -729,3 +731,29 @@ def test_a_few_labelled_images_are_put_beside_the_test_splits_verdict():
     untested = {name: {"short_name": m["short_name"]} for name, m in models.items()}
     assert summary_sentence({"results": results, "models": untested}).endswith(
         "(so few images say little: Evaluate gives intervals).")
+
+
+def test_the_crop_is_a_request_option_in_the_form_the_api_and_its_schema(app, client):
+    """Issue 41: a wide photo's centre square cut its subject and there was no way to keep the whole photo. `crop`
+    ("centre" or "whole") is validated once, reaches the seam, is echoed by the API and described by OpenAPI."""
+    import io
+
+    wide = io.BytesIO()
+    Image.new("RGB", (300, 100), (200, 40, 40)).save(wide, "PNG")
+    files = lambda: {"files": [(io.BytesIO(wide.getvalue()), "wide.png")]}  # noqa: E731
+    centre = client.post("/api/v1/predict", data=files(), content_type="multipart/form-data")
+    whole = client.post("/api/v1/predict", data={**files(), "crop": "whole"}, content_type="multipart/form-data")
+    assert centre.status_code == whole.status_code == 200
+    assert centre.json["crop"] == "centre" and whole.json["crop"] == "whole"
+    schema_validator(app, "PredictResponse").validate(whole.json)
+    as_json = client.post("/api/v1/predict", json={"urls": [], "crop": "sideways"})
+    assert as_json.status_code == 400 and as_json.json["error"]["code"] == "invalid_crop"
+    document = client.get("/api/v1/openapi.json").json
+    assert '"crop": {"enum": ["centre", "whole"]' in json.dumps(document)
+    page = client.post("/", data={**files(), "crop": "whole", "csrf_token": csrf_token(client)},
+                       content_type="multipart/form-data").get_data(as_text=True)
+    assert re.search(r'id="crop-whole"\s+checked', page) and not re.search(r'id="crop-centre"\s+checked', page)
+    assert "the 32×32 view the models saw" in page
+    refused = client.post("/", data={**files(), "crop": "edge", "csrf_token": csrf_token(client)},
+                          content_type="multipart/form-data")
+    assert refused.status_code == 400 and "crop must be one of centre, whole" in refused.get_data(as_text=True)

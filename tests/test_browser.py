@@ -482,6 +482,30 @@ def test_long_file_names_wrap_inside_their_gallery_cards(browser, base_url):
     assert cards > 0 and spill == 0
 
 
+def test_on_a_phone_every_models_answer_and_every_summary_figure_is_on_the_screen(browser, base_url):
+    """Issue 41: at 390 px the /evaluate table hid the models' answers off-screen to the right (a sideways-scrolling
+    box), and the report's summary tables too. On a phone each row is now a block: nothing is right of the screen."""
+    context = browser.new_context(**PHONE)
+    page = context.new_page()
+    page.goto(base_url + "/evaluate")
+    page.set_input_files("#archive", files=[{"name": "mine.zip", "mimeType": "application/zip",
+                                              "buffer": evaluation_zip()}])
+    page.click("#evaluate-submit")
+    page.wait_for_selector("#user-report")
+    width = PHONE["viewport"]["width"]
+    beyond = ("sel => [...document.querySelectorAll(sel)].filter(e => e.offsetParent !== null)"
+              f".filter(e => e.getBoundingClientRect().right > {width} + 1).length")
+    answers = page.locator("#image-table td.said")
+    assert answers.count() > 0 and page.evaluate(beyond, "#image-table td") == 0
+    assert page.evaluate(beyond, "table.cards td") == 0 and page.locator("table.cards td").count() > 0
+    page.screenshot(path=str(SCREENSHOTS / "16-evaluate-table-phone.png"), full_page=True)
+    page.goto(base_url + "/reports")
+    assert page.locator("#recommendation").is_visible()
+    assert page.evaluate(beyond, "table.cards td") == 0 and page.locator("table.cards td").count() > 0
+    page.screenshot(path=str(SCREENSHOTS / "17-report-summary-phone.png"), full_page=False)
+    context.close()
+
+
 def test_evaluate_files_with_a_class_picked_per_file(page, base_url, tmp_path):
     first, second = tmp_path / "IMG_1.png", tmp_path / "cat_2.png"
     first.write_bytes(encode(photo(40, 40, seed=1), "PNG"))

@@ -418,3 +418,38 @@ def test_counts_and_classes_are_said_in_good_english_on_the_page_and_in_the_pdf(
     (tmp_path / "report.pdf").write_bytes(user_pdf(report))
     text = re.sub(r"\s+", " ", pdf_text(tmp_path / "report.pdf"))
     assert "1 of them was called out of scope" in text and "were called" not in text
+
+
+def test_the_evaluate_pdf_lists_every_image_and_says_whose_mistakes_and_how_many(fake_models, tmp_path):
+    """Issue 41: the Evaluate PDF had no per-image table, showed 12 of the CNN's 13 mistakes without saying so, and
+    a page break separated "Its most confident mistakes" from the model's name."""
+    from reports.user_eval import evaluate
+    from reports.user_pdf import user_pdf
+
+    report = evaluate(read_zip(evaluate_zip()), ["custom_cnn", "mobilenetv2"])
+    (tmp_path / "report.pdf").write_bytes(user_pdf(report))
+    text = re.sub(r"\s+", " ", pdf_text(tmp_path / "report.pdf"))
+    assert "Every image" in text and all(row["name"] in text for row in report["per_image"])
+    for name, section in report["models"].items():
+        wrong = sum(not row["predictions"][name]["correct"] for row in report["per_image"])
+        shown = len(section.get("confident_mistakes") or [])
+        if shown:
+            which = f"all {wrong}" if shown >= wrong else f"the {shown} most confident of its {wrong}"
+            assert f"{section['info']['short_name']}'s mistakes: {which}" in text
+    assert overlapping_words(tmp_path / "report.pdf") == []
+
+
+def test_gallery_captions_are_readable_in_the_pdf(tmp_path):
+    """Eight columns of captions at 6.5 pt, scaled down to the PDF's text width, came out at about 4 pt."""
+    import numpy as np
+    from PIL import Image
+
+    from reports import figures
+    from reports.pdf import TEXT_WIDTH
+
+    path = figures.gallery(np.zeros((16, 32, 32, 3), np.uint8), ["cat 99%\nsaid: dog"] * 16, "mistakes",
+                           tmp_path / "g.png")
+    with Image.open(path) as image:
+        width_px, dpi = image.size[0], (image.info.get("dpi") or (100, 100))[0]
+    scale = TEXT_WIDTH / (72 * width_px / dpi)  # the PDF draws the figure at most this wide
+    assert 8.5 * min(1.0, scale) >= 6.0

@@ -208,3 +208,26 @@ def test_a_request_budget_refuses_the_image_that_would_overdraw_it():
     with pytest.raises(ImageIntakeError, match="1-megapixel decoding budget"):
         decode_image(image, budget=budget)
     assert budget.left == 1_000_000 - 640_000
+
+
+def test_the_whole_photo_is_padded_to_a_square_with_its_border_colour():
+    """Issue 41: a wide photo's centre square cut an eagle's wingtips. "whole" keeps every pixel, centred on a
+    square of the mean colour of its border (background, not a black frame); "centre" leaves the image to the
+    resize's centre crop; a square image is the same either way."""
+    from models.images import CROPS, frame
+
+    wide = Image.new("RGB", (200, 100), (40, 80, 120))
+    wide.paste((250, 10, 10), (0, 40, 10, 60))  # a red wingtip at the very left edge
+    wide.info["original_size"] = (4000, 2000)
+    whole = frame(wide, "whole")
+    assert whole.size == (200, 200) and whole.info["original_size"] == (4000, 2000)
+    assert np.array_equal(np.asarray(whole)[50:150], np.asarray(wide))  # every pixel, centred
+    border = np.concatenate([np.asarray(wide)[0], np.asarray(wide)[-1], np.asarray(wide)[:, 0],
+                             np.asarray(wide)[:, -1]]).mean(axis=0).round()
+    assert tuple(np.asarray(whole)[0, 0]) == tuple(border.astype(int))
+    assert (to_model_input([whole], 32)[0, 14:18, 0, 0] > 150).all()  # the wingtip is in the view
+    assert not (to_model_input([wide], 32)[0, :, :, 0] > 200).any()  # the centre square cuts it
+    assert frame(wide, "centre") is wide and frame(Image.new("RGB", (50, 50)), "whole").size == (50, 50)
+    assert CROPS == ("centre", "whole")
+    with pytest.raises(ValueError, match="crop must be one of"):
+        frame(wide, "diagonal")

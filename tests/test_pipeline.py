@@ -204,3 +204,18 @@ def test_the_committed_rule_flags_out_of_scope_images_and_few_test_images():
         assert correct[~flagged].mean() > correct.mean() + 0.03
     oos = classify(list(out_of_scope().values()) + list(out_of_scope_photos().values()), list(predictors)).images
     assert sum(bool(a.uncertain) for a in oos) / len(oos) >= 0.90  # the issue-17 design set, rule and gate
+
+
+def test_the_crop_reaches_every_model_and_the_view_they_saw(fake_models):
+    """`crop` is an option of the seam: with "whole", the 32x32 view every model reads is the padded photo (its
+    top and bottom rows the padding), and the answers come from that view."""
+    wide = Image.new("RGB", (300, 100), (30, 60, 90))
+    wide.paste((230, 220, 20), (0, 0, 40, 100))  # a yellow band at the left edge
+    centre = classify([wide], ["custom_cnn", "mobilenetv2"]).images[0]
+    whole = classify([wide], ["custom_cnn", "mobilenetv2"], crop="whole").images[0]
+    assert not (centre.model_view[..., 2] < 60).any()  # no yellow in the centre square
+    assert (whole.model_view[12:20, :4, 2] < 60).all()  # the yellow band, at the left of the padded view
+    assert np.ptp(whole.model_view[:4].reshape(-1, 3), axis=0).max() <= 2  # padding: one colour
+    assert set(whole.predictions) == {"custom_cnn", "mobilenetv2"}
+    with pytest.raises(ValueError, match="crop must be one of"):
+        classify([wide], ["custom_cnn"], crop="diagonal")

@@ -202,6 +202,35 @@ def test_the_verdict_speaks_plainly_and_says_when_a_gap_is_not_significant():
         "-6.0 to +18.0 points" in text
 
 
+def test_the_report_opens_with_which_model_to_use_and_its_evidence():
+    """Issue 41: the report stated the accuracy gap only, and "trust MobileNetV2 more" appeared deep in the
+    robustness section. It now opens with a recommendation weighing accuracy on the test split, on real photos and
+    on corrupted images (each counted only when chance is an unlikely explanation), calibration and speed."""
+    from reports.wording import recommendation
+
+    report = json.loads((REPO / "reports" / "metrics.json").read_text())
+    advice = recommendation(report)
+    assert [aspect for aspect, _ in advice["points"]] == ["the test split", "real photographs", "corrupted images",
+                                                          "calibration", "speed"]
+    c = report["comparisons"][0]
+    better = c["b"] if c["accuracy_difference"] < 0 else c["a"]
+    assert advice["model"] == better  # on the committed figures every accuracy point goes one way
+    assert advice["headline"].startswith(f"Use {report['models'][better]['info']['short_name']}: more accurate on")
+    assert all("McNemar p = " in sentence for aspect, sentence in advice["points"][:2])
+    # Nothing significant: no accuracy point is won, and the faster model is named, saying so.
+    even = json.loads(json.dumps(report))
+    even["comparisons"][0]["mcnemar"]["significant_at_0_05"] = False
+    even["out_of_scope"]["real_photos"]["real_photo_accuracy"]["mcnemar_p"] = 0.4
+    even["robustness"]["comparison"]["difference_ci95"] = [-0.01, 0.02]
+    advice = recommendation(even)
+    faster = min(report["models"], key=lambda n: report["models"][n]["latency"]["batch_1_ms_per_image"])
+    assert advice["model"] == faster and "no clear difference in accuracy, and faster" in advice["headline"]
+    assert sum("no clear difference" in sentence for _, sentence in advice["points"]) == 3
+    html = (REPO / "reports" / "index.html").read_text()
+    assert 'id="recommendation"' in html and recommendation(report)["headline"].split(":")[0] in html
+    assert recommendation(report)["headline"].split(":")[0] in pdf_text(REPO / "reports" / "report.pdf")
+
+
 def test_robustness_suite_caches_per_weights_and_lands_in_the_report(fake_models, tmp_path, monkeypatch):
     """On 20 images (2 per class) with the fake models: every cell and the upload path, cached; the cache is
     reused, dropped when the weights change; the section renders in HTML and PDF."""

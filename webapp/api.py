@@ -12,7 +12,7 @@ from webapp.admission import costly, current_client, predict_kind
 from webapp.health import model_status
 from webapp.inference import RequestError, classify, clip, gather_inputs
 from webapp.openapi import openapi_document
-from webapp.options import check_explain_count, fetch_policy, parse_explain, parse_models, parse_top_k
+from webapp.options import check_explain_count, fetch_policy, parse_crop, parse_explain, parse_models, parse_top_k
 from webapp.schema import ModelsResponse, PredictResponse, dump
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -59,8 +59,8 @@ def valid_text(value: Any) -> bool:
     return True
 
 
-def request_fields() -> tuple[list[str], Any, Any, Any]:
-    """(urls, top_k, models, explain) from a JSON body or from multipart/form fields."""
+def request_fields() -> tuple[list[str], Any, Any, Any, Any]:
+    """(urls, top_k, models, explain, crop) from a JSON body or from multipart/form fields."""
     if request.is_json:
         body = json_body()
         if not isinstance(body, dict):
@@ -68,9 +68,10 @@ def request_fields() -> tuple[list[str], Any, Any, Any]:
         urls = body.get("urls", [])
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
             raise RequestError("\"urls\" must be a list of strings", "invalid_urls")
-        return urls, body.get("top_k"), body.get("models"), body.get("explain")
+        return urls, body.get("top_k"), body.get("models"), body.get("explain"), body.get("crop")
     models = request.form.getlist("models") or None
-    return request.form.getlist("urls"), request.form.get("top_k"), models, request.values.get("explain")
+    return (request.form.getlist("urls"), request.form.get("top_k"), models, request.values.get("explain"),
+            request.values.get("crop"))
 
 
 @bp.post("/predict")
@@ -79,8 +80,9 @@ def predict():
     if unexpected:
         got = clip(", ".join(sorted(unexpected)), 100)
         raise RequestError(f"upload images in the multipart field 'files' (got {got})", "wrong_field_name")
-    urls, top_k, models, explain = request_fields()
+    urls, top_k, models, explain, crop = request_fields()
     top_k = parse_top_k(top_k, current_app.config["DEFAULT_TOP_K"])
+    crop = parse_crop(crop)
     models = parse_models(models, current_app.config["MODELS"])
     explain = parse_explain(explain)
     files = [f for f in request.files.getlist("files") if f.filename or f.content_length]
@@ -91,10 +93,10 @@ def predict():
                                current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
         results, timing = classify(inputs, models, top_k, max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
                                    max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain,
-                                   explain_seconds=current_app.config["EXPLAIN_SECONDS"],
+                                   explain_seconds=current_app.config["EXPLAIN_SECONDS"], crop=crop,
                                    owner=current_client())
     return jsonify(dump(PredictResponse.model_validate(
-        {"models": models, "top_k": top_k, "results": results, "timing": timing})))
+        {"models": models, "top_k": top_k, "crop": crop, "results": results, "timing": timing})))
 
 
 @bp.post("/evaluate")

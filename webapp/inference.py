@@ -127,8 +127,8 @@ def explain_results(results: list[dict[str, Any]], views: dict[int, np.ndarray],
 
 def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumbnails: bool = False,
              max_request_pixels: int | None = None, max_decode_seconds: float | None = None,
-             explain: bool | int = False, explain_seconds: float | None = None, owner: str | None = None
-             ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+             explain: bool | int = False, explain_seconds: float | None = None, owner: str | None = None,
+             crop: str = "centre") -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """(one JSON-ready result per input, in order, errors in place; per-model timing). Images are decoded one
     at a time and shrunk at once, drawing on one decoded-pixel budget and one decoding-time budget for the whole
     request: what is left when either runs out gets its own error. With the web app's decoding children
@@ -153,7 +153,7 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
         release_memory()
     good = [item for item in inputs if item.image is not None]
     answers = models.classify([item.image for item in good], model_names, top_k, explain=explain,
-                              explain_seconds=explain_seconds)
+                              explain_seconds=explain_seconds, crop=crop)
     answer_of = {id(item): answer for item, answer in zip(good, answers.images, strict=True)}
     results = []
     for index, item in enumerate(inputs):

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from models.images import CROPS
 from webapp.schema import COMPONENTS
 
 
@@ -30,6 +31,10 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
         "top_k": {"type": "integer", "minimum": 1, "maximum": 10, "default": config["DEFAULT_TOP_K"]},
         "models": {"type": "array", "items": {"enum": list(config["MODELS"])},
                    "description": "default: every model"},
+        "crop": {"enum": list(CROPS), "default": CROPS[0],
+                 "description": "how each photo becomes the square the models see: its centre square (as CIFAR-10's "
+                                "images are), or the whole photo padded to a square (a wide photo's subject is not "
+                                "cut, but is smaller)"},
         "explain": {"type": "boolean", "default": False,
                     "description": f"add each model's explanation map (`predictions[model].explanation`) for its "
                                    f"top-1 class: at most {config['EXPLAIN_MAX_IMAGES']} images, as many as "

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from models.cifar10 import CLASS_NAMES
+from models.images import CROPS
 from webapp.fetch import FetchPolicy
 from webapp.inference import RequestError, clip
 
@@ -45,6 +46,16 @@ def check_explain_count(config: dict[str, Any], images: int, wanted: bool) -> No
         raise RequestError(f"explain=true takes at most {limit} image{'s' if limit != 1 else ''} per request "
                            f"({images} were sent): each costs 50 passes of every model; send the rest in another "
                            "request", "too_many_to_explain")
+
+
+def parse_crop(value: Any) -> str:
+    """`crop`: how each photo becomes the square the models see, "centre" (its centre square; absent: this) or
+    "whole" (the whole photo, padded to a square)."""
+    if value is None or value == "":
+        return CROPS[0]
+    if isinstance(value, str) and value.strip().lower() in CROPS:
+        return value.strip().lower()
+    raise RequestError(f"crop must be one of {', '.join(CROPS)}, got {clip(json.dumps(value), 40)}", "invalid_crop")
 
 
 def parse_top_k(value: Any, default: int) -> int:

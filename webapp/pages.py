@@ -27,7 +27,7 @@ from webapp.examples import example_files, example_labels, gallery
 from webapp.exports import api_shape, checked, read_comparison, read_signed, sign_comparison
 from webapp.health import model_status
 from webapp.inference import ImageInput, RequestError, classify, explain_results, gather_inputs
-from webapp.options import fetch_policy, parse_explain, parse_top_k, parse_true_labels
+from webapp.options import fetch_policy, parse_crop, parse_explain, parse_top_k, parse_true_labels
 
 bp = Blueprint("pages", __name__)
 
@@ -86,6 +86,7 @@ def predict():
         truths = example_truths[:len(examples)] + file_truths[:len(files)]
         top_k = parse_top_k(request.form.get("top_k"), current_app.config["DEFAULT_TOP_K"])
         explain = parse_explain(request.form.get("explain"))
+        crop = parse_crop(request.form.get("crop"))
     except RequestError as exc:
         return page(form_error=str(exc), urls="\n".join(urls)), exc.status
     # Maps for at most EXPLAIN_MAX_IMAGES images, and only while an explanation slot is free: otherwise the
@@ -103,7 +104,7 @@ def predict():
             explain_count = take_slot(admitted, count, explain_count, notes)  # a 429 before any work
             inputs = gather_inputs(files, urls, limit, current_app.config["MAX_FILE_BYTES"],
                                    fetch_policy(current_app.config), examples)
-            results, timing = classify_for_page(inputs, list(models), top_k, explain_count)
+            results, timing = classify_for_page(inputs, list(models), top_k, explain_count, crop)
     except RequestError as exc:
         return page(form_error=str(exc), urls="\n".join(urls)), exc.status
     notice = " ".join(notes) or None
@@ -111,7 +112,7 @@ def predict():
         if truth is not None:
             result["true_label"] = truth
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    return results_page(results, timing, started, notice, created, top_k, models)
+    return results_page(results, timing, started, notice, created, top_k, models, crop=crop)
 
 
 def take_slot(stack: ExitStack, count: int, explain_count: int, notes: list[str]) -> int:
@@ -130,16 +131,17 @@ def take_slot(stack: ExitStack, count: int, explain_count: int, notes: list[str]
     return 0
 
 
-def classify_for_page(inputs: list[ImageInput], model_names: list[str], top_k: int, explain: int
-                      ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def classify_for_page(inputs: list[ImageInput], model_names: list[str], top_k: int, explain: int,
+                      crop: str = "centre") -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return classify(inputs, model_names, top_k, thumbnails=True,
                     max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
                     max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain,
-                    explain_seconds=current_app.config["EXPLAIN_SECONDS"], owner=current_client())
+                    explain_seconds=current_app.config["EXPLAIN_SECONDS"], owner=current_client(), crop=crop)
 
 
 def results_page(results: list[dict[str, Any]], timing: dict[str, Any], started: float, notice: str | None,
-                 created: str, top_k: int, models: dict[str, dict[str, Any]], explaining: bool = False) -> str:
+                 created: str, top_k: int, models: dict[str, dict[str, Any]], explaining: bool = False,
+                 crop: str | None = None) -> str:
     from reports.comparison import explanation_uri, summary_sentence
 
     waited_ms = 1000 * (time.perf_counter() - started)  # receiving aside: decoding, fetching, the models
@@ -149,7 +151,7 @@ def results_page(results: list[dict[str, Any]], timing: dict[str, Any], started:
             if p.get("explanation")}
     return page(results=results, timing=timing, waited_ms=waited_ms, notice=notice, comparison=comparison,
                 served=models, summary=summary_sentence({"results": results, "models": models}),
-                explained=bool(maps), maps=maps, explaining=explaining)
+                explained=bool(maps), maps=maps, explaining=explaining, crop=crop)
 
 
 @bp.get("/explain")

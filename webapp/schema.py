@@ -14,8 +14,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from models.cifar10 import CLASS_NAMES
+from models.images import CROPS
 
 ClassName = Literal[tuple(CLASS_NAMES)]  # type: ignore[valid-type]
+Crop = Literal[CROPS]  # type: ignore[valid-type]
 Probability = Annotated[float, Field(ge=0, le=1)]
 MAX_TOP_K = len(CLASS_NAMES)
 
@@ -128,6 +130,8 @@ class Timing(Strict):
 class PredictResponse(Strict):
     models: list[str]
     top_k: int = Field(ge=1, le=MAX_TOP_K)
+    crop: Crop = Field(default=CROPS[0], description="how each photo became the square the models saw: "
+                                 "its centre square, or the whole photo padded to a square")
     results: list[Result]
     timing: dict[str, Timing]
 
