@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from models.image_header import declared_size
+
 # PIL widens the filter when shrinking (antialiased). Lanczos keeps the most accuracy on upscaled
 # CIFAR-10 test images among the antialiased filters: bench/bench_resize_filters.py measures it.
 RESAMPLE = Image.Resampling.LANCZOS
@@ -125,6 +127,14 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS, min_side: int | None
             if tiff_piece_count(data) > MAX_TIFF_PIECES:
                 raise ImageIntakeError("the TIFF lists more strips or tiles than any real image has; it is damaged or "
                                        "made to be slow")
+            # A WebP's size from its header, before libwebp sees the bytes: Pillow's WebP opener decodes while it
+            # opens, and over the decoding child's memory limit that failed as "damaged or truncated" (found by an
+            # independent attack with a 6320x6320 lossless WebP), not as the limit it is over.
+            declared = declared_size(data)
+            if declared is not None and declared[0] == "WEBP" and declared[1] * declared[2] > min(max_pixels,
+                                                                                                  MAX_WEBP_PIXELS):
+                raise ImageIntakeError(f"the image is {declared[1]}x{declared[2]} pixels; the limit is "
+                                       f"{min(max_pixels, MAX_WEBP_PIXELS) / 1e6:.3g} megapixels for WebP images")
             # Only the allowed formats' parsers ever see the bytes: Pillow otherwise tries every plugin in turn, and
             # some parse slowly (10 MB that look like EPS took 4.6 s before being refused).
             image = Image.open(io.BytesIO(data), formats=OPENERS)

@@ -161,3 +161,22 @@ def decode_twice(pool: decoder.IsolatedDecoder, webp: bytes) -> None:
             except ImageIntakeError as exc:
                 outcomes.append("over budget" if "decoding budget" in str(exc) else str(exc))
         assert outcomes == ["decoded"] * 15 + ["over budget"] * 5, (evaluation, outcomes)
+
+
+def test_a_webp_over_its_limit_is_refused_as_such_in_a_child_not_called_damaged():
+    """Found by an independent attack: a 6320x6320 lossless WebP (78 KB here) was answered "damaged or truncated":
+    Pillow's WebP opener decodes while it opens, and that failed over the child's memory limit before the size
+    check. The size now comes from the header first."""
+    import numpy as np
+
+    y, x = np.mgrid[0:6320, 0:6320]
+    pattern = np.stack([x % 256, y % 256, (x ^ y) % 256], -1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pattern).save(buffer, "WEBP", lossless=True, method=0)
+    pool = decoder.IsolatedDecoder(decoder.DecoderLimits(processes=1))  # the web app's memory limit
+    pool.warm_up()
+    try:
+        with pytest.raises(ImageIntakeError, match=r"6320x6320 pixels; the limit is 16\.8 megapixels for WebP"):
+            pool.decode(buffer.getvalue(), min_side=256, bulk=True)
+    finally:
+        pool.close()
