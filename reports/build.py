@@ -30,7 +30,7 @@ import numpy as np
 from models import available_models, cifar10, load_predictor
 from models.commands import announce_committed
 from models.evaluate import test_probabilities
-from models.machine import describe_machine
+from models.machine import describe_machine, trained_on
 from models.scoring import CALIBRATION_BINS, calibration, classification_metrics
 from reports import figures, stats, wording
 
@@ -73,6 +73,7 @@ class ModelRun:
     probs: np.ndarray
     latency: dict[str, Any] | None = None
     training_machine: str | None = None
+    trained_on: str | None = None  # where it trained, in a few words ("NVIDIA H200"), for the summary table
 
 
 def previous_latency(name: str, weights_sha256: str, out: Path) -> dict[str, Any] | None:
@@ -99,7 +100,8 @@ def collect(name: str, test: cifar10.Split, latency: str, out: Path) -> ModelRun
         timing = {"machine": describe_machine(), **measure_latency(name, test.images)}
     return ModelRun(name=name, info=predictor.info, recipe=predictor.config.get("recipe", {}),
                     history=json.loads(history_path.read_text()) if history_path.is_file() else [], probs=probs,
-                    latency=timing, training_machine=predictor.config.get("machine"))
+                    latency=timing, training_machine=predictor.config.get("machine"),
+                    trained_on=trained_on(predictor.config))
 
 
 def model_section(run: ModelRun, test: cifar10.Split, out: Path) -> dict[str, Any]:
@@ -136,6 +138,7 @@ def model_section(run: ModelRun, test: cifar10.Split, out: Path) -> dict[str, An
         "latency": run.latency,
         "training_seconds": info["training"]["seconds"],
         "training_machine": run.training_machine,
+        "trained_on": run.trained_on,
         "history": history,
         "confident_mistakes": mistakes,
         "figures": {k: str(v.relative_to(out)) for k, v in files.items()},

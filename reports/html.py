@@ -30,7 +30,6 @@ def megabytes(n: int | None) -> str:
 
 def register(env: Environment) -> None:
     """The filters and words the report templates use; the web app registers them in its own environment."""
-    from models.machine import trained_on
     from models.uncertainty import article
     from reports import wording
     from reports.user_data import plural
@@ -38,7 +37,7 @@ def register(env: Environment) -> None:
     env.filters.update(percent=percent, duration=duration, megabytes=megabytes, verdict=wording.verdict,
                        robustness_verdict=wording.robustness_verdict,
                        robustbench_caveat=wording.robustbench_caveat,
-                       short_name=wording.short_name, article=article, plural=plural, trained_on=trained_on)
+                       short_name=wording.short_name, article=article, plural=plural)
     env.globals.update(report_method=wording.method, recommendation=wording.recommendation,
                        report_limitations=wording.LIMITATIONS, ece_explained=wording.ECE_EXPLAINED,
                        class_names=list(CLASS_NAMES))

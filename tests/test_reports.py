@@ -227,6 +227,11 @@ def test_the_report_opens_with_which_model_to_use_and_its_evidence():
     assert advice["model"] == faster and "no clear difference in accuracy, and faster" in advice["headline"]
     assert sum("no clear difference" in sentence for _, sentence in advice["points"]) == 3
     html = (REPO / "reports" / "index.html").read_text()
+    from models.machine import trained_on
+
+    for name in report["models"]:  # the training column names where each trained (a GPU vs a 2-core CPU)
+        where = trained_on(json.loads((REPO / "models" / name / "config.json").read_text()))
+        assert report["models"][name]["trained_on"] == where and f"({where})</td>" in html
     assert 'id="recommendation"' in html and recommendation(report)["headline"].split(":")[0] in html
     assert recommendation(report)["headline"].split(":")[0] in pdf_text(REPO / "reports" / "report.pdf")
 
