@@ -7,7 +7,9 @@ interrupt the one being decoded. Here every decode runs in a small pool of child
 (pebble.ProcessPool, spawned: the children import Pillow and NumPy, never a framework), each child with
 
 - an address-space limit (`RLIMIT_AS`) set before each decode: its size then plus `memory_bytes`. A decode that
-  needs more fails with MemoryError inside the child, which the parent reports as that image's error;
+  needs more fails with MemoryError inside the child, which the parent reports as that image's error. A child that
+  still holds much more than its idle size when a decode starts exits and is replaced (`_exit_if_bloated`), so
+  its total stays bounded too;
 - a CPU limit (`RLIMIT_CPU`) set before each decode to the seconds it may still use, and a wall-clock timeout:
   past it the child is killed and replaced, and the image gets its own error.
 
@@ -48,15 +50,18 @@ class DecoderLimits:
 
 
 _memory_bytes: int | None = None  # in a child: what one decode may add to the address space (set by _limit_child)
+_idle_resident: int | None = None  # in a child: its resident memory once started, before any decode
+RECYCLE_EXIT_CODE = 75  # a child that exits with this code was bloated: the parent retries the decode on a fresh one
 
 
 def _limit_child(memory_bytes: int, nice: int) -> None:
     """Runs in each child once, after its imports: lower its CPU priority by `nice`, and remember how much address
     space one decode may add (each decode's limit is set from the child's size just before it)."""
-    global _memory_bytes
+    global _memory_bytes, _idle_resident
     if nice:
         os.nice(nice)
     _memory_bytes = memory_bytes
+    _idle_resident = _resident()
 
 
 def _address_space() -> int:
@@ -64,10 +69,31 @@ def _address_space() -> int:
         return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _resident() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _exit_if_bloated() -> None:
+    """The memory limit starts from the child's size before each decode, so whatever an earlier decode left behind
+    would add to what the next may use. A child holding more than half a decode's allowance over its idle size
+    first hands freed memory back to the system; if still that large, it exits, and the parent retries the decode
+    on a fresh child (`IsolatedDecoder._decode`). A child's total stays within its idle size plus 1.5 allowances."""
+    if _memory_bytes is None or _idle_resident is None or _resident() - _idle_resident <= _memory_bytes // 2:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    if _resident() - _idle_resident > _memory_bytes // 2:
+        os._exit(RECYCLE_EXIT_CODE)
+
+
 def _decode_in_child(data: bytes, min_side: int | None, budget_total: int | None, budget_left: int | None,
                      seconds: float) -> tuple[Image.Image, int | None]:
     """(the decoded image, the pixel budget left). The CPU limit is this decode's seconds from now: past it the
     kernel stops the child (SIGXCPU), whatever library it is in."""
+    _exit_if_bloated()
     used = resource.getrusage(resource.RUSAGE_SELF)
     spent = used.ru_utime + used.ru_stime
     with contextlib.suppress(ValueError, OSError):
@@ -81,10 +107,15 @@ def _decode_in_child(data: bytes, min_side: int | None, budget_total: int | None
     if budget_total is not None:
         budget = PixelBudget(budget_total)
         budget.left = budget_left
-    try:
+    image = None
+    with contextlib.suppress(MemoryError):  # reported below, outside the handling: see why there
         image = decode_image(data, min_side=min_side, budget=budget)
-    except MemoryError:
-        raise ImageIntakeError("decoding this image needs more memory than the server gives one image") from None
+    if image is None:
+        # Not `raise ... from None` inside the except block: the new error would still hold the MemoryError as its
+        # context, whose traceback holds the decoder's frames and the image it had half allocated (150 MB here).
+        # The child kept that until its next task, whose memory limit then started from the bloated size: 20 large
+        # PNGs in one request took a child from 40 to 499 MB (found by an independent attack).
+        raise ImageIntakeError("decoding this image needs more memory than the server gives one image")
     return image, (budget.left if budget is not None else None)
 
 
@@ -148,11 +179,19 @@ class IsolatedDecoder:
                 seconds: float) -> Image.Image:
         if seconds <= 0:
             raise ImageIntakeError("not decoded: the request's decoding time ran out")
-        future = pool.schedule(_decode_in_child, args=(
-            data, min_side, budget.total if budget else None, budget.left if budget else None, seconds),
-            timeout=seconds)
+        from pebble import ProcessExpired
+
+        args = (data, min_side, budget.total if budget else None, budget.left if budget else None, seconds)
+        future = pool.schedule(_decode_in_child, args=args, timeout=seconds)
         try:
-            image, left = future.result()
+            try:
+                image, left = future.result()
+            except ProcessExpired as exc:
+                if exc.exitcode != RECYCLE_EXIT_CODE:
+                    raise
+                del future  # a bloated child left before decoding (_exit_if_bloated): once more, on a fresh one
+                future = pool.schedule(_decode_in_child, args=args, timeout=seconds)
+                image, left = future.result()
         except FutureTimeout:
             raise ImageIntakeError(f"decoding this image took longer than the {seconds:.3g} s it had; it was "
                                    "stopped (re-save it as an ordinary JPEG or PNG)") from None

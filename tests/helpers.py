@@ -177,3 +177,13 @@ def fake_predictors(folder: Path) -> Iterator[dict[str, FakePredictor]]:
         registry.forget_loaded_models()
         registry._loaded.update(saved_loaded)
         registry._failed.update(saved_failed)
+
+
+_held: list[bytearray] = []
+
+
+def hold_memory(megabytes: int) -> int:
+    """Run in a decoding child (tests/test_decoder.py): keep `megabytes` of touched memory, as a leak would; returns
+    the child's pid."""
+    _held.append(bytearray(b"\1" * (megabytes << 20)))
+    return os.getpid()

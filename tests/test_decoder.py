@@ -4,6 +4,7 @@ including the time spent inside a single image's decode, and the app's answers w
 from __future__ import annotations
 
 import io
+import os
 import time
 import zlib
 
@@ -161,6 +162,52 @@ def decode_twice(pool: decoder.IsolatedDecoder, webp: bytes) -> None:
             except ImageIntakeError as exc:
                 outcomes.append("over budget" if "decoding budget" in str(exc) else str(exc))
         assert outcomes == ["decoded"] * 15 + ["over budget"] * 5, (evaluation, outcomes)
+
+
+def rgba_pattern_png(side: int) -> bytes:
+    """A patterned RGBA PNG of side x side pixels: a few hundred kB, 4 bytes a pixel once decoded."""
+    import numpy as np
+
+    y, x = np.mgrid[0:side, 0:side]
+    pattern = np.stack([x % 256, y % 256, (x ^ y) % 256, np.full_like(x, 255)], -1).astype(np.uint8)
+    return encode(Image.fromarray(pattern, "RGBA"), "PNG", compress_level=1)
+
+
+def test_a_decode_refused_for_memory_leaves_nothing_behind_in_its_child():
+    """Found by an independent attack: 20 copies of a 40 MP RGBA PNG in one request took a child from 40 to 499 MB.
+    Each refused decode's error held the half-allocated image (through the MemoryError's traceback), and the next
+    decode's limit started from that bloated size."""
+    from models.decoder import _resident
+
+    pool = decoder.IsolatedDecoder(decoder.DecoderLimits(processes=1))  # the web app's memory limit
+    pool.warm_up()
+    png = rgba_pattern_png(6320)
+    try:
+        idle = pool._bulk.schedule(_resident).result()
+        for _ in range(4):
+            with pytest.raises(ImageIntakeError, match="needs more memory"):
+                pool.decode(png, min_side=256, bulk=True)
+        assert pool._bulk.schedule(_resident).result() - idle < 30 * 2**20
+    finally:
+        pool.close()
+
+
+def test_a_bloated_child_is_replaced_and_the_decode_still_succeeds():
+    """Whatever else leaves memory in a child (a library's leak), its total stays bounded: a child holding more than
+    half a decode's allowance over its idle size exits before decoding, and the image is decoded on a fresh one."""
+    from tests.helpers import hold_memory
+
+    pool = decoder.IsolatedDecoder(decoder.DecoderLimits(processes=1, memory_bytes=128 * 2**20))
+    pool.warm_up()
+    try:
+        bloated = pool._bulk.schedule(hold_memory, args=(100,)).result()
+        assert pool.decode(GOOD, min_side=256, bulk=True).info["original_size"] == (640, 480)
+        assert pool._bulk.schedule(os.getpid).result() != bloated
+        small = pool._bulk.schedule(hold_memory, args=(20,)).result()  # within the allowance: kept
+        pool.decode(GOOD, min_side=256, bulk=True)
+        assert pool._bulk.schedule(os.getpid).result() == small
+    finally:
+        pool.close()
 
 
 def test_a_webp_over_its_limit_is_refused_as_such_in_a_child_not_called_damaged():
