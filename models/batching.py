@@ -42,12 +42,13 @@ class CoalescingRunner:
     """Run `forward(batch) -> rows` for many threads, merging the batches that wait at the same time."""
 
     def __init__(self, forward: Callable[[np.ndarray], np.ndarray], max_images: int = 64, name: str = "model",
-                 max_overtaken_seconds: float = 2.0, slice_images: int = 16):
+                 max_overtaken_seconds: float = 2.0, slice_images: int = 8):
         self._forward = forward
         self.max_images = max_images
         # A larger batch (an evaluation's chunk, a 32-image comparison) queues as slices of this many, one after
         # the other, so a one-image request waits for one slice's pass, not the whole batch's: a pass over 64
-        # images took 1 s on the 2-core machine and a user's photo waited for it (bench/bench_soak.py).
+        # images took 1 s on the 2-core machine and a user's photo waited for it (bench/bench_soak.py); under the
+        # mixed flood a 16-image slice of the Custom CNN (96 test-time views) still cost the person most of a second.
         self.slice_images = slice_images
         # Small jobs (a person's one or few images) share passes only with other small ones: merged with a
         # 16-image slice, one image's pass cost the slice's (16 x 6 test-time views of the CNN, ~0.2 s on a
@@ -58,6 +59,7 @@ class CoalescingRunner:
         self._cond = threading.Condition()
         self._pending: list[_Job] = []
         self._busy = False
+        self._last_pass_large = False
         self._arrivals = 0
         self.passes = 0  # forward passes run (for tests and benchmarks)
 
@@ -87,18 +89,27 @@ class CoalescingRunner:
 
     def _take(self) -> list[_Job]:
         """Smallest jobs first (a one-image request is not stuck behind a 32-image one), then arrival order,
-        except that a job waiting longer than `max_overtaken_seconds` goes first (no starvation); always at
-        least one job, so an oversized batch still runs (in one pass); a pass led by a small job takes only small
-        ones."""
+        except that a job waiting longer than `max_overtaken_seconds` goes first (no starvation), but never in two
+        passes running while a small job waits: under a flood of large jobs every one of them was overdue, and a
+        person's photo waited behind all of them (3 s for the Custom CNN alone, bench_soak.py --only mixed-flood).
+        Always at least one job, so an oversized batch still runs (in one pass); a pass led by a small job takes
+        only small ones, and one led by a large job at most `slice_images` images: merged, four requests' slices made
+        a 64-image pass that a person's photo then waited 2-3 s for under that flood."""
         overdue_before = time.monotonic() - self.max_overtaken_seconds
+        if self._last_pass_large and any(len(j.batch) <= self.small_images for j in self._pending):
+            overdue_before = float("-inf")  # the small jobs' turn: a large job has just had its pass
         self._pending.sort(key=lambda j: (0, 0, j.order) if j.arrived <= overdue_before else (1, len(j.batch), j.order))
         taken, images = [], 0
         while self._pending and (not taken or images + len(self._pending[0].batch) <= self.max_images):
             if taken and len(taken[0].batch) <= self.small_images < len(self._pending[0].batch):
                 break  # a small job's pass carries no slice of a large one: the person waits for their own images
+            if taken and len(taken[0].batch) > self.small_images and images + len(self._pending[0].batch) > max(
+                    self.slice_images, len(taken[0].batch)):
+                break  # a large job's pass stays one slice long: what a person's photo may have to wait for
             job = self._pending.pop(0)
             taken.append(job)
             images += len(job.batch)
+        self._last_pass_large = len(taken[0].batch) > self.small_images
         return taken
 
     def _run_one_pass(self) -> None:

@@ -45,7 +45,8 @@ class DecoderLimits:
     seconds: float = 8.0  # wall-clock (and CPU) seconds one image's decode may take, at most
     tasks_per_child: int = 500  # a child is replaced after this many decodes (fragmented heaps are let go)
     heavy_pixels: int = 4_000_000  # a one-image decode of more pixels than this (or of unknown size) is heavy ...
-    heavy_slots: int = 1  # ... and this many run at once in all; the others are refused at once, not queued
+    heavy_slots: int = 1  # ... and this many run at once in all, in children of their own at `bulk_nice`; the
+    # others are refused at once, not queued
     light_seconds: float = 2.0  # a light image (by its header) decodes in well under this; past it, it was crafted
 
 
@@ -130,10 +131,13 @@ class IsolatedDecoder:
         self._owners_changed = threading.Condition()
         self._starting: list = []  # the children's first tasks (start), waited on once (warm_up)
         self._heavy = threading.BoundedSemaphore(limits.heavy_slots)
-        self._quick, self._bulk = (
+        # Heavy one-image decodes have children of their own at the bulk lane's lower priority: a flood of 40 MP
+        # PNGs from many addresses took a core at full priority from the models' passes and the person's photo.
+        self._quick, self._heavy_lane, self._bulk = (
             ProcessPool(max_workers=count, max_tasks=limits.tasks_per_child, initializer=_limit_child,
                         initargs=(limits.memory_bytes, nice), context=multiprocessing.get_context("spawn"))
-            for count, nice in ((limits.processes, 0), (limits.bulk_processes, limits.bulk_nice)))
+            for count, nice in ((limits.processes, 0), (limits.heavy_slots, limits.bulk_nice),
+                                (limits.bulk_processes, limits.bulk_nice)))
 
     def decode(self, data: bytes, min_side: int | None = None, budget: PixelBudget | None = None,
                seconds: float | None = None, bulk: bool = False, owner: str | None = None) -> Image.Image:
@@ -152,14 +156,15 @@ class IsolatedDecoder:
                 raise DecoderBusy("the server is already decoding as many large images as it can; send it again "
                                   "in a few seconds, or a smaller or JPEG version")
             try:
-                return self._decode_owned(data, min_side, budget, seconds, owner, started)
+                return self._decode_owned(self._heavy_lane, data, min_side, budget, seconds, owner, started)
             finally:
                 self._heavy.release()
         # A light header over a slow body (thousands of colour profiles before a small image's pixels) gets the
         # seconds a light image needs, not the request's: a crafted file cannot hold a quick child for long.
-        return self._decode_owned(data, min_side, budget, min(seconds, self.limits.light_seconds), owner, started)
+        return self._decode_owned(self._quick, data, min_side, budget, min(seconds, self.limits.light_seconds),
+                                  owner, started)
 
-    def _decode_owned(self, data: bytes, min_side: int | None, budget: PixelBudget | None, seconds: float,
+    def _decode_owned(self, pool, data: bytes, min_side: int | None, budget: PixelBudget | None, seconds: float,
                       owner: str, started: float) -> Image.Image:
         with self._owners_changed:
             if not self._owners_changed.wait_for(lambda: not self._owners[owner], seconds):
@@ -167,7 +172,7 @@ class IsolatedDecoder:
                                        "were being decoded")
             self._owners[owner] += 1
         try:
-            return self._decode(self._quick, data, min_side, budget, seconds - (time.monotonic() - started))
+            return self._decode(pool, data, min_side, budget, seconds - (time.monotonic() - started))
         finally:
             with self._owners_changed:
                 self._owners[owner] -= 1
@@ -212,9 +217,9 @@ class IsolatedDecoder:
         """Start every child now (each imports Pillow and NumPy: about a second), not on the first upload. Returns
         at once: the caller loads its models meanwhile and then waits in `warm_up`."""
         if not self._starting:
-            self._starting = [pool.schedule(os.getpid) for pool, count in ((self._quick, self.limits.processes),
-                                                                            (self._bulk, self.limits.bulk_processes))
-                              for _ in range(count)]
+            self._starting = [pool.schedule(os.getpid) for pool, count in (
+                (self._quick, self.limits.processes), (self._heavy_lane, self.limits.heavy_slots),
+                (self._bulk, self.limits.bulk_processes)) for _ in range(count)]
         return self._starting
 
     def warm_up(self) -> None:
@@ -232,10 +237,14 @@ class IsolatedDecoder:
                 "set APP_DECODE_PROCESSES=0 to decode in the worker itself, without the limits") from exc
 
     def close(self) -> None:
-        for pool in (self._quick, self._bulk):
+        for pool in (self._quick, self._heavy_lane, self._bulk):
             pool.stop()
             pool.join()
 
+
+# Of a request's seconds (an evaluation, a comparison of several images), what decoding may use: the models and the
+# explanation maps need the rest.
+DECODING_SHARE = 2 / 3
 
 _configured: DecoderLimits | None = None
 _decoder: IsolatedDecoder | None = None

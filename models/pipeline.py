@@ -68,6 +68,7 @@ class ImageAnswer:
     model_view: np.ndarray | None = field(default=None, repr=False)  # the uint8 (S, S, 3) input the models saw
     looks: str | None = None  # when explained: a sentence if the models looked at different regions
     explanation_skipped: str | None = None  # asked for, but the request's explanation time ran out first: why
+    not_reached: bool = False  # not classified: the call's deadline passed before its chunk (classify's `deadline`)
 
     @property
     def agree(self) -> bool | None:
@@ -102,16 +103,24 @@ class Classification:
     timing: dict[str, ModelTiming]
 
 
+DEADLINE_CHUNK = 16  # images classified between two looks at a deadline (one batching slice: models/batching.py)
+
+
 def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[str], top_k: int = 3,
              explain: bool | int = False, explain_seconds: float | None = None,
-             crop: str = "centre") -> Classification:
+             crop: str = "centre", deadline: float | None = None) -> Classification:
     """Run every named model over the images. A model that fails to load or run is reported per image (the
     others still answer); an unknown model name is a `KeyError` (callers validate names first). With
     `explain` (True, or how many of the first images), each answer also gets its explanation map for its top-1
     class (models/explanation.py): 50 forward passes per image and model, so callers bound how many, and
     `explain_seconds` bounds their time: images not reached by then say so (`explanation_skipped`). `crop` is how
     each photo becomes the square every model and check reads (models/images.py CROPS: its centre square, or the
-    whole photo padded)."""
+    whole photo padded).
+
+    `deadline` (a time.monotonic() value) bounds the whole call: the images are classified DEADLINE_CHUNK at a
+    time and the chunks not started by then are answered `not_reached` (the first chunk always runs); the maps
+    get what is left, none once it has passed. Under a mixed flood a 32-image comparison took 23 s and a
+    16-image explanation 25 s, each step within its own budget."""
     if not 1 <= top_k <= len(CLASS_NAMES):
         raise ValueError(f"top_k must be between 1 and {len(CLASS_NAMES)}, got {top_k}")
     unknown = [name for name in model_names if name not in REGISTRY]
@@ -124,6 +133,32 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
     if crop != "centre":
         images = [frame(image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image)), crop)
                   for image in images]
+    chunk = len(images) if deadline is None else DEADLINE_CHUNK
+    answered: dict[str, Predictor] = {}
+    for start in range(0, len(images), chunk):
+        if start and time.monotonic() > deadline:
+            for answer in answers[start:]:
+                answer.not_reached = True
+            answers_reached = start
+            break
+        answered = classify_chunk(images[start:start + chunk], answers[start:start + chunk], model_names, top_k,
+                                  timing)
+    else:
+        answers_reached = len(answers)
+    if explain:
+        if deadline is not None:
+            left = max(0.0, deadline - time.monotonic())
+            explain_seconds = left if explain_seconds is None else min(explain_seconds, left)
+        count = answers_reached if explain is True else min(int(explain), answers_reached)
+        add_explanations(answers[:count], answered, timing, explain_seconds,
+                         first_always=deadline is None or time.monotonic() < deadline)
+    return Classification(answers, timing)
+
+
+def classify_chunk(images: Sequence[Image.Image | np.ndarray], answers: list[ImageAnswer],
+                   model_names: Sequence[str], top_k: int, timing: dict[str, ModelTiming]) -> dict[str, Predictor]:
+    """Fill `answers` (one per image) with every named model's answer and the verdicts; add each model's time to
+    `timing`. Returns the models that answered."""
     model_inputs: dict[int, np.ndarray] = {}
     answered: dict[str, Predictor] = {}
     for name in model_names:
@@ -142,19 +177,18 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
             for answer in answers:
                 answer.model_errors[name] = f"{name} is unavailable: {exc}"
             continue
-        timing[name] = ModelTiming(images=len(images), batch_ms=elapsed_ms)
+        so_far = timing.get(name)
+        timing[name] = ModelTiming(images=len(images) + (so_far.images if so_far else 0),
+                                   batch_ms=elapsed_ms + (so_far.batch_ms if so_far else 0.0))
         answered[name] = predictor
         best = top_k_labels(probs, predictor.class_names, top_k)
         for answer, row, ranked in zip(answers, probs, best, strict=True):
             answer.predictions[name] = ModelAnswer(
                 top_k=ranked,
                 probabilities={label: float(p) for label, p in zip(predictor.class_names, row, strict=True)},
-                latency_ms=timing[name].ms_per_image)
+                latency_ms=elapsed_ms / len(images))
     add_verdicts(answers, answered, images)
-    if explain:
-        add_explanations(answers[:len(answers) if explain is True else int(explain)], answered, timing,
-                         explain_seconds)
-    return Classification(answers, timing)
+    return answered
 
 
 def explain(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[str], target: str | None = None
@@ -177,16 +211,19 @@ def explain(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[st
 
 
 def add_explanations(answers: list[ImageAnswer], predictors: dict[str, Predictor],
-                     timing: dict[str, ModelTiming], seconds: float | None = None) -> None:
+                     timing: dict[str, ModelTiming], seconds: float | None = None, first_always: bool = True) -> None:
     """Each model's map for its own top-1 class, over the view it saw, with the same windows for every model.
     Image by image (both models' maps or neither), until `seconds` have passed: sixteen maps took 26 s on a
     busy 2-core server, a request that held a thread that long; the images after that are marked, not explained.
-    The first image is always explained: a request for one map gets it."""
+    The first image is explained whatever `seconds` (a request for one map gets it) unless not `first_always`
+    (the caller's deadline has already passed)."""
     started = time.perf_counter()
     for position, answer in enumerate(answers):
-        if position and seconds is not None and time.perf_counter() - started > seconds:
-            answer.explanation_skipped = (f"not explained: the request's {seconds:g} seconds for explanation maps "
-                                          "ran out; ask for this image's map in a request of its own")
+        if (position or not first_always) and seconds is not None and time.perf_counter() - started >= seconds:
+            answer.explanation_skipped = (
+                f"not explained: the request's {seconds:g} seconds for explanation maps ran out; ask for this "
+                "image's map in a request of its own" if first_always else "not explained: the request's time ran "
+                "out before the maps; ask for this image's map in a request of its own")
             continue
         for name, predictor in predictors.items():
             if name not in answer.predictions:

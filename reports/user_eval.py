@@ -32,7 +32,6 @@ MIN_FOR_CALIBRATION = 200  # fewer images: 15 bins would hold a handful each, an
 MAX_TABLE_VIEWS = 1_000  # thumbnails in the every-image table: beyond this (the command line) the rows have none
 GALLERY = 12
 CHUNK = 64  # images per call to the models: bounded memory, a progress tick per chunk
-DECODING_SHARE = 2 / 3  # of an evaluation's seconds, what decoding may use: the models need the rest
 
 
 def view_uri(view: np.ndarray) -> str:
@@ -50,7 +49,7 @@ def decode_views(dataset: LabelledSet, progress: Callable[[int, int], None] | No
     what does not fit becomes that file's problem, so one request cannot hold the worker for long."""
     limits = dataset.limits
     budget = PixelBudget(limits.max_pixels) if limits.max_pixels else None
-    deadline = time.monotonic() + seconds if seconds else None
+    deadline = time.monotonic() + seconds if seconds is not None else None
     views, labels, names = [], [], []
     usable = [item for item in dataset.items if item.usable]
     for done, item in enumerate(usable, 1):
@@ -82,21 +81,24 @@ def decode_views(dataset: LabelledSet, progress: Callable[[int, int], None] | No
 
 def evaluate(dataset: LabelledSet, model_names: Sequence[str], source: str = "your images",
              progress: Callable[[str, int, int], None] | None = None, explain: int = 0,
-             explain_seconds: float | None = None) -> dict[str, Any]:
+             explain_seconds: float | None = None, started: float | None = None) -> dict[str, Any]:
     """The report dictionary (JSON-ready; the gallery views are data: URIs under "views"). With `explain`, both
     models' explanation maps for up to that many of the gallery's images (the disagreements first, then each
     model's most confident mistakes), under "explanations"; their pictures under "map_views".
 
     The set's `max_seconds` bounds the whole evaluation, not only its decoding: 500 photos took 17 s on a 2-core
     server without bf16 (the Custom CNN's six test-time views cost 12 ms an image there), and the maps 0.5 s an
-    image more. Decoding may use DECODING_SHARE of it; classification stops at the end (after at least one chunk),
-    and the images not reached become problems, in name order; the maps get what is left, at most
-    `explain_seconds`."""
-    started = time.perf_counter()
+    image more. Decoding may use decoder.DECODING_SHARE of it; classification stops at the end (after at least one
+    chunk), and the images not reached become problems, in name order; the maps get what is left, at most
+    `explain_seconds`. The seconds count from `started` (time.monotonic(): the web app passes its request's start,
+    so reading the upload counts too), else from now."""
+    clock = time.perf_counter()
     total = dataset.limits.max_seconds
-    deadline = time.monotonic() + total if total else None
+    started = time.monotonic() if started is None else started
+    deadline = started + total if total else None
     views, labels, names = decode_views(dataset, (lambda d, n: progress("decoding", d, n)) if progress else None,
-                                        total * DECODING_SHARE if total else None)
+                                        max(0.0, started + total * decoder.DECODING_SHARE - time.monotonic())
+                                        if total else None)
     if not len(labels):
         from reports.user_data import DatasetError
 
@@ -156,7 +158,7 @@ def evaluate(dataset: LabelledSet, model_names: Sequence[str], source: str = "yo
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         seconds = min((s for s in (left, explain_seconds) if s is not None), default=None)
         add_explanations(report, views, list(model_names), explain, seconds)
-    report["seconds"] = time.perf_counter() - started
+    report["seconds"] = time.perf_counter() - clock
     return report
 
 

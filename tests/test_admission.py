@@ -143,3 +143,31 @@ def test_sixteen_evaluations_at_once_run_at_most_the_slots_and_leave_threads_for
     assert statuses.count(200) >= 1 and statuses.count(429) >= 10 and set(statuses) <= {200, 429}
     assert all(retry == "15" for status, retry in answers if status == 429)
     assert all(status == 200 and seconds < 2 for status, seconds in predicted), predicted
+
+
+def test_a_body_that_can_only_hold_several_images_is_refused_before_it_is_parsed(fake_models, monkeypatch):
+    """A flood of 32-image comparisons refused for want of a slot still cost 30 ms of parsing each, in Python, holding
+    the lock the model passes need. A body over one file's limit (so several images) is answered 429 before its
+    multipart body is read when every kind it could be is busy; a one-image body is parsed as before."""
+    from werkzeug.formparser import FormDataParser
+
+    from webapp import create_app
+
+    parsed = []
+    parse = FormDataParser.parse
+    monkeypatch.setattr(FormDataParser, "parse", lambda self, *a, **k: parsed.append(1) or parse(self, *a, **k))
+    app = create_app({"TESTING": True, "SECRET_KEY": "early", "MAX_FILE_BYTES": 4096, "DECODE_PROCESSES": 0})
+    admission = app.extensions["admission"]
+    client = app.test_client()
+    several = {"files": [(io.BytesIO(JPEG), f"{i}.jpg") for i in range(60)]}
+    with admission.slot("batch", "198.51.100.1"), admission.slot("explain", "198.51.100.2"):
+        response = client.post("/api/v1/predict", data=several, content_type="multipart/form-data")
+        assert response.status_code == 429 and response.json["error"]["code"] == "busy" and not parsed
+        response = client.post("/api/v1/predict", data={"files": [(io.BytesIO(JPEG), "one.jpg")]},
+                               content_type="multipart/form-data")
+        assert response.status_code == 200 and parsed  # one image: no costly slot needed
+    parsed.clear()
+    with admission.slot("batch", "198.51.100.1"):  # the explain slot is free: it could be a request for maps
+        response = client.post("/api/v1/predict", data={"files": [(io.BytesIO(JPEG), f"{i}.jpg") for i in range(8)]},
+                               content_type="multipart/form-data")
+        assert response.status_code == 429 and parsed  # parsed, then refused for its real kind (a batch)

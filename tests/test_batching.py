@@ -62,7 +62,7 @@ def test_single_caller_gets_its_own_rows():
 
 def test_waiting_callers_share_one_pass_and_each_gets_its_rows():
     forward = RecordingForward(hold_first=True)
-    runner = CoalescingRunner(forward, max_images=64)
+    runner = CoalescingRunner(forward, max_images=64, slice_images=16)  # jobs of up to 8 images are small
     results: dict = {}
     first = in_thread(runner, np.full((1, 2), 0), results, "first")
     assert forward.started.wait(10)
@@ -96,6 +96,27 @@ def test_small_jobs_go_first_until_a_job_has_been_overtaken_for_too_long(overtak
         t.join(10)
     assert [len(b) for b in forward.batches] == passes
     np.testing.assert_array_equal(results["big"], np.full((8, 1), 16))
+
+
+def test_after_a_large_pass_a_waiting_small_job_goes_next_even_when_every_large_one_is_overdue():
+    """Under a flood of large jobs every one of them was overdue, and a person's one image waited behind all of
+    them (3 s for the Custom CNN, bench_soak.py --only mixed-flood). A large pass is now followed by the small
+    jobs' pass whenever one waits; the overdue large jobs go after it, one slice's worth per pass (merged, they
+    made a 64-image pass for the person's photo to wait for)."""
+    forward = RecordingForward(hold_first=True)
+    runner = CoalescingRunner(forward, max_images=64, slice_images=16, max_overtaken_seconds=0.0)
+    results: dict = {}
+    first = in_thread(runner, np.zeros((12, 1)), results, "first")
+    assert forward.started.wait(10)
+    bigs = [in_thread(runner, np.full((12, 1), k), results, k) for k in (1, 2)]
+    wait_pending(runner, 2)
+    small = in_thread(runner, np.full((1, 1), 5), results, "small")
+    wait_pending(runner, 3)
+    forward.release.set()
+    for t in (first, *bigs, small):
+        t.join(10)
+    assert [len(b) for b in forward.batches] == [12, 1, 12, 12]
+    np.testing.assert_array_equal(results["small"], np.full((1, 1), 10))
 
 
 def test_an_error_reaches_every_job_in_the_pass_and_the_runner_recovers():

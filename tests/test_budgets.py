@@ -102,6 +102,53 @@ def test_an_evaluation_stops_classifying_when_its_time_runs_out(fake_models, mon
     assert len(report["per_image"]) == 2 * CHUNK
 
 
+def test_a_comparison_of_several_images_stops_when_its_seconds_run_out(fake_models, monkeypatch):
+    """Under a mixed flood a 32-image comparison answered after 23 s and a 16-image one with maps after 25 s, each
+    step within its own budget. COMPARE_MAX_SECONDS now bounds the whole request: the models go 16 images at a time
+    until it has passed (the first 16 always), the images not reached are answered with an error, and no map is
+    made once it has passed."""
+    from models import pipeline
+    from webapp import create_app
+
+    chunk = pipeline.classify_chunk
+
+    def slow(*args, **kwargs):
+        time.sleep(1.0)
+        return chunk(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "classify_chunk", slow)
+    app = create_app({"TESTING": True, "SECRET_KEY": "compare-budget", "COMPARE_MAX_SECONDS": 0.8,
+                      "DECODE_PROCESSES": 0})
+    files = [(io.BytesIO(encode(photo(40, 40, seed=i), "PNG")), f"{i}.png") for i in range(20)]
+    started = time.monotonic()
+    response = app.test_client().post("/api/v1/predict", data={"files": files}, content_type="multipart/form-data")
+    assert time.monotonic() - started < 0.8 + 1.0 + 1.5  # one chunk past the deadline at most
+    schema_validator(app, "PredictResponse").validate(response.json)
+    results = response.json["results"]
+    assert response.status_code == 200 and all("predictions" in r for r in results[:16])
+    assert [r["error"]["code"] for r in results[16:]] == ["time_budget"] * 4
+
+    app.config["COMPARE_MAX_SECONDS"] = 0.5  # the first chunk (1 s) ends past it: no map at all
+    files = [(io.BytesIO(encode(photo(40, 40, seed=i), "PNG")), f"{i}.png") for i in range(3)]
+    response = app.test_client().post("/api/v1/predict", data={"files": files, "explain": "true"},
+                                      content_type="multipart/form-data")
+    schema_validator(app, "PredictResponse").validate(response.json)
+    results = response.json["results"]
+    assert response.status_code == 200 and all("predictions" in r for r in results)
+    assert all("explanation" not in p for r in results for p in r["predictions"].values())
+    assert all("time ran out before the maps" in r["explanation_skipped"] for r in results)
+
+
+def test_an_evaluations_seconds_count_from_the_requests_start(fake_models):
+    """The web app passes its request's start: time spent reading the upload (or waiting) counts, and a deadline
+    already passed leaves no decoding time at all (0 seconds once meant no limit)."""
+    from reports.user_eval import evaluate
+
+    archive = stored_zip({f"cat/{i}.jpg": JPEG for i in range(3)})
+    with pytest.raises(DatasetError, match="ran out while decoding"):
+        evaluate(read_zip(archive, Limits(max_seconds=3.0)), ["custom_cnn"], started=time.monotonic() - 10)
+
+
 def test_the_default_budgets_are_those_documented():
     from webapp import DEFAULTS
 

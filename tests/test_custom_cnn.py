@@ -49,6 +49,24 @@ def test_tta_is_the_weighted_mean_of_the_views_run_one_by_one():
         torch.testing.assert_close(tta_logits(model, x, 2), 0.5 * mirrored + 0.5 * shifted)
 
 
+def test_the_served_network_is_one_graph_with_the_eager_networks_numbers():
+    """Served as one traced, frozen TorchScript graph (models/custom_cnn/predictor.py graph_of): one call that takes
+    Python's lock once instead of once per layer, which is what kept a person's photo waiting under a flood. The
+    answers must be the eager network's, at any batch size."""
+    from models.custom_cnn.predictor import CustomCnnPredictor, graph_of
+
+    predictor = CustomCnnPredictor()
+    graph = graph_of(predictor.model)
+    assert isinstance(graph, torch.jit.ScriptModule)
+    if not predictor.bf16:
+        assert predictor.network is not predictor.model and isinstance(predictor.network, torch.jit.ScriptModule)
+    images = (np.random.default_rng(1).random((13, 32, 32, 3)) * 255).astype(np.uint8)
+    with torch.no_grad():
+        eager = tta_logits(predictor.model, preprocess(images), 2)
+        traced = tta_logits(graph, preprocess(images), 2)
+    torch.testing.assert_close(traced, eager, atol=1e-4, rtol=1e-4)
+
+
 def test_preprocess_rejects_wrong_input():
     with pytest.raises(ValueError):
         preprocess(np.zeros((2, 32, 32, 3), dtype=np.float32))

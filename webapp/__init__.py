@@ -55,9 +55,12 @@ CONFIG: dict[str, tuple[Any, str]] = {
     "DEFAULT_TOP_K": (3, "classes listed per model when a request does not say"),
     "EXPLAIN_MAX_IMAGES": (16, "images per request that may ask for explanation maps (each costs 50 passes of "
                                "every model)"),
+    "COMPARE_MAX_SECONDS": (10, "seconds per comparison of several images, from the request's start: decoding may use "
+                                "two thirds, the models and the explanation maps the rest; images not reached are "
+                                "answered with an error"),
     "EXPLAIN_SECONDS": (6, "seconds of explanation maps per request; the images not reached by then are answered "
                            "without a map and say why"),
-    "COSTLY_SLOTS": ({"evaluate": 1, "explain": 1, "export": 2, "batch": 2},
+    "COSTLY_SLOTS": ({"evaluate": 1, "explain": 1, "export": 2, "batch": 1},
                      "requests of each expensive kind in progress at once per worker (evaluations, explanation maps, "
                      "PDF exports, comparisons of several images); more get 429 with Retry-After at once. Together "
                      "well below GUNICORN_THREADS, so one-image comparisons and health checks always find a thread"),

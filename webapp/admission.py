@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 
 from webapp.inference import RequestError
 
@@ -94,6 +95,22 @@ class Admission:
                     self._in_use[kind] -= 1
                     self._release(self._by_client, client)
 
+    def check_any(self, kinds: list[str], client: str) -> None:
+        """RequestError 429 if a request of any of `kinds` from `client` would be refused now: its client's limits
+        are reached, or every one of the kinds is busy. Nothing is taken."""
+        with self._lock:
+            busy = []
+            for kind in kinds:
+                try:
+                    self._check(kind, client)
+                    return
+                except RequestError as exc:
+                    if exc.code != "busy":
+                        raise
+                    busy.append(exc)
+            if busy:
+                raise busy[0]
+
     def _check(self, kind: str | None, client: str) -> None:
         if self._in_flight[client] >= self.in_flight_per_client:
             raise RequestError(f"you already have {self.in_flight_per_client} requests for the models in progress; "
@@ -121,6 +138,22 @@ def register(app: Flask) -> None:
     """One Admission per app (per worker process; tests create several apps in one process)."""
     app.extensions["admission"] = Admission(app.config["COSTLY_SLOTS"], app.config["COSTLY_PER_CLIENT"],
                                             app.config["IN_FLIGHT_PER_CLIENT"])
+    app.before_request(_note_start)
+
+
+def _note_start() -> None:
+    g.started = time.monotonic()
+
+
+def request_started() -> float:
+    """When this request reached the app (time.monotonic()): the time limits of costly requests count from here, so
+    that reading an upload and waiting for a slot count too."""
+    return g.get("started") or time.monotonic()
+
+
+def deadline(seconds_setting: str) -> float:
+    """This request's start plus the setting's seconds (COMPARE_MAX_SECONDS, EVALUATE_MAX_SECONDS)."""
+    return request_started() + float(current_app.config[seconds_setting])
 
 
 @contextmanager
@@ -128,6 +161,16 @@ def costly(kind: str | None) -> Iterator[None]:
     """A place for this request of `kind` (None: a one-image comparison) for this request's client, or 429."""
     with current_app.extensions["admission"].slot(kind, current_client()):
         yield
+
+
+def refuse_before_parsing(explain: bool) -> None:
+    """For a body that can only hold several images (over one file's limit): 429 now if such a request would be
+    refused anyway, before its multipart body is parsed. Parsing an 11 MB body of 32 images costs 30 ms of
+    Python holding the lock that the model passes need, and a flood of comparisons that were then refused did that
+    a dozen times a second. `explain`: the request says so in its query (a form field would need the parse)."""
+    if (request.content_length or 0) <= int(current_app.config["MAX_FILE_BYTES"]) + 65_536:
+        return
+    current_app.extensions["admission"].check_any(["explain"] if explain else ["batch", "explain"], current_client())
 
 
 def current_client() -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from webapp.admission import costly, current_client, predict_kind
+from webapp.admission import costly, current_client, deadline, predict_kind, refuse_before_parsing
 from webapp.health import model_status
 from webapp.inference import RequestError, classify, clip, gather_inputs
 from webapp.openapi import openapi_document
@@ -76,6 +76,7 @@ def request_fields() -> tuple[list[str], Any, Any, Any, Any]:
 
 @bp.post("/predict")
 def predict():
+    refuse_before_parsing(parse_explain(request.args.get("explain")))
     unexpected = [key for key in request.files if key != "files"]
     if unexpected:
         got = clip(", ".join(sorted(unexpected)), 100)
@@ -94,7 +95,7 @@ def predict():
         results, timing = classify(inputs, models, top_k, max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
                                    max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain,
                                    explain_seconds=current_app.config["EXPLAIN_SECONDS"], crop=crop,
-                                   owner=current_client())
+                                   owner=current_client(), deadline=deadline("COMPARE_MAX_SECONDS"))
     return jsonify(dump(PredictResponse.model_validate(
         {"models": models, "top_k": top_k, "crop": crop, "results": results, "timing": timing})))
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from models.cifar10 import CLASS_NAMES
 from reports.user_data import DatasetError, LabelledSet, Limits, plural, read_named_files, read_zip
-from webapp.admission import costly
+from webapp.admission import costly, request_started
 from webapp.health import model_status
 from webapp.inference import RequestError, display_name
 from webapp.options import parse_explain
@@ -69,7 +69,7 @@ def run(dataset: LabelledSet, source: str) -> dict[str, Any]:
     limit = current_app.config["EXPLAIN_MAX_IMAGES"]
     try:
         return evaluate(dataset, names, source=source, explain=limit if explain else 0,
-                        explain_seconds=current_app.config["EXPLAIN_SECONDS"])
+                        explain_seconds=current_app.config["EXPLAIN_SECONDS"], started=request_started())
     except DatasetError as exc:
         raise RequestError(str(exc), "invalid_dataset") from None
 

@@ -107,14 +107,18 @@ def thumbnail_data_uri(image: Image.Image) -> str:
 
 
 def explain_results(results: list[dict[str, Any]], views: dict[int, np.ndarray], model_names: list[str],
-                    top_k: int, explain_seconds: float | None = None) -> dict[str, dict[str, float]]:
+                    top_k: int, explain_seconds: float | None = None, deadline: float | None = None
+                    ) -> dict[str, dict[str, float]]:
     """Add each model's explanation map to results already made, from the 32x32 views they carry (the results
     page's "Explain these results": the images themselves were never kept); the per-model timing."""
     order = sorted(views)
     answers = models.classify([views[i] for i in order], model_names, top_k, explain=True,
-                              explain_seconds=explain_seconds)
+                              explain_seconds=explain_seconds, deadline=deadline)
     for index, answer in zip(order, answers.images, strict=True):
         result = results[index]
+        if answer.not_reached:
+            result["explanation_skipped"] = ("not explained: the request's time ran out first; ask for this image's "
+                                             "map in a request of its own")
         for name, a in answer.predictions.items():
             if name in (result.get("predictions") or {}) and a.explanation is not None:
                 result["predictions"][name]["explanation"] = a.explanation.to_dict()
@@ -128,22 +132,30 @@ def explain_results(results: list[dict[str, Any]], views: dict[int, np.ndarray],
 def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumbnails: bool = False,
              max_request_pixels: int | None = None, max_decode_seconds: float | None = None,
              explain: bool | int = False, explain_seconds: float | None = None, owner: str | None = None,
-             crop: str = "centre") -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+             crop: str = "centre", deadline: float | None = None
+             ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """(one JSON-ready result per input, in order, errors in place; per-model timing). Images are decoded one
     at a time and shrunk at once, drawing on one decoded-pixel budget and one decoding-time budget for the whole
     request: what is left when either runs out gets its own error. With the web app's decoding children
     (models/decoder.py) the time budget also stops an image in the middle of its decode; `owner` (the client)
-    has one one-image decode at a time."""
+    has one one-image decode at a time. `deadline` (time.monotonic(), from the request's start) bounds the whole
+    of a comparison of several images: decoding gets at most decoder.DECODING_SHARE of what is left of it, the
+    models and the maps the rest (models.classify), and the images not reached are answered with an error."""
     budget = PixelBudget(max_request_pixels) if max_request_pixels else None
-    deadline = time.monotonic() + max_decode_seconds if max_decode_seconds else None
+    decode_deadline = time.monotonic() + max_decode_seconds if max_decode_seconds else None
+    if deadline is not None and len(inputs) > 1:
+        share = time.monotonic() + decoder.DECODING_SHARE * max(0.0, deadline - time.monotonic())
+        decode_deadline = share if decode_deadline is None else min(decode_deadline, share)
+    else:
+        deadline = None  # one image: its decode and one pass, each within its own budget
     for item in inputs:
-        if item.error is None and deadline is not None and time.monotonic() > deadline:
-            item.error = {"code": "decoding_budget", "message": f"not decoded: the request's {max_decode_seconds:g}"
-                          f"-second decoding budget ran out; send large images in separate requests"}
+        if item.error is None and decode_deadline is not None and time.monotonic() > decode_deadline:
+            item.error = {"code": "decoding_budget", "message": "not decoded: the request's decoding time ran out; "
+                          "send large images in separate requests"}
         if item.error is None:
             try:
                 item.image = decoder.decode(item.data or b"", min_side=DECODE_MIN_SIDE, budget=budget,
-                                            deadline=deadline, bulk=len(inputs) > 1, owner=owner)
+                                            deadline=decode_deadline, bulk=len(inputs) > 1, owner=owner)
             except DecoderBusy as exc:  # the server's state, not the image's fault: try again shortly
                 raise RequestError(str(exc), "busy", 429, retry_after=exc.retry_after) from None
             except ImageIntakeError as exc:
@@ -153,16 +165,19 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
         release_memory()
     good = [item for item in inputs if item.image is not None]
     answers = models.classify([item.image for item in good], model_names, top_k, explain=explain,
-                              explain_seconds=explain_seconds, crop=crop)
+                              explain_seconds=explain_seconds, crop=crop, deadline=deadline)
     answer_of = {id(item): answer for item, answer in zip(good, answers.images, strict=True)}
     results = []
     for index, item in enumerate(inputs):
         result: dict[str, Any] = {"index": index, "source": item.source}
-        if item.image is None:
+        answer = answer_of.get(id(item))
+        if answer is not None and answer.not_reached:
+            item.error = {"code": "time_budget", "message": "not classified: the request's time ran out before the "
+                          "models reached this image; send fewer images per request"}
+        if item.error is not None or answer is None:
             result["error"] = item.error
             results.append(result)
             continue
-        answer = answer_of[id(item)]
         width, height = item.image.info.get("original_size", item.image.size)
         result.update(width=width, height=height,
                       predictions={name: a.to_dict() for name, a in answer.predictions.items()},

@@ -22,7 +22,7 @@ from flask import (
     url_for,
 )
 
-from webapp.admission import costly, current_client, predict_kind
+from webapp.admission import costly, current_client, deadline, predict_kind
 from webapp.examples import example_files, example_labels, gallery
 from webapp.exports import api_shape, checked, read_comparison, read_signed, sign_comparison
 from webapp.health import model_status
@@ -136,7 +136,8 @@ def classify_for_page(inputs: list[ImageInput], model_names: list[str], top_k: i
     return classify(inputs, model_names, top_k, thumbnails=True,
                     max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
                     max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain,
-                    explain_seconds=current_app.config["EXPLAIN_SECONDS"], owner=current_client(), crop=crop)
+                    explain_seconds=current_app.config["EXPLAIN_SECONDS"], owner=current_client(), crop=crop,
+                    deadline=deadline("COMPARE_MAX_SECONDS"))
 
 
 def results_page(results: list[dict[str, Any]], timing: dict[str, Any], started: float, notice: str | None,
@@ -182,7 +183,7 @@ def explain():
     results = body["results"]
     with costly("explain"):
         timing = explain_results(results, views, [m for m in body["models"] if m in models], body["top_k"],
-                                 current_app.config["EXPLAIN_SECONDS"])
+                                 current_app.config["EXPLAIN_SECONDS"], deadline("COMPARE_MAX_SECONDS"))
     return results_page(results, timing, started, None, body["created"], body["top_k"], models, explaining=True)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,25 @@ from models.custom_cnn.net import CifarNet, bf16_supported, preprocess, tta_logi
 from models.predictor import Predictor, loading
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+log = logging.getLogger(__name__)
+
+
+def graph_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The network as one TorchScript graph (traced, frozen): the same operations and the same numbers, run by one C++
+    call that holds Python's lock once, not once per layer. Under a flood the eager network waited for the lock
+    between its layers while request threads parsed uploads: a 16-image pass took 10 times as long as idle, and a
+    person's photo waited seconds for the Custom CNN (bench/bench_soak.py --only mixed-flood). Not under bf16
+    autocast, whose casts a trace would fix to the tracing machine. torch 2.13 calls TorchScript deprecated in
+    favour of torch.compile, which needs a C++ compiler on the server and compiles at start-up; where tracing is
+    unavailable the eager network serves, slower under load only."""
+    example = torch.zeros(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
+    except (AttributeError, RuntimeError) as exc:  # a torch without TorchScript
+        log.warning("serving the Custom CNN eagerly: tracing failed (%s)", exc)
+        return model
 
 
 class CustomCnnPredictor(Predictor):
@@ -48,6 +69,7 @@ class CustomCnnPredictor(Predictor):
             self.model.load_state_dict(torch.load(self.weights_path, map_location="cpu", weights_only=True))
         self.model.eval()
         self.bf16 = bf16_supported()
+        self.network = self.model if self.bf16 else graph_of(self.model)
 
     @torch.no_grad()
     def _forward(self, batch: np.ndarray) -> np.ndarray:
@@ -56,7 +78,7 @@ class CustomCnnPredictor(Predictor):
         if size > n:  # zero images as padding; BatchNorm is in eval mode, so rows do not interact
             batch = np.concatenate([batch, np.zeros((size - n, *batch.shape[1:]), dtype=batch.dtype)])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            logits = tta_logits(self.model, preprocess(batch), self.tta_level)
+            logits = tta_logits(self.network, preprocess(batch), self.tta_level)
         return torch.softmax(logits[:n].float(), dim=1).numpy()
 
     @property
