@@ -64,6 +64,11 @@ def occlusion_masks(windows: Sequence[tuple[int, int]] = WINDOWS) -> list[np.nda
     return masks
 
 
+# Forward passes one map costs each model: the view itself and one per window position. Messages and settings that
+# tell people what a map costs read it from here.
+PASSES_PER_MAP = 1 + len(occlusion_masks())
+
+
 def perturbed_views(view: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
     base = blurred(view)
     return np.stack([np.where(mask[..., None], base, view) for mask in masks]).astype(np.uint8)

@@ -30,6 +30,7 @@ import numpy as np
 from models import available_models, cifar10, load_predictor
 from models.commands import announce_committed
 from models.evaluate import test_probabilities
+from models.explanation import PASSES_PER_MAP
 from models.machine import describe_machine, trained_on
 from models.scoring import CALIBRATION_BINS, calibration, classification_metrics
 from reports import figures, stats, wording
@@ -360,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPORTS_DIR, help="default: reports/ (the committed report)")
     parser.add_argument("--explain", type=int, default=0, metavar="N",
                         help="with --images: both models' explanation maps for up to N of the disagreements and "
-                             "mistakes shown (about a second each)")
+                             f"mistakes shown (each costs every model {PASSES_PER_MAP} passes)")
     parser.add_argument("--no-robustness", action="store_true",
                         help="leave out the corruption suite (it takes ~17 min the first time; then it is cached)")
     args = parser.parse_args(argv)

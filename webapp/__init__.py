@@ -22,6 +22,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models import available_models, decoder, load_predictor, settings
+from models.explanation import PASSES_PER_MAP
 from reports.html import TEMPLATES as REPORT_TEMPLATES
 from reports.html import register as register_report_filters
 from webapp.fetch import FetchPolicy
@@ -53,7 +54,8 @@ CONFIG: dict[str, tuple[Any, str]] = {
     "EVALUATE_MAX_SECONDS": (12, "seconds per evaluation: decoding may use two thirds, the models and the "
                                  "explanation maps the rest; images not reached are listed as problems"),
     "DEFAULT_TOP_K": (3, "classes listed per model when a request does not say"),
-    "EXPLAIN_MAX_IMAGES": (16, "images per request that may ask for explanation maps (each costs 50 passes of "
+    "EXPLAIN_MAX_IMAGES": (16, f"images per request that may ask for explanation maps (each costs {PASSES_PER_MAP} "
+                               "passes of "
                                "every model)"),
     "COMPARE_MAX_SECONDS": (10, "seconds per comparison of several images, from the request's start: decoding may use "
                                 "two thirds, the models and the explanation maps the rest; images not reached are "

@@ -179,7 +179,8 @@ def current_client() -> str:
 
 
 def predict_kind(images: int, explain: bool) -> str | None:
-    """A comparison's kind: explanation maps cost 50 passes an image; several images are a batch; one is cheap."""
+    """A comparison's kind: explanation maps cost PASSES_PER_MAP passes an image; several images are a batch; one is
+    cheap."""
     if explain:
         return "explain"
     return "batch" if images > 1 else None

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from models.cifar10 import CLASS_NAMES
+from models.explanation import PASSES_PER_MAP
 from models.images import CROPS
 from webapp.fetch import FetchPolicy
 from webapp.inference import RequestError, clip
@@ -44,7 +45,8 @@ def check_explain_count(config: dict[str, Any], images: int, wanted: bool) -> No
     limit = config["EXPLAIN_MAX_IMAGES"]
     if wanted and images > limit:
         raise RequestError(f"explain=true takes at most {limit} image{'s' if limit != 1 else ''} per request "
-                           f"({images} were sent): each costs 50 passes of every model; send the rest in another "
+                           f"({images} were sent): each costs {PASSES_PER_MAP} passes of every model; send the rest in "
+                           "another "
                            "request", "too_many_to_explain")
 
 

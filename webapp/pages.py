@@ -22,6 +22,7 @@ from flask import (
     url_for,
 )
 
+from models.explanation import PASSES_PER_MAP
 from webapp.admission import costly, current_client, deadline, predict_kind
 from webapp.examples import example_files, example_labels, gallery
 from webapp.exports import api_shape, checked, read_comparison, read_signed, sign_comparison
@@ -96,8 +97,8 @@ def predict():
     explain_count = min(count, cap) if explain else 0
     notes = [notice] if notice else []
     if explain and count > cap:
-        notes.append(f"Maps were made for the first {cap} of the {count} images (each image costs 50 passes "
-                     "of each model); compare the rest in another batch to see theirs.")
+        notes.append(f"Maps were made for the first {cap} of the {count} images (each image costs {PASSES_PER_MAP} "
+                     "passes of each model); compare the rest in another batch to see theirs.")
     models = served_models()
     try:
         with ExitStack() as admitted:
