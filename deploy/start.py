@@ -46,9 +46,15 @@ COSTLY_PER_MINUTE, COSTLY_BURST = 6, 10  # evaluations, explanation maps, export
 UPLOADS_IN_ALL = 128
 BODY_SECONDS = 5
 RETRY_CONCURRENT, RETRY_RATE, RETRY_COSTLY = 5, 1, 60 // COSTLY_PER_MINUTE  # Retry-After of each kind of 429
-UPSTREAM_SECONDS = 150  # gunicorn's own timeout (120 s) plus slack
+UPSTREAM_SLACK_SECONDS = 30  # nginx waits for the app this much longer than gunicorn's own timeout
 DRAIN_SECONDS = 28  # nginx's worker_shutdown_timeout (25 s) plus slack; railway.json drains for 30 s
 WORKER_CONNECTIONS = 16384
+
+
+def upstream_seconds() -> int:
+    """How long nginx waits for the app's answer: gunicorn's timeout (GUNICORN_TIMEOUT) plus slack, so that raising
+    one setting raises both and nginx never answers 504 while gunicorn would still have waited."""
+    return settings.get_int("GUNICORN_TIMEOUT") + UPSTREAM_SLACK_SECONDS
 
 
 class StartError(Exception):
@@ -173,7 +179,7 @@ def error_answers(max_body: int) -> dict[str, tuple[int, str, str]]:
         500: ("internal_error", "The front server failed; try again."),
         502: ("unavailable", "The server is starting or restarting; try again in a few seconds."),
         503: ("unavailable", "The server is busy; try again in a few seconds."),
-        504: ("timeout", f"The server did not answer within {UPSTREAM_SECONDS} s."),
+        504: ("timeout", f"The server did not answer within {upstream_seconds()} s."),
         501: ("not_implemented", "This transfer encoding is not supported; send the body with a Content-Length "
                                  "or chunked."),
         505: ("http_version_not_supported", "Use HTTP/1.1."),
@@ -235,7 +241,7 @@ def render(run_dir: Path, socket_path: Path) -> str:
         "RETRY_CONCURRENT": str(RETRY_CONCURRENT),
         "RETRY_RATE": str(RETRY_RATE),
         "RETRY_COSTLY": str(RETRY_COSTLY),
-        "UPSTREAM_SECONDS": str(UPSTREAM_SECONDS),
+        "UPSTREAM_SECONDS": str(upstream_seconds()),
     }
     text = TEMPLATE.read_text()
     for key, value in values.items():

@@ -183,6 +183,15 @@ def test_the_json_length_regex_matches_exactly_the_larger_numbers(limit, number,
         assert bool(re.fullmatch(start.larger_than(limit), "0" * zeros + str(candidate))) == (candidate > limit)
 
 
+def test_nginx_waits_for_the_app_longer_than_gunicorns_own_timeout(tmp_path, monkeypatch):
+    """The upstream timeout followed no setting: raising GUNICORN_TIMEOUT made nginx answer 504 first."""
+    monkeypatch.setenv("GUNICORN_TIMEOUT", "300")
+    text = start.render(tmp_path, tmp_path / "gunicorn.sock")
+    assert f"proxy_read_timeout {300 + start.UPSTREAM_SLACK_SECONDS}s;" in text
+    start.write_error_files(tmp_path / "errors", start.max_body_bytes())
+    assert f"within {300 + start.UPSTREAM_SLACK_SECONDS} s" in (tmp_path / "errors" / "504.json").read_text()
+
+
 def test_the_rendered_configuration_is_accepted_by_nginx(tmp_path, monkeypatch):
     require_tool("nginx", nginx_installed())
     monkeypatch.setenv("APP_MAX_CONTENT_LENGTH", str(8 * 1024 * 1024))
