@@ -24,7 +24,6 @@ from pydantic import ValidationError
 from webapp.inference import THUMBNAIL_SIZE, RequestError
 from webapp.schema import Comparison, JsonExport, dump, first_problem
 
-MAX_FIELD_CHARS = 4 * 1024 * 1024  # 32 thumbnails of ~10 kB base64 each fit many times over
 SIGNING_SALT = "comparison-export"
 
 
@@ -72,7 +71,7 @@ def read_signed(field: str | None, purpose: str = "export them") -> Any:
     """The comparison as signed (data URIs and all), if this site signed it within a form's lifetime."""
     if not field:
         raise RequestError(f"nothing to {purpose.split()[0]}: classify some images first", "no_comparison")
-    if len(field) > MAX_FIELD_CHARS:
+    if len(field) > current_app.config["MAX_FORM_MEMORY_SIZE"]:  # a field the form parser took: still checked here
         raise _fail("it is larger than any results page")
     try:
         body = _signer().loads(field, max_age=current_app.config["WTF_CSRF_TIME_LIMIT"])
