@@ -758,3 +758,19 @@ def test_the_crop_is_a_request_option_in_the_form_the_api_and_its_schema(app, cl
     refused = client.post("/", data={**files(), "crop": "edge", "csrf_token": csrf_token(client)},
                           content_type="multipart/form-data")
     assert refused.status_code == 400 and "crop must be one of centre, whole" in refused.get_data(as_text=True)
+
+
+def test_one_signer_and_a_signature_for_one_purpose_is_refused_for_another(app):
+    """The export's comparison and the evaluation's report are signed by webapp.security alone, each for its own
+    purpose: an evaluation report posted as a comparison to export (or the other way) is refused."""
+    from itsdangerous import BadSignature
+
+    from webapp.evaluation import SIGNING_SALT as REPORT
+    from webapp.exports import SIGNING_SALT as COMPARISON
+    from webapp.security import sign, unsign
+
+    with app.test_request_context():
+        signed = sign({"title": "a report"}, REPORT)
+        assert unsign(signed, REPORT) == {"title": "a report"}
+        with pytest.raises(BadSignature):
+            unsign(signed, COMPARISON)

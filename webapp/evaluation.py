@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature
 from pydantic import ValidationError
 
 from models.cifar10 import CLASS_NAMES
@@ -20,6 +20,7 @@ from webapp.health import model_status
 from webapp.inference import RequestError, display_name
 from webapp.options import parse_explain
 from webapp.schema import EvaluateResponse, dump
+from webapp.security import sign, unsign
 
 bp = Blueprint("evaluation", __name__)
 SIGNING_SALT = "own-images-report"
@@ -74,10 +75,6 @@ def run(dataset: LabelledSet, source: str) -> dict[str, Any]:
         raise RequestError(str(exc), "invalid_dataset") from None
 
 
-def signer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SIGNING_SALT)
-
-
 def pdf_response(report: dict[str, Any]) -> Response:
     from reports.user_pdf import user_pdf  # reportlab only when someone asks for a PDF
 
@@ -108,13 +105,13 @@ def evaluate_page():
         return page(form_error=str(exc)), exc.status
     from reports.user_eval import for_signing
 
-    return page(R=report, signed=signer().dumps(for_signing(report)))
+    return page(R=report, signed=sign(for_signing(report), SIGNING_SALT))
 
 
 def signed_report() -> dict[str, Any]:
     """The report the page carries, posted back: this site's signature, and still only the report's own shape."""
     try:
-        report = signer().loads(request.form.get("report", ""), max_age=current_app.config["WTF_CSRF_TIME_LIMIT"])
+        report = unsign(request.form.get("report", ""), SIGNING_SALT)
     except BadSignature:
         raise RequestError("this report expired or was not made by this site: evaluate the images again",
                            "invalid_report") from None

@@ -17,12 +17,13 @@ import io
 from typing import Any
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired
 from PIL import Image
 from pydantic import ValidationError
 
 from webapp.inference import THUMBNAIL_SIZE, RequestError
 from webapp.schema import Comparison, JsonExport, dump, first_problem
+from webapp.security import sign, unsign
 
 SIGNING_SALT = "comparison-export"
 
@@ -31,13 +32,9 @@ def _fail(message: str) -> RequestError:
     return RequestError(f"the comparison to export is malformed: {message}", "invalid_comparison")
 
 
-def _signer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SIGNING_SALT)
-
-
 def sign_comparison(comparison: dict[str, Any]) -> str:
     """The results page's hidden field: the comparison, checked against the schema, signed and compressed."""
-    return _signer().dumps(dump(Comparison.model_validate(comparison)))
+    return sign(dump(Comparison.model_validate(comparison)), SIGNING_SALT)
 
 
 def _image(text: str, max_side: int, exact: int | None = None) -> Image.Image:
@@ -74,7 +71,7 @@ def read_signed(field: str | None, purpose: str = "export them") -> Any:
     if len(field) > current_app.config["MAX_FORM_MEMORY_SIZE"]:  # a field the form parser took: still checked here
         raise _fail("it is larger than any results page")
     try:
-        body = _signer().loads(field, max_age=current_app.config["WTF_CSRF_TIME_LIMIT"])
+        body = unsign(field, SIGNING_SALT)
     except SignatureExpired:
         raise RequestError(f"this comparison is more than an hour old: classify the images again to {purpose}",
                            "expired_comparison") from None
