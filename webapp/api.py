@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from webapp.admission import costly, current_client, deadline, predict_kind, refuse_before_parsing
 from webapp.health import model_status
-from webapp.inference import RequestError, classify, clip, gather_inputs
+from webapp.inference import RequestError, chosen, classify, clip, gather_inputs
 from webapp.openapi import openapi_document
 from webapp.options import check_explain_count, fetch_policy, parse_crop, parse_explain, parse_models, parse_top_k
 from webapp.schema import ModelsResponse, PredictResponse, dump
@@ -86,7 +86,7 @@ def predict():
     crop = parse_crop(crop)
     models = parse_models(models, current_app.config["MODELS"])
     explain = parse_explain(explain)
-    files = [f for f in request.files.getlist("files") if f.filename or f.content_length]
+    files = chosen(request.files.getlist("files"))
     sent = len(files) + len([u for u in urls if u.strip()])
     check_explain_count(current_app.config, sent, explain)  # before any URL is fetched
     with costly(predict_kind(sent, explain)):  # a 429 before any URL is fetched or any image decoded

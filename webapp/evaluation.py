@@ -17,7 +17,7 @@ from models.cifar10 import CLASS_NAMES
 from reports.user_data import DatasetError, LabelledSet, Limits, plural, read_named_files, read_zip
 from webapp.admission import costly, request_started
 from webapp.health import model_status
-from webapp.inference import RequestError, display_name
+from webapp.inference import RequestError, chosen, display_name
 from webapp.options import parse_explain
 from webapp.schema import EvaluateResponse, dump
 from webapp.security import sign, unsign
@@ -37,12 +37,13 @@ def limits() -> Limits:
 def read_request() -> tuple[LabelledSet, str]:
     """(the labelled set, what to call it) from the multipart request: `archive` (a ZIP) or `files` (+ `labels`)."""
     archive = request.files.get("archive")
-    files = [f for f in request.files.getlist("files") if f.filename or f.content_length]
-    if archive is not None and (archive.filename or archive.content_length) and files:
+    files = chosen(request.files.getlist("files"))
+    archive = next(iter(chosen([archive] if archive is not None else [])), None)
+    if archive is not None and files:
         raise RequestError("choose a ZIP or image files, not both: evaluate them one after the other",
                            "archive_and_files")
     try:
-        if archive is not None and (archive.filename or archive.content_length):
+        if archive is not None:
             cap = current_app.config["EVALUATE_MAX_ARCHIVE_BYTES"]
             data = archive.stream.read(cap + 1)
             if len(data) > cap:

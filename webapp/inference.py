@@ -58,10 +58,15 @@ def display_name(filename: str | None) -> str:
     return (name[:80] + "…" if len(name) > 80 else name) or "unnamed file"
 
 
+def chosen(uploads: list[FileStorage]) -> list[FileStorage]:
+    """The files a person chose: browsers send an empty, unnamed part for a file field left empty."""
+    return [upload for upload in uploads if upload.filename or upload.content_length]
+
+
 def gather_inputs(files: list[FileStorage], urls: list[str], max_images: int, max_file_bytes: int,
                   policy: FetchPolicy, examples: list[tuple[str, bytes]] = ()) -> list[ImageInput]:
     """Examples (the app's own gallery: title, bytes) come first, then files, then URLs."""
-    files = [f for f in files if f.filename or f.content_length]  # browsers send an empty part for "no file"
+    files = chosen(files)
     urls = [u.strip() for u in urls if u and u.strip()]
     count = len(examples) + len(files) + len(urls)
     if not count:

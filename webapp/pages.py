@@ -27,7 +27,7 @@ from webapp.admission import costly, current_client, deadline, predict_kind
 from webapp.examples import example_files, example_labels, gallery
 from webapp.exports import api_shape, checked, read_comparison, read_signed, sign_comparison
 from webapp.health import model_status
-from webapp.inference import ImageInput, RequestError, classify, explain_results, gather_inputs
+from webapp.inference import ImageInput, RequestError, chosen, classify, explain_results, gather_inputs
 from webapp.options import fetch_policy, parse_crop, parse_explain, parse_top_k, parse_true_labels
 
 bp = Blueprint("pages", __name__)
@@ -69,7 +69,7 @@ def predict():
     More than the limit (a browser without JavaScript): the first ones are classified, with a notice."""
     started = time.perf_counter()
     urls = [line.strip() for field in request.form.getlist("urls") for line in field.splitlines() if line.strip()]
-    files = [f for f in request.files.getlist("files") if f.filename or f.content_length]
+    files = chosen(request.files.getlist("files"))
     examples = example_files(request.form.getlist("examples"))
     limit = current_app.config["MAX_IMAGES"]
     sent = len(examples) + len(files) + len(urls)
