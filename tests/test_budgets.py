@@ -41,10 +41,10 @@ def evaluate_api(client, archive: bytes):
 
 
 def app_limits(app) -> Limits:
-    from webapp.evaluation import limits
+    from webapp.evaluation import dataset_limits
 
     with app.app_context():
-        return limits()
+        return dataset_limits()
 
 
 def peak_bytes(action) -> tuple[int, object]:

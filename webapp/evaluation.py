@@ -26,7 +26,8 @@ bp = Blueprint("evaluation", __name__)
 SIGNING_SALT = "own-images-report"
 
 
-def limits() -> Limits:
+def dataset_limits() -> Limits:
+    """The limits one evaluation is read and run within (reports.user_data.Limits), from the settings."""
     config = current_app.config
     return Limits(max_images=config["EVALUATE_MAX_IMAGES"], max_file_bytes=config["MAX_FILE_BYTES"],
                   max_total_bytes=config["EVALUATE_MAX_UNPACKED_BYTES"], max_ratio=config["EVALUATE_MAX_RATIO"],
@@ -48,11 +49,11 @@ def read_request() -> tuple[LabelledSet, str]:
             data = archive.stream.read(cap + 1)
             if len(data) > cap:
                 raise RequestError(f"the ZIP is larger than {cap / 1e6:.0f} MB", "archive_too_large", 413)
-            return read_zip(data, limits()), display_name(archive.filename)
+            return read_zip(data, dataset_limits()), display_name(archive.filename)
         if files:
             cap = current_app.config["MAX_FILE_BYTES"]
             named = [(display_name(f.filename), f.stream.read(cap + 1)) for f in files]
-            return (read_named_files(named, request.form.getlist("labels"), limits()),
+            return (read_named_files(named, request.form.getlist("labels"), dataset_limits()),
                     plural(len(files), "uploaded file"))
     except DatasetError as exc:
         raise RequestError(str(exc), "invalid_dataset") from None

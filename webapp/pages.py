@@ -33,7 +33,8 @@ from webapp.options import fetch_policy, parse_crop, parse_explain, parse_top_k,
 bp = Blueprint("pages", __name__)
 
 
-def limits() -> dict[str, float]:
+def upload_limits() -> dict[str, float]:
+    """What the home page tells people they may send (its template shows them)."""
     config = current_app.config
     return {"max_images": config["MAX_IMAGES"], "max_file_mb": config["MAX_FILE_BYTES"] / 1024 / 1024,
             "max_request_mb": config["MAX_CONTENT_LENGTH"] / 1024 / 1024}
@@ -45,7 +46,7 @@ def load_report() -> dict | None:
 
 
 def page(**context: Any) -> str:
-    return render_template("index.html", limits=limits(), models=model_status(), examples=gallery(),
+    return render_template("index.html", limits=upload_limits(), models=model_status(), examples=gallery(),
                            explain_limit=current_app.config["EXPLAIN_MAX_IMAGES"],
                            explain_seconds=current_app.config["EXPLAIN_SECONDS"], **context)
 
