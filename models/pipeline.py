@@ -260,11 +260,6 @@ def add_verdicts(answers: list[ImageAnswer], predictors: dict[str, Predictor],
         tops = {name: (a.top_k[0][0], a.top_k[0][1], predictors[name].short_name)
                 for name, a in answer.predictions.items() if name in predictors}
         found = face if faces is not None and faces.found(face) else None
-        verdict = rule.judge(tops, answer.model_view, logit, found, seen)
-        answer.uncertain_reason = verdict.reason
-        answer.uncertain = verdict.reason is not None
-        answer.out_of_scope = verdict.out_of_scope
-        answer.looks_like = verdict.looks_like
         if logit is not None:
             kept = seen is not None and seen.inside >= rule.photo.keep_line  # gate and face do not count then
             scores = [] if kept else [scope_score(logit, rule.scope_threshold)]
@@ -273,3 +268,8 @@ def add_verdicts(answers: list[ImageAnswer], predictors: dict[str, Predictor],
             if seen is not None:
                 scores.append(rule.photo.score(seen.inside, seen.looks_like_probability))
             answer.out_of_scope_score = float(max(scores))
+        verdict = rule.judge(tops, answer.model_view, logit, found, seen, score=answer.out_of_scope_score)
+        answer.uncertain_reason = verdict.reason
+        answer.uncertain = verdict.reason is not None
+        answer.out_of_scope = verdict.out_of_scope
+        answer.looks_like = verdict.looks_like

@@ -152,12 +152,13 @@ class Rule:
         return flagged
 
     def judge(self, answers: Mapping[str, tuple[str, float, str]], view: np.ndarray | None = None,
-              scope_logit: float | None = None, face: float | None = None, broad: BroadAnswer | None = None
-              ) -> Verdict:
+              scope_logit: float | None = None, face: float | None = None, broad: BroadAnswer | None = None,
+              score: float | None = None) -> Verdict:
         """Both verdicts for one image, and why it is flagged in words (every reason that applies, the strongest
         first; at most 500 characters, the API's bound). answers: model name -> (label, probability, short name);
         view: the image the models saw; scope_logit: the gate's score of it; face: the face check's confidence when
-        it found a face (models/scope/faces.py); broad: the broad view of the upload (None for a thumbnail)."""
+        it found a face (models/scope/faces.py); broad: the broad view of the upload (None for a thumbnail); score:
+        the API's `out_of_scope_score` of the image, which an out-of-scope reason then states, whatever its route."""
         lines = self.photo if broad is not None else None
         keep = lines is not None and broad.inside >= lines.keep_line
         gate_out = (self.scope_threshold is not None and scope_logit is not None
@@ -167,8 +168,9 @@ class Rule:
         judged = (self.scope_threshold is not None and scope_logit is not None) or lines is not None
         reasons = []
         if broad_out:
-            reasons.append(f"probably not one of the 10 classes: a model that knows 1,000 kinds of things sees "
-                           f"{article(broad.looks_like)} ({percent(broad.looks_like_probability)}), the 10 classes "
+            # Quoted, without an article: ImageNet's names include mass nouns ("a velvet", "a consomme").
+            reasons.append(f"probably not one of the 10 classes: a model that knows 1,000 kinds of things reads it as "
+                           f"\"{broad.looks_like}\" ({percent(broad.looks_like_probability)}), the 10 classes "
                            f"{percent(broad.inside)}")
         if face_out:
             # The detector's word, not a fact: it has taken a puppy's face for a person's (docs/how-it-works.md).
@@ -177,9 +179,12 @@ class Rule:
                            "the 10 classes")
         if gate_out and not broad_out:  # on a photo the broad view has read, its word is the stronger one
             unlike = ("it looks unlike the photos the models learnt from (out-of-scope score "
-                      f"{scope_score(scope_logit, self.scope_threshold):.2f}; 0.50 and above is out of scope)")
+                      f"{scope_score(scope_logit, self.scope_threshold) if score is None else score:.2f}; 0.50 and "
+                      "above is out of scope)")
             reasons.append(unlike.replace("learnt from", "learnt from too", 1) if reasons
                            else "probably not one of the 10 classes: " + unlike)
+        if reasons and score is not None and "out-of-scope score" not in reasons[-1]:  # every route states the score
+            reasons[-1] += f" (out-of-scope score {score:.2f}; 0.50 and above is out of scope)"
         if reasons:  # said once, after the out-of-scope reasons
             reasons[-1] += ", so whatever the models answer is a guess"
         out_of_scope = bool(reasons)

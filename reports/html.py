@@ -37,7 +37,8 @@ def register(env: Environment) -> None:
     env.filters.update(percent=percent, duration=duration, megabytes=megabytes, verdict=wording.verdict,
                        robustness_verdict=wording.robustness_verdict,
                        robustbench_caveat=wording.robustbench_caveat,
-                       short_name=wording.short_name, article=article, plural=plural)
+                       short_name=wording.short_name, article=article, plural=plural, lead_row=wording.lead_row,
+                       false_alarms=wording.false_alarms)
     env.globals.update(report_method=wording.method, recommendation=wording.recommendation,
                        report_limitations=wording.LIMITATIONS, ece_explained=wording.ECE_EXPLAINED,
                        class_names=list(CLASS_NAMES))

@@ -119,9 +119,7 @@ def user_pdf(report: dict[str, Any]) -> bytes:
         notes.append(f"The app's 'uncertain' flag fired on {u['flagged']} of {report['images']} images "
                      f"({percent(u['share'], 1)}).")
         if "out_of_scope" in u:
-            notes.append(f"{u['out_of_scope']} of them {'was' if u['out_of_scope'] == 1 else 'were'} called out of "
-                         "scope, although every image here is "
-                         "labelled with one of the 10 classes: false alarms of the out-of-scope check.")
+            notes.append(wording.false_alarms(u["out_of_scope"]))
     story += [Paragraph(" ".join(escape(n) for n in notes), SMALL), Spacer(1, 4 * mm)]
     c = report.get("comparison")
     if c:
@@ -132,8 +130,7 @@ def user_pdf(report: dict[str, Any]) -> bytes:
             [f"{a} wrong, {b} right", mc["a_wrong_b_right"]],
             ["both right / both wrong", f"{c['both_correct']} / {c['both_wrong']}"],
             ["McNemar's exact test", f"p = {mc['p_value']:.3g}"],
-            ["accuracy difference (95% interval)", f"{100 * c['accuracy_difference']:+.1f} points "
-             f"({100 * c['accuracy_difference_ci95'][0]:+.1f} to {100 * c['accuracy_difference_ci95'][1]:+.1f})"],
+            list(wording.lead_row(c, models)),
             ["same answer", f"{percent(c['agreement'], 1)} ({c['disagreements']} differ)"]],
             [80 * mm, 70 * mm])]), Spacer(1, 3 * mm)]
         if c.get("gallery"):
@@ -162,11 +159,14 @@ def user_pdf(report: dict[str, Any]) -> bytes:
                   Spacer(1, 2 * mm)]
         if m.get("confident_mistakes"):
             shown, wrong = len(m["confident_mistakes"]), mistakes(report, name)
-            which = f"all {wrong}" if shown >= wrong else f"the {shown} most confident of its {wrong}"
+            which = (f"the {shown} most confident of its {wrong}" if shown < wrong else
+                     "its only one" if wrong == 1 else "both, the more confident first" if wrong == 2 else
+                     f"all {wrong}, most confident first")
             # The model's name in this heading too: a page break between the tables above and this gallery left
             # "Its most confident mistakes" without saying whose.
-            story.append(KeepTogether([Paragraph(escape(f"{m['info']['short_name']}'s mistakes: {which}, most "
-                                                        "confident first"), CELL), _gallery(
+            story.append(KeepTogether([Paragraph(escape(f"{m['info']['short_name']}'s mistakes: {which}"
+                                                        + (", most confident first" if shown < wrong else "")),
+                                                 CELL), _gallery(
                 report, m["confident_mistakes"],
                 lambda g, name=name: [f"said: {g['predicted'][name][0]} {100 * g['predicted'][name][1]:.0f}%"])]))
     if report.get("per_image"):

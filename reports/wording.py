@@ -55,11 +55,39 @@ def verdict(c: dict[str, Any], models: dict[str, Any], images: str = "the test i
     else:  # a visible gap that these images are too few to confirm: say so rather than "equally accurate"
         head = (f"{short_name(better)} got more right than {short_name(worse)}, but the gap is not conclusive: "
                 f"{gap}")
-    if not c["mcnemar"]["significant_at_0_05"]:
+    if not c["mcnemar"]["significant_at_0_05"] and c["accuracy_difference"] == 0:
+        tail = (f"they were right on exactly the same images, so {images} cannot tell them apart"
+                if low == high == 0 else
+                f"{images} cannot tell them apart (the true gap, {short_name(a)} minus {short_name(b)}, could be "
+                f"anywhere from {low:+.1f} to {high:+.1f} points)")
+    elif not c["mcnemar"]["significant_at_0_05"]:
         tail = (f"chance alone would give a gap this large {chance(p)} (McNemar's exact test, p = {p:.2g}), so "
                 f"{images} cannot tell them apart ({short_name(better)}'s true lead could be anywhere from "
                 f"{low:+.1f} to {high:+.1f} points)")
     return (f"{head}; {tail}. They give the same answer on {100 * c['agreement']:.1f}% of the images.")
+
+
+def false_alarms(count: int) -> str:
+    """What the out-of-scope check said about a set of labelled images (each one it flagged is a false alarm)."""
+    if count == 0:
+        return "None of them was called out of scope: no false alarm of the out-of-scope check."
+    return (f"{count} of them {'was' if count == 1 else 'were'} called out of scope, although every image here is "
+            f"labelled with one of the 10 classes: {'a false alarm' if count == 1 else 'false alarms'} of the "
+            "out-of-scope check.")
+
+
+def lead_row(c: dict[str, Any], models: dict[str, Any]) -> tuple[str, str]:
+    """The comparison table's difference row, worded as the verdict is: the leading model's lead and its 95% paired
+    interval ("MobileNetV2's lead", "+1.7 points (-3.3 to +6.7)"); with no leader, the first minus the second."""
+    a, b = models[c["a"]], models[c["b"]]
+    difference = c["accuracy_difference"]
+    sign = -1 if difference < 0 else 1
+    low, high = sorted(sign * 100 * v for v in c["accuracy_difference_ci95"])
+    if difference == 0:
+        label = f"accuracy difference ({short_name(a)} − {short_name(b)}), 95% paired interval"
+    else:
+        label = f"{short_name(a if sign > 0 else b)}'s lead, 95% paired interval"
+    return label, f"{sign * 100 * difference:+.1f} points ({low:+.1f} to {high:+.1f})"
 
 
 def method(report: dict[str, Any]) -> list[str]:

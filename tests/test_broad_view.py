@@ -75,7 +75,21 @@ def test_a_photo_the_broad_view_sees_as_something_else_is_out_of_scope_and_says_
     verdict = RULE.judge(SURE, None, scope_logit=-1.0, broad=answer(0.02, looks_like="bookcase"))
     assert verdict.out_of_scope is True and verdict.looks_like == "bookcase"
     assert verdict.reason.startswith("probably not one of the 10 classes: a model that knows 1,000 kinds of things "
-                                     "sees a bookcase (50.0%)")
+                                     "reads it as \"bookcase\" (50.0%)")
+
+
+def test_every_out_of_scope_route_states_the_score_and_names_ImageNet_words_without_an_article():
+    """Found by a newcomer walk: only the gate's route gave the out-of-scope score (the API said 1.0 while the card
+    said nothing), and ImageNet's mass nouns read "sees a velvet", "sees a consomme"."""
+    verdict = RULE.judge(SURE, None, scope_logit=-1.0, broad=answer(0.0, looks_like="consomme", other=0.462),
+                         score=1.0)
+    assert "reads it as \"consomme\"" in verdict.reason and "a consomme" not in verdict.reason
+    assert "(out-of-scope score 1.00; 0.50 and above is out of scope), so whatever the models answer is a guess" \
+        in verdict.reason
+    face = RULE.judge(SURE, None, scope_logit=-1.0, face=0.9, broad=answer(0.3, best="cat", other=0.1), score=0.97)
+    assert face.reason.count("out-of-scope score 0.97") == 1
+    gate = RULE.judge(SURE, None, scope_logit=2.0, score=0.88)
+    assert gate.reason.count("out-of-scope score 0.88") == 1
 
 
 def test_a_photo_it_sees_as_one_of_the_classes_overrules_the_face_check_and_the_gate():
@@ -99,7 +113,7 @@ def test_agreeing_models_are_uncertain_when_the_broad_view_sees_another_class():
 def test_a_person_looks_like_a_person_not_like_their_clothes():
     verdict = RULE.judge(SURE, None, scope_logit=-1.0, face=0.95, broad=answer(0.02, looks_like="suit"))
     assert verdict.out_of_scope is True and verdict.looks_like == "person"
-    assert "sees a suit" in verdict.reason and "a face detector sees a person's face too" in verdict.reason
+    assert "reads it as \"suit\"" in verdict.reason and "a face detector sees a person's face too" in verdict.reason
 
 
 def test_a_photo_that_is_most_of_all_one_other_thing_is_out_of_scope():

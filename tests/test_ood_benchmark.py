@@ -45,7 +45,7 @@ def test_no_reserved_opencv_sample_is_read():
 
 def test_a_downloaded_package_that_differs_from_the_registrys_digest_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(builder, "SOURCES_DIR", tmp_path)
-    url, sha1, _ = builder.PORTRAIT_PACKAGES[0]
-    (tmp_path / url.rsplit("/", 1)[1]).write_bytes(b"not the package")
+    spec, sha1, _ = builder.PORTRAIT_PACKAGES[1]  # a scoped package: npm pack names it vladmandic-face-api-...
+    (tmp_path / "vladmandic-face-api-1.7.15.tgz").write_bytes(b"not the package")
     with pytest.raises(SystemExit, match="SHA-1 differs"):
-        builder.npm_package(url, sha1)
+        builder.npm_package(spec, sha1)

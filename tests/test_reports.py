@@ -202,6 +202,31 @@ def test_the_verdict_speaks_plainly_and_says_when_a_gap_is_not_significant():
         "-6.0 to +18.0 points" in text
 
 
+def test_the_difference_row_states_the_leaders_lead_and_a_tie_is_worded_as_one():
+    """Found by a newcomer walk: beside "MobileNetV2's true lead could be anywhere from -3.3 to +6.7", the table
+    read "accuracy difference -1.7 points (-6.7 to +3.3)" without saying it was Custom CNN minus MobileNetV2; and two
+    models right on exactly the same images were said to have a "true lead anywhere from +0.0 to +0.0" that
+    "chance alone would give almost every time"."""
+    from reports.wording import lead_row, verdict
+
+    models = {"a": {"info": {"display_name": "Alpha net (PyTorch)"}, "accuracy": 0.95},
+              "b": {"info": {"display_name": "Beta net (Keras)", "short_name": "Beta"}, "accuracy": 0.967}}
+    behind = {"a": "a", "b": "b", "accuracy_difference": -0.017, "accuracy_difference_ci95": [-0.067, 0.033],
+              "mcnemar": {"p_value": 0.69, "significant_at_0_05": False}, "agreement": 0.95}
+    assert lead_row(behind, models) == ("Beta's lead, 95% paired interval", "+1.7 points (-3.3 to +6.7)")
+    assert "Beta's true lead could be anywhere from -3.3 to +6.7 points" in verdict(behind, models)
+    ahead = dict(behind, accuracy_difference=0.02, accuracy_difference_ci95=[0.01, 0.03])
+    assert lead_row(ahead, models) == ("Alpha net's lead, 95% paired interval", "+2.0 points (+1.0 to +3.0)")
+    same = dict(behind, accuracy_difference=0.0, accuracy_difference_ci95=[0.0, 0.0],
+                mcnemar={"p_value": 1.0, "significant_at_0_05": False}, agreement=1.0)
+    tied = {"a": dict(models["a"], accuracy=0.833), "b": dict(models["b"], accuracy=0.833)}
+    text = verdict(same, tied, images="your 12 images")
+    assert "right on exactly the same images" in text and "+0.0 to +0.0" not in text and "chance" not in text
+    assert lead_row(same, tied)[0] == "accuracy difference (Alpha net − Beta), 95% paired interval"
+    spread = dict(same, accuracy_difference_ci95=[-0.083, 0.083])
+    assert "the true gap, Alpha net minus Beta, could be anywhere from -8.3 to +8.3 points" in verdict(spread, tied)
+
+
 def test_the_report_opens_with_which_model_to_use_and_its_evidence():
     """Issue 41: the report stated the accuracy gap only, and "trust MobileNetV2 more" appeared deep in the
     robustness section. It now opens with a recommendation weighing accuracy on the test split, on real photos and
@@ -340,3 +365,13 @@ def test_no_text_of_the_committed_report_is_painted_over_other_text():
     from tests.helpers import REPO, overlapping_words
 
     assert overlapping_words(REPO / "reports" / "report.pdf") == []
+
+
+def test_counts_are_worded_for_none_one_and_two():
+    """Found by a newcomer walk: "0 of them were called out of scope, although … false alarms", "false alarms"
+    for one image, and "all 2, most confident first"."""
+    from reports.wording import false_alarms
+
+    assert false_alarms(0) == "None of them was called out of scope: no false alarm of the out-of-scope check."
+    assert "1 of them was called out of scope" in false_alarms(1) and "a false alarm of" in false_alarms(1)
+    assert "3 of them were called" in false_alarms(3) and "false alarms of" in false_alarms(3)

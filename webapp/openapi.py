@@ -8,6 +8,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from models.images import CROPS
+from reports.user_data import plural
 from webapp.schema import COMPONENTS
 
 
@@ -40,7 +41,8 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
                                    f"top-1 class: at most {config['EXPLAIN_MAX_IMAGES']} images, as many as "
                                    f"{config['EXPLAIN_SECONDS']} seconds allow (the images left have "
                                    f"`explanation_skipped`); 429 with Retry-After when "
-                                   f"{config['COSTLY_SLOTS']['explain']} such requests are already running"},
+                                   f"{plural(config['COSTLY_SLOTS']['explain'], 'such request')} "
+                                   f"{'is' if config['COSTLY_SLOTS']['explain'] == 1 else 'are'} already running"},
     }
     return {
         "openapi": "3.1.0",
