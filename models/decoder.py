@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from models.image_header import declared_size
+from models.image_header import declared_size, progressive_jpeg
 from models.images import DecoderBusy, ImageIntakeError, PixelBudget, decode_image
 
 
@@ -48,6 +48,7 @@ class DecoderLimits:
     heavy_slots: int = 1  # ... and this many run at once in all, in children of their own at `bulk_nice`; the
     # others are refused at once, not queued
     light_seconds: float = 2.0  # a light image (by its header) decodes in well under this; past it, it was crafted
+    light_waiting: int = 6  # one-image decodes waiting for a light child at most; more are refused at once (429)
 
 
 _memory_bytes: int | None = None  # in a child: what one decode may add to the address space (set by _limit_child)
@@ -131,6 +132,9 @@ class IsolatedDecoder:
         self._owners_changed = threading.Condition()
         self._starting: list = []  # the children's first tasks (start), waited on once (warm_up)
         self._heavy = threading.BoundedSemaphore(limits.heavy_slots)
+        # Requests waiting for a light child hold request threads: an attack that fills the light lane (with images
+        # that pass as light) must meet a 429, not take every thread and /healthz with them.
+        self._light_queue = threading.BoundedSemaphore(limits.processes + limits.light_waiting)
         # Heavy one-image decodes have children of their own at the bulk lane's lower priority: a flood of 40 MP
         # PNGs from many addresses took a core at full priority from the models' passes and the person's photo.
         self._quick, self._heavy_lane, self._bulk = (
@@ -161,8 +165,14 @@ class IsolatedDecoder:
                 self._heavy.release()
         # A light header over a slow body (thousands of colour profiles before a small image's pixels) gets the
         # seconds a light image needs, not the request's: a crafted file cannot hold a quick child for long.
-        return self._decode_owned(self._quick, data, min_side, budget, min(seconds, self.limits.light_seconds),
-                                  owner, started)
+        if not self._light_queue.acquire(blocking=False):
+            raise DecoderBusy("the server is already decoding as many images as it can; send it again in a few "
+                              "seconds")
+        try:
+            return self._decode_owned(self._quick, data, min_side, budget, min(seconds, self.limits.light_seconds),
+                                      owner, started)
+        finally:
+            self._light_queue.release()
 
     def _decode_owned(self, pool, data: bytes, min_side: int | None, budget: PixelBudget | None, seconds: float,
                       owner: str, started: float) -> Image.Image:
@@ -187,17 +197,25 @@ class IsolatedDecoder:
         from pebble import ProcessExpired
 
         args = (data, min_side, budget.total if budget else None, budget.left if budget else None, seconds)
+        # pebble's timeout counts from when a child starts the task; the wait for a free child counts here too
+        # (result's timeout), so that a queue of other decodes cannot stretch this one's seconds.
+        deadline = time.monotonic() + seconds
         future = pool.schedule(_decode_in_child, args=args, timeout=seconds)
         try:
             try:
-                image, left = future.result()
+                image, left = future.result(timeout=max(0.0, deadline - time.monotonic()) + 0.5)
             except ProcessExpired as exc:
                 if exc.exitcode != RECYCLE_EXIT_CODE:
                     raise
                 del future  # a bloated child left before decoding (_exit_if_bloated): once more, on a fresh one
                 future = pool.schedule(_decode_in_child, args=args, timeout=seconds)
-                image, left = future.result()
+                image, left = future.result(timeout=max(0.0, deadline - time.monotonic()) + 0.5)
         except FutureTimeout:
+            queued = not future.done() and not future.running()  # done: pebble's own timeout stopped it running
+            future.cancel()  # still queued: it never runs; running: pebble stops its child
+            if queued:
+                raise DecoderBusy("the server was decoding other images for all the seconds this one could wait; "
+                                  "send it again in a few seconds") from None
             raise ImageIntakeError(f"decoding this image took longer than the {seconds:.3g} s it had; it was "
                                    "stopped (re-save it as an ordinary JPEG or PNG)") from None
         except ImageIntakeError:
@@ -252,15 +270,17 @@ _decoder_lock = threading.Lock()
 
 
 def decoded_pixels(data: bytes, min_side: int | None) -> float:
-    """What decoding `data` will cost, in pixels, from its header (models/image_header.py): a JPEG is decoded at
-    1/2, 1/4 or 1/8 scale when `min_side` allows (decode_image's draft), every other format whole. A size the
-    header does not give (TIFF, anything unrecognised or damaged) is infinite: heavy."""
+    """What decoding `data` will cost, in pixels, from its header (models/image_header.py): a baseline JPEG is
+    decoded at 1/2, 1/4 or 1/8 scale when `min_side` allows (decode_image's draft), every other format whole, and
+    so is a progressive JPEG in effect (libjpeg holds every coefficient of the whole image across its scans: a
+    flood of 40 MP progressive JPEGs, counted at 1/64, passed as light and held the light children; found by an
+    independent attack). A size the header does not give (TIFF, anything unrecognised or damaged) is infinite."""
     declared = declared_size(data)
     if declared is None:
         return float("inf")
     kind, width, height = declared
     scale = 1
-    if kind == "JPEG" and min_side:
+    if kind == "JPEG" and min_side and not progressive_jpeg(data):
         while scale < 8 and min(width, height) // (2 * scale) >= min_side:
             scale *= 2
     return width * height / scale**2

@@ -63,9 +63,27 @@ def _webp(head: bytes) -> tuple[str, int, int] | None:
     return None
 
 
+_PROGRESSIVE_FRAME_MARKERS = frozenset({0xC2, 0xC6, 0xCA, 0xCE})  # SOF2, 6, 10, 14
+
+
+def progressive_jpeg(data: bytes) -> bool:
+    """Whether `data` is a JPEG whose frame header says progressive. Such a file costs its full size to decode
+    whatever scale it is decoded at: libjpeg keeps every coefficient of the whole image across its scans."""
+    if data[:2] != b"\xff\xd8":
+        return False
+    frame = _jpeg_frame(data[:MAX_HEADER_BYTES])
+    return frame is not None and frame[0] in _PROGRESSIVE_FRAME_MARKERS
+
+
 def _jpeg(head: bytes) -> tuple[str, int, int] | None:
-    """Walk the segments after SOI: each is 0xFF, a marker, and (but for RSTn, SOI, EOI, TEM) a 2-byte length
-    that counts itself. The first frame header (SOFn) holds the size; a scan (SOS) before it: unknown."""
+    frame = _jpeg_frame(head)
+    return None if frame is None else _sized("JPEG", frame[1], frame[2])
+
+
+def _jpeg_frame(head: bytes) -> tuple[int, int, int] | None:
+    """(frame marker, width, height). Walk the segments after SOI: each is 0xFF, a marker, and (but for RSTn, SOI,
+    EOI, TEM) a 2-byte length that counts itself. The first frame header (SOFn) holds the size; a scan (SOS)
+    before it: unknown."""
     at = 2
     while at + 4 <= len(head):
         if head[at] != 0xFF:
@@ -86,6 +104,6 @@ def _jpeg(head: bytes) -> tuple[str, int, int] | None:
             if at + 9 > len(head):
                 return None
             height, width = struct.unpack(">HH", head[at + 5:at + 9])
-            return _sized("JPEG", width, height)
+            return marker, width, height
         at += 2 + length
     return None

@@ -107,11 +107,14 @@ def evaluate(dataset: LabelledSet, model_names: Sequence[str], source: str = "yo
     probs: dict[str, np.ndarray] = {name: np.zeros((0, 10)) for name in model_names}
     uncertain: list[bool | None] = []
     outside: list[bool | None] = []
+    chunk_seconds = 0.0  # the last chunk's time: a chunk that would end past the deadline is not started
     for start in range(0, len(views), CHUNK):
-        if start and deadline is not None and time.monotonic() > deadline:
+        if start and deadline is not None and time.monotonic() + chunk_seconds > deadline:
             views, labels, names = views[:start], labels[:start], unreached(dataset, names, start, total)
             break
+        chunk_started = time.monotonic()
         answers = models.classify(list(views[start:start + CHUNK]), list(model_names), top_k=3).images
+        chunk_seconds = time.monotonic() - chunk_started
         for name in model_names:
             rows = [[a.predictions[name].probabilities[c] for c in CLASS_NAMES] for a in answers]
             probs[name] = np.concatenate([probs[name], np.array(rows)])

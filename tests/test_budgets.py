@@ -96,10 +96,12 @@ def test_an_evaluation_stops_classifying_when_its_time_runs_out(fake_models, mon
     names = [f"{'cat' if i % 2 else 'dog'}/{i:03d}.jpg" for i in range(3 * CHUNK + 8)]
     archive = stored_zip({name: encode(photo(48, 48, seed=i), "JPEG") for i, name in enumerate(names)})
     report = evaluate(read_zip(archive, Limits(max_seconds=3.0)), ["custom_cnn"])
-    assert report["images"] == 2 * CHUNK  # the second chunk started at ~2.3 s, the third would have at ~4.3 s
+    # The first chunk ended at ~2.3 s; the second would have ended at ~4.3 s, past the 3 s (an independent attack
+    # saw 13.4 s evaluations against 12 s when chunks started just before the deadline): it is not started.
+    assert report["images"] == CHUNK
     late = [p for p in report["problems"] if "3 seconds ran out before the models reached it" in p["problem"]]
-    assert [p["name"] for p in late] == sorted(names)[2 * CHUNK:]  # in the order the models take them: by name
-    assert len(report["per_image"]) == 2 * CHUNK
+    assert [p["name"] for p in late] == sorted(names)[CHUNK:]  # in the order the models take them: by name
+    assert len(report["per_image"]) == CHUNK
 
 
 def test_a_comparison_of_several_images_stops_when_its_seconds_run_out(fake_models, monkeypatch):

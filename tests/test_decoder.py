@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import time
 import zlib
 
@@ -227,3 +228,64 @@ def test_a_webp_over_its_limit_is_refused_as_such_in_a_child_not_called_damaged(
             pool.decode(buffer.getvalue(), min_side=256, bulk=True)
     finally:
         pool.close()
+
+
+def test_a_progressive_jpeg_counts_its_full_size_so_a_large_one_is_heavy():
+    """Found by an independent attack: a 40 MP progressive JPEG was counted at 1/64 of its pixels (the reduced-scale
+    decode), passed as light, and a flood of them held every light child and request thread (user p95 18 s).
+    libjpeg holds the whole image's coefficients across a progressive file's scans, whatever the scale."""
+    picture = smooth(2400, 1800)
+    baseline = encode(picture, "JPEG", quality=80)
+    progressive = encode(picture, "JPEG", quality=80, progressive=True)
+    assert decoder.decoded_pixels(baseline, 256) == 2400 * 1800 / 16
+    assert decoder.decoded_pixels(progressive, 256) == 2400 * 1800
+    assert decoder.decoded_pixels(progressive, 256) > decoder.DecoderLimits().heavy_pixels
+
+
+def test_the_wait_for_a_child_counts_against_a_decodes_seconds():
+    """pebble's timeout starts when a child takes the task: a decode queued behind others waited for all of them
+    (answers after 22-35 s under the attack). The wait now counts: past its seconds it is a 429-style refusal."""
+    from models.images import DecoderBusy
+
+    pool = decoder.IsolatedDecoder(decoder.DecoderLimits(processes=1))
+    pool.warm_up()
+    try:
+        slow = threading.Thread(target=refused, args=(pool, SLOW), kwargs={"seconds": 4, "bulk": True})
+        slow.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        with pytest.raises(DecoderBusy, match="decoding other images"):
+            pool.decode(GOOD, min_side=256, seconds=1.0, bulk=True)
+        assert time.monotonic() - started < 2.5
+        slow.join(10)
+    finally:
+        pool.close()
+
+
+def test_one_image_decodes_waiting_for_a_light_child_are_bounded():
+    """Requests waiting for a light child hold request threads: beyond `light_waiting` waiting, a decode is refused
+    at once (the web layer's 429 busy) instead of taking every thread with it."""
+    from models.images import DecoderBusy
+
+    pool = decoder.IsolatedDecoder(decoder.DecoderLimits(processes=1, light_waiting=1))
+    pool.warm_up()
+    try:
+        holders = [threading.Thread(target=refused, args=(pool, SLOW), kwargs={"owner": owner}) for owner in "ab"]
+        for holder in holders:
+            holder.start()
+            time.sleep(0.3)
+        started = time.monotonic()
+        with pytest.raises(DecoderBusy, match="as many images as it can"):
+            pool.decode(GOOD, min_side=256, owner="c")
+        assert time.monotonic() - started < 0.5
+        for holder in holders:
+            holder.join(10)
+        assert pool.decode(GOOD, min_side=256, owner="c").info["original_size"] == (640, 480)
+    finally:
+        pool.close()
+
+
+def refused(pool: decoder.IsolatedDecoder, data: bytes, **options) -> None:
+    """Decode `data`, which the pool must refuse (in a thread that holds a child meanwhile)."""
+    with pytest.raises(ImageIntakeError):
+        pool.decode(data, **options)
