@@ -15,6 +15,8 @@ as the Docker image on Railway does, and every request carries the X-Forwarded-F
   not in the default run, whose record predates it);
 - a mixed flood from a new address each time (--only mixed-flood; not in the default run): 12 threads posting
   32-image comparisons of 1900x1000 PNGs, 8 posting one 40 MP PNG, 4 posting 16-image comparisons with maps;
+- 30 threads posting one-image comparisons of a 40 MP progressive JPEG (7 MB), each from a new address
+  (--only progressive-many-addresses; the third independent attack);
 - every few seconds: a lone surrogate in JSON, a header with a control character, a non-UTF-8 file name, an
   over-long request line, an HTTP/2.0 request line, a %00 path, 300 bytes of X-Forwarded-For.
 
@@ -142,14 +144,27 @@ def odd_requests(port: int) -> list[tuple[str, bytes]]:
 
 
 FAMILIES = ("evaluate-one", "evaluate-many", "json", "chunks", "profiles", "slow-one-image", "odd", "trickle",
-            "heavy-many-addresses", "mixed-flood")
-EXTRA = ("heavy-many-addresses", "mixed-flood")  # families found after the default run's record: run with --only
+            "heavy-many-addresses", "mixed-flood", "progressive-many-addresses")
+# Families found after the default run's record: run with --only.
+EXTRA = ("heavy-many-addresses", "mixed-flood", "progressive-many-addresses")
 # The attack client runs in its own process at this lower CPU priority. On a 2-core machine it shares the server's
 # cores, which real attackers (on their own machines) do not: at the same priority the first soak's client, building
 # and resending 671 KB and 45 MB bodies, took CPU from the server that no deployment would lose. The server's own
 # work for every attack (nginx reading, refusing and draining bodies; the app) runs at normal priority, and the
 # rate each attack reached is printed, so a reader sees how hard the server was pushed.
 ATTACK_NICE = 10
+
+
+def progressive_jpeg() -> bytes:
+    """A 6300x6300 progressive JPEG of a gradient with noise (about 7 MB): 40 MP, within every limit."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 200, 6300, dtype=np.float32)
+    pixels = ramp[None, :, None] + ramp[:, None, None] * 0.2 + rng.normal(0, 12, (6300, 6300, 1)).astype(np.float32)
+    image = Image.fromarray(np.clip(np.repeat(pixels, 3, axis=2), 0, 255).astype(np.uint8))
+    return encode(image, "JPEG", quality=75, progressive=True)
 
 
 def attack(port: int, only: list[str] | None, ready, stop, results) -> None:
@@ -178,6 +193,8 @@ def attack(port: int, only: list[str] | None, ready, stop, results) -> None:
     wide = multipart([(f"{i}.png", encode(photo(380, 200, seed=i).resize((1900, 1000), Image.Resampling.NEAREST),
                                           "PNG")) for i in range(32)])
     sixteen = multipart([(f"{i}.jpg", d) for i, d in enumerate(small[:16])])
+    progressive = multipart([("progressive.jpg", progressive_jpeg())]) if "progressive-many-addresses" in (
+        only or ()) else None
     tally = Tally()
 
     def new_address() -> str:
@@ -227,6 +244,10 @@ def attack(port: int, only: list[str] | None, ready, stop, results) -> None:
                                          slow_png, new_address)) for _ in range(8)]
             + [loop(stop, 0.05, attacker("16-image predict with maps x4, new addresses", "/api/v1/predict?explain=1",
                                          sixteen, new_address)) for _ in range(4)]),
+        # A progressive JPEG is decoded at full size whatever the scale: counted at 1/64 it passed as light.
+        "progressive-many-addresses": lambda: [loop(stop, 0.05, attacker(
+            "1-image predict of a 40 MP progressive JPEG x30, new addresses", "/api/v1/predict", progressive,
+            new_address)) for _ in range(30)],
         "odd": lambda: [loop(stop, 5.0, odd)],
         "trickle": lambda: [loop(stop, 0, trickle)],
     }

@@ -168,7 +168,7 @@ def comparison_section(a: dict, b: dict, probs_a: np.ndarray, probs_b: np.ndarra
             [f"#{i} true {names[test.labels[i]]}\n{short_a}: {names[pred_a[i]]}\n{short_b}: {names[pred_b[i]]}"
              for i in shown],
             f"where {short_a} and {short_b} disagree (most confident first)",
-            out / "figures" / f"{tag}_disagreements.png"),
+            out / "figures" / f"{tag}_disagreements.png", columns=5),  # three caption lines: five fit the width
     }
     return {
         "a": a["name"], "b": b["name"],

@@ -172,7 +172,9 @@ def to_pdf(comparison: dict[str, Any]) -> bytes:
     story: list = [Paragraph("CIFAR-10 model comparison", styles["Title"]),
                    Paragraph(f"{escape(summary_sentence(comparison))} Models: {names}.", body),
                    Paragraph("Each model knows only the 10 CIFAR-10 classes (airplane, automobile, bird, cat, deer, "
-                             "dog, frog, horse, ship, truck) and sees a 32×32 centre crop. Probabilities are "
+                             "dog, frog, horse, ship, truck) and sees a 32×32 view of "
+                             + ("the whole photo, padded to a square" if comparison.get("crop") == "whole" else
+                                "the photo's centre square") + ". Probabilities are "
                              f"calibrated on the validation split. {escape(VERDICTS_EXPLAINED)}", small),
                    Spacer(1, 4 * mm)]
     column = (width - 64 * mm) / max(len(models), 1)

@@ -60,6 +60,9 @@ def figure_parts(path: Path, caption: str, max_width: float = TEXT_WIDTH, max_he
     return [Image(str(path), width=w * scale, height=h * scale), Paragraph(caption, SMALL), Spacer(1, 4 * mm)]
 
 
+GALLERY_HEIGHT = 230 * mm  # a gallery of 24 may take a page: captions then print at 6-7 pt
+
+
 def figure(path: Path, caption: str, max_width: float = TEXT_WIDTH, max_height: float = 120 * mm) -> KeepTogether:
     return KeepTogether(figure_parts(path, caption, max_width, max_height))
 
@@ -97,6 +100,12 @@ def title_page(report: dict[str, Any]) -> list:
                         f"images; {report['dataset']['note']}.", SMALL),
               PageBreak()]
     return story
+
+
+def trained(m: dict[str, Any]) -> str:
+    """A training time with the machine that took it ("1 min 23 s (NVIDIA H200)"): a GPU's minutes beside a 2-core
+    CPU's hour mislead without it."""
+    return duration(m["training_seconds"]) + (f" ({m['trained_on']})" if m.get("trained_on") else "")
 
 
 def method_summary(report: dict[str, Any]) -> list:
@@ -137,7 +146,7 @@ def model_pages(name: str, m: dict[str, Any], out: Path) -> list:
         rows.append(["latency", f"{m['latency']['batch_1_ms_per_image']:.1f} ms/image at batch 1, "
                                 f"{m['latency']['batch_64_ms_per_image']:.2f} ms/image at batch 64{where}"])
     rows += [["parameters / file size", f"{info['parameters']:,} / {megabytes(info['weights_bytes'])}"],
-             ["training time", duration(m["training_seconds"])]]
+             ["training time", trained(m)]]
     per_class = [["class", "precision", "recall", "F1", "support"]] + [
         [cls, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
         for cls, r in m["per_class"].items()]
@@ -147,16 +156,16 @@ def model_pages(name: str, m: dict[str, Any], out: Path) -> list:
     f = m["figures"]
     story.append(figure(out / f["confusion"], "Confusion matrices on the test split: counts and row-normalised.",
                         max_height=70 * mm))
-    half = (TEXT_WIDTH - 6 * mm) / 2
-    pair = [figure_parts(out / f["reliability"], "Reliability: accuracy against confidence per bin; the dashed line is "
-                   "perfect calibration.", max_width=half, max_height=80 * mm)]
+    # The training curves at the text's width: beside the reliability diagram, half a page shrank their tick labels
+    # to about 3.5 pt (a newcomer's walk). The galleries may take a page: at 95 mm high their captions were 3-4.5 pt.
     if "curves" in f:
-        pair.insert(0, figure_parts(out / f["curves"], "Training curves (training and validation splits).",
-                              max_width=half, max_height=80 * mm))
-    side = Table([pair], colWidths=[half + 3 * mm] * len(pair), hAlign="LEFT")
-    side.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
-    story += [side, figure(out / f["mistakes"], "Most confident mistakes (#index in the test split).",
-                           max_height=95 * mm), PageBreak()]
+        story.append(figure(out / f["curves"], "Training curves (training and validation splits).",
+                            max_height=80 * mm))
+    story += [figure(out / f["reliability"], "Reliability: accuracy against confidence per bin; the dashed line is "
+                     "perfect calibration.", max_width=(TEXT_WIDTH - 6 * mm) / 2, max_height=80 * mm),
+              figure(out / f["mistakes"], f"Its {len(m['confident_mistakes'])} most confident of "
+                     f"{m['n_images'] - round(m['accuracy'] * m['n_images']):,} mistakes (#index in the test split).",
+                     max_height=GALLERY_HEIGHT), PageBreak()]
     return story
 
 
@@ -172,7 +181,7 @@ def comparison_pages(report: dict[str, Any], c: dict[str, Any], out: Path) -> li
             ["ECE", percent(a["ece"]), percent(b["ece"])],
             ["parameters", f"{a['info']['parameters']:,}", f"{b['info']['parameters']:,}"],
             ["weights file", megabytes(a["info"]["weights_bytes"]), megabytes(b["info"]["weights_bytes"])],
-            ["training time", duration(a["training_seconds"]), duration(b["training_seconds"])]]
+            ["training time", trained(a), trained(b)]]
     if a["latency"] and b["latency"]:
         rows += [["ms/image, batch 1", f"{a['latency']['batch_1_ms_per_image']:.1f}",
                   f"{b['latency']['batch_1_ms_per_image']:.1f}"],
@@ -192,8 +201,8 @@ def comparison_pages(report: dict[str, Any], c: dict[str, Any], out: Path) -> li
             Paragraph("Paired correctness", H2), table(paired, [75 * mm, 60 * mm]), Spacer(1, 3 * mm),
             figure(out / f["per_class_difference"], f"Per-class accuracy, {name_a} minus {name_b}.",
                    max_height=62 * mm),
-            figure(out / f["disagreements"], "Test images where the models disagree, both confident first.",
-                   max_height=95 * mm)]
+            figure(out / f["disagreements"], f"{len(c['disagreement_gallery'])} of the {c['disagreements']:,} test "
+                   "images where the models disagree, both confident first.", max_height=GALLERY_HEIGHT)]
 
 
 def robustness_pages(report: dict[str, Any], out: Path) -> list:

@@ -413,6 +413,25 @@ def test_export_pdf_renders_every_image(client, tmp_path):
     assert "a face detector finds a person" in flat and "as sent" in flat  # every check the verdict makes (issue 41)
 
 
+def test_the_exports_say_how_each_photo_became_the_models_square(client, tmp_path):
+    """Found by a newcomer walk: with "the whole photo" chosen, the PDF export said the models see a centre crop
+    (its thumbnails showed the padded view), and the JSON export had no crop field."""
+    import html
+    import json
+
+    for crop, words in (("whole", "the whole photo, padded to a square"), ("centre", "the photo's centre square")):
+        response = client.post("/", data={"csrf_token": csrf_token(client), "crop": crop,
+                                          "files": upload((JPEG, "photo.jpg"))}, content_type="multipart/form-data")
+        comparison = html.unescape(re.search(r'name="comparison" value="([^"]*)"',
+                                             response.get_data(as_text=True)).group(1))
+        as_json = client.post("/export/json", data={"csrf_token": csrf_token(client), "comparison": comparison})
+        assert json.loads(as_json.data)["crop"] == crop
+        as_pdf = client.post("/export/pdf", data={"csrf_token": csrf_token(client), "comparison": comparison})
+        (tmp_path / f"{crop}.pdf").write_bytes(as_pdf.data)
+        flat = re.sub(r"\s+", " ", pdf_text(tmp_path / f"{crop}.pdf"))
+        assert words in flat and "centre crop" not in flat
+
+
 def test_export_pdf_never_paints_one_rows_text_over_another(app, client, tmp_path):
     """The longest reasons and names the schema allows: every row grows to hold its text (issue 30, #10)."""
     from webapp.exports import sign_comparison

@@ -21,6 +21,7 @@ from itsdangerous import BadSignature, SignatureExpired
 from PIL import Image
 from pydantic import ValidationError
 
+from models.images import CROPS
 from webapp.inference import THUMBNAIL_SIZE, RequestError
 from webapp.schema import Comparison, JsonExport, dump, first_problem
 from webapp.security import sign, unsign
@@ -110,7 +111,7 @@ def checked(body: Any, known_models: dict[str, dict[str, Any]], max_images: int)
         created = dt.datetime.fromisoformat(comparison.created).strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
         created = "date unknown"
-    return {"models": models, "results": results, "created": created}
+    return {"models": models, "results": results, "created": created, "crop": comparison.crop}
 
 
 def api_shape(comparison: dict[str, Any]) -> dict[str, Any]:
@@ -118,4 +119,5 @@ def api_shape(comparison: dict[str, Any]) -> dict[str, Any]:
     results = [{key: value for key, value in r.items() if key not in ("thumbnail", "model_view")}
                for r in comparison["results"]]
     return dump(JsonExport.model_validate({"models": list(comparison["models"]), "results": results,
-                                           "created": comparison["created"]}))
+                                           "created": comparison["created"],
+                                           "crop": comparison.get("crop", CROPS[0])}))

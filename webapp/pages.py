@@ -23,6 +23,7 @@ from flask import (
 )
 
 from models.explanation import PASSES_PER_MAP
+from models.images import CROPS
 from webapp.admission import costly, current_client, deadline, predict_kind
 from webapp.examples import example_files, example_labels, gallery
 from webapp.exports import api_shape, checked, read_comparison, read_signed, sign_comparison
@@ -148,7 +149,8 @@ def results_page(results: list[dict[str, Any]], timing: dict[str, Any], started:
     from reports.comparison import explanation_uri, summary_sentence
 
     waited_ms = 1000 * (time.perf_counter() - started)  # receiving aside: decoding, fetching, the models
-    comparison = sign_comparison({"created": created, "models": list(models), "top_k": top_k, "results": results})
+    comparison = sign_comparison({"created": created, "models": list(models), "top_k": top_k,
+                                  "crop": crop or CROPS[0], "results": results})
     maps = {f"{r['index']}:{name}": explanation_uri(r["model_view"], p["explanation"]["grid"])
             for r in results if r.get("model_view") for name, p in (r.get("predictions") or {}).items()
             if p.get("explanation")}
@@ -186,7 +188,8 @@ def explain():
     with costly("explain"):
         timing = explain_results(results, views, [m for m in body["models"] if m in models], body["top_k"],
                                  current_app.config["EXPLAIN_SECONDS"], deadline("COMPARE_MAX_SECONDS"))
-    return results_page(results, timing, started, None, body["created"], body["top_k"], models, explaining=True)
+    return results_page(results, timing, started, None, body["created"], body["top_k"], models, explaining=True,
+                        crop=body.get("crop"))
 
 
 EXPORTS = {"csv": ("text/csv", "csv"), "json": ("application/json", "json"),

@@ -149,6 +149,7 @@ class Comparison(Strict):
     created: str = Field(max_length=40)
     models: list[str] = Field(min_length=1, max_length=8)
     top_k: int = Field(ge=1, le=MAX_TOP_K)
+    crop: Crop = Field(default=CROPS[0], description="how each photo became the square the models saw")
     results: list[PageResult] = Field(min_length=1, max_length=500)
 
 
@@ -157,6 +158,8 @@ class JsonExport(Strict):
 
     models: list[str]
     created: str
+    crop: Crop = Field(default=CROPS[0], description="how each photo became the square the models saw: "
+                                 "its centre square, or the whole photo padded to a square")
     results: list[Result]
 
 
