@@ -71,10 +71,11 @@ def per_image_table(report: dict[str, Any]) -> list:
                 f"{100 * row['predictions'][n]['confidence']:.0f}%" for n in names]
         verdict = "out of scope" if row.get("out_of_scope") else ("uncertain" if row.get("uncertain") else "")
         rows.append([row["index"] + 1, escape(row["name"][:60]), row["true"], *said, verdict])
-    other = (TEXT_WIDTH - 10 * mm - 62 * mm - 18 * mm - 22 * mm) / len(names)
+    # "automobile" (the longest class name) fits the true column whole: at 18 mm it broke as "automobil / e".
+    other = (TEXT_WIDTH - 10 * mm - 56 * mm - 24 * mm - 22 * mm) / len(names)
     return [Paragraph("Every image", H2), Paragraph("× marks a wrong answer; the percentage is the model's "
                                                     "confidence in its answer.", SMALL),
-            table(rows, [10 * mm, 62 * mm, 18 * mm, *[other] * len(names), 22 * mm])]
+            table(rows, [10 * mm, 56 * mm, 24 * mm, *[other] * len(names), 22 * mm])]
 
 
 def _gallery(report: dict[str, Any], rows: list[dict[str, Any]], lines) -> Table:
@@ -83,7 +84,7 @@ def _gallery(report: dict[str, Any], rows: list[dict[str, Any]], lines) -> Table
         text = "<br/>".join([escape(g["name"][:26]), f"true: {g['true']}", *lines(g)])
         cells.append([_view(report["views"][str(g["index"])], 18 * mm), Paragraph(text, SMALL),
                       *_maps(report, g["index"])])
-    per_row = 6
+    per_row = 5  # six to a row broke file names ("automobile/00037.p / ng")
     grid = [cells[i:i + per_row] + [""] * (per_row - len(cells[i:i + per_row])) for i in range(0, len(cells), per_row)]
     t = Table(grid, colWidths=[TEXT_WIDTH / per_row] * per_row, hAlign="LEFT")
     t.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
@@ -134,7 +135,10 @@ def user_pdf(report: dict[str, Any]) -> bytes:
             ["same answer", f"{percent(c['agreement'], 1)} ({c['disagreements']} differ)"]],
             [80 * mm, 70 * mm])]), Spacer(1, 3 * mm)]
         if c.get("gallery"):
-            story.append(KeepTogether([Paragraph("Where they disagree", H2), _gallery(report, c["gallery"], lambda g: [
+            shown, differ = len(c["gallery"]), c["disagreements"]
+            heading = "Where they disagree" + (f": the {shown} most confident of the {differ}" if shown < differ
+                                               else "")
+            story.append(KeepTogether([Paragraph(heading, H2), _gallery(report, c["gallery"], lambda g: [
                 f"{models[m]['info']['short_name']}: {p[0]} {100 * p[1]:.0f}%" for m, p in g["predicted"].items()])]))
     for name, m in models.items():
         per_class = [["class", "images", "precision", "recall", "F1"]] + [

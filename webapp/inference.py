@@ -121,6 +121,7 @@ def explain_results(results: list[dict[str, Any]], views: dict[int, np.ndarray],
                               explain_seconds=explain_seconds, deadline=deadline)
     for index, answer in zip(order, answers.images, strict=True):
         result = results[index]
+        result.pop("explanation_skipped", None)  # explained now, or skipped again for the reason below
         if answer.not_reached:
             result["explanation_skipped"] = ("not explained: the request's time ran out first; ask for this image's "
                                              "map in a request of its own")

@@ -182,8 +182,11 @@ def explain():
     if age > current_app.config["WTF_CSRF_TIME_LIMIT"]:
         raise RequestError("this comparison is more than an hour old: classify the images again to explain them",
                            "expired_comparison")
+    # Only the images without maps yet: after a first "Why?" ran out of time, the button explains the rest.
+    done = {r["index"] for r in decoded["results"]
+            if any("explanation" in p for p in (r.get("predictions") or {}).values())}
     views = {r["index"]: np.asarray(r["model_view"].convert("RGB")) for r in decoded["results"]
-             if r.get("model_view") is not None and r.get("predictions")}
+             if r.get("model_view") is not None and r.get("predictions") and r["index"] not in done}
     results = body["results"]
     with costly("explain"):
         timing = explain_results(results, views, [m for m in body["models"] if m in models], body["top_k"],
