@@ -393,6 +393,7 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "soak": (REPO / "docs" / "performance.md", measurement("soak")),
     "soak-heavy-many-addresses": (REPO / "docs" / "deploy.md", measurement("soak-heavy-many-addresses")),
     "soak-mixed-flood": (REPO / "docs" / "deploy.md", measurement("soak-mixed-flood")),
+    "soak-progressive-many-addresses": (REPO / "docs" / "deploy.md", measurement("soak-progressive-many-addresses")),
     "http-latency": (REPO / "docs" / "performance.md", measurement("http-latency")),
     "http-soak": (REPO / "docs" / "performance.md", measurement("http-soak")),
 }

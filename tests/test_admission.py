@@ -171,3 +171,15 @@ def test_a_body_that_can_only_hold_several_images_is_refused_before_it_is_parsed
         response = client.post("/api/v1/predict", data={"files": [(io.BytesIO(JPEG), f"{i}.jpg") for i in range(8)]},
                                content_type="multipart/form-data")
         assert response.status_code == 429 and parsed  # parsed, then refused for its real kind (a batch)
+
+
+def test_a_requests_seconds_count_from_when_nginx_handed_it_over(app):
+    """Under a soak an evaluation answered after 17 s against its 12: it had waited for a request thread first.
+    nginx stamps X-Request-Start (deploy/nginx.conf); the app's deadlines count from it, and a stamp in the future
+    (forged) cannot lengthen a request."""
+    from webapp.admission import _note_start, request_started
+
+    for stamp, waited in ((time.time() - 5, 5.0), (time.time() + 60, 0.0), ("junk", 0.0)):
+        with app.test_request_context(headers={"X-Request-Start": f"t={stamp}"}):
+            _note_start()
+            assert time.monotonic() - request_started() == pytest.approx(waited, abs=0.5)
