@@ -33,6 +33,8 @@ keepalive = 75
 preload_app = False  # each worker imports app.py and loads its own models (TF is not fork-safe)
 max_requests = settings.get_int("GUNICORN_MAX_REQUESTS")  # set >0 to recycle workers periodically
 accesslog = "-"
+# gunicorn's default line and how long the app took: a request's time is in the log (bench/bench_soak.py reads it).
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
 errorlog = "-"
 # nginx in front refuses a request line or header line over 8 KB and 32 KB of headers (deploy/nginx.conf), in the
 # app's error shape; gunicorn's own limits sit above that, so nginx answers every request that is too large.

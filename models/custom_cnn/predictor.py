@@ -39,7 +39,8 @@ class CustomCnnPredictor(Predictor):
     name = "custom_cnn"
     display_name = "Custom CNN (PyTorch, from scratch)"
     framework = "PyTorch"
-    preprocessing = "centre square crop, antialiased (Lanczos) resize to 32x32, per-channel mean/std normalisation"
+    preprocessing = ("centre square crop (or the whole photo padded, on request), antialiased (Lanczos) resize to "
+                     "32x32, per-channel mean/std normalisation")
     input_size = 32
     description = (
         "A 7-convolution CNN designed for 32x32 inputs (a frozen 2x2 patch-whitening layer, then three groups of two "

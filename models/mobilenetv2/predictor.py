@@ -52,7 +52,8 @@ class MobileNetV2Predictor(Predictor):
         super().__init__(model_dir)
         with loading(self.model_dir / "config.json"):
             size = self.config["architecture"]["image_size"]
-        self.preprocessing = (f"centre square crop, antialiased (Lanczos) resize to 32x32; inside the graph: "
+        self.preprocessing = (f"centre square crop (or the whole photo padded, on request), antialiased (Lanczos) "
+                              f"resize to 32x32; inside the graph: "
                               f"bilinear upscale to {size}x{size}, scale to [-1, 1]")
         with loading(self.weights_path):
             self.interpreter = Interpreter(model_path=str(self.weights_path), num_threads=runtime_threads())
