@@ -358,6 +358,8 @@ def write_pdf(report: dict[str, Any], out: Path, path: Path) -> Path:
     for c in report["comparisons"]:
         story += comparison_pages(report, c, out)
     if report.get("robustness"):
+        if not isinstance(story[-1], PageBreak):
+            story.append(PageBreak())  # its heading was left alone at the foot of the comparison's last page
         story += robustness_pages(report, out)
     if report.get("out_of_scope"):
         if not isinstance(story[-1], PageBreak):
