@@ -184,7 +184,7 @@ class Rule:
             reasons.append(unlike.replace("learnt from", "learnt from too", 1) if reasons
                            else "probably not one of the 10 classes: " + unlike)
         if reasons and score is not None and "out-of-scope score" not in reasons[-1]:  # every route states the score
-            reasons[-1] += f" (out-of-scope score {score:.2f}; 0.50 and above is out of scope)"
+            reasons[-1] += f"; out-of-scope score {score:.2f} (0.50 and above is out of scope)"
         if reasons:  # said once, after the out-of-scope reasons
             reasons[-1] += ", so whatever the models answer is a guess"
         out_of_scope = bool(reasons)

@@ -155,7 +155,7 @@ def model_pages(name: str, m: dict[str, Any], out: Path) -> list:
              table(per_class, [35 * mm, 25 * mm, 25 * mm, 25 * mm, 25 * mm]), Spacer(1, 3 * mm)]
     f = m["figures"]
     story.append(figure(out / f["confusion"], "Confusion matrices on the test split: counts and row-normalised.",
-                        max_height=70 * mm))
+                        max_height=100 * mm))
     # The training curves at the text's width: beside the reliability diagram, half a page shrank their tick labels
     # to about 3.5 pt (a newcomer's walk). The galleries may take a page: at 95 mm high their captions were 3-4.5 pt.
     if "curves" in f:

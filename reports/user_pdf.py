@@ -16,6 +16,7 @@ from models.cifar10 import CLASS_NAMES
 from reports import wording
 from reports.html import percent
 from reports.pdf import BODY, CELL, H1, H2, MARGIN, SMALL, TEXT_WIDTH, _footer, table
+from reports.user_data import plural
 
 
 def _view(uri: str, size: float) -> Image:
@@ -132,12 +133,13 @@ def user_pdf(report: dict[str, Any]) -> bytes:
             ["both right / both wrong", f"{c['both_correct']} / {c['both_wrong']}"],
             ["McNemar's exact test", f"p = {mc['p_value']:.3g}"],
             list(wording.lead_row(c, models)),
-            ["same answer", f"{percent(c['agreement'], 1)} ({c['disagreements']} differ)"]],
+            ["same answer", f"{percent(c['agreement'], 1)} ({plural(c['disagreements'], 'image')} "
+                            f"{'differs' if c['disagreements'] == 1 else 'differ'})"]],
             [80 * mm, 70 * mm])]), Spacer(1, 3 * mm)]
         if c.get("gallery"):
             shown, differ = len(c["gallery"]), c["disagreements"]
             heading = "Where they disagree" + (f": the {shown} most confident of the {differ}" if shown < differ
-                                               else "")
+                                               else ": the only one" if differ == 1 else f": all {differ}")
             story.append(KeepTogether([Paragraph(heading, H2), _gallery(report, c["gallery"], lambda g: [
                 f"{models[m]['info']['short_name']}: {p[0]} {100 * p[1]:.0f}%" for m, p in g["predicted"].items()])]))
     for name, m in models.items():

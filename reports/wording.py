@@ -60,6 +60,12 @@ def verdict(c: dict[str, Any], models: dict[str, Any], images: str = "the test i
                 if low == high == 0 else
                 f"{images} cannot tell them apart (the true gap, {short_name(a)} minus {short_name(b)}, could be "
                 f"anywhere from {low:+.1f} to {high:+.1f} points)")
+    elif not c["mcnemar"]["significant_at_0_05"] and low > 0:
+        # The two measures disagree at the edge (McNemar over the images only one model got right, the bootstrap
+        # interval over all of them): say so, rather than "cannot tell them apart" beside an interval above zero.
+        tail = (f"a borderline result: McNemar's exact test does not confirm the gap (chance alone would give it "
+                f"{chance(p)}, p = {p:.2g}), though the interval of {short_name(better)}'s lead, {low:+.1f} to "
+                f"{high:+.1f} points, leaves out zero; more images would settle it")
     elif not c["mcnemar"]["significant_at_0_05"]:
         tail = (f"chance alone would give a gap this large {chance(p)} (McNemar's exact test, p = {p:.2g}), so "
                 f"{images} cannot tell them apart ({short_name(better)}'s true lead could be anywhere from "

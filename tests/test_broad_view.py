@@ -84,7 +84,7 @@ def test_every_out_of_scope_route_states_the_score_and_names_ImageNet_words_with
     verdict = RULE.judge(SURE, None, scope_logit=-1.0, broad=answer(0.0, looks_like="consomme", other=0.462),
                          score=1.0)
     assert "reads it as \"consomme\"" in verdict.reason and "a consomme" not in verdict.reason
-    assert "(out-of-scope score 1.00; 0.50 and above is out of scope), so whatever the models answer is a guess" \
+    assert "; out-of-scope score 1.00 (0.50 and above is out of scope), so whatever the models answer is a guess" \
         in verdict.reason
     face = RULE.judge(SURE, None, scope_logit=-1.0, face=0.9, broad=answer(0.3, best="cat", other=0.1), score=0.97)
     assert face.reason.count("out-of-scope score 0.97") == 1

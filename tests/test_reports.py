@@ -375,3 +375,17 @@ def test_counts_are_worded_for_none_one_and_two():
     assert false_alarms(0) == "None of them was called out of scope: no false alarm of the out-of-scope check."
     assert "1 of them was called out of scope" in false_alarms(1) and "a false alarm of" in false_alarms(1)
     assert "3 of them were called" in false_alarms(3) and "false alarms of" in false_alarms(3)
+
+
+def test_a_borderline_gap_is_called_borderline_not_indistinguishable():
+    """Found by a newcomer walk: "your 300 images cannot tell them apart (MobileNetV2's true lead could be anywhere
+    from +0.3 to +6.0 points)": McNemar's p was 0.064 while the bootstrap interval left out zero."""
+    from reports.wording import verdict
+
+    models = {"a": {"info": {"display_name": "Alpha net (PyTorch)"}, "accuracy": 0.90},
+              "b": {"info": {"display_name": "Beta net (Keras)", "short_name": "Beta"}, "accuracy": 0.93}}
+    edge = {"a": "a", "b": "b", "accuracy_difference": -0.03, "accuracy_difference_ci95": [-0.06, -0.003],
+            "mcnemar": {"p_value": 0.064, "significant_at_0_05": False}, "agreement": 0.9}
+    text = verdict(edge, models, images="your 300 images")
+    assert "borderline" in text and "cannot tell them apart" not in text
+    assert "Beta's lead, +0.3 to +6.0 points, leaves out zero" in text
