@@ -207,8 +207,9 @@ class IsolatedDecoder:
             except ProcessExpired as exc:
                 if exc.exitcode != RECYCLE_EXIT_CODE:
                     raise
-                del future  # a bloated child left before decoding (_exit_if_bloated): once more, on a fresh one
-                future = pool.schedule(_decode_in_child, args=args, timeout=seconds)
+                # A bloated child left before decoding (_exit_if_bloated): once more, on a fresh one, within what
+                # is left of the same seconds.
+                future = pool.schedule(_decode_in_child, args=args, timeout=max(0.1, deadline - time.monotonic()))
                 image, left = future.result(timeout=max(0.0, deadline - time.monotonic()) + 0.5)
         except FutureTimeout:
             queued = not future.done() and not future.running()  # done: pebble's own timeout stopped it running

@@ -140,19 +140,17 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
         if start and time.monotonic() + chunk_seconds > deadline:
             for answer in answers[start:]:
                 answer.not_reached = True
-            answers_reached = start
             break
         chunk_started = time.monotonic()
         answered = classify_chunk(images[start:start + chunk], answers[start:start + chunk], model_names, top_k,
                                   timing)
         chunk_seconds = time.monotonic() - chunk_started
-    else:
-        answers_reached = len(answers)
     if explain:
         if deadline is not None:
             left = max(0.0, deadline - time.monotonic())
             explain_seconds = left if explain_seconds is None else min(explain_seconds, left)
-        count = answers_reached if explain is True else min(int(explain), answers_reached)
+        reached = sum(not answer.not_reached for answer in answers)  # a prefix: chunks stop, never skip
+        count = reached if explain is True else min(int(explain), reached)
         add_explanations(answers[:count], answered, timing, explain_seconds,
                          first_always=deadline is None or time.monotonic() < deadline)
     return Classification(answers, timing)
