@@ -39,10 +39,13 @@ FORM_OVERHEAD = 64 * 1024  # multipart boundaries and headers on top of the app'
 # Per client (an IPv4 address or an IPv6 /64; docs/deploy.md gives the reasons for each number):
 PER_CLIENT = 32  # requests in progress at once
 UPLOADS_PER_CLIENT = 2  # large uploads (>= 1 MB, or chunked) being received at once; the app's page sends one
+# Per network (an IPv4 /24 or an IPv6 /48, what one ISP customer, cloud account or small botnet is usually given):
+UPLOADS_PER_NETWORK = 8  # large uploads being received at once, whatever the number of addresses in it
 REQUESTS_PER_SECOND, REQUEST_BURST = 20, 100  # every request: 20 a second, 100 at once beyond that
 COSTLY_PER_MINUTE, COSTLY_BURST = 6, 10  # evaluations, explanation maps, exports: 6 a minute, 10 at once beyond
 # In all: large uploads being received at once (128 x 50 MB = 6.4 GB of spooled bodies at most on disk; holding them
-# all takes 64 client addresses), and the longest silence in a body before the connection is cut.
+# all takes 64 client addresses in at least 16 networks), and the longest silence in a body before the connection
+# is cut.
 UPLOADS_IN_ALL = 128
 BODY_SECONDS = 5
 RETRY_CONCURRENT, RETRY_RATE, RETRY_COSTLY = 5, 1, 60 // COSTLY_PER_MINUTE  # Retry-After of each kind of 429
@@ -123,9 +126,33 @@ CLIENT_KEYS = (
 )
 
 
+# (regex, value) of nginx's `map $client $client_network`: the network a client's large uploads are also counted in,
+# an IPv4 /24 or an IPv6 /48. One host is given a /64 and a customer of many ISPs and clouds a /56 or a /48, so an
+# attacker's 64 addresses (or /64s) usually sit in a few such networks. An address written so that its /48 is not
+# plain text (a "::" among its first three groups with five or more groups after it, none of them routable on the
+# internet) falls back to its own client key.
+NETWORK_KEYS = (
+    (r"^127\.0\.0\.1$", ""),  # this machine: not limited
+    (r"^::1$", ""),
+    (r"(?i)^(?:::ffff:)?(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}$", "$1.0/24"),
+    (rf"(?i)^({HEX}(?::{HEX}){{2}}):", "$1::/48"),  # the first three groups in full
+    # a "::" among the first three groups, with at most five groups after it (so the third group is a zero of it)
+    (rf"(?i)^((?:{HEX}(?::{HEX})?)?)::(?:{HEX}(?::{HEX}){{0,4}})?$", "$1::/48"),
+)
+
+
+def map_lines(keys: tuple[tuple[str, str], ...], default: str) -> str:
+    """The body of an nginx `map`: one regex line per (pattern, value), an empty value written "", then the default."""
+    return "\n".join(f'        "~{pattern}" {value or chr(34) * 2};' for pattern, value in keys) + \
+        f"\n        default {default};"
+
+
 def client_key_lines() -> str:
-    return "\n".join(f'        "~{pattern}" {value or chr(34) * 2};' for pattern, value in CLIENT_KEYS) + \
-        "\n        default $client;"
+    return map_lines(CLIENT_KEYS, "$client")
+
+
+def network_key_lines() -> str:
+    return map_lines(NETWORK_KEYS, "$client_key")
 
 
 def listen_lines() -> str:
@@ -168,8 +195,9 @@ def error_answers(max_body: int) -> dict[str, tuple[int, str, str]]:
                                        f"Send images as a multipart form."),
         414: ("uri_too_long", "The address is too long."),
         429: ("too_many_requests", f"Too many of your requests are in progress at once (at most {PER_CLIENT}, "
-                                   f"and {UPLOADS_PER_CLIENT} uploads of 1 MB or more), or the server is receiving "
-                                   f"as many large uploads as it takes; wait for some to finish."),
+                                   f"and {UPLOADS_PER_CLIENT} uploads of 1 MB or more, {UPLOADS_PER_NETWORK} from your "
+                                   f"network), or the server is receiving as many large uploads as it takes; wait "
+                                   f"for some to finish."),
         "429-rate": ("too_many_requests", f"Too many requests from your address: at most {REQUESTS_PER_SECOND} a "
                                           f"second ({REQUEST_BURST} at once). Try again in {RETRY_RATE} s."),
         "429-costly": ("too_many_requests", f"Too many evaluations, explanations and exports from your address: at "
@@ -230,6 +258,8 @@ def render(run_dir: Path, socket_path: Path) -> str:
         "TRUSTED_HOPS": str(trusted_hops()),
         "CLIENT_PATTERN": client_pattern(trusted_hops()),
         "CLIENT_KEYS": client_key_lines(),
+        "NETWORK_KEYS": network_key_lines(),
+        "UPLOADS_PER_NETWORK": str(UPLOADS_PER_NETWORK),
         "PER_CLIENT": str(PER_CLIENT),
         "UPLOADS_PER_CLIENT": str(UPLOADS_PER_CLIENT),
         "UPLOADS_IN_ALL": str(UPLOADS_IN_ALL),

@@ -132,13 +132,21 @@ def test_the_client_may_be_written_as_proxies_write_it(forwarded, client):
     assert re.search(start.client_pattern(1), forwarded).group(1) == client
 
 
-def client_key(address: str) -> str:
-    """nginx's `map $client $client_key`, as deploy/start.py renders it: the first matching regex's value."""
-    for pattern, value in start.CLIENT_KEYS:
+def first_match(keys: tuple[tuple[str, str], ...], address: str, default: str) -> str:
+    """An nginx regex `map` as deploy/start.py renders it: the first matching regex's value, else the default."""
+    for pattern, value in keys:
         found = re.search(pattern, address)
         if found:
             return found.expand(value.replace("$client", address).replace("$1", r"\1"))
-    return address
+    return default
+
+
+def client_key(address: str) -> str:
+    return first_match(start.CLIENT_KEYS, address, address)
+
+
+def network_key(address: str) -> str:
+    return first_match(start.NETWORK_KEYS, address, client_key(address))
 
 
 @pytest.mark.parametrize(("address", "key"), [
@@ -151,6 +159,19 @@ def client_key(address: str) -> str:
 ])
 def test_per_client_limits_count_an_ipv4_address_or_an_ipv6_64(address, key):
     assert client_key(address) == key
+
+
+@pytest.mark.parametrize(("address", "network"), [
+    ("198.51.100.7", "198.51.100.0/24"), ("::ffff:198.51.100.7", "198.51.100.0/24"),
+    ("2001:db8:1:2::a", "2001:db8:1::/48"), ("2001:DB8:1:ffff:0:0:0:b", "2001:DB8:1::/48"),
+    ("2001:db8:1::", "2001:db8:1::/48"), ("2001:db8::1", "2001:db8::/48"), ("2001::1:2:3:4:5", "2001::/48"),
+    ("2001:db8::5:6:7:8:9", "2001:db8::/48"), ("fe80::", "fe80::/48"), ("::5:6:7:8:9", "::/48"),
+    ("::5:6:7:8:9:a", "::5:6:/64"),  # not routable; its /48 is not plain text: counted by its client key
+    ("127.0.0.1", ""), ("::1", ""),  # this machine: not limited
+    ("127.0.0.2", "127.0.0.0/24"),
+])
+def test_large_uploads_are_also_counted_per_ipv4_24_or_ipv6_48(address, network):
+    assert network_key(address) == network
 
 
 @pytest.mark.parametrize(("env", "hops"), [
@@ -467,24 +488,37 @@ def test_a_client_receives_at_most_two_large_uploads_at_once(front):
 @pytest.mark.slow
 def test_trickled_uploads_from_eight_addresses_leave_a_photo_upload_answered(front):
     """Before: 32 trickling uploads from 8 addresses (4 each) held all 32 large-upload slots, and every other
-    user's 1.2 MB photo got 429. Now each address holds 2 of 128."""
+    user's 1.2 MB photo got 429. Now each address holds 2 of 128, and their /24 8."""
     held = [sock for i in range(8) for sock in hold_uploads(front.port, f"203.0.113.{i + 1}", 4)]
     refusals = refused(held)
     status, _ = timed_request(front.base, "/api/v1/predict", *PHOTO, headers={"X-Forwarded-For": USER})
     attacks.close_all(held)
-    assert status == 200 and refusals == 16
+    assert status == 200 and refusals == 32 - start.UPLOADS_PER_NETWORK == 24
 
 
 @pytest.mark.slow
-def test_holding_every_large_upload_slot_takes_64_addresses(front):
-    """The global pool bounds the disk (128 x 50 MB): 64 addresses holding 2 each fill it, and only then is the
-    next address's large upload refused."""
-    clients = [f"203.0.113.{i}" for i in range(start.UPLOADS_IN_ALL // start.UPLOADS_PER_CLIENT)]
-    held = [sock for client in clients for sock in hold_uploads(front.port, client, start.UPLOADS_PER_CLIENT)]
-    refusals = refused(held)
+def test_64_addresses_of_one_network_hold_8_large_upload_slots_not_all(front):
+    """Before: 64 trickling addresses held all 128 slots (2 each), and every other user's photo got 429. 64
+    addresses of one /24 now hold its 8; another network's photo is answered."""
+    held = [sock for i in range(64) for sock in hold_uploads(front.port, f"203.0.113.{i + 1}", 2)]
+    refusals = refused(held, 2.0)
     status, _ = timed_request(front.base, "/api/v1/predict", *PHOTO, headers={"X-Forwarded-For": USER})
     attacks.close_all(held)
-    assert len(held) == start.UPLOADS_IN_ALL == 128 and refusals == 0
+    assert refusals == 128 - start.UPLOADS_PER_NETWORK and status == 200
+
+
+@pytest.mark.slow
+def test_holding_every_large_upload_slot_takes_16_networks(front):
+    """The global pool bounds the disk (128 x 50 MB): 4 addresses in each of 16 networks, holding 2 each, fill
+    it, and only then is the next client's large upload refused."""
+    networks = start.UPLOADS_IN_ALL // start.UPLOADS_PER_NETWORK
+    per_network = start.UPLOADS_PER_NETWORK // start.UPLOADS_PER_CLIENT
+    clients = [f"198.18.{n}.{a + 1}" for n in range(networks) for a in range(per_network)]
+    held = [sock for client in clients for sock in hold_uploads(front.port, client, start.UPLOADS_PER_CLIENT)]
+    refusals = refused(held, 2.0)
+    status, _ = timed_request(front.base, "/api/v1/predict", *PHOTO, headers={"X-Forwarded-For": USER})
+    attacks.close_all(held)
+    assert len(held) == start.UPLOADS_IN_ALL == 128 and networks == 16 and refusals == 0
     assert status == 429
 
 
@@ -498,6 +532,18 @@ def test_an_ipv6_64_is_one_client(front):
     other_refusals = refused(others, 0.5)
     attacks.close_all(held + others)
     assert refusals == 1 and other_refusals == 0
+
+
+@pytest.mark.slow
+def test_an_ipv6_48_holds_8_large_uploads_however_many_64s_it_has(front):
+    """A customer given a /48 has 65,536 /64s: 12 of them, 2 uploads each, hold the /48's 8 slots; another /48's
+    uploads are received."""
+    held = [sock for i in range(12) for sock in hold_uploads(front.port, f"2001:db8:7:{i:x}::1", 2)]
+    refusals = refused(held, 2.0)
+    others = hold_uploads(front.port, "2001:db8:8::1", 2)
+    other_refusals = refused(others, 0.5)
+    attacks.close_all(held + others)
+    assert refusals == 24 - start.UPLOADS_PER_NETWORK and other_refusals == 0
 
 
 @pytest.mark.slow
