@@ -36,7 +36,7 @@ from PIL import Image
 
 from devkit import attacks
 from devkit.attacks import ATTACKER, USER, Repeat, p95_ms
-from devkit.images import encode, float_tiff, gif_with_tiny_sub_blocks, many_scan_jpeg, photo, sixteen_bit_png
+from devkit.images import encode, gif_with_tiny_sub_blocks, many_scan_jpeg, photo, sixteen_bit_png
 from devkit.server import ProcfileServer, multipart, timed_request
 from devkit.transcript import MEASUREMENTS, Transcript
 from devkit.url_server import LocalServer
@@ -322,7 +322,6 @@ def main() -> None:
     bombs = {
         "32 x 40 MP PNG": [(f"{i}.png", flat40) for i in range(32)],
         "32 x 12 MP 16-bit PNG": [(f"{i}.png", sixteen_bit_png(4000, 3000)) for i in range(32)],
-        "32 x 12 MP float TIFF": [(f"{i}.tif", float_tiff(4000, 3000)) for i in range(32)],
         "32 x 36 MP GIF, 1-byte sub-blocks": [(f"{i}.gif", gif_with_tiny_sub_blocks(6000, 6000)) for i in range(32)],
         "JPEG, 4,000 progressive scans": [("scans.jpg", many_scan_jpeg(4000, 3000, 4000))],
         "JPEG, 64 scans at 15 MP (allowed)": [("scans.jpg", many_scan_jpeg(4500, 3300, 64))],

@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 
 from devkit.archives import stored_zip
-from devkit.images import encode, gif_with_tiny_sub_blocks, photo, png_with_chunks, tiff_with_strips
+from devkit.images import encode, gif_with_tiny_sub_blocks, photo, png_with_chunks
 from devkit.server import ProcfileServer, cpu_seconds, descendants
 from devkit.transcript import announce_if_committed
 
@@ -131,7 +131,6 @@ def requests() -> list[Request]:
     webp_bomb = stored_zip({f"cat/{i:03d}.webp": webp16 for i in range(100)})
     long_names = stored_zip({"cat/good.jpg": small[0], **{f"cat/{i:03d}." + "A" * 180: b"x" for i in range(499)}})
     photos32 = [("files", f"photo{i}.jpg", encode(photo(800, 600, seed=i), "JPEG")) for i in range(32)]
-    strips = tiff_with_strips(1_200_000)  # 9.6 MB: what took 16 s and 620 MB each before the strip check
     webp8 = encode(Image.new("RGB", (3230, 2420), (90, 120, 150)), "WEBP", lossless=True)  # 7.8 MP
     bz2 = io.BytesIO()
     with zipfile.ZipFile(bz2, "w") as zf:
@@ -192,8 +191,6 @@ def requests() -> list[Request]:
         Request("POST /evaluate/report.pdf: 499 problems, 200-char names", "names and problems <= 200 characters",
                 signed_report),
         Request("POST /export/pdf: 32 results with thumbnails", "32 results, 4 MB field, signed", export_pdf),
-        Request("POST /api/v1/predict: 5 TIFFs of 1.2 M strips", "TIFF strips and tiles for the size",
-                api("/api/v1/predict", [("files", f"{i}.tif", strips) for i in range(5)])),
         Request("POST /api/v1/predict: 32 x 7.8 MP lossless WebP", "WebP at most 16.8 MP (4096²)",
                 api("/api/v1/predict", [("files", f"{i}.webp", webp8) for i in range(32)])),
         Request("POST /api/v1/evaluate: a bzip2 member of 200 MB", "stored and deflated members only",

@@ -110,7 +110,8 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
              explain: bool | int = False, explain_seconds: float | None = None,
              crop: str = "centre", deadline: float | None = None) -> Classification:
     """Run every named model over the images. A model that fails to load or run is reported per image (the
-    others still answer); an unknown model name is a `KeyError` (callers validate names first). With
+    others still answer); an unknown model name is a `KeyError`. The options are trusted: callers validate them
+    once, at their edge (the web app against webapp/schema.py's PredictRequest, the CLI with argparse). With
     `explain` (True, or how many of the first images), each answer also gets its explanation map for its top-1
     class (models/explanation.py): 50 forward passes per image and model, so callers bound how many, and
     `explain_seconds` bounds their time: images not reached by then say so (`explanation_skipped`). `crop` is how
@@ -121,8 +122,6 @@ def classify(images: Sequence[Image.Image | np.ndarray], model_names: Sequence[s
     time, and the chunks that would end after it (by the last chunk's time) are answered `not_reached` (the first
     chunk always runs); the maps get what is left, none once it has passed. Under a mixed flood a 32-image
     comparison took 23 s and a 16-image explanation 25 s, each step within its own budget."""
-    if not 1 <= top_k <= len(CLASS_NAMES):
-        raise ValueError(f"top_k must be between 1 and {len(CLASS_NAMES)}, got {top_k}")
     unknown = [name for name in model_names if name not in REGISTRY]
     if unknown:
         raise KeyError(f"unknown model {unknown[0]!r}; available: {', '.join(REGISTRY)}")

@@ -193,19 +193,46 @@ def read_zip(archive: bytes | Path, limits: Limits = Limits()) -> LabelledSet:
     return _read_members(zf, limits)
 
 
+END_RECORD = struct.Struct("<4s4H2LH")  # signature, disks, entries here and in all, directory size and offset, comment
+ZIP64_LOCATOR = struct.Struct("<4sLQL")  # signature, disk, offset of the ZIP64 end record, disks
+ZIP64_END = struct.Struct("<4sQ2H2L4Q")  # signature, its size, versions, disks, entries here and in all, size, offset
+MAX_COMMENT = 0xFFFF
+
+
+def directory_extent(tail: bytes) -> tuple[int, int] | None:
+    """(entries, bytes) of the central directory an archive's end record declares, from the archive's last
+    22 + 65,535 bytes (or all of a shorter one), found as zipfile finds it: the record without a comment at the
+    very end, else the last signature (ZIP64's record where the classic one says to look there); None if there
+    is none. Hand-written because the standard library's parser of it is private (zipfile._EndRecData): it reads
+    only fixed fields and is fuzzed (tests/test_fuzz.py)."""
+    start = len(tail) - END_RECORD.size
+    if start < 0 or tail[start:start + 4] != b"PK\x05\x06" or tail[-2:] != b"\0\0":
+        start = tail.rfind(b"PK\x05\x06")
+        if start < 0 or len(tail) - start < END_RECORD.size:
+            return None
+    *_, entries, size, _, _ = END_RECORD.unpack_from(tail, start)
+    locator = start - ZIP64_LOCATOR.size
+    if locator >= 0 and tail[locator:locator + 4] == b"PK\x06\x07":
+        end64 = locator - ZIP64_END.size  # the ZIP64 end record sits just before its locator
+        if end64 >= 0 and tail[end64:end64 + 4] == b"PK\x06\x06":
+            *_, entries, size, _ = ZIP64_END.unpack_from(tail, end64)
+    return entries, size
+
+
 def _check_entry_count(source: io.BufferedIOBase, limits: Limits) -> None:
     """Refuse an archive with too many entries from its end record, before zipfile builds an object per entry
-    (a 50 MB ZIP can list a million). zipfile's own reader of that record (ZIP64 included) does the parsing."""
+    (a 50 MB ZIP can list a million)."""
     if limits.max_members is None:
         return
-    end = zipfile._EndRecData(source)  # the stdlib's parser; no public API exposes it
-    if end is None:
+    length = source.seek(0, io.SEEK_END)
+    source.seek(max(0, length - END_RECORD.size - MAX_COMMENT))
+    extent = directory_extent(source.read())
+    if extent is None:
         raise zipfile.BadZipFile
-    entries = end[zipfile._ECD_ENTRIES_TOTAL]
+    entries, size = extent
     if entries > limits.max_members:
         raise DatasetError(f"the archive lists {entries:,} entries; the limit is {limits.max_members:,}")
     # zipfile parses the directory by its size, whatever the count says: bound the size too.
-    size = end[zipfile._ECD_SIZE]
     if size > limits.max_members * DIRECTORY_BYTES_PER_ENTRY:
         raise DatasetError(f"the archive's directory is {size / 1e6:.1f} MB: far more than "
                            f"{limits.max_members:,} entries need")

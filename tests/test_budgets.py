@@ -315,23 +315,21 @@ def test_a_large_webp_is_refused_before_its_decoder_holds_three_copies():
 
 
 # ----------------------------------------------------------------------------- found by an independent attack
-def test_tiffs_whose_cost_is_not_their_size_are_refused_at_once():
+def test_tiffs_are_refused_at_once_whatever_their_layout():
     """2.6 million strips over a 16x16 image took 16 s and 620 MB; one 32768² tile of a 16x16 image, 1 GB; a
-    JPEG-compressed TIFF carried 99 progressive scans past the JPEG rule."""
+    JPEG-compressed TIFF carried 99 progressive scans past the JPEG rule. TIFF is no longer accepted (no browser
+    shows it, no phone writes it): each is refused by its first four bytes, in words, before any parser runs."""
     from devkit.images import tiff_with_strips, tiff_with_tile
     from models.images import ImageIntakeError, decode_image
 
     buffer = io.BytesIO()
     Image.new("RGB", (64, 48)).save(buffer, "TIFF", compression="jpeg")
-    for data, message in [(tiff_with_strips(2_000_000), "more strips or tiles than any real image"),
-                          (tiff_with_strips(100), "lists 100 strips"), (tiff_with_tile(32768), "larger than the image"),
-                          (tiff_with_tile(2048, 1500, 1500), "larger than the image"),
-                          (buffer.getvalue(), "compression \\(code 7\\)")]:
+    for data in [tiff_with_strips(2_000_000), tiff_with_tile(32768), tiff_with_strips(16), buffer.getvalue(),
+                 encode(photo(32, 32), "TIFF"), b"MM\x00+" + bytes(100)]:
         started = time.monotonic()
-        with pytest.raises(ImageIntakeError, match=message):
+        with pytest.raises(ImageIntakeError, match=r"TIFF images are not accepted.*save it as PNG or JPEG"):
             decode_image(data)
         assert time.monotonic() - started < 1
-    assert decode_image(tiff_with_strips(16)).size == (16, 16) and decode_image(tiff_with_tile(16)).size == (16, 16)
 
 
 def test_only_the_allowed_formats_parsers_read_the_bytes():

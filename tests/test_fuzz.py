@@ -4,9 +4,9 @@ arbitrary JSON at the export reader (a clear refusal or a result, never another 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import zipfile
+from unittest import mock
 
 import pytest
 import schemathesis
@@ -113,27 +113,46 @@ def test_any_bytes_are_read_or_refused_in_words(data):
     read_everything(data)
 
 
-@given(data=st.binary(max_size=400), head=st.sampled_from([b"II*\x00", b"MM\x00*", b"II+\x00", b""]))
+@given(files=members, comment=st.binary(max_size=300), zip64=st.booleans())
 @FUZZ
-def test_the_tiff_directory_pre_check_reads_any_bytes(data, head):
-    """models.images.tiff_piece_count is hand-written at the boundary: any bytes give a count, never an error, and
-    a count comes only from a StripOffsets (273) or TileOffsets (324) entry that is there to read."""
-    from models.images import tiff_piece_count
+def test_the_end_record_reader_finds_what_zipfile_finds(files, comment, zip64):
+    """reports.user_data.directory_extent is hand-written at the boundary (zipfile's own reader is private): on
+    any archive zipfile writes, with or without a comment (one may hold a fake signature) or ZIP64 records, it
+    reads the entry count and directory size that zipfile itself then parses."""
+    from reports.user_data import directory_extent
 
-    count = tiff_piece_count(head + data)
-    assert isinstance(count, int) and 0 <= count < 2**64
-    tags = [tag.to_bytes(2, order) for tag in (273, 324) for order in ("little", "big")]
-    if not any(tag in data for tag in tags):
-        assert count == 0
+    buffer = io.BytesIO()
+    # A file-count limit of 0 makes zipfile write the ZIP64 end record and its locator (as CPython's own tests do).
+    with mock.patch.object(zipfile, "ZIP_FILECOUNT_LIMIT", 0 if zip64 else zipfile.ZIP_FILECOUNT_LIMIT), \
+            zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+        zf.comment = comment
+    assert b"PK\x06\x07" in buffer.getvalue() or not zip64
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as reread:
+        entries = len(reread.infolist())
+    found = directory_extent(buffer.getvalue())
+    assert found is not None and found[0] == entries
+    assert found[1] == sum(46 + len(i.filename.encode()) + len(i.extra) + len(i.comment) for i in reread.infolist())
 
 
-@given(data=st.binary(min_size=8, max_size=600))
+@given(data=st.binary(max_size=3_000), tail=st.sampled_from([b"", b"PK\x05\x06", b"PK\x06\x07", b"PK\x06\x06"]))
 @FUZZ
-def test_any_tiff_like_bytes_decode_or_are_refused_in_words(data):
+def test_the_end_record_reader_reads_any_bytes(data, tail):
+    """Any bytes give an extent or None, never an error."""
+    from reports.user_data import directory_extent
+
+    found = directory_extent(tail + data + tail + bytes(22))
+    assert found is None or all(isinstance(n, int) and n >= 0 for n in found)
+
+
+@given(data=st.binary(max_size=600), head=st.sampled_from([b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"]))
+@FUZZ
+def test_any_tiff_like_bytes_are_refused_in_words(data, head):
     from models.images import ImageIntakeError, decode_image
 
-    with contextlib.suppress(ImageIntakeError):
-        decode_image(b"II*\x00" + data)
+    with pytest.raises(ImageIntakeError, match="TIFF images are not accepted"):
+        decode_image(head + data)
 
 
 # ----------------------------------------------------------------------------- the export reader

@@ -41,7 +41,7 @@ FILE_CASES = {
     "random bytes as .jpg": (np.random.default_rng(1).bytes(4000), "invalid_image"),
     "truncated JPEG": (encode(photo(200, 200), "JPEG")[:500], "invalid_image"),
     "truncated PNG": (encode(photo(200, 200), "PNG")[:500], "invalid_image"),
-    "12 MP float TIFF (deflate)": (float_tiff(4000, 3000), OK),
+    "12 MP float TIFF (deflate): TIFF is not accepted": (float_tiff(4000, 3000), "invalid_image"),
     "16-bit PNG over 12 MP": (sixteen_bit_png(4000, 3100), "invalid_image"),
     "JPEG with 4,000 progressive scans": (many_scan_jpeg(1000, 750, 4000), "invalid_image"),
     "GIF with 1-byte sub-blocks": (gif_with_tiny_sub_blocks(2000, 2000), OK),

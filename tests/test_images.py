@@ -135,7 +135,7 @@ def test_pixel_cap_is_configurable():
         decode_image(data, max_pixels=9_999)
 
 
-SEEDS = [encode(photo(12, 9), fmt) for fmt in ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")] + [animated_gif()]
+SEEDS = [encode(photo(12, 9), fmt) for fmt in ("PNG", "JPEG", "GIF", "BMP", "WEBP")] + [animated_gif()]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,11 +8,12 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
+from webapp import schema
 from webapp.admission import costly, current_client, deadline, predict_kind, refuse_before_parsing
 from webapp.health import model_status
 from webapp.inference import RequestError, chosen, classify, clip, gather_inputs
 from webapp.openapi import openapi_document
-from webapp.options import check_explain_count, fetch_policy, parse_crop, parse_explain, parse_models, parse_top_k
+from webapp.options import check_explain_count, fetch_policy, read_options
 from webapp.schema import ModelsResponse, PredictResponse, dump
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -59,45 +60,37 @@ def valid_text(value: Any) -> bool:
     return True
 
 
-def request_fields() -> tuple[list[str], Any, Any, Any, Any]:
-    """(urls, top_k, models, explain, crop) from a JSON body or from multipart/form fields."""
-    if request.is_json:
-        body = json_body()
-        if not isinstance(body, dict):
-            raise RequestError("the JSON body must be an object like {\"urls\": [...]}", "invalid_json")
-        urls = body.get("urls", [])
-        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-            raise RequestError("\"urls\" must be a list of strings", "invalid_urls")
-        return urls, body.get("top_k"), body.get("models"), body.get("explain"), body.get("crop")
-    models = request.form.getlist("models") or None
-    return (request.form.getlist("urls"), request.form.get("top_k"), models, request.values.get("explain"),
-            request.values.get("crop"))
+def request_options() -> schema.PredictRequest:
+    """The comparison's options from its JSON body or its form (and query), as webapp/schema.py describes them.
+    `schema.PredictRequest` is looked up on each request: the one description the OpenAPI document reads too."""
+    source = json_body() if request.is_json else request.values
+    return read_options(schema.PredictRequest, source, current_app.config)
 
 
 @bp.post("/predict")
 def predict():
-    refuse_before_parsing(parse_explain(request.args.get("explain")))
+    query = read_options(schema.PredictRequest, request.args, current_app.config)  # before the body is parsed
+    refuse_before_parsing(query.explain)
     unexpected = [key for key in request.files if key != "files"]
     if unexpected:
         got = clip(", ".join(sorted(unexpected)), 100)
         raise RequestError(f"upload images in the multipart field 'files' (got {got})", "wrong_field_name")
-    urls, top_k, models, explain, crop = request_fields()
-    top_k = parse_top_k(top_k, current_app.config["DEFAULT_TOP_K"])
-    crop = parse_crop(crop)
-    models = parse_models(models, current_app.config["MODELS"])
-    explain = parse_explain(explain)
+    options = request_options()
     files = chosen(request.files.getlist("files"))
-    sent = len(files) + len([u for u in urls if u.strip()])
-    check_explain_count(current_app.config, sent, explain)  # before any URL is fetched
-    with costly(predict_kind(sent, explain)):  # a 429 before any URL is fetched or any image decoded
-        inputs = gather_inputs(request.files.getlist("files"), urls, current_app.config["MAX_IMAGES"],
+    sent = len(files) + len(options.urls)
+    check_explain_count(current_app.config, sent, options.explain)  # before any URL is fetched
+    with costly(predict_kind(sent, options.explain)):  # a 429 before any URL is fetched or any image decoded
+        inputs = gather_inputs(request.files.getlist("files"), options.urls, current_app.config["MAX_IMAGES"],
                                current_app.config["MAX_FILE_BYTES"], fetch_policy(current_app.config))
-        results, timing = classify(inputs, models, top_k, max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
-                                   max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"], explain=explain,
-                                   explain_seconds=current_app.config["EXPLAIN_SECONDS"], crop=crop,
-                                   owner=current_client(), deadline=deadline("COMPARE_MAX_SECONDS"))
+        results, timing = classify(inputs, options.models, options.top_k,
+                                   max_request_pixels=current_app.config["MAX_REQUEST_PIXELS"],
+                                   max_decode_seconds=current_app.config["MAX_DECODE_SECONDS"],
+                                   explain=options.explain, explain_seconds=current_app.config["EXPLAIN_SECONDS"],
+                                   crop=options.crop, owner=current_client(),
+                                   deadline=deadline("COMPARE_MAX_SECONDS"))
     return jsonify(dump(PredictResponse.model_validate(
-        {"models": models, "top_k": top_k, "crop": crop, "results": results, "timing": timing})))
+        {"models": options.models, "top_k": options.top_k, "crop": options.crop, "results": results,
+         "timing": timing})))
 
 
 @bp.post("/evaluate")

@@ -15,10 +15,11 @@ from pydantic import ValidationError
 
 from models.cifar10 import CLASS_NAMES
 from reports.user_data import DatasetError, LabelledSet, Limits, plural, read_named_files, read_zip
+from webapp import schema
 from webapp.admission import costly, request_started
 from webapp.health import model_status
 from webapp.inference import RequestError, chosen, display_name
-from webapp.options import parse_explain
+from webapp.options import read_options
 from webapp.schema import EvaluateResponse, dump
 from webapp.security import sign, unsign
 
@@ -35,7 +36,7 @@ def dataset_limits() -> Limits:
                   max_seconds=config["EVALUATE_MAX_SECONDS"])
 
 
-def read_request() -> tuple[LabelledSet, str]:
+def read_request(options: schema.EvaluateRequest) -> tuple[LabelledSet, str]:
     """(the labelled set, what to call it) from the multipart request: `archive` (a ZIP) or `files` (+ `labels`)."""
     archive = request.files.get("archive")
     files = chosen(request.files.getlist("files"))
@@ -53,7 +54,7 @@ def read_request() -> tuple[LabelledSet, str]:
         if files:
             cap = current_app.config["MAX_FILE_BYTES"]
             named = [(display_name(f.filename), f.stream.read(cap + 1)) for f in files]
-            return (read_named_files(named, request.form.getlist("labels"), dataset_limits()),
+            return (read_named_files(named, options.labels, dataset_limits()),
                     plural(len(files), "uploaded file"))
     except DatasetError as exc:
         raise RequestError(str(exc), "invalid_dataset") from None
@@ -63,12 +64,17 @@ def read_request() -> tuple[LabelledSet, str]:
     raise RequestError("choose a ZIP of labelled images, or some image files, first", "no_images")
 
 
-def run(dataset: LabelledSet, source: str) -> dict[str, Any]:
-    """Evaluate; with `explain` (form or query), the gallery's maps too, within the explanation budget."""
+def evaluation_options() -> schema.EvaluateRequest:
+    """The evaluation's options from its form and query, as webapp/schema.py describes them (this parses the body:
+    call it once admitted)."""
+    return read_options(schema.EvaluateRequest, request.values, current_app.config)
+
+
+def run(dataset: LabelledSet, source: str, explain: bool) -> dict[str, Any]:
+    """Evaluate; with `explain`, the gallery's maps too, within the explanation budget."""
     from reports.user_eval import evaluate
 
     names = [m["name"] for m in model_status() if m["ready"]]
-    explain = parse_explain(request.values.get("explain"))
     limit = current_app.config["EXPLAIN_MAX_IMAGES"]
     try:
         return evaluate(dataset, names, source=source, explain=limit if explain else 0,
@@ -101,8 +107,9 @@ def form():
 def evaluate_page():
     try:
         with costly("evaluate"):  # before the upload is read: a 429 costs nothing
-            dataset, source = read_request()
-            report = run(dataset, source)
+            options = evaluation_options()
+            dataset, source = read_request(options)
+            report = run(dataset, source, options.explain)
     except RequestError as exc:
         return page(form_error=str(exc)), exc.status
     from reports.user_eval import for_signing
@@ -150,12 +157,11 @@ def api_evaluate():
 
     from reports.user_eval import without_views
 
-    fmt = request.args.get("format", "json")
-    if fmt not in ("json", "pdf", "csv"):
-        raise RequestError("format must be json, pdf or csv", "bad_format")
+    fmt = read_options(schema.EvaluateRequest, request.args, current_app.config).format  # before the body is read
     with costly("evaluate"):
-        dataset, source = read_request()
-        report = run(dataset, source)
+        options = evaluation_options()
+        dataset, source = read_request(options)
+        report = run(dataset, source, options.explain)
     if fmt == "pdf":
         return pdf_response(report)
     if fmt == "csv":

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from models.images import CROPS
-from reports.user_data import plural
+from webapp import schema
 from webapp.schema import COMPONENTS
 
 
@@ -17,6 +17,23 @@ def component_schemas() -> dict[str, Any]:
     _, top = models_json_schema([(model, "serialization") for model in COMPONENTS],
                                 ref_template="#/components/schemas/{model}")
     return top["$defs"]
+
+
+def request_properties(model: type[BaseModel], config: dict[str, Any], *skip: str) -> dict[str, Any]:
+    """A request's fields as JSON Schema properties, generated from its one description in webapp/schema.py (what
+    validates it): the values the server decides filled in from `config` (the default top_k, the served models,
+    the limits a description names in braces)."""
+    properties = model.model_json_schema()["properties"]
+    for name, prop in properties.items():
+        prop.pop("title", None)
+        if "description" in prop:
+            prop["description"] = prop["description"].format_map(config)
+        if name == "top_k":
+            prop["default"] = config["DEFAULT_TOP_K"]
+        if name == "models":
+            prop["items"] = {"enum": list(config["MODELS"])}
+            prop.pop("default", None)
+    return {name: prop for name, prop in properties.items() if name not in skip}
 
 
 def error_responses(*statuses: int) -> dict[str, Any]:
@@ -28,22 +45,8 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
     limits = (f"At most {config['MAX_IMAGES']} images (files + URLs) per request, "
               f"{config['MAX_FILE_BYTES'] // (1024 * 1024)} MB per image, "
               f"{config['MAX_CONTENT_LENGTH'] // (1024 * 1024)} MB per request.")
-    options = {
-        "top_k": {"type": "integer", "minimum": 1, "maximum": 10, "default": config["DEFAULT_TOP_K"]},
-        "models": {"type": "array", "items": {"enum": list(config["MODELS"])},
-                   "description": "default: every model"},
-        "crop": {"enum": list(CROPS), "default": CROPS[0],
-                 "description": "how each photo becomes the square the models see: its centre square (as CIFAR-10's "
-                                "images are), or the whole photo padded to a square (a wide photo's subject is not "
-                                "cut, but is smaller)"},
-        "explain": {"type": "boolean", "default": False,
-                    "description": f"add each model's explanation map (`predictions[model].explanation`) for its "
-                                   f"top-1 class: at most {config['EXPLAIN_MAX_IMAGES']} images, as many as "
-                                   f"{config['EXPLAIN_SECONDS']} seconds allow (the images left have "
-                                   f"`explanation_skipped`); 429 with Retry-After when "
-                                   f"{plural(config['COSTLY_SLOTS']['explain'], 'such request')} "
-                                   f"{'is' if config['COSTLY_SLOTS']['explain'] == 1 else 'are'} already running"},
-    }
+    options = request_properties(schema.PredictRequest, config)
+    evaluate_options = request_properties(schema.EvaluateRequest, config, "format")
     return {
         "openapi": "3.1.0",
         "info": {"title": "CIFAR-10 model comparison API", "version": "1.0.0",
@@ -54,11 +57,8 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
                 "summary": "Classify uploaded images and/or image URLs with each model",
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                        "urls": {"type": "array", "items": {"type": "string", "format": "uri"}},
-                        **options}}},
-                    "application/json": {"schema": {"type": "object", "properties": {
-                        "urls": {"type": "array", "items": {"type": "string", "format": "uri"}}, **options}}},
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}, **options}}},
+                    "application/json": {"schema": {"type": "object", "properties": options}},
                 }},
                 "responses": {
                     "200": {"description": "one result per image, in order; a bad image has `error` in place",
@@ -74,19 +74,13 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
                                 f"{config['EVALUATE_MAX_IMAGES']} images, "
                                 f"{config['EVALUATE_MAX_ARCHIVE_BYTES'] // 1_000_000} MB per ZIP. Unusable files "
                                 f"are listed in `problems`."),
-                "parameters": [{"name": "format", "in": "query", "schema": {"enum": ["json", "pdf", "csv"],
-                                                                           "default": "json"},
-                                "description": "json: the metrics and every image's row; pdf: the report; csv: "
-                                               "the every-image table, one row per image and model"}],
+                "parameters": [{"name": "format", "in": "query",
+                                "schema": request_properties(schema.EvaluateRequest, config)["format"]}],
                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                     "type": "object", "properties": {
                         "archive": {"type": "string", "format": "binary"},
                         "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                        "labels": {"type": "array", "items": {"type": "string"}},
-                        "explain": {"type": "boolean", "default": False,
-                                    "description": f"both models' explanation maps for up to "
-                                                   f"{config['EXPLAIN_MAX_IMAGES']} of the disagreements and "
-                                                   f"mistakes (`explanations`)"}}}}}},
+                        **evaluate_options}}}}},
                 "responses": {
                     "200": {"description": "the metrics (JSON), the report (PDF) or the every-image table (CSV)",
                             "content": {

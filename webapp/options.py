@@ -1,17 +1,21 @@
-"""Request options shared by the form and the API, validated once: top_k, models, URL-fetch policy."""
+"""Reading a request's options (described in webapp/schema.py) from a form or a JSON body, the true classes a
+person gives each file on the page, and the URL-fetch policy."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, TypeVar, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core.core_schema import ErrorType
+from werkzeug.datastructures import MultiDict
 
 from models.cifar10 import CLASS_NAMES
 from models.explanation import PASSES_PER_MAP
-from models.images import CROPS
 from webapp.fetch import FetchPolicy
 from webapp.inference import RequestError, clip
 
-NUM_CLASSES = 10
+Options = TypeVar("Options", bound=BaseModel)
+PYDANTIC_ERRORS = frozenset(get_args(ErrorType))  # pydantic's own error types; the schema's own are its codes
 
 
 def parse_true_labels(values: list[str], files: int) -> list[str | None]:
@@ -30,15 +34,24 @@ def parse_true_labels(values: list[str], files: int) -> list[str | None]:
     return labels + [None] * (files - len(values))
 
 
-def parse_explain(value: Any) -> bool:
-    """`explain`: a JSON boolean, or a form's true/false (1/0, on/off, yes/no); absent: false."""
-    if value is None or value == "":
-        return False
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "on", "yes", "false", "0", "off", "no"):
-        return value.strip().lower() in ("true", "1", "on", "yes")
-    raise RequestError(f"explain must be true or false, got {clip(json.dumps(value), 40)}", "invalid_explain")
+def read_options(schema: type[Options], source: Any, config: dict[str, Any]) -> Options:
+    """A request's options as `schema` describes them (webapp/schema.py), from a JSON object (a dict) or a form
+    (a MultiDict: a list field takes every value sent under its name, any other field the first): validated once,
+    there. The first problem is the request's error, with the code the schema gives it (`invalid_<field>` where it
+    gives none)."""
+    if isinstance(source, MultiDict):
+        source = {name: source.getlist(name) if get_origin(field.annotation) is list else source.get(name)
+                  for name, field in schema.model_fields.items() if name in source}
+    elif not isinstance(source, dict):
+        raise RequestError("the JSON body must be an object like {\"urls\": [...]}", "invalid_json")
+    try:
+        return schema.model_validate(source, context={"config": config})
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        field = str(error["loc"][0]) if error["loc"] else "request"
+        code = f"invalid_{field}" if error["type"] in PYDANTIC_ERRORS else error["type"]
+        message = error["msg"] if code == error["type"] else f"{field}: {error['msg']}"
+        raise RequestError(clip(message, 300), code) from None
 
 
 def check_explain_count(config: dict[str, Any], images: int, wanted: bool) -> None:
@@ -46,48 +59,7 @@ def check_explain_count(config: dict[str, Any], images: int, wanted: bool) -> No
     if wanted and images > limit:
         raise RequestError(f"explain=true takes at most {limit} image{'s' if limit != 1 else ''} per request "
                            f"({images} were sent): each costs {PASSES_PER_MAP} passes of every model; send the rest in "
-                           "another "
-                           "request", "too_many_to_explain")
-
-
-def parse_crop(value: Any) -> str:
-    """`crop`: how each photo becomes the square the models see, "centre" (its centre square; absent: this) or
-    "whole" (the whole photo, padded to a square)."""
-    if value is None or value == "":
-        return CROPS[0]
-    if isinstance(value, str) and value.strip().lower() in CROPS:
-        return value.strip().lower()
-    raise RequestError(f"crop must be one of {', '.join(CROPS)}, got {clip(json.dumps(value), 40)}", "invalid_crop")
-
-
-def parse_top_k(value: Any, default: int) -> int:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise RequestError(f"top_k must be an integer from 1 to {NUM_CLASSES}", "invalid_top_k")
-    try:
-        top_k = int(value)
-    except ValueError:
-        raise RequestError(f"top_k must be an integer from 1 to {NUM_CLASSES}, got {clip(repr(value), 40)}",
-                           "invalid_top_k") from None
-    if not 1 <= top_k <= NUM_CLASSES:
-        raise RequestError(f"top_k must be an integer from 1 to {NUM_CLASSES}, got {top_k}", "invalid_top_k")
-    return top_k
-
-
-def parse_models(value: Any, available: list[str]) -> list[str]:
-    """A list (or comma-separated string) of model names, each one served here; default: all of them."""
-    if value is None or value == "" or value == []:
-        return list(available)
-    names = value.split(",") if isinstance(value, str) else value
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise RequestError("models must be a list of model names", "invalid_models")
-    names = [n.strip() for name in names for n in name.split(",") if n.strip()]
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        raise RequestError(f"unknown model {clip(repr(unknown[0]), 60)}; available: {', '.join(available)}",
-                           "unknown_model")
-    return list(dict.fromkeys(names)) or list(available)
+                           "another request", "too_many_to_explain")
 
 
 def fetch_policy(config: dict[str, Any]) -> FetchPolicy:

@@ -24,12 +24,13 @@ from flask import (
 
 from models.explanation import PASSES_PER_MAP
 from models.images import CROPS
+from webapp import schema
 from webapp.admission import costly, current_client, deadline, predict_kind
 from webapp.examples import example_files, example_labels, gallery
 from webapp.exports import api_shape, checked, read_comparison, read_signed, sign_comparison
 from webapp.health import model_status
 from webapp.inference import ImageInput, RequestError, chosen, classify, explain_results, gather_inputs
-from webapp.options import fetch_policy, parse_crop, parse_explain, parse_top_k, parse_true_labels
+from webapp.options import fetch_policy, parse_true_labels, read_options
 
 bp = Blueprint("pages", __name__)
 
@@ -70,7 +71,11 @@ def predict():
     """Classify the submitted examples, files and URLs; bad items get an inline error, the rest still succeed.
     More than the limit (a browser without JavaScript): the first ones are classified, with a notice."""
     started = time.perf_counter()
-    urls = [line.strip() for field in request.form.getlist("urls") for line in field.splitlines() if line.strip()]
+    try:
+        options = read_options(schema.PredictRequest, request.form, current_app.config)
+    except RequestError as exc:
+        return page(form_error=str(exc)), exc.status
+    urls = options.urls
     files = chosen(request.files.getlist("files"))
     examples = example_files(request.form.getlist("examples"))
     limit = current_app.config["MAX_IMAGES"]
@@ -87,9 +92,7 @@ def predict():
             files = files[:limit - len(examples)]
             urls = urls[:limit - len(examples) - len(files)]
         truths = example_truths[:len(examples)] + file_truths[:len(files)]
-        top_k = parse_top_k(request.form.get("top_k"), current_app.config["DEFAULT_TOP_K"])
-        explain = parse_explain(request.form.get("explain"))
-        crop = parse_crop(request.form.get("crop"))
+        top_k, explain, crop = options.top_k, options.explain, options.crop
     except RequestError as exc:
         return page(form_error=str(exc), urls="\n".join(urls)), exc.status
     # Maps for at most EXPLAIN_MAX_IMAGES images, and only while an explanation slot is free: otherwise the

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from models.cifar10 import CLASS_NAMES
 from models.images import CROPS
@@ -26,6 +27,143 @@ class Strict(BaseModel):
     """Unknown fields are an error: what is not described here is never accepted or sent."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+# ---- what a request asks for ----
+
+def _blank(value: Any) -> bool:
+    return value is None or value == "" or value == []
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message quotes it: repr, at most 40 characters (a name may be anything a client sent)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _refuse(code: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(code, message)
+
+
+class PredictRequest(BaseModel):
+    """The options of a comparison, described once. The page's form, /api/v1/predict's multipart form and its JSON
+    body are each read into this class (webapp/options.py `read_options`), validated here and nowhere else, and the
+    OpenAPI document's description of the request is its JSON Schema (webapp/openapi.py). A field added here is
+    accepted, validated and documented in all three (tests/test_options.py adds one). Form fields arrive as text,
+    so each validator also takes the text a form sends; the values the server decides (the default top_k, the
+    served models) come from the validation context's `config`."""
+
+    model_config = ConfigDict(extra="ignore", validate_default=True)
+
+    urls: list[str] = Field(default_factory=list, description="image addresses (http or https) to fetch and "
+                            "classify; a form field may hold several, one per line",
+                            json_schema_extra={"items": {"type": "string", "format": "uri"}})
+    top_k: int = Field(default=None, ge=1, le=MAX_TOP_K, description="classes listed per model")  # type: ignore
+    models: list[str] = Field(default_factory=list, description="the models to run (a list, or names separated by "
+                              "commas); default: every model")
+    crop: Crop = Field(default=CROPS[0], description="how each photo becomes the square the models see: its centre "
+                       "square (as CIFAR-10's images are), or the whole photo padded to a square (a wide photo's "
+                       "subject is not cut, but is smaller)")
+    explain: bool = Field(default=False, description="add each model's explanation map "
+                          "(`predictions[model].explanation`) for its top-1 class: at most {EXPLAIN_MAX_IMAGES} "
+                          "images, as many as {EXPLAIN_SECONDS} seconds allow (the images left have "
+                          "`explanation_skipped`); 429 with Retry-After while the server is making as many maps as "
+                          "it takes (true/false; a form may also send 1/0, on/off, yes/no)")
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _urls(cls, value: Any) -> list[str]:
+        if _blank(value):
+            return []
+        if not isinstance(value, list) or not all(isinstance(url, str) for url in value):
+            raise _refuse("invalid_urls", '"urls" must be a list of strings')
+        return [line.strip() for url in value for line in url.splitlines() if line.strip()]
+
+    @field_validator("top_k", mode="before")
+    @classmethod
+    def _top_k(cls, value: Any, info: ValidationInfo) -> int:
+        if _blank(value):
+            return (info.context or {}).get("config", {}).get("DEFAULT_TOP_K", 3)
+        wanted = f"top_k must be an integer from 1 to {MAX_TOP_K}"
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise _refuse("invalid_top_k", wanted)
+        try:
+            top_k = int(value)
+        except ValueError:
+            raise _refuse("invalid_top_k", f"{wanted}, got {_shown(value)}") from None
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise _refuse("invalid_top_k", f"{wanted}, got {top_k}")
+        return top_k
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: Any, info: ValidationInfo) -> list[str]:
+        available = list((info.context or {}).get("config", {}).get("MODELS") or [])
+        names = value.split(",") if isinstance(value, str) else [] if value is None else value
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _refuse("invalid_models", "models must be a list of model names")
+        names = [n.strip() for name in names for n in name.split(",") if n.strip()]
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            raise _refuse("unknown_model", f"unknown model {_shown(unknown[0])}; available: {', '.join(available)}")
+        return list(dict.fromkeys(names)) or available
+
+    @field_validator("crop", mode="before")
+    @classmethod
+    def _crop(cls, value: Any) -> str:
+        if _blank(value):
+            return CROPS[0]
+        if isinstance(value, str) and value.strip().lower() in CROPS:
+            return value.strip().lower()
+        raise _refuse("invalid_crop", f"crop must be one of {', '.join(CROPS)}, got {_shown(value)}")
+
+    @field_validator("explain", mode="before")
+    @classmethod
+    def _explain(cls, value: Any) -> bool:
+        return as_bool("explain", value)
+
+
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "on", "yes"), ("false", "0", "off", "no")
+
+
+def as_bool(name: str, value: Any) -> bool:
+    """A JSON boolean, or a form's true/false (1/0, on/off, yes/no); absent: false."""
+    if _blank(value):
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    raise _refuse(f"invalid_{name}", f"{name} must be true or false, got {_shown(value)}")
+
+
+class EvaluateRequest(BaseModel):
+    """The options of an evaluation (the Evaluate page's form, /api/v1/evaluate's form or query), described once
+    like PredictRequest's."""
+
+    model_config = ConfigDict(extra="ignore", validate_default=True)
+
+    labels: list[str] = Field(default_factory=list, description="with `files`: each file's class, in the same order "
+                              "(else each file is labelled by its name, cat_01.jpg)")
+    explain: bool = Field(default=False, description="both models' explanation maps for up to {EXPLAIN_MAX_IMAGES} "
+                          "of the disagreements and mistakes (`explanations`)")
+    format: Literal["json", "pdf", "csv"] = Field(default="json", description="json: the metrics and every image's "
+                                                  "row; pdf: the report; csv: the every-image table, one row per "
+                                                  "image and model (in the query)")
+
+    @field_validator("explain", mode="before")
+    @classmethod
+    def _explain(cls, value: Any) -> bool:
+        return as_bool("explain", value)
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format(cls, value: Any) -> str:
+        if _blank(value):
+            return "json"
+        if value not in ("json", "pdf", "csv"):
+            raise _refuse("bad_format", "format must be json, pdf or csv")
+        return value
 
 
 class ErrorDetail(Strict):
