@@ -39,14 +39,22 @@ FORM_OVERHEAD = 64 * 1024  # multipart boundaries and headers on top of the app'
 # Per client (an IPv4 address or an IPv6 /64; docs/deploy.md gives the reasons for each number):
 PER_CLIENT = 32  # requests in progress at once
 UPLOADS_PER_CLIENT = 2  # large uploads (>= 1 MB, or chunked) being received at once; the app's page sends one
-# Per network (an IPv4 /24 or an IPv6 /48, what one ISP customer, cloud account or small botnet is usually given):
-UPLOADS_PER_NETWORK = 8  # large uploads being received at once, whatever the number of addresses in it
+# Per network (an IPv4 /24 or an IPv6 /48, what one ISP customer, cloud account or small botnet is usually given),
+# whatever the number of addresses in it:
+PER_NETWORK = 128  # requests in progress at once (a /48's 1,125 /64s held every nginx connection before)
+UPLOADS_PER_NETWORK = 8  # large uploads being received at once
 REQUESTS_PER_SECOND, REQUEST_BURST = 20, 100  # every request: 20 a second, 100 at once beyond that
 COSTLY_PER_MINUTE, COSTLY_BURST = 6, 10  # evaluations, explanation maps, exports: 6 a minute, 10 at once beyond
 # In all: large uploads being received at once (128 x 50 MB = 6.4 GB of spooled bodies at most on disk; holding them
 # all takes 64 client addresses in at least 16 networks), and the longest silence in a body before the connection
 # is cut.
 UPLOADS_IN_ALL = 128
+# In all: requests with a body in progress (being received, or waiting for the app). Each holds up to
+# BODY_BUFFER_KB of memory in nginx and, past that, a temporary file (at most 1 MB under the large-upload size):
+# 4,096 x 16 KB = 64 MB of memory and 4 GB of disk at most. 32,000 slow bodies from 1,000 forged addresses took
+# nginx from 35 MB to 5.4 GB before; holding all 4,096 now takes 32 networks, and leaves GETs answered.
+BODIES_IN_ALL = 4096
+BODY_BUFFER_KB = 16
 BODY_SECONDS = 5
 RETRY_CONCURRENT, RETRY_RATE, RETRY_COSTLY = 5, 1, 60 // COSTLY_PER_MINUTE  # Retry-After of each kind of 429
 UPSTREAM_SLACK_SECONDS = 30  # nginx waits for the app this much longer than gunicorn's own timeout
@@ -195,9 +203,9 @@ def error_answers(max_body: int) -> dict[str, tuple[int, str, str]]:
                                        f"Send images as a multipart form."),
         414: ("uri_too_long", "The address is too long."),
         429: ("too_many_requests", f"Too many of your requests are in progress at once (at most {PER_CLIENT}, "
-                                   f"and {UPLOADS_PER_CLIENT} uploads of 1 MB or more, {UPLOADS_PER_NETWORK} from your "
-                                   f"network), or the server is receiving as many large uploads as it takes; wait "
-                                   f"for some to finish."),
+                                   f"{PER_NETWORK} from your network, and {UPLOADS_PER_CLIENT} uploads of 1 MB or "
+                                   f"more, {UPLOADS_PER_NETWORK} from your network), or the server is receiving as "
+                                   f"many uploads as it takes; wait for some to finish."),
         "429-rate": ("too_many_requests", f"Too many requests from your address: at most {REQUESTS_PER_SECOND} a "
                                           f"second ({REQUEST_BURST} at once). Try again in {RETRY_RATE} s."),
         "429-costly": ("too_many_requests", f"Too many evaluations, explanations and exports from your address: at "
@@ -260,6 +268,9 @@ def render(run_dir: Path, socket_path: Path) -> str:
         "CLIENT_KEYS": client_key_lines(),
         "NETWORK_KEYS": network_key_lines(),
         "UPLOADS_PER_NETWORK": str(UPLOADS_PER_NETWORK),
+        "PER_NETWORK": str(PER_NETWORK),
+        "BODIES_IN_ALL": str(BODIES_IN_ALL),
+        "BODY_BUFFER_KB": str(BODY_BUFFER_KB),
         "PER_CLIENT": str(PER_CLIENT),
         "UPLOADS_PER_CLIENT": str(UPLOADS_PER_CLIENT),
         "UPLOADS_IN_ALL": str(UPLOADS_IN_ALL),

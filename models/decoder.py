@@ -1,7 +1,7 @@
 """Decoding in separate processes: one bound on memory and time for every image format at once.
 
-`models.images.decode_image` refuses what it can see coming (too many pixels, too many JPEG scans, a TIFF's
-strip table), but each of those checks was added after an attack found a new way to be slow or large (a PNG of
+`models.images.decode_image` refuses what it can see coming (too many pixels, too many JPEG scans, a WebP's
+declared size), but each of those checks was added after an attack found a new way to be slow or large (a PNG of
 125,000 private chunks, a 10 MB PNG of 9,485 colour profiles), and a limit checked between images cannot
 interrupt the one being decoded. Here every decode runs in a small pool of child processes
 (pebble.ProcessPool, spawned: the children import Pillow and NumPy, never a framework), each child with
@@ -27,13 +27,14 @@ import resource
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from PIL import Image
 
 from models.image_header import declared_size, progressive_jpeg
-from models.images import DecoderBusy, ImageIntakeError, PixelBudget, decode_image
+from models.images import DECODE_MIN_SIDE, DecoderBusy, ImageIntakeError, PixelBudget, decode_image, release_memory
 
 
 @dataclass(frozen=True)
@@ -319,3 +320,47 @@ def decode(data: bytes, min_side: int | None = None, budget: PixelBudget | None 
             raise ImageIntakeError("not decoded: the request's decoding time ran out")
         return decode_image(data, min_side=min_side, budget=budget)
     return decoder.decode(data, min_side=min_side, budget=budget, seconds=seconds, bulk=bulk, owner=owner)
+
+
+RELEASE_AFTER_PIXELS = 2_000_000  # decoded by one request: hand the freed memory back afterwards
+
+
+class OutOfTime(ImageIntakeError):
+    """Not this image's fault: the request's decoding seconds ran out before its turn."""
+
+
+def decode_each(readers: Iterable[Callable[[], bytes | None]], max_pixels: int | None, deadline: float | None,
+                out_of_time: str, bulk: bool, owner: str | None = None
+                ) -> Iterator[Image.Image | ImageIntakeError | None]:
+    """The one loop that decodes a request's uploads (a comparison's, an evaluation's), each shrunk at once to what
+    the models need (DECODE_MIN_SIDE), within one pixel budget (`max_pixels`) and one `deadline`
+    (time.monotonic()) for them all. Each reader is called only when its turn comes, so a request holds one
+    upload's bytes and one decode at a time; the freed memory is handed back at the end.
+
+    Yields, per reader: the image; None where the reader gave no bytes; or the ImageIntakeError that says why not
+    (an OutOfTime saying `out_of_time` once the deadline has passed). DecoderBusy (the server's state, not the
+    image's) propagates."""
+    budget = PixelBudget(max_pixels) if max_pixels else None
+    try:
+        for read in readers:
+            if deadline is not None and time.monotonic() > deadline:
+                yield OutOfTime(out_of_time)
+                continue
+            data = read()
+            if data is None:
+                yield None
+                continue
+            try:
+                image = decode(data, min_side=DECODE_MIN_SIDE, budget=budget, deadline=deadline, bulk=bulk,
+                               owner=owner)
+            except DecoderBusy:
+                raise
+            except ImageIntakeError as exc:
+                yield exc
+                continue
+            finally:
+                data = None  # not held while the caller has the image
+            yield image
+    finally:
+        if budget is None or budget.total - budget.left > RELEASE_AFTER_PIXELS:
+            release_memory()

@@ -22,7 +22,7 @@ from PIL import Image
 import models
 from models import decoder
 from models.cifar10 import CLASS_NAMES
-from models.images import DECODE_MIN_SIDE, ImageIntakeError, PixelBudget, release_memory, to_model_input
+from models.images import to_model_input
 from models.registry import load_predictor
 from models.scoring import calibration, classification_metrics
 from reports import stats, wording
@@ -50,29 +50,23 @@ def decode_views(dataset: LabelledSet, progress: Callable[[int, int], None] | No
     read. The set's limits bound the work: decoded pixels for all images together, and `seconds` of decoding;
     what does not fit becomes that file's problem, so one request cannot hold the worker for long."""
     limits = dataset.limits
-    budget = PixelBudget(limits.max_pixels) if limits.max_pixels else None
     deadline = time.monotonic() + seconds if seconds is not None else None
     views, labels, names = [], [], []
     usable = [item for item in dataset.items if item.usable]
-    for done, item in enumerate(usable, 1):
-        if deadline is not None and time.monotonic() > deadline:
-            item.fail(f"not evaluated: the evaluation's {limits.max_seconds:g} seconds ran out while decoding; "
-                      f"send fewer or smaller images")
-            continue
-        data = item.load()
-        if data is None:
-            continue
-        try:
-            image = decoder.decode(data, min_side=DECODE_MIN_SIDE, budget=budget, deadline=deadline, bulk=True)
-            views.append(to_model_input([image], 32)[0])
+    allowed = limits.max_seconds or seconds or 0
+    outcomes = decoder.decode_each([item.load for item in usable], limits.max_pixels, deadline, bulk=True,
+                                   out_of_time=f"not evaluated: the evaluation's {allowed:g} seconds ran out while "
+                                               f"decoding; send fewer or smaller images")
+    for done, (item, outcome) in enumerate(zip(usable, outcomes, strict=True), 1):
+        item.data = None  # only the 32x32 view is kept
+        if isinstance(outcome, Image.Image):
+            views.append(to_model_input([outcome], 32)[0])
             labels.append(item.label)
             names.append(item.name)
-        except ImageIntakeError as exc:
-            item.fail(str(exc))
-        item.data = None  # only the 32x32 view is kept
+        elif outcome is not None:
+            item.fail(str(outcome))
         if progress:
             progress(done, len(usable))
-    release_memory()  # many decodes: hand the freed memory back
     # In name order, whatever order the archive or folder listed them in: the bootstrap's intervals depend on the
     # order of the rows, and the same images must give the same report as a ZIP, a folder or uploaded files.
     order = sorted(range(len(names)), key=lambda i: names[i])

@@ -35,7 +35,7 @@ from PIL import Image
 from devkit import attacks
 from devkit.attacks import ATTACKER, USER, Repeat
 from devkit.images import encode, photo
-from devkit.server import ProcfileServer, multipart, nginx_installed, timed_request
+from devkit.server import ProcfileServer, multipart, nginx_installed, rss_mb, timed_request
 from models import settings
 from tests.helpers import REPO, require_tool
 
@@ -532,6 +532,37 @@ def test_an_ipv6_64_is_one_client(front):
     other_refusals = refused(others, 0.5)
     attacks.close_all(held + others)
     assert refusals == 1 and other_refusals == 0
+
+
+@pytest.mark.slow
+def test_one_network_has_at_most_128_requests_in_progress_however_many_addresses(front):
+    """An independent attack held every nginx connection (2 x 16,384) with slow 1 KB bodies from 1,125 /64s of
+    one IPv6 /48, 32 each, and every other user was cut off. A /48 (or an IPv4 /24) now has 128 requests in
+    progress at once; another network's comparison is answered meanwhile."""
+    held = [sock for i in range(5) for sock in hold_uploads(front.port, f"2001:db8:77:{i:x}::1", 32, size=1000,
+                                                            sent=800)]
+    refusals = refused(held, 2.0)
+    status, _ = predict_as(USER, front.base)
+    attacks.close_all(held)
+    assert refusals == 160 - start.PER_NETWORK == 32 and status == 200
+
+
+@pytest.mark.slow
+def test_slow_bodies_from_many_networks_hold_a_bounded_number_and_little_memory(front):
+    """The same attack from 33 networks, 128 slow 150 KB bodies each: 4,096 are received at once in all (each
+    holding 16 KB of nginx's memory; its temporary file holds the rest), the others are refused at once, and GETs
+    (a health check) are still answered. Before, 32,000 such bodies took nginx from 35 MB to 5.4 GB."""
+    before = sum(rss_mb(pid) for pid in front.nginx_pids())
+    networks = start.BODIES_IN_ALL // start.PER_NETWORK + 1
+    held = [sock for n in range(networks) for a in range(start.PER_NETWORK // start.PER_CLIENT)
+            for sock in hold_uploads(front.port, f"198.18.{n}.{a + 1}", start.PER_CLIENT, size=150_000,
+                                     sent=149_000)]
+    refusals = refused(held, 3.0)
+    grown = sum(rss_mb(pid) for pid in front.nginx_pids()) - before
+    status, _ = timed_request(front.base, "/healthz")
+    attacks.close_all(held)
+    assert len(held) == start.BODIES_IN_ALL + start.PER_NETWORK and refusals == start.PER_NETWORK
+    assert status == 200 and grown < start.BODIES_IN_ALL * (start.BODY_BUFFER_KB + 24) / 1024, grown
 
 
 @pytest.mark.slow

@@ -20,11 +20,10 @@ from werkzeug.datastructures import FileStorage
 
 import models
 from models import decoder
-from models.images import DECODE_MIN_SIDE, DecoderBusy, ImageIntakeError, PixelBudget, release_memory
+from models.images import DecoderBusy
 from webapp.fetch import FetchError, FetchPolicy, fetch_all
 
 THUMBNAIL_SIZE = 160
-RELEASE_AFTER_PIXELS = 2_000_000  # decoded in one request: hand the freed memory back afterwards
 
 
 MAX_MESSAGE_CHARS = 500  # an error message, whatever of the request it quotes
@@ -147,28 +146,26 @@ def classify(inputs: list[ImageInput], model_names: list[str], top_k: int, thumb
     has one one-image decode at a time. `deadline` (time.monotonic(), from the request's start) bounds the whole
     of a comparison of several images: decoding gets at most decoder.DECODING_SHARE of what is left of it, the
     models and the maps the rest (models.classify), and the images not reached are answered with an error."""
-    budget = PixelBudget(max_request_pixels) if max_request_pixels else None
     decode_deadline = time.monotonic() + max_decode_seconds if max_decode_seconds else None
     if deadline is not None and len(inputs) > 1:
         share = time.monotonic() + decoder.DECODING_SHARE * max(0.0, deadline - time.monotonic())
         decode_deadline = share if decode_deadline is None else min(decode_deadline, share)
     else:
         deadline = None  # one image: its decode and one pass, each within its own budget
-    for item in inputs:
-        if item.error is None and decode_deadline is not None and time.monotonic() > decode_deadline:
-            item.error = {"code": "decoding_budget", "message": "not decoded: the request's decoding time ran out; "
-                          "send large images in separate requests"}
-        if item.error is None:
-            try:
-                item.image = decoder.decode(item.data or b"", min_side=DECODE_MIN_SIDE, budget=budget,
-                                            deadline=decode_deadline, bulk=len(inputs) > 1, owner=owner)
-            except DecoderBusy as exc:  # the server's state, not the image's fault: try again shortly
-                raise RequestError(str(exc), "busy", 429, retry_after=exc.retry_after) from None
-            except ImageIntakeError as exc:
-                item.error = {"code": "invalid_image", "message": clip(str(exc), 300)}
-        item.data = None  # the bytes are no longer needed
-    if budget is not None and budget.total - budget.left > RELEASE_AFTER_PIXELS:
-        release_memory()
+    readers = [(lambda item=item: item.data or b"" if item.error is None else None) for item in inputs]
+    outcomes = decoder.decode_each(readers, max_request_pixels, decode_deadline, out_of_time="not decoded: the "
+                                   "request's decoding time ran out; send large images in separate requests",
+                                   bulk=len(inputs) > 1, owner=owner)
+    try:
+        for item, outcome in zip(inputs, outcomes, strict=True):
+            item.data = None  # the bytes are no longer needed
+            if isinstance(outcome, Image.Image):
+                item.image = outcome
+            elif outcome is not None:
+                code = "decoding_budget" if isinstance(outcome, decoder.OutOfTime) else "invalid_image"
+                item.error = {"code": code, "message": clip(str(outcome), 300)}
+    except DecoderBusy as exc:  # the server's state, not the image's fault: try again shortly
+        raise RequestError(str(exc), "busy", 429, retry_after=exc.retry_after) from None
     good = [item for item in inputs if item.image is not None]
     answers = models.classify([item.image for item in good], model_names, top_k, explain=explain,
                               explain_seconds=explain_seconds, crop=crop, deadline=deadline)
