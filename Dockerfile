@@ -20,8 +20,9 @@ flask_bootstrap, pydantic, pebble, gunicorn.app.wsgiapp"
 
 # ---- runtime: the venv, the code and the served model files, run as an unprivileged user
 FROM python:3.11-slim
-# nginx, the front server (deploy/nginx.conf): Debian's package, security updates with the base image.
-RUN apt-get update && apt-get install -y --no-install-recommends nginx && rm -rf /var/lib/apt/lists/*
+# nginx, the front server (deploy/nginx.conf): Debian's package, security updates with the base image; its Lua module
+# (OpenResty's lua-nginx-module, packaged by Debian) enforces the minimum upload rate.
+RUN apt-get update && apt-get install -y --no-install-recommends nginx libnginx-mod-http-lua && rm -rf /var/lib/apt/lists/*
 # X-Forwarded-For is trusted only where a proxy appends the client to it: on Railway (RAILWAY_ENVIRONMENT) one hop by
 # default, elsewhere none unless APP_TRUSTED_PROXY_HOPS says so (models/settings.py, docs/deploy.md): run without a
 # proxy, the image must not let a client choose its own address.

@@ -35,6 +35,10 @@ from models import settings  # noqa: E402
 
 TEMPLATE = Path(__file__).with_name("nginx.conf")
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
+# The Lua module (OpenResty's lua-nginx-module, Debian's libnginx-mod-http-lua) and the kit it needs: it enforces
+# the minimum upload rate (nginx.conf), which stock nginx cannot.
+NGINX_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
+MODULE_FOLDERS = ("/usr/lib/nginx/modules", "/usr/local/lib/nginx/modules", "/usr/share/nginx/modules")
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and headers on top of the app's MAX_CONTENT_LENGTH
 # Per client (an IPv4 address or an IPv6 /64; docs/deploy.md gives the reasons for each number):
 PER_CLIENT = 32  # requests in progress at once
@@ -56,6 +60,11 @@ UPLOADS_IN_ALL = 128
 BODIES_IN_ALL = 4096
 BODY_BUFFER_KB = 16
 BODY_SECONDS = 5
+# A body's minimum rate: at least MIN_BODY_KB_PER_SECOND on average over every window of BODY_RATE_WINDOW seconds
+# (128 kbit/s: a poor mobile uplink), or the connection is cut (408). It makes a trickled slot cost bandwidth:
+# holding all 128 large-upload slots takes 2 MB/s, all 4,096 body slots 64 MB/s.
+MIN_BODY_KB_PER_SECOND = 16
+BODY_RATE_WINDOW = 10
 RETRY_CONCURRENT, RETRY_RATE, RETRY_COSTLY = 5, 1, 60 // COSTLY_PER_MINUTE  # Retry-After of each kind of 429
 UPSTREAM_SLACK_SECONDS = 30  # nginx waits for the app this much longer than gunicorn's own timeout
 DRAIN_SECONDS = 28  # nginx's worker_shutdown_timeout (25 s) plus slack; railway.json drains for 30 s
@@ -79,6 +88,17 @@ def find_nginx() -> str:
                          "apt-get install nginx; macOS: brew install nginx). For development, `make run` serves "
                          "with gunicorn alone on 127.0.0.1.")
     return found
+
+
+def module_lines() -> str:
+    """`load_module` lines for the Lua module and its kit, from the first folder that has both; StartError if none
+    does (the minimum upload rate needs them)."""
+    for folder in MODULE_FOLDERS:
+        if all(os.path.isfile(os.path.join(folder, name)) for name in NGINX_MODULES):
+            return "\n".join(f"load_module {os.path.join(folder, name)};" for name in NGINX_MODULES)
+    raise StartError("nginx's Lua module is not installed: the public server needs it for its minimum upload rate "
+                     "(Debian/Ubuntu: apt-get install libnginx-mod-http-lua). For development, `make run` serves "
+                     "with gunicorn alone on 127.0.0.1.")
 
 
 def max_body_bytes() -> int:
@@ -254,6 +274,10 @@ def user_line() -> str:
 def render(run_dir: Path, socket_path: Path) -> str:
     values = {
         "USER": user_line(),
+        "MODULES": module_lines(),
+        "MIN_BODY_BYTES_PER_WINDOW": str(MIN_BODY_KB_PER_SECOND * 1024 * BODY_RATE_WINDOW),
+        "BODY_RATE_WINDOW": str(BODY_RATE_WINDOW),
+        "MIN_BODY_KB_PER_SECOND": str(MIN_BODY_KB_PER_SECOND),
         "NOFILE": str(open_file_limit()),
         "NGINX_WORKERS": str(nginx_workers()),
         "WORKER_CONNECTIONS": str(WORKER_CONNECTIONS),

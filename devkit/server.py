@@ -97,9 +97,12 @@ def rss_mb(pid: int) -> float:
 
 
 def nginx_installed() -> bool:
-    """The public start command needs nginx (deploy/start.py looks in the same places)."""
-    candidates = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
-    return bool(shutil.which("nginx")) or any(os.access(p, os.X_OK) for p in candidates)
+    """The public start command needs nginx and its Lua module (deploy/start.py looks in the same places)."""
+    from deploy.start import MODULE_FOLDERS, NGINX_CANDIDATES, NGINX_MODULES
+
+    binary = bool(shutil.which("nginx")) or any(os.access(p, os.X_OK) for p in NGINX_CANDIDATES)
+    return binary and any(all(os.path.isfile(os.path.join(folder, name)) for name in NGINX_MODULES)
+                          for folder in MODULE_FOLDERS)
 
 
 class ProcfileServer:

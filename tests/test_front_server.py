@@ -105,6 +105,13 @@ def test_without_nginx_the_start_command_says_so_in_one_line(monkeypatch, capsys
     assert len(lines) == 1 and "nginx is not installed" in lines[0] and "make run" in lines[0]
 
 
+def test_without_the_lua_module_the_start_command_says_so_in_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(start, "MODULE_FOLDERS", (str(tmp_path),))
+    assert start.main() == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "apt-get install libnginx-mod-http-lua" in lines[0] and "make run" in lines[0]
+
+
 @pytest.mark.parametrize(("hops", "forwarded", "client"), [
     (0, "127.0.0.1", "127.0.0.1"),
     (0, "203.0.113.9, 127.0.0.1", "127.0.0.1"),  # nobody trusted: the peer itself
@@ -689,6 +696,45 @@ def test_chunked_uploads_keep_alive_and_pipelining_are_answered(front):
     assert b"custom_cnn" in answers[1][2]
 
 
+def send_at(port: int, client: str, declared: int, rate: float, seconds: float) -> tuple[float, bytes]:
+    """A body declared `declared` bytes long, sent at `rate` bytes a second (in pieces every 0.25 s) for at most
+    `seconds`: (when the server answered or closed, what it answered)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(f"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {client}\r\nContent-Type: "
+                 f"image/jpeg\r\nContent-Length: {declared}\r\n\r\n".encode())
+    started, sent = time.monotonic(), 0
+    sock.setblocking(False)
+    try:
+        while time.monotonic() - started < seconds:
+            with contextlib.suppress(BlockingIOError):
+                answer = sock.recv(4096)
+                return time.monotonic() - started, answer
+            piece = min(int(rate / 4), declared - sent)
+            if piece:
+                with contextlib.suppress(BlockingIOError):
+                    sent += sock.send(b"\xff" * piece)
+            time.sleep(0.25)
+        return float("inf"), b""
+    except OSError:
+        return time.monotonic() - started, b""
+    finally:
+        sock.close()
+
+
+@pytest.mark.slow
+def test_a_body_slower_than_the_minimum_rate_is_cut_and_one_above_it_is_received(front):
+    """Before, a body trickled a byte every few seconds was never cut (nginx has no minimum rate): 128 of them,
+    from 16 networks, held every large-upload slot. Now a body must average MIN_BODY_KB_PER_SECOND over each
+    BODY_RATE_WINDOW: one at a quarter of that is cut after one window; one at twice that is received whole (and
+    answered by the app: the bytes are not an image)."""
+    minimum = start.MIN_BODY_KB_PER_SECOND * 1024
+    slow_closed, slow_answer = send_at(front.port, "203.0.113.91", 2_000_000, minimum / 4, 3 * start.BODY_RATE_WINDOW)
+    fast_closed, fast_answer = send_at(front.port, "203.0.113.92", int(minimum * 3 * start.BODY_RATE_WINDOW),
+                                       minimum * 2, 3 * start.BODY_RATE_WINDOW)
+    assert start.BODY_RATE_WINDOW - 1 < slow_closed < 2 * start.BODY_RATE_WINDOW + 2 and slow_answer == b""
+    assert fast_closed < 2 * start.BODY_RATE_WINDOW and fast_answer.startswith(b"HTTP/1.1 400"), fast_answer[:200]
+
+
 @pytest.mark.slow
 def test_silent_trickling_and_stalled_clients_are_cut_at_the_deadlines(front):
     """Target (f): 256 sockets that send one byte, 16 that trickle their headers a byte a second and 16 whose body
@@ -773,7 +819,7 @@ def test_at_1024_open_files_3000_idle_sockets_neither_flood_the_log_nor_stop_the
 
 def test_the_image_installs_nginx_and_railway_redeploys_on_its_configuration():
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert "nginx" in dockerfile and "COPY deploy/ deploy/" in dockerfile
+    assert "nginx libnginx-mod-http-lua" in dockerfile and "COPY deploy/ deploy/" in dockerfile
     assert "deploy/**" in json.loads((REPO / "railway.json").read_text())["build"]["watchPatterns"]
 
 
