@@ -18,6 +18,8 @@ as the Docker image on Railway does, and every request carries the X-Forwarded-F
   32-image comparisons of 1900x1000 PNGs, 8 posting one 40 MP PNG, 4 posting 16-image comparisons with maps;
 - 30 threads posting one-image comparisons of a 40 MP progressive JPEG (7 MB), each from a new address
   (--only progressive-many-addresses; the third independent attack);
+- 128 trickled 2 MB uploads from 16 IPv6 /48s, each reopened at once when cut (--only trickle-16-networks; the
+  fourth independent attack, with reopening added);
 - every few seconds: a lone surrogate in JSON, a header with a control character, a non-UTF-8 file name, an
   over-long request line, an HTTP/2.0 request line, a %00 path, 300 bytes of X-Forwarded-For.
 
@@ -155,9 +157,9 @@ def odd_requests(port: int) -> list[tuple[str, bytes]]:
 
 
 FAMILIES = ("evaluate-one", "evaluate-many", "json", "chunks", "profiles", "slow-one-image", "odd", "trickle",
-            "heavy-many-addresses", "mixed-flood", "progressive-many-addresses")
+            "heavy-many-addresses", "mixed-flood", "progressive-many-addresses", "trickle-16-networks")
 # Families found after the default run's record: run with --only.
-EXTRA = ("heavy-many-addresses", "mixed-flood", "progressive-many-addresses")
+EXTRA = ("heavy-many-addresses", "mixed-flood", "progressive-many-addresses", "trickle-16-networks")
 # The attack client runs in its own process at this lower CPU priority. On a 2-core machine it shares the server's
 # cores, which real attackers (on their own machines) do not: at the same priority the first soak's client, building
 # and resending 671 KB and 45 MB bodies, took CPU from the server that no deployment would lose. The server's own
@@ -230,6 +232,15 @@ def attack(port: int, only: list[str] | None, ready, stop, results) -> None:
         tally.statuses[("128 trickled uploads, 64 addresses in 4 networks: closed by the server", "-")] += \
             counts["closed_by_server"]
 
+    def trickle_16_networks() -> None:
+        """The third independent attack: 128 trickled 2 MB uploads from 16 IPv6 /48s (4 /64s each, 2 uploads per
+        /64), every one reopened the moment the server cuts or refuses it."""
+        clients = [f"2001:db8:{100 + n:x}:{a:x}::1" for n in range(16) for a in range(4)]
+        counts = attacks.slow_declared_bodies(port, stop, [2_000_000] * 128, 2.0, clients=clients)
+        tally.statuses[("128 trickled uploads, 16 networks, reopened: opened", "-")] += counts["opened"]
+        tally.statuses[("128 trickled uploads, 16 networks, reopened: closed by the server", "-")] += \
+            counts["closed_by_server"]
+
     families = {
         "evaluate-one": lambda: [loop(stop, 0.05, attacker("evaluate x16, one address", "/api/v1/evaluate",
                                                            archive, ATTACKER)) for _ in range(16)],
@@ -265,6 +276,7 @@ def attack(port: int, only: list[str] | None, ready, stop, results) -> None:
             new_address)) for _ in range(30)],
         "odd": lambda: [loop(stop, 5.0, odd)],
         "trickle": lambda: [loop(stop, 0, trickle)],
+        "trickle-16-networks": lambda: [loop(stop, 0, trickle_16_networks)],
     }
     ready.set()
     default = [family for family in families if family not in EXTRA]

@@ -47,6 +47,9 @@ UPLOADS_PER_CLIENT = 2  # large uploads (>= 1 MB, or chunked) being received at 
 # whatever the number of addresses in it:
 PER_NETWORK = 128  # requests in progress at once (a /48's 1,125 /64s held every nginx connection before)
 UPLOADS_PER_NETWORK = 8  # large uploads being received at once
+# ... and large uploads begun per minute (beyond a burst): a body below the minimum rate is cut after one window, and
+# this bounds how often a network can begin another, so slots cannot be held by reconnecting either.
+UPLOAD_STARTS_PER_MINUTE, UPLOAD_START_BURST = 30, 15
 REQUESTS_PER_SECOND, REQUEST_BURST = 20, 100  # every request: 20 a second, 100 at once beyond that
 COSTLY_PER_MINUTE, COSTLY_BURST = 6, 10  # evaluations, explanation maps, exports: 6 a minute, 10 at once beyond
 # In all: large uploads being received at once (128 x 50 MB = 6.4 GB of spooled bodies at most on disk; holding them
@@ -64,8 +67,10 @@ BODY_SECONDS = 5
 # (128 kbit/s: a poor mobile uplink), or the connection is cut (408). It makes a trickled slot cost bandwidth:
 # holding all 128 large-upload slots takes 2 MB/s, all 4,096 body slots 64 MB/s.
 MIN_BODY_KB_PER_SECOND = 16
-BODY_RATE_WINDOW = 10
+BODY_RATE_WINDOW = 5
 RETRY_CONCURRENT, RETRY_RATE, RETRY_COSTLY = 5, 1, 60 // COSTLY_PER_MINUTE  # Retry-After of each kind of 429
+RETRY_UPLOADS = 60 // UPLOAD_STARTS_PER_MINUTE
+
 UPSTREAM_SLACK_SECONDS = 30  # nginx waits for the app this much longer than gunicorn's own timeout
 DRAIN_SECONDS = 28  # nginx's worker_shutdown_timeout (25 s) plus slack; railway.json drains for 30 s
 WORKER_CONNECTIONS = 16384
@@ -228,6 +233,9 @@ def error_answers(max_body: int) -> dict[str, tuple[int, str, str]]:
                                    f"many uploads as it takes; wait for some to finish."),
         "429-rate": ("too_many_requests", f"Too many requests from your address: at most {REQUESTS_PER_SECOND} a "
                                           f"second ({REQUEST_BURST} at once). Try again in {RETRY_RATE} s."),
+        "429-uploads": ("too_many_requests", f"Too many large uploads (1 MB or more) begun from your network: at "
+                                             f"most {UPLOAD_STARTS_PER_MINUTE} a minute ({UPLOAD_START_BURST} at "
+                                             f"once). Try again in {RETRY_UPLOADS} s."),
         "429-costly": ("too_many_requests", f"Too many evaluations, explanations and exports from your address: at "
                                             f"most {COSTLY_PER_MINUTE} a minute ({COSTLY_BURST} at once). Try again in "
                                             f"{RETRY_COSTLY} s."),
@@ -293,6 +301,8 @@ def render(run_dir: Path, socket_path: Path) -> str:
         "NETWORK_KEYS": network_key_lines(),
         "UPLOADS_PER_NETWORK": str(UPLOADS_PER_NETWORK),
         "PER_NETWORK": str(PER_NETWORK),
+        "UPLOAD_STARTS_PER_MINUTE": str(UPLOAD_STARTS_PER_MINUTE),
+        "UPLOAD_START_BURST": str(UPLOAD_START_BURST),
         "BODIES_IN_ALL": str(BODIES_IN_ALL),
         "BODY_BUFFER_KB": str(BODY_BUFFER_KB),
         "PER_CLIENT": str(PER_CLIENT),
@@ -306,6 +316,7 @@ def render(run_dir: Path, socket_path: Path) -> str:
         "RETRY_CONCURRENT": str(RETRY_CONCURRENT),
         "RETRY_RATE": str(RETRY_RATE),
         "RETRY_COSTLY": str(RETRY_COSTLY),
+        "RETRY_UPLOADS": str(RETRY_UPLOADS),
         "UPSTREAM_SECONDS": str(upstream_seconds()),
     }
     text = TEMPLATE.read_text()

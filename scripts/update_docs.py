@@ -392,6 +392,7 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "budgets": (REPO / "docs" / "performance.md", table("budgets")),
     "soak": (REPO / "docs" / "performance.md", measurement("soak")),
     "soak-heavy-many-addresses": (REPO / "docs" / "deploy.md", measurement("soak-heavy-many-addresses")),
+    "soak-trickle-16-networks": (REPO / "docs" / "deploy.md", measurement("soak-trickle-16-networks")),
     "soak-mixed-flood": (REPO / "docs" / "deploy.md", measurement("soak-mixed-flood")),
     "soak-progressive-many-addresses": (REPO / "docs" / "deploy.md", measurement("soak-progressive-many-addresses")),
     "http-latency": (REPO / "docs" / "performance.md", measurement("http-latency")),

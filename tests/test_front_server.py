@@ -380,7 +380,7 @@ def test_early_rejections_arrive_whole_every_time_even_two_at_a_time(front):
             status, _ = timed_request(front.base, path, body, kind, timeout=60, headers={"X-Forwarded-For": address})
             outcomes.append((path, expected, status))
 
-    threads = [threading.Thread(target=client, args=(*case, f"198.51.100.{10 * n + copy}"))
+    threads = [threading.Thread(target=client, args=(*case, f"192.0.{10 * n + copy}.2"))  # a network each
                for n, case in enumerate(cases) for copy in range(2)]
     for thread in threads:
         thread.start()
@@ -496,7 +496,7 @@ def test_a_client_receives_at_most_two_large_uploads_at_once(front):
 def test_trickled_uploads_from_eight_addresses_leave_a_photo_upload_answered(front):
     """Before: 32 trickling uploads from 8 addresses (4 each) held all 32 large-upload slots, and every other
     user's 1.2 MB photo got 429. Now each address holds 2 of 128, and their /24 8."""
-    held = [sock for i in range(8) for sock in hold_uploads(front.port, f"203.0.113.{i + 1}", 4)]
+    held = [sock for i in range(8) for sock in hold_uploads(front.port, f"203.0.120.{i + 1}", 4)]
     refusals = refused(held)
     status, _ = timed_request(front.base, "/api/v1/predict", *PHOTO, headers={"X-Forwarded-For": USER})
     attacks.close_all(held)
@@ -507,7 +507,7 @@ def test_trickled_uploads_from_eight_addresses_leave_a_photo_upload_answered(fro
 def test_64_addresses_of_one_network_hold_8_large_upload_slots_not_all(front):
     """Before: 64 trickling addresses held all 128 slots (2 each), and every other user's photo got 429. 64
     addresses of one /24 now hold its 8; another network's photo is answered."""
-    held = [sock for i in range(64) for sock in hold_uploads(front.port, f"203.0.113.{i + 1}", 2)]
+    held = [sock for i in range(64) for sock in hold_uploads(front.port, f"203.0.121.{i + 1}", 2)]
     refusals = refused(held, 2.0)
     status, _ = timed_request(front.base, "/api/v1/predict", *PHOTO, headers={"X-Forwarded-For": USER})
     attacks.close_all(held)
@@ -728,11 +728,34 @@ def test_a_body_slower_than_the_minimum_rate_is_cut_and_one_above_it_is_received
     BODY_RATE_WINDOW: one at a quarter of that is cut after one window; one at twice that is received whole (and
     answered by the app: the bytes are not an image)."""
     minimum = start.MIN_BODY_KB_PER_SECOND * 1024
-    slow_closed, slow_answer = send_at(front.port, "203.0.113.91", 2_000_000, minimum / 4, 3 * start.BODY_RATE_WINDOW)
-    fast_closed, fast_answer = send_at(front.port, "203.0.113.92", int(minimum * 3 * start.BODY_RATE_WINDOW),
+    slow_closed, slow_answer = send_at(front.port, "203.0.122.91", 2_000_000, minimum / 4, 3 * start.BODY_RATE_WINDOW)
+    fast_closed, fast_answer = send_at(front.port, "203.0.123.92", int(minimum * 3 * start.BODY_RATE_WINDOW),
                                        minimum * 2, 3 * start.BODY_RATE_WINDOW)
     assert start.BODY_RATE_WINDOW - 1 < slow_closed < 2 * start.BODY_RATE_WINDOW + 2 and slow_answer == b""
     assert fast_closed < 2 * start.BODY_RATE_WINDOW and fast_answer.startswith(b"HTTP/1.1 400"), fast_answer[:200]
+
+
+@pytest.mark.slow
+def test_a_network_begins_a_bounded_number_of_large_uploads_a_minute(front):
+    """A slot held below the minimum rate is freed after one window, but reconnecting at once would take it again:
+    a network may begin 30 large uploads a minute (15 at once beyond that). Here 32 photos from 8 addresses of one
+    /24, one after the other: the first 16 are answered, later ones 429 with the reason and Retry-After; another
+    network's photo is answered."""
+    answers = []
+    for i in range(32):
+        connection = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
+        connection.request("POST", "/api/v1/predict", body=PHOTO[0], headers={
+            "Content-Type": PHOTO[1], "X-Forwarded-For": f"203.0.124.{i % 8 + 1}"})
+        response = connection.getresponse()
+        answers.append((response.status, response.getheader("Retry-After"), response.read()))
+        connection.close()
+    status, _ = timed_request(front.base, "/api/v1/predict", *PHOTO, headers={"X-Forwarded-For": USER})
+    statuses = [code for code, _, _ in answers]
+    assert statuses[:start.UPLOAD_START_BURST + 1] == [200] * (start.UPLOAD_START_BURST + 1), statuses
+    refused = [(retry, json.loads(body)["error"]["message"]) for code, retry, body in answers if code == 429]
+    assert refused and all(retry == str(start.RETRY_UPLOADS) and "large uploads" in message
+                           for retry, message in refused), refused
+    assert status == 200
 
 
 @pytest.mark.slow
