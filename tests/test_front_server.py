@@ -759,6 +759,23 @@ def test_a_network_begins_a_bounded_number_of_large_uploads_a_minute(front):
 
 
 @pytest.mark.slow
+def test_a_body_refused_from_its_declared_length_holds_its_connection_briefly(front):
+    """An independent attack: 40 bodies declaring 999 MB got their 413 at once, then trickled 10 bytes every 3 s
+    and held their connections for 30 s (lingering_time), counted by no limit (the refusal comes before them).
+    Trickling faster than lingering_timeout now buys at most lingering_time (10 s)."""
+    held = hold_uploads(front.port, ATTACKER, 20, size=999_000_000, sent=100)
+    started = time.monotonic()
+    for _ in range(6):
+        time.sleep(1.5)
+        for sock in held:
+            with contextlib.suppress(OSError):
+                sock.sendall(bytes(10))
+    closed = [attacks.closed_by_server(sock, max(0.5, started + 13 - time.monotonic())) for sock in held]
+    attacks.close_all(held)
+    assert all(closed) and time.monotonic() - started < 14
+
+
+@pytest.mark.slow
 def test_silent_trickling_and_stalled_clients_are_cut_at_the_deadlines(front):
     """Target (f): 256 sockets that send one byte, 16 that trickle their headers a byte a second and 16 whose body
     stalls are all closed by the server within the 10 s deadlines (plus slack), while /healthz answers at once."""
