@@ -63,7 +63,7 @@ UPLOADS_IN_ALL = 128
 BODIES_IN_ALL = 4096
 BODY_BUFFER_KB = 16
 BODY_SECONDS = 5
-# A body's minimum rate: at least MIN_BODY_KB_PER_SECOND on average over every window of BODY_RATE_WINDOW seconds
+# A body's minimum rate: at least MIN_BODY_KB_PER_SECOND on average in each successive BODY_RATE_WINDOW seconds
 # (128 kbit/s: a poor mobile uplink), or the connection is cut (408). It makes a trickled slot cost bandwidth:
 # holding all 128 large-upload slots takes 2 MB/s, all 4,096 body slots 64 MB/s.
 MIN_BODY_KB_PER_SECOND = 16
