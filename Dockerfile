@@ -16,13 +16,15 @@ RUN /opt/venv/bin/pip install --no-compile -r /tmp/requirements.txt
 RUN cd /opt/venv/lib/python3.11/site-packages/torch \
     && rm -rf test include bin/protoc* bin/*Test bin/test_* bin/*.pt bin/*.ptl bin/upgrader_models \
     && cd / && /opt/venv/bin/python -c "import torch, numpy, PIL.Image, ai_edge_litert.interpreter, flask, flask_wtf, \
-flask_bootstrap, pydantic, pebble, gunicorn.app.wsgiapp"
+flask_bootstrap, pydantic, pebble, gunicorn.app.wsgiapp, weasyprint"
 
 # ---- runtime: the venv, the code and the served model files, run as an unprivileged user
 FROM python:3.11-slim
 # nginx, the front server (deploy/nginx.conf): Debian's package, security updates with the base image; its Lua module
-# (OpenResty's lua-nginx-module, packaged by Debian) enforces the minimum upload rate.
-RUN apt-get update && apt-get install -y --no-install-recommends nginx libnginx-mod-http-lua && rm -rf /var/lib/apt/lists/*
+# (OpenResty's lua-nginx-module, packaged by Debian) enforces the minimum upload rate. Pango and DejaVu: WeasyPrint
+# prints the PDFs (reports/pdf.py).
+RUN apt-get update && apt-get install -y --no-install-recommends nginx libnginx-mod-http-lua \
+    libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core && rm -rf /var/lib/apt/lists/*
 # X-Forwarded-For is trusted only where a proxy appends the client to it: on Railway (RAILWAY_ENVIRONMENT) one hop by
 # default, elsewhere none unless APP_TRUSTED_PROXY_HOPS says so (models/settings.py, docs/deploy.md): run without a
 # proxy, the image must not let a client choose its own address.

@@ -327,9 +327,9 @@ def build_on_images(path: Path, out: Path, names: list[str], explain: int = 0) -
     from tqdm import tqdm
 
     from reports.html import render_user_html
+    from reports.pdf import user_pdf
     from reports.user_data import read_path
     from reports.user_eval import evaluate, without_views
-    from reports.user_pdf import user_pdf
 
     dataset = read_path(path)
     bars: dict[str, tqdm] = {}

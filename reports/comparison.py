@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 from typing import Any
-from xml.sax.saxutils import escape
 
 from PIL import Image as PILImage
 
@@ -128,125 +127,32 @@ MAP_LEGEND = ("Maps: the 32×32 view the model saw, tinted from clear (hiding it
               "every model.")
 
 
-def _pixel_image(image: PILImage.Image, width: float, height: float, smooth: bool):
-    """A reportlab flowable; the model's 32x32 view is enlarged with nearest-neighbour first, so that no PDF
-    viewer blurs its pixels."""
-    from reportlab.platypus import Image
+def png_uri(image: PILImage.Image) -> str:
+    import base64
 
-    if not smooth:
-        image = image.resize((image.width * 4, image.height * 4), PILImage.Resampling.NEAREST)
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
-    buffer.seek(0)
-    scale = min(width / image.width, height / image.height)
-    return Image(buffer, width=image.width * scale, height=image.height * scale)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def to_pdf(comparison: dict[str, Any]) -> bytes:
-    """Title, the batch summary, then one row per image, pages breaking between rows: the image, what the models
-    saw, each model's top-k and the verdict."""
-    from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4
-    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
-    from reportlab.lib.units import mm
-    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    """The comparison's page (reports/templates/comparison.html.j2) printed: the batch summary, then one row per
+    image, pages breaking between rows, the header repeated."""
+    from reports.html import environment
+    from reports.pdf import html_to_pdf
 
-    styles = getSampleStyleSheet()
-    body = ParagraphStyle("body", parent=styles["BodyText"], fontSize=9, leading=11.5)
-    small = ParagraphStyle("small", parent=body, fontSize=7.5, leading=9.5, textColor=colors.HexColor("#4a5563"))
-    margin = 14 * mm
-    width = A4[0] - 2 * margin
-    models = comparison["models"]
-
-    def page_footer(canvas, doc) -> None:
-        canvas.saveState()
-        canvas.setFont("Helvetica", 7.5)
-        canvas.setFillColor(colors.HexColor("#4a5563"))
-        canvas.drawString(margin, 8 * mm, f"CIFAR-10 model comparison · {comparison['created']}")
-        canvas.drawRightString(A4[0] - margin, 8 * mm, f"page {doc.page}")
-        canvas.restoreState()
-
-    names = ", ".join(f"<b>{escape(m['short_name'])}</b>"
-                      + (f" ({100 * m['test_accuracy']:.1f}% on the CIFAR-10 test set)" if m.get("test_accuracy")
-                         else "") for m in models.values())
-    story: list = [Paragraph("CIFAR-10 model comparison", styles["Title"]),
-                   Paragraph(f"{escape(summary_sentence(comparison))} Models: {names}.", body),
-                   Paragraph("Each model knows only the 10 CIFAR-10 classes (airplane, automobile, bird, cat, deer, "
-                             "dog, frog, horse, ship, truck) and sees a 32×32 view of "
-                             + ("the whole photo, padded to a square" if comparison.get("crop") == "whole" else
-                                "the photo's centre square") + ". Probabilities are "
-                             f"calibrated on the validation split. {escape(VERDICTS_EXPLAINED)}", small),
-                   Spacer(1, 4 * mm)]
-    column = (width - 64 * mm) / max(len(models), 1)
-    header = [Paragraph("<b>image</b>", small), Paragraph("<b>the models' view</b>", small)] + [
-        Paragraph(f"<b>{escape(m['short_name'])}</b>", small) for m in models.values()]
-    if any("explanation" in a for r in comparison["results"] for a in (r.get("predictions") or {}).values()):
-        story += [Paragraph(MAP_LEGEND, small), Spacer(1, 2 * mm)]
-    results = comparison["results"]
-    rows = [header]
-    spans = []
-    # One table: reportlab breaks pages between rows and repeats the header (no half-empty pages).
-    for r in results:
-        caption = f"{r['index'] + 1}. {escape(source_text(r)[:60])}"
-        if r.get("width"):
-            caption += f"<br/>{r['width']}×{r['height']} px"
-        if r.get("true_label"):
-            caption += f"<br/>true class: <b>{escape(r['true_label'])}</b>"
-        thumb = [_pixel_image(r["thumbnail"], 30 * mm, 20 * mm, smooth=True)] if r.get("thumbnail") else []
-        view = [_pixel_image(r["model_view"], 20 * mm, 20 * mm, smooth=False)] if r.get("model_view") else []
-        if r.get("error"):
-            verdict = f"<font color='#a61b1b'>could not classify: {escape(r['error']['message'])}</font>"
-        elif r.get("out_of_scope"):
-            looks = f"; looks like: {escape(r['looks_like'])}" if r.get("looks_like") else ""
-            verdict = (f"<font color='#a61b1b'><b>out of scope</b> (score {r['out_of_scope_score']:.2f}): "
-                       f"probably not one of the 10 classes{looks}</font>")
-        elif r.get("uncertain"):
-            verdict = f"<font color='#8a4b00'><b>uncertain</b>: {escape(r.get('uncertain_reason') or '')}</font>"
-        elif r.get("agree") is not None:
-            verdict = "<b>models agree</b>" if r["agree"] else "<b>models disagree</b>"
-        else:
-            verdict = ""
-        if r.get("looks"):
-            verdict += f"<br/>{escape(r['looks'])}"
-        cells = [[*thumb, Paragraph(caption, small)], [*view, Paragraph(verdict, small)]]
-        if r.get("error"):  # the message across the whole row
-            spans.append(("SPAN", (1, len(rows)), (-1, len(rows))))
-            rows.append(cells + [""] * len(models))
-            continue
-        for name in models:
-            answer = r.get("predictions", {}).get(name)
-            if answer:
-                lines = "<br/>".join(f"{'<b>' if i == 0 else ''}{escape(t['label'])} "
-                                     f"{100 * t['probability']:.1f}%{'</b>' if i == 0 else ''}"
-                                     for i, t in enumerate(answer["top_k"]))
-                if r.get("true_label"):
-                    right = answer["top_k"][0]["label"] == r["true_label"]
-                    lines += ("<br/><font color='#1e7b34'>right</font>" if right else
-                              "<br/><font color='#a61b1b'>wrong</font>")
-                explanation = answer.get("explanation")
-                if explanation and r.get("model_view") is not None:
-                    cells.append([Paragraph(lines, body),
-                                  _pixel_image(explanation_image(r["model_view"], explanation["grid"]),
-                                               20 * mm, 20 * mm, smooth=True),
-                                  Paragraph(f"looked at {escape(explanation['where'])}", small)])
-                    continue
-                cells.append(Paragraph(lines, body))
-            else:
-                message = r.get("model_errors", {}).get(name, {}).get("message", "")
-                cells.append(Paragraph(escape(message), small))
-        rows.append(cells)
-    # Rows grow with their text (a fixed height let a long reason paint over the next row).
-    table = Table(rows, colWidths=[34 * mm, 30 * mm] + [column] * len(models), repeatRows=1)
-    table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
-                               ("LINEBELOW", (0, 0), (-1, -1), 0.4, colors.HexColor("#d9dee5")),
-                               ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef1f5")), *spans]))
-    story.append(table)
-    buffer = io.BytesIO()
-    SimpleDocTemplate(buffer, pagesize=A4, leftMargin=margin, rightMargin=margin, topMargin=margin,
-                      bottomMargin=margin, title="CIFAR-10 model comparison",
-                      author="CIFAR-10 model comparison").build(story, onFirstPage=page_footer,
-                                                                onLaterPages=page_footer)
-    return buffer.getvalue()
+    uris = []
+    for r in comparison["results"]:
+        view = r.get("model_view")
+        maps = {name: png_uri(explanation_image(view, answer["explanation"]["grid"]))
+                for name, answer in (r.get("predictions") or {}).items()
+                if view is not None and answer.get("explanation")}
+        uris.append({"thumbnail": png_uri(r["thumbnail"]) if r.get("thumbnail") else None,
+                     "view": png_uri(view) if view is not None else None, "maps": maps})
+    html = environment().get_template("comparison.html.j2").render(
+        C=comparison, uris=uris, summary=summary_sentence(comparison), maps=any(u["maps"] for u in uris),
+        map_legend=MAP_LEGEND, verdicts_explained=VERDICTS_EXPLAINED)
+    return html_to_pdf(html)
 
 
 def summary_sentence(comparison: dict[str, Any]) -> str:

@@ -32,13 +32,14 @@ def register(env: Environment) -> None:
     """The filters and words the report templates use; the web app registers them in its own environment."""
     from models.uncertainty import article
     from reports import wording
+    from reports.comparison import source_text
     from reports.user_data import plural
 
     env.filters.update(percent=percent, duration=duration, megabytes=megabytes, verdict=wording.verdict,
                        robustness_verdict=wording.robustness_verdict,
                        robustbench_caveat=wording.robustbench_caveat,
                        short_name=wording.short_name, article=article, plural=plural, lead_row=wording.lead_row,
-                       false_alarms=wording.false_alarms)
+                       false_alarms=wording.false_alarms, source_text=source_text)
     env.globals.update(report_method=wording.method, recommendation=wording.recommendation,
                        report_limitations=wording.LIMITATIONS, ece_explained=wording.ECE_EXPLAINED,
                        class_names=list(CLASS_NAMES))
@@ -61,6 +62,7 @@ def write_html(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def render_user_html(report: dict[str, Any]) -> str:
-    """The own-images report as one self-contained page (its images are data: URIs)."""
-    return environment().get_template("user_report.html.j2").render(R=report)
+def render_user_html(report: dict[str, Any], printing: bool = False) -> str:
+    """The own-images report as one self-contained page (its images are data: URIs); `printing`: the page the
+    PDF prints."""
+    return environment().get_template("user_report.html.j2").render(R=report, printing=printing)

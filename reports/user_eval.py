@@ -1,8 +1,8 @@
 """Compare the models on a person's labelled images: the test-split report's statistics, where they apply,
 computed on their images (reports/user_data.py reads them).
 
-Everything here runs in the web app too, so it uses only the serving dependencies (numpy, Pillow; reportlab
-for the PDF): tables instead of matplotlib figures, and an exact binomial test instead of scipy's.
+Everything here runs in the web app too, so it uses only the serving dependencies (numpy, Pillow; WeasyPrint
+prints the page as the PDF): tables instead of matplotlib figures, and an exact binomial test instead of scipy's.
 Images go through the app's image intake one at a time and are kept only as the 32x32 view the models see.
 """
 

@@ -40,7 +40,7 @@ from models.machine import describe_machine
 REPO = Path(__file__).resolve().parent.parent
 MEASUREMENT = MEASUREMENTS / "image.txt"
 TARGET_MB, TARGET_READY_S = 1000, 10.0  # docs/deploy.md: installed size and time to /readyz
-FORBIDDEN = ("nvidia", "tensorflow", "keras", "scikit-learn", "scipy", "matplotlib")  # reportlab serves the PDFs
+FORBIDDEN = ("nvidia", "tensorflow", "keras", "scikit-learn", "scipy", "matplotlib")  # WeasyPrint serves the PDFs
 
 
 def stages(dockerfile: str) -> list[list[str]]:

@@ -187,3 +187,41 @@ def hold_memory(megabytes: int) -> int:
     the child's pid."""
     _held.append(bytearray(b"\1" * (megabytes << 20)))
     return os.getpid()
+
+
+def page_contents(html: str) -> tuple[list[str], list[str], int]:
+    """What a report page shows, read from its HTML: the text of every table cell, of every heading and
+    caption, and how many pictures it has."""
+    from html.parser import HTMLParser
+
+    class Reader(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.cells, self.headings, self.images, self.open, self.text = [], [], 0, None, []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.images += 1
+            elif tag in ("td", "th", "h1", "h2", "h3", "figcaption") and self.open is None:
+                self.open, self.text = tag, []
+
+        def handle_endtag(self, tag):
+            if tag == self.open:
+                text = " ".join("".join(self.text).split())
+                if text:
+                    (self.cells if tag in ("td", "th") else self.headings).append(text)
+                self.open = None
+
+        def handle_data(self, data):
+            if self.open is not None:
+                self.text.append(data)
+
+    reader = Reader()
+    reader.feed(html)
+    return reader.cells, reader.headings, reader.images
+
+
+def pdf_images(pdf: Path | str) -> int:
+    """How many pictures a PDF draws (pdfimages -list; soft masks are not pictures)."""
+    listing = poppler("pdfimages", "-list", str(pdf)).splitlines()[2:]
+    return sum(line.split()[2] == "image" for line in listing if line.strip())

@@ -118,7 +118,7 @@ app = create_app({"TESTING": True, "SECRET_KEY": "x"})
 answers = classify([photo()], ["custom_cnn", "mobilenetv2"])
 assert all(len(a.predictions) == 2 for a in answers.images)
 assert app.test_client().get("/models").status_code == 200 and app.test_client().get("/reports").status_code == 200
-heavy = ("tensorflow", "keras", "sklearn", "scipy", "matplotlib", "reportlab")
+heavy = ("tensorflow", "keras", "sklearn", "scipy", "matplotlib", "weasyprint")
 print(sorted({m.split(".")[0] for m in sys.modules} & set(heavy)))
 """
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -132,7 +132,7 @@ def test_requirements_by_role():
     pins = [line.split(";")[0].strip() for line in serving.splitlines() if line and not line.startswith(("#", "-"))]
     names = {re.split(r"[=<>]", pin)[0].lower() for pin in pins}
     assert names == {"torch", "numpy", "pillow", "flask", "bootstrap-flask", "flask-wtf", "gunicorn", "ai-edge-litert",
-                     "reportlab",  # a comparison's PDF, imported only on export
+                     "weasyprint",  # every PDF, its page printed (reports/pdf.py), imported only to print one
                      "pydantic",  # the API's objects, described once (webapp/schema.py)
                      "pebble"}  # image decoding in child processes with a hard timeout (models/decoder.py)
     assert 'torch==2.13.0+cpu ; sys_platform == "linux" and platform_machine == "x86_64"' in serving

@@ -399,8 +399,8 @@ def test_counts_and_classes_are_said_in_good_english_on_the_page_and_in_the_pdf(
     """"1 of them were called out of scope" and the alt text "a automobile" (issue 41): one count and one class
     name, through the page's template and the PDF."""
     from reports.html import render_user_html
+    from reports.pdf import user_pdf
     from reports.user_eval import evaluate
-    from reports.user_pdf import user_pdf
 
     report = evaluate(read_zip(evaluate_zip()), ["custom_cnn", "mobilenetv2"])
     report["uncertain"] = {**(report.get("uncertain") or {"flagged": 3, "share": 0.25,
@@ -423,8 +423,8 @@ def test_counts_and_classes_are_said_in_good_english_on_the_page_and_in_the_pdf(
 def test_the_evaluate_pdf_lists_every_image_and_says_whose_mistakes_and_how_many(fake_models, tmp_path):
     """Issue 41: the Evaluate PDF had no per-image table, showed 12 of the CNN's 13 mistakes without saying so, and
     a page break separated "Its most confident mistakes" from the model's name."""
+    from reports.pdf import user_pdf
     from reports.user_eval import evaluate
-    from reports.user_pdf import user_pdf
 
     report = evaluate(read_zip(evaluate_zip()), ["custom_cnn", "mobilenetv2"])
     (tmp_path / "report.pdf").write_bytes(user_pdf(report))
@@ -445,11 +445,15 @@ def test_gallery_captions_are_readable_in_the_pdf(tmp_path):
     from PIL import Image
 
     from reports import figures
-    from reports.pdf import TEXT_WIDTH
+    from reports.html import TEMPLATES
+
+    # The PDF's text width: A4 less the side margins of the print CSS's @page rule.
+    margins = re.search(r"@page \{ size: A4; margin: (\d+)mm (\d+)mm", (TEMPLATES / "report.css").read_text())
+    text_width = (210 - 2 * int(margins[2])) / 25.4 * 72
 
     path = figures.gallery(np.zeros((16, 32, 32, 3), np.uint8), ["cat 99%\nsaid: dog"] * 16, "mistakes",
                            tmp_path / "g.png")
     with Image.open(path) as image:
         width_px, dpi = image.size[0], (image.info.get("dpi") or (100, 100))[0]
-    scale = TEXT_WIDTH / (72 * width_px / dpi)  # the PDF draws the figure at most this wide
+    scale = text_width / (72 * width_px / dpi)  # the PDF draws the figure at most this wide
     assert 8.5 * min(1.0, scale) >= 6.0

@@ -389,3 +389,16 @@ def test_a_borderline_gap_is_called_borderline_not_indistinguishable():
     text = verdict(edge, models, images="your 300 images")
     assert "borderline" in text and "cannot tell them apart" not in text
     assert "Beta's lead, +0.3 to +6.0 points, leaves out zero" in text
+
+
+def test_the_model_report_pdf_shows_every_table_and_figure_of_its_page():
+    """Issue 40: the PDF is the page printed, so it keeps everything the page shows (the reportlab layout had
+    lost the accuracy-difference row): every table cell, heading and caption of reports/index.html is in
+    reports/report.pdf's text, and it draws as many pictures as the page has."""
+    from tests.helpers import page_contents, pdf_images
+
+    cells, headings, images = page_contents((REPO / "reports" / "index.html").read_text())
+    text = "".join(pdf_text(REPO / "reports" / "report.pdf", "-raw").split())
+    missing = [t for t in cells + headings if "".join(t.split()) not in text]
+    assert len(cells) > 300 and images >= 10 and missing == []
+    assert pdf_images(REPO / "reports" / "report.pdf") == images

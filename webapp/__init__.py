@@ -23,8 +23,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models import available_models, decoder, load_predictor, settings
 from models.explanation import PASSES_PER_MAP
+from reports import pdf
 from reports.html import TEMPLATES as REPORT_TEMPLATES
 from reports.html import register as register_report_filters
+from reports.pdf import PrintLimits
 from webapp.fetch import FetchPolicy
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,11 @@ CONFIG: dict[str, tuple[Any, str]] = {
                             "decode in the worker itself"),
     "DECODE_MEMORY_BYTES": (280 * 1024 * 1024, "memory (address space) a decoding child may add for one image: the "
                                                 "largest image the intake accepts needs 240-280 MiB (a 40 MP PNG)"),
+    "PDF_SECONDS": (PrintLimits.seconds, "seconds one PDF (an Evaluate report, a comparison's export) may take, its "
+                                         "wait for the printing child included; past them 422 (429 if it never "
+                                         "started)"),
+    "PDF_MEMORY_BYTES": (PrintLimits.memory_bytes, "memory (address space) the printing child may add for one PDF "
+                                                   "(a 500-image Evaluate report needs about 150 MB)"),
     "MODELS": (None, "the models to serve (a JSON list); null: every registered model"),
     "PRELOAD_MODELS": (True, "load and warm up every model when a worker starts"),
     # URL fetching: the FetchPolicy defaults (webapp/fetch.py), one source for both.
@@ -147,6 +154,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     processes = int(app.config["DECODE_PROCESSES"])
     decoder.configure(decoder.DecoderLimits(processes=processes, memory_bytes=int(app.config["DECODE_MEMORY_BYTES"]))
                       if processes > 0 else None)
+    # PDFs are printed in a child of their own whenever decoding is (reports/pdf.py says why).
+    pdf.configure(PrintLimits(seconds=float(app.config["PDF_SECONDS"]),
+                              memory_bytes=int(app.config["PDF_MEMORY_BYTES"])) if processes > 0 else None)
 
     # "//" in a path is a 404 like any unknown path, not a redirect (werkzeug's 308 has an HTML body, under /api/ too).
     app.url_map.merge_slashes = False

@@ -9,6 +9,7 @@ from flask import Flask, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from reports.pdf import PrintRefused
 from webapp.inference import MAX_MESSAGE_CHARS, RequestError, clip
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,10 @@ def _error_body(status: int, code: str, message: str):
 def register(app: Flask) -> None:
     @app.errorhandler(RequestError)
     def request_error(exc: RequestError):
+        return error_response(exc.status, exc.code, str(exc), exc.retry_after)
+
+    @app.errorhandler(PrintRefused)
+    def print_refused(exc: PrintRefused):
         return error_response(exc.status, exc.code, str(exc), exc.retry_after)
 
     @app.errorhandler(CSRFError)

@@ -84,7 +84,7 @@ def run(dataset: LabelledSet, source: str, explain: bool) -> dict[str, Any]:
 
 
 def pdf_response(report: dict[str, Any]) -> Response:
-    from reports.user_pdf import user_pdf  # reportlab only when someone asks for a PDF
+    from reports.pdf import user_pdf  # WeasyPrint only when someone asks for a PDF
 
     return Response(user_pdf(report), mimetype="application/pdf", headers={
         "Content-Disposition": 'attachment; filename="cifar10-your-images.pdf"', "Cache-Control": "no-store"})

@@ -211,7 +211,7 @@ def export(fmt: str):
     if fmt == "json":
         body = json.dumps(api_shape(comparison), indent=2).encode()
     else:
-        from reports import comparison as render  # reportlab is imported only when someone exports
+        from reports import comparison as render  # WeasyPrint is imported only when someone exports
 
         with costly("export" if fmt == "pdf" else None):
             body = render.to_csv(comparison) if fmt == "csv" else render.to_pdf(comparison)
