@@ -24,7 +24,7 @@ from reports.user_data import (
     read_named_files,
     read_zip,
 )
-from tests.helpers import REAL_CIFAR, REPO, needs_real_cifar, overlapping_words, pdf_text
+from tests.helpers import REAL_CIFAR, REPO, needs_real_cifar, overlapping_words, pdf_text, poppler
 
 JPEG = encode(photo(40, 40), "JPEG")
 
@@ -392,7 +392,11 @@ def test_evaluate_can_show_both_models_maps_for_the_disagreements_and_mistakes(a
     signed = re.search(r'name="report" value="([^"]+)"', page).group(1)
     pdf = client.post("/evaluate/report.pdf", data={"csrf_token": csrf_token(client), "report": signed})
     (tmp_path / "r.pdf").write_bytes(pdf.data)
-    assert "looked at:" in pdf_text(tmp_path / "r.pdf") and overlapping_words(tmp_path / "r.pdf") == []
+    assert "looked at" in pdf_text(tmp_path / "r.pdf") and overlapping_words(tmp_path / "r.pdf") == []
+    # The PDF draws every map the page shows (the signed report carries their grids, not their pictures).
+    maps = [line for line in poppler("pdfimages", "-list", str(tmp_path / "r.pdf")).splitlines()[2:]
+            if line.split()[3:5] == ["128", "128"]]
+    assert len(maps) == page.count("'s map for")
 
 
 def test_counts_and_classes_are_said_in_good_english_on_the_page_and_in_the_pdf(fake_models, tmp_path):

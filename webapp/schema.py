@@ -301,12 +301,53 @@ class JsonExport(Strict):
     results: list[Result]
 
 
-class ModelEntry(BaseModel):
+class Training(Strict):
+    epochs: int | None = None
+    train_images: int | None = None
+    seconds: float | None = Field(default=None, description="wall time of the whole training command")
+    machine: str | None = Field(default=None, description="the machine that trained it")
+    val_accuracy: Probability | None = Field(default=None, description="accuracy on the validation split")
+
+
+class PhotoAccuracy(Strict):
+    accuracy: Probability
+    interval: Interval
+    images: Count
+    weights_sha256: str
+
+
+class ModelInfo(Strict):
+    """A served model's facts (models/predictor.py `info`), the same keys for every backend."""
+
+    name: str
+    display_name: str
+    short_name: str
+    framework: str
+    framework_version: str
+    parameters: Count
+    input_size: list[int] = Field(description="height, width, channels of what the model takes")
+    weights_file: str
+    weights_bytes: Count
+    weights_sha256: str
+    preprocessing: str
+    description: str
+    training: Training
+    test_accuracy: Probability | None = Field(description="on the 10,000 CIFAR-10 test images, measured for these "
+                                              "weights")
+    photo_accuracy: PhotoAccuracy | None = Field(description="on the real-photo benchmark's held-out sources")
+    temperature: float | None = Field(description="the calibration temperature fitted on the validation split")
+    class_names: list[ClassName]
+    test_time_augmentation: str | None = None
+    precision: str | None = Field(default=None, description="the arithmetic it runs in (fp32, bf16 autocast)")
+    runtime: str | None = None
+    serving_savedmodel: str | None = Field(default=None, description="a TensorFlow Serving export, where one ships")
+
+
+class ModelEntry(Strict):
     name: str
     ready: bool
-    error: str | None = None
-    info: dict[str, Any] | None = Field(default=None, description="the predictor's `info`: framework, parameters, "
-                                        "weights_sha256, class_names, test accuracy...")
+    error: str | None = Field(default=None, description="why it is not ready")
+    info: ModelInfo | None = None
 
 
 class ModelsResponse(Strict):
@@ -335,32 +376,120 @@ class EvaluatedImage(Strict):
     out_of_scope: bool | None = None
 
 
-class EvaluateResponse(BaseModel):
+Interval = Annotated[list[Annotated[float, Field(ge=-1, le=1)]], Field(min_length=2, max_length=2)]
+Count = Annotated[int, Field(ge=0)]
+
+
+class ModelNames(Strict):
+    display_name: str
+    short_name: str
+
+
+class ClassScores(Strict):
+    precision: Probability
+    recall: Probability
+    f1: Probability
+    support: Count
+
+
+class CalibrationBin(Strict):
+    low: Probability
+    high: Probability
+    count: Count
+    accuracy: Probability
+    confidence: Probability
+
+
+class Calibration(Strict):
+    ece: Probability = Field(description="expected calibration error: the average gap between confidence and "
+                             "accuracy over the confidence bins")
+    mean_confidence: Probability
+    bins: list[CalibrationBin] = Field(description="the bins that hold images")
+
+
+class GalleryImage(Strict):
+    """An image a gallery shows (the disagreements, a model's most confident mistakes)."""
+
+    index: Count = Field(description="its per_image row")
+    name: str = Field(max_length=300)
+    true: ClassName
+    predicted: dict[str, tuple[ClassName, Probability]] = Field(description="per model: its answer and confidence")
+
+
+class EvaluatedModel(Strict):
+    info: ModelNames
+    accuracy: Probability
+    accuracy_ci95: Interval = Field(description="95% bootstrap interval over the images")
+    top3_accuracy: Probability
+    per_class: dict[ClassName, ClassScores] = Field(description="the classes present in the images")
+    macro_f1: Probability
+    confusion_matrix: list[list[Count]] = Field(min_length=10, max_length=10,
+                                                description="rows: true class, columns: predicted (CIFAR-10 order)")
+    calibration: Calibration | None = None
+    calibration_note: str | None = Field(default=None, description="why calibration was not measured")
+    confident_mistakes: list[GalleryImage] | None = None
+
+
+class McNemar(Strict):
+    a_right_b_wrong: Count
+    a_wrong_b_right: Count
+    discordant: Count
+    p_value: Probability = Field(description="McNemar's exact test, two-sided")
+    significant_at_0_05: bool
+
+
+class PairedComparison(Strict):
+    a: str
+    b: str
+    accuracy_difference: Annotated[float, Field(ge=-1, le=1)] = Field(description="accuracy of a minus b")
+    accuracy_difference_ci95: Interval
+    mcnemar: McNemar
+    agreement: Probability = Field(description="share of images with the same answer")
+    both_correct: Count
+    both_wrong: Count
+    disagreements: Count
+    gallery: list[GalleryImage] | None = Field(default=None, description="the disagreements shown, both confident "
+                                               "first")
+
+
+class UncertainSummary(Strict):
+    flagged: Count = Field(description="images the app's 'uncertain' flag fired on")
+    share: Probability
+    accuracy_unflagged: dict[str, Probability | None] = Field(description="per model, on the images not flagged")
+    out_of_scope: Count | None = Field(default=None, description="of the flagged, those called out of scope")
+
+
+class ImageMaps(Strict):
+    maps: dict[str, Explanation] = Field(description="per model")
+    looks: str | None = Field(default=None, description="a sentence when the models looked at different parts")
+
+
+class EvaluateResponse(Strict):
     """The metrics of a comparison on a person's labelled images (the report without its pictures)."""
 
     title: str
     source: str
     layout: str
-    files: int = Field(ge=0)
-    images: int = Field(ge=0, description="labelled images evaluated")
+    files: Count
+    images: Count = Field(description="labelled images evaluated")
     classes_present: list[ClassName]
-    per_class_counts: dict[ClassName, int] | None = None
+    per_class_counts: dict[ClassName, Count] | None = None
     problems: list[Problem]
-    models: dict[str, dict[str, Any]] = Field(description="per model: accuracy with its 95% interval, top-3, "
+    models: dict[str, EvaluatedModel] = Field(description="per model: accuracy with its 95% interval, top-3, "
                                               "per-class precision/recall/F1, confusion matrix, calibration, "
                                               "confident mistakes")
-    comparison: dict[str, Any] | None = Field(default=None, description="accuracy difference with its interval, "
-                                              "McNemar's test, agreement")
+    comparison: PairedComparison | None = Field(default=None, description="accuracy difference with its interval, "
+                                                "McNemar's test, agreement")
     verdict: str | None = Field(default=None, description="the comparison in plain words")
-    uncertain: dict[str, Any] | None = None
+    uncertain: UncertainSummary | None = None
     per_image: list[EvaluatedImage] | None = Field(default=None, description="every evaluated image, in "
                                                    "file-name order: its label and each model's answer")
-    explanations: dict[str, Any] | None = Field(default=None, description="with explain=true: by image row "
-                                                "(per_image index), both models' explanation maps (`maps`, each an "
-                                                "Explanation) and `looks`, for the disagreements and mistakes shown")
+    explanations: dict[str, ImageMaps] | None = Field(default=None, description="with explain=true: by image row "
+                                                      "(per_image index), both models' explanation maps and `looks`, "
+                                                      "for the disagreements and mistakes shown")
     generated_at: str
     seconds: float | None = None
-    bootstrap_resamples: int | None = None
+    bootstrap_resamples: Count | None = None
 
 
 COMPONENTS: tuple[type[BaseModel], ...] = (Error, PredictResponse, JsonExport, Comparison, ModelsResponse,

@@ -35,8 +35,8 @@ class MobileNetV2Predictor(Predictor):
     display_name = "MobileNetV2 (TensorFlow/Keras, ImageNet-pretrained, fine-tuned)"
     framework = "TensorFlow/Keras"
     input_size = 32  # the graph upscales inside (net.CIFAR_SIZE; not imported: that would load TensorFlow)
-    description = (
-        "Keras MobileNetV2 (alpha 1.0) with ImageNet weights. Images are upscaled to 160 px inside the graph; "
+    description = (  # {size}: the served model's config.json says what it was trained at
+        "Keras MobileNetV2 (alpha 1.0) with ImageNet weights. Images are upscaled to {size} px inside the graph; "
         "the first five inverted-residual blocks stay frozen (their outputs for every training image and its "
         "mirror image, and for two copies with photo damage (noise, fading), are computed once and cached), "
         "a linear head is trained on the frozen features, then "
@@ -52,6 +52,7 @@ class MobileNetV2Predictor(Predictor):
         super().__init__(model_dir)
         with loading(self.model_dir / "config.json"):
             size = self.config["architecture"]["image_size"]
+        self.description = self.description.format(size=size)
         self.preprocessing = (f"centre square crop (or the whole photo padded, on request), antialiased (Lanczos) "
                               f"resize to 32x32; inside the graph: "
                               f"bilinear upscale to {size}x{size}, scale to [-1, 1]")
