@@ -280,52 +280,22 @@ def user_line() -> str:
 
 
 def render(run_dir: Path, socket_path: Path) -> str:
-    values = {
-        "USER": user_line(),
-        "MODULES": module_lines(),
-        "MIN_BODY_BYTES_PER_WINDOW": str(MIN_BODY_KB_PER_SECOND * 1024 * BODY_RATE_WINDOW),
-        "BODY_RATE_WINDOW": str(BODY_RATE_WINDOW),
-        "MIN_BODY_KB_PER_SECOND": str(MIN_BODY_KB_PER_SECOND),
-        "NOFILE": str(open_file_limit()),
-        "NGINX_WORKERS": str(nginx_workers()),
-        "WORKER_CONNECTIONS": str(WORKER_CONNECTIONS),
-        "RUN_DIR": str(run_dir),
-        "SOCKET": str(socket_path),
-        "LISTEN": listen_lines(),
-        "MAX_BODY_BYTES": str(max_body_bytes()),
-        "MAX_JSON_BYTES": str(max_json_bytes()),
-        "JSON_TOO_LARGE": larger_than(max_json_bytes()),
-        "TRUSTED_HOPS": str(trusted_hops()),
-        "CLIENT_PATTERN": client_pattern(trusted_hops()),
-        "CLIENT_KEYS": client_key_lines(),
-        "NETWORK_KEYS": network_key_lines(),
-        "UPLOADS_PER_NETWORK": str(UPLOADS_PER_NETWORK),
-        "PER_NETWORK": str(PER_NETWORK),
-        "UPLOAD_STARTS_PER_MINUTE": str(UPLOAD_STARTS_PER_MINUTE),
-        "UPLOAD_START_BURST": str(UPLOAD_START_BURST),
-        "BODIES_IN_ALL": str(BODIES_IN_ALL),
-        "BODY_BUFFER_KB": str(BODY_BUFFER_KB),
-        "PER_CLIENT": str(PER_CLIENT),
-        "UPLOADS_PER_CLIENT": str(UPLOADS_PER_CLIENT),
-        "UPLOADS_IN_ALL": str(UPLOADS_IN_ALL),
-        "BODY_SECONDS": str(BODY_SECONDS),
-        "REQUESTS_PER_SECOND": str(REQUESTS_PER_SECOND),
-        "REQUEST_BURST": str(REQUEST_BURST),
-        "COSTLY_PER_MINUTE": str(COSTLY_PER_MINUTE),
-        "COSTLY_BURST": str(COSTLY_BURST),
-        "RETRY_CONCURRENT": str(RETRY_CONCURRENT),
-        "RETRY_RATE": str(RETRY_RATE),
-        "RETRY_COSTLY": str(RETRY_COSTLY),
-        "RETRY_UPLOADS": str(RETRY_UPLOADS),
-        "UPSTREAM_SECONDS": str(upstream_seconds()),
-    }
-    text = TEMPLATE.read_text()
-    for key, value in values.items():
-        text = text.replace("{{" + key + "}}", value)
-    if "{{" in text:
-        unfilled = text[text.index("{{"):][:40]
-        raise StartError(f"deploy/nginx.conf has a placeholder that start.py does not fill: {unfilled}")
-    return text
+    """deploy/nginx.conf rendered by Jinja from this module's numbers (its upper-case constants) and what is
+    computed at start; a placeholder nothing fills is an error (StrictUndefined)."""
+    from jinja2 import Environment, StrictUndefined, UndefinedError
+
+    constants = {name: value for name, value in globals().items() if name.isupper() and isinstance(value, int)}
+    values = {**constants, "USER": user_line(), "MODULES": module_lines(), "NOFILE": open_file_limit(),
+              "NGINX_WORKERS": nginx_workers(), "RUN_DIR": run_dir, "SOCKET": socket_path, "LISTEN": listen_lines(),
+              "MAX_BODY_BYTES": max_body_bytes(), "MAX_JSON_BYTES": max_json_bytes(),
+              "JSON_TOO_LARGE": larger_than(max_json_bytes()), "TRUSTED_HOPS": trusted_hops(),
+              "CLIENT_PATTERN": client_pattern(trusted_hops()), "CLIENT_KEYS": client_key_lines(),
+              "NETWORK_KEYS": network_key_lines(), "UPSTREAM_SECONDS": upstream_seconds()}
+    template = Environment(undefined=StrictUndefined, keep_trailing_newline=True).from_string(TEMPLATE.read_text())
+    try:
+        return template.render(values)
+    except UndefinedError as exc:
+        raise StartError(f"deploy/nginx.conf has a placeholder that start.py does not fill: {exc}") from None
 
 
 def die_with_parent() -> None:
