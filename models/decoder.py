@@ -46,8 +46,10 @@ class DecoderLimits:
     seconds: float = 8.0  # wall-clock (and CPU) seconds one image's decode may take, at most
     tasks_per_child: int = 500  # a child is replaced after this many decodes (fragmented heaps are let go)
     heavy_pixels: int = 4_000_000  # a one-image decode of more pixels than this (or of unknown size) is heavy ...
-    heavy_slots: int = 1  # ... and this many run at once in all, in children of their own at `bulk_nice`; the
-    # others are refused at once, not queued
+    heavy_slots: int = 1  # ... and this many run at once in all, in children of their own at `bulk_nice`
+    heavy_waiting: int = 4  # heavy decodes that may wait their turn, first come first served, one per network (an
+    # IPv4 /24 or IPv6 /48 of the owner); more are refused at once. A network with one heavy image decoding or
+    # waiting has its next refused: holding the lane from the third user's photo takes 5 networks.
     light_seconds: float = 2.0  # a light image (by its header) decodes in well under this; past it, it was crafted
     light_waiting: int = 6  # one-image decodes waiting for a light child at most; more are refused at once (429)
 
@@ -132,7 +134,9 @@ class IsolatedDecoder:
         self._owners: Counter[str] = Counter()  # quick-lane decodes in progress per owner
         self._owners_changed = threading.Condition()
         self._starting: list = []  # the children's first tasks (start), waited on once (warm_up)
-        self._heavy = threading.BoundedSemaphore(limits.heavy_slots)
+        self._heavy_line: list[object] = []  # heavy decodes in progress, then those waiting, in order of arrival
+        self._heavy_networks: set[str] = set()
+        self._heavy_changed = threading.Condition()
         # Requests waiting for a light child hold request threads: an attack that fills the light lane (with images
         # that pass as light) must meet a 429, not take every thread and /healthz with them.
         self._light_queue = threading.BoundedSemaphore(limits.processes + limits.light_waiting)
@@ -156,14 +160,10 @@ class IsolatedDecoder:
         if decoded_pixels(data, min_side) > self.limits.heavy_pixels:
             # A 40 MP PNG is 130 KB and a second of decoding: from many addresses at once (each within its own
             # limits) such images filled the request threads and the children, and another user's photo waited
-            # 13 s (docs/deploy.md). Heavy ones now take a slot or are refused; light ones never wait for them.
-            if not self._heavy.acquire(blocking=False):
-                raise DecoderBusy("the server is already decoding as many large images as it can; send it again "
-                                  "in a few seconds, or a smaller or JPEG version")
-            try:
+            # 13 s (docs/deploy.md). Heavy ones now take a slot, or wait for one in order (one place per network), or
+            # are refused; light ones never wait for them.
+            with self._heavy_turn(network_of(owner), seconds):
                 return self._decode_owned(self._heavy_lane, data, min_side, budget, seconds, owner, started)
-            finally:
-                self._heavy.release()
         # A light header over a slow body (thousands of colour profiles before a small image's pixels) gets the
         # seconds a light image needs, not the request's: a crafted file cannot hold a quick child for long.
         if not self._light_queue.acquire(blocking=False):
@@ -174,6 +174,39 @@ class IsolatedDecoder:
                                       owner, started)
         finally:
             self._light_queue.release()
+
+    @contextlib.contextmanager
+    def _heavy_turn(self, network: str, seconds: float) -> Iterator[None]:
+        """Wait (within `seconds`) for one of the heavy slots, in order of arrival; one place per network. Refused
+        at once before, a heavy slot held by three addresses sending 40 MP images turned away every progressive
+        phone photo (which counts as heavy) with 429 (found by an independent attack)."""
+        ticket = object()
+        with self._heavy_changed:
+            if network in self._heavy_networks:
+                raise DecoderBusy("a large image from your network is already being decoded; send the next one when "
+                                  "it is done, or a smaller or JPEG version")
+            if len(self._heavy_line) >= self.limits.heavy_slots + self.limits.heavy_waiting:
+                raise DecoderBusy("the server is already decoding as many large images as it can; send it again "
+                                  "in a few seconds, or a smaller or JPEG version")
+            self._heavy_line.append(ticket)
+            self._heavy_networks.add(network)
+            try:
+                if not self._heavy_changed.wait_for(
+                        lambda: self._heavy_line.index(ticket) < self.limits.heavy_slots, seconds):
+                    raise DecoderBusy("the server was decoding other large images for all the seconds this one "
+                                      "could wait; send it again in a few seconds")
+            except BaseException:
+                self._heavy_line.remove(ticket)
+                self._heavy_networks.discard(network)
+                self._heavy_changed.notify_all()
+                raise
+        try:
+            yield
+        finally:
+            with self._heavy_changed:
+                self._heavy_line.remove(ticket)
+                self._heavy_networks.discard(network)
+                self._heavy_changed.notify_all()
 
     def _decode_owned(self, pool, data: bytes, min_side: int | None, budget: PixelBudget | None, seconds: float,
                       owner: str, started: float) -> Image.Image:
@@ -269,6 +302,19 @@ DECODING_SHARE = 2 / 3
 _configured: DecoderLimits | None = None
 _decoder: IsolatedDecoder | None = None
 _decoder_lock = threading.Lock()
+
+
+def network_of(owner: str) -> str:
+    """The network an owner's address key belongs to (an IPv4 /24, an IPv6 /48), as the front server counts
+    networks; a key that is no address is its own network."""
+    import ipaddress
+
+    try:
+        found = ipaddress.ip_network(owner, strict=False)
+    except ValueError:
+        return owner
+    return str(found.supernet(new_prefix=24 if found.version == 4 else 48)) if found.prefixlen > (
+        24 if found.version == 4 else 48) else str(found)
 
 
 def decoded_pixels(data: bytes, min_side: int | None) -> float:

@@ -106,10 +106,10 @@ def test_the_cost_of_a_decode_comes_from_the_header():
 def test_heavy_images_take_one_slot_and_light_ones_never_wait_for_them():
     """Found by an independent attack: one-image comparisons of a 40 MP PNG from 20 addresses at once (each within
     its own limits) held every request thread and child, and another user's photo waited 13 s. Now a second heavy
-    image from anyone is refused at once while one decodes, and a light photo goes straight through."""
+    image is refused at once when no waiting place is left, and a light photo goes straight through."""
     import threading
 
-    limits = decoder.DecoderLimits(processes=3, memory_bytes=280 * 1024 * 1024, heavy_slots=1)
+    limits = decoder.DecoderLimits(processes=3, memory_bytes=280 * 1024 * 1024, heavy_slots=1, heavy_waiting=0)
     pool = decoder.IsolatedDecoder(limits)
     pool.warm_up()
     heavy = encode(Image.new("RGB", (7000, 5700), (20, 90, 160)), "PNG", compress_level=9)
@@ -126,6 +126,43 @@ def test_heavy_images_take_one_slot_and_light_ones_never_wait_for_them():
         first.join(30)
         assert refused_after < 0.1 and light_after < 1.0 and photo.size[0] >= 256
         assert pool.decode(heavy, min_side=256, owner="b").info["original_size"] == (7000, 5700)  # slot given back
+    finally:
+        pool.close()
+
+
+def test_heavy_images_wait_their_turn_one_place_per_network():
+    """Found by an independent attack: three addresses sending 40 MP images kept the one heavy slot busy, and every
+    progressive phone photo (heavy by its full size) was refused with 429. Now a heavy image waits its turn, in
+    order of arrival, with one place per network (an IPv4 /24, an IPv6 /48): a second from the same network is
+    refused at once, and so is one beyond the waiting places."""
+    import threading
+
+    limits = decoder.DecoderLimits(processes=3, memory_bytes=280 * 1024 * 1024, heavy_slots=1, heavy_waiting=2)
+    pool = decoder.IsolatedDecoder(limits)
+    pool.warm_up()
+    heavy = encode(Image.new("RGB", (7000, 5700), (20, 90, 160)), "PNG", compress_level=9)
+    done: dict[str, tuple] = {}
+
+    def send(owner: str) -> None:
+        done[owner] = pool.decode(heavy, min_side=256, owner=owner).info["original_size"]
+
+    try:
+        senders = [threading.Thread(target=send, args=(owner,)) for owner in ("198.51.100.1", "203.0.113.9",
+                                                                             "2001:db8:7:1::/64")]
+        for sender in senders:
+            sender.start()
+            time.sleep(0.05)
+        with pytest.raises(ImageIntakeError, match="from your network"):  # same /24 as the first
+            pool.decode(heavy, min_side=256, owner="198.51.100.77")
+        with pytest.raises(ImageIntakeError, match="from your network"):  # same /48 as the third
+            pool.decode(heavy, min_side=256, owner="2001:db8:7:2::/64")
+        with pytest.raises(ImageIntakeError, match="as many large images"):  # 1 decoding + 2 waiting
+            pool.decode(heavy, min_side=256, owner="192.0.2.1")
+        for sender in senders:
+            sender.join(60)
+        assert set(done) == {"198.51.100.1", "203.0.113.9", "2001:db8:7:1::/64"}  # every waiting one decoded
+        assert decoder.network_of("2001:db8:7:1::/64") == "2001:db8:7::/48"
+        assert decoder.network_of("10.1.2.3") == "10.1.2.0/24" and decoder.network_of("unknown") == "unknown"
     finally:
         pool.close()
 
