@@ -11,15 +11,18 @@ as the Docker image on Railway does, and every request carries the X-Forwarded-F
 - 2 threads posting 32 PNGs of 40,000 empty private chunks each, and a 10 MB PNG of 9,000 colour profiles;
 - 8 threads from one address posting one-image comparisons of a 40 MP PNG (131 KB, most of a second to decode);
 - 128 connections from 64 addresses in 4 /24 networks trickling large uploads a byte at a time (before the
-  per-network share, these held every large-upload slot), while a third user uploads a 1.2 MB photo every 5 s;
+  per-network share, these held every large-upload slot), and 128 trickled 2 MB uploads from 16 IPv6 /48s, each
+  reopened at once when cut (the fourth independent attack), while a third user uploads a 12 MP progressive photo
+  (1.2 MB: a large upload and a heavy decode) every 5 s;
+- the fifth independent attack: 10 threads from 5 addresses posting a 1.5 kB run-length BMP (decoded in Python, 2 s
+  each, before such files were refused), and 3 threads from 3 networks posting the 40 MP PNG (they kept the one
+  heavy slot busy, and the third user's photo was refused);
 - 20 threads posting one-image comparisons of the 40 MP PNG, each from a new address (--only heavy-many-addresses;
-  not in the default run, whose record predates it);
+  not in the default run: from as many networks as it likes, it fills the heavy slot's waiting places);
 - a mixed flood from a new address each time (--only mixed-flood; not in the default run): 12 threads posting
   32-image comparisons of 1900x1000 PNGs, 8 posting one 40 MP PNG, 4 posting 16-image comparisons with maps;
 - 30 threads posting one-image comparisons of a 40 MP progressive JPEG (7 MB), each from a new address
   (--only progressive-many-addresses; the third independent attack);
-- 128 trickled 2 MB uploads from 16 IPv6 /48s, each reopened at once when cut (--only trickle-16-networks; the
-  fourth independent attack, with reopening added);
 - every few seconds: a lone surrogate in JSON, a header with a control character, a non-UTF-8 file name, an
   over-long request line, an HTTP/2.0 request line, a %00 path, 300 bytes of X-Forwarded-For.
 
@@ -51,10 +54,12 @@ import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from PIL import Image
+
 from devkit import attacks
 from devkit.archives import stored_zip
 from devkit.attacks import ATTACKER, USER, p95_ms
-from devkit.images import encode, photo, png_with_chunks
+from devkit.images import encode, photo, png_with_chunks, rle8_bmp
 from devkit.server import ProcfileServer, cpu_seconds, descendants, multipart
 from devkit.transcript import MEASUREMENTS, Transcript
 from models.machine import describe_machine
@@ -64,9 +69,11 @@ USER_PHOTO = multipart([("photo.jpg", encode(photo(640, 480, seed=3), "JPEG", qu
 USER_ARCHIVE = multipart([("mine.zip", stored_zip({f"{['cat', 'dog', 'ship', 'truck'][i % 4]}/{i:03d}.jpg": encode(
     photo(128, 128, seed=1000 + i), "JPEG", quality=90) for i in range(500)}))], field="archive")
 EVALUATOR = "192.0.2.77"  # the second user's address (TEST-NET-1, like the first's)
-# A third user's phone-sized photo: a large upload (>= 1 MB), which counts against the large-upload slots that the
-# trickling attack tries to hold.
-LARGE_PHOTO = multipart([("phone.jpg", encode(photo(1400, 1050, seed=4), "JPEG", quality=90))])
+# A third user's 12 MP progressive phone photo (1.2 MB): a large upload (>= 1 MB), which counts against the
+# large-upload slots that the trickling attacks try to hold, and a heavy decode (a progressive JPEG counts its full
+# size), which waits its turn for the heavy slot that the 40 MP PNG attacks keep busy.
+LARGE_PHOTO = multipart([("phone.jpg", encode(photo(250, 188, seed=4).resize((4000, 3000), Image.Resampling.BICUBIC),
+                                              "JPEG", quality=60, progressive=True))])
 LARGE_UPLOADER = "192.0.2.78"
 
 
@@ -157,9 +164,11 @@ def odd_requests(port: int) -> list[tuple[str, bytes]]:
 
 
 FAMILIES = ("evaluate-one", "evaluate-many", "json", "chunks", "profiles", "slow-one-image", "odd", "trickle",
-            "heavy-many-addresses", "mixed-flood", "progressive-many-addresses", "trickle-16-networks")
-# Families found after the default run's record: run with --only.
-EXTRA = ("heavy-many-addresses", "mixed-flood", "progressive-many-addresses", "trickle-16-networks")
+            "trickle-16-networks", "run-length-bmps", "heavy-3-networks",
+            "heavy-many-addresses", "mixed-flood", "progressive-many-addresses")
+# Families run with --only (each has its own record): floods from new addresses each time, that is from as many
+# networks as the attacker likes, which fill any shared capacity (docs/deploy.md).
+EXTRA = ("heavy-many-addresses", "mixed-flood", "progressive-many-addresses")
 # The attack client runs in its own process at this lower CPU priority. On a 2-core machine it shares the server's
 # cores, which real attackers (on their own machines) do not: at the same priority the first soak's client, building
 # and resending 671 KB and 45 MB bodies, took CPU from the server that no deployment would lose. The server's own
@@ -171,7 +180,6 @@ ATTACK_NICE = 10
 def progressive_jpeg() -> bytes:
     """A 6300x6300 progressive JPEG of a gradient with noise (about 7 MB): 40 MP, within every limit."""
     import numpy as np
-    from PIL import Image
 
     rng = np.random.default_rng(0)
     ramp = np.linspace(0, 200, 6300, dtype=np.float32)
@@ -198,7 +206,6 @@ def attack(port: int, only: list[str] | None, ready, stop, results) -> None:
     empty_objects = b"[" + b"{}," * 15_000_000 + b"{}]"  # 45 MB
     private = png_with_chunks(b"prVt", b"", 40_000)
     chunky = multipart([(f"{i}.png", private) for i in range(32)])
-    from PIL import Image
 
     slow_png = multipart([("flat.png", encode(Image.new("RGB", (6300, 6300)), "PNG", compress_level=9))])
     profiles = multipart([("profiles.png", png_with_chunks(b"iCCP", b"icc\0\0" + zlib.compress(b"\0" * 1_000_000, 9),
@@ -206,6 +213,7 @@ def attack(port: int, only: list[str] | None, ready, stop, results) -> None:
     wide = multipart([(f"{i}.png", encode(photo(380, 200, seed=i).resize((1900, 1000), Image.Resampling.NEAREST),
                                           "PNG")) for i in range(32)])
     sixteen = multipart([(f"{i}.jpg", d) for i, d in enumerate(small[:16])])
+    run_length = multipart([("rle.bmp", rle8_bmp(40_000, 100, (b"\x01\x07" + b"\x00\x00") * 100))])
     progressive = multipart([("progressive.jpg", progressive_jpeg())]) if "progressive-many-addresses" in (
         only or ()) else None
     tally = Tally()
@@ -274,6 +282,15 @@ def attack(port: int, only: list[str] | None, ready, stop, results) -> None:
         "progressive-many-addresses": lambda: [loop(stop, 0.05, attacker(
             "1-image predict of a 40 MP progressive JPEG x30, new addresses", "/api/v1/predict", progressive,
             new_address)) for _ in range(30)],
+        # The fifth independent attack: a 1.5 kB run-length BMP (Pillow decodes it in Python: 2 s of a decoding
+        # child each) from 5 addresses x 2 connections; and 40 MP PNGs from 3 networks, which kept the one heavy
+        # slot busy so that the third user's progressive photo was refused.
+        "run-length-bmps": lambda: [loop(stop, 0.05, attacker(
+            "1-image predict of a 1.5 kB run-length BMP, 5 addresses x2", "/api/v1/predict", run_length,
+            f"203.0.113.{50 + i // 2}")) for i in range(10)],
+        "heavy-3-networks": lambda: [loop(stop, 0.05, attacker(
+            "1-image predict of a 40 MP PNG, 3 networks", "/api/v1/predict", slow_png, f"198.19.{i}.9"))
+            for i in range(3)],
         "odd": lambda: [loop(stop, 5.0, odd)],
         "trickle": lambda: [loop(stop, 0, trickle)],
         "trickle-16-networks": lambda: [loop(stop, 0, trickle_16_networks)],

@@ -210,3 +210,11 @@ def tiff_with_tile(tile: int, width: int = 16, height: int = 16) -> bytes:
         struct.pack("<HHIHH", tag, kind, n, value, 0) if kind == 3 else struct.pack("<HHII", tag, kind, n, value)
         for tag, kind, n, value in entries) + struct.pack("<I", 0)
     return b"II*\x00" + struct.pack("<I", directory_at) + data + bytes(len(data) % 2) + directory
+
+
+def rle8_bmp(width: int, height: int, codes: bytes) -> bytes:
+    """A BMP with run-length (RLE8) compression: Pillow decodes it in Python (the fifth independent attack)."""
+    palette = b"".join(struct.pack("<BBBB", i, i, i, 0) for i in range(256))
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(codes), 2835, 2835, 256, 0)
+    offset = 14 + 40 + len(palette)
+    return b"BM" + struct.pack("<IHHI", offset + len(codes), 0, 0, offset) + info + palette + codes
