@@ -21,6 +21,7 @@ priority, so a one-image comparison never queues behind an evaluation's 500 imag
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import resource
@@ -35,6 +36,8 @@ from PIL import Image
 
 from models.image_header import declared_size, progressive_jpeg
 from models.images import DECODE_MIN_SIDE, DecoderBusy, ImageIntakeError, PixelBudget, decode_image, release_memory
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,6 @@ class IsolatedDecoder:
     """A pool of decoding children for one web worker (one per process; threads share it)."""
 
     def __init__(self, limits: DecoderLimits):
-        from pebble import ProcessPool
-
         self.limits = limits
         self._owners: Counter[str] = Counter()  # quick-lane decodes in progress per owner
         self._owners_changed = threading.Condition()
@@ -142,11 +143,34 @@ class IsolatedDecoder:
         self._light_queue = threading.BoundedSemaphore(limits.processes + limits.light_waiting)
         # Heavy one-image decodes have children of their own at the bulk lane's lower priority: a flood of 40 MP
         # PNGs from many addresses took a core at full priority from the models' passes and the person's photo.
-        self._quick, self._heavy_lane, self._bulk = (
-            ProcessPool(max_workers=count, max_tasks=limits.tasks_per_child, initializer=_limit_child,
-                        initargs=(limits.memory_bytes, nice), context=multiprocessing.get_context("spawn"))
-            for count, nice in ((limits.processes, 0), (limits.heavy_slots, limits.bulk_nice),
-                                (limits.bulk_processes, limits.bulk_nice)))
+        self._lanes = {"_quick": (limits.processes, 0), "_heavy_lane": (limits.heavy_slots, limits.bulk_nice),
+                       "_bulk": (limits.bulk_processes, limits.bulk_nice)}  # attribute: (children, nice)
+        self._rebuilding = threading.Lock()
+        for lane in self._lanes:
+            setattr(self, lane, self._new_pool(lane))
+
+    def _new_pool(self, lane: str):
+        from pebble import ProcessPool
+
+        count, nice = self._lanes[lane]
+        return ProcessPool(max_workers=count, max_tasks=self.limits.tasks_per_child, initializer=_limit_child,
+                           initargs=(self.limits.memory_bytes, nice), context=multiprocessing.get_context("spawn"))
+
+    def _schedule(self, lane: str, args: tuple, timeout: float):
+        """A decode on `lane`'s pool. A pool that stopped working (pebble marks it broken when a child dies at a
+        moment it cannot match to a task, and then refuses every task: in a 30-minute soak the bulk lane's did, and
+        every evaluation after answered 500) is replaced by a fresh one, once, and the task goes there."""
+        pool = getattr(self, lane)
+        try:
+            return pool.schedule(_decode_in_child, args=args, timeout=timeout)
+        except RuntimeError:
+            with self._rebuilding:
+                if getattr(self, lane) is pool:
+                    log.warning("decoding pool %s stopped working; replacing it", lane)
+                    with contextlib.suppress(Exception):
+                        pool.stop()
+                    setattr(self, lane, self._new_pool(lane))
+            return getattr(self, lane).schedule(_decode_in_child, args=args, timeout=timeout)
 
     def decode(self, data: bytes, min_side: int | None = None, budget: PixelBudget | None = None,
                seconds: float | None = None, bulk: bool = False, owner: str | None = None) -> Image.Image:
@@ -156,24 +180,30 @@ class IsolatedDecoder:
         started = time.monotonic()
         seconds = min(self.limits.seconds, seconds if seconds is not None else self.limits.seconds)
         if bulk or owner is None:
-            return self._decode(self._bulk if bulk else self._quick, data, min_side, budget, seconds)
-        if decoded_pixels(data, min_side) > self.limits.heavy_pixels:
-            # A 40 MP PNG is 130 KB and a second of decoding: from many addresses at once (each within its own
-            # limits) such images filled the request threads and the children, and another user's photo waited
-            # 13 s (docs/deploy.md). Heavy ones now take a slot, or wait for one in order (one place per network), or
-            # are refused; light ones never wait for them.
-            with self._heavy_turn(network_of(owner), seconds):
-                return self._decode_owned(self._heavy_lane, data, min_side, budget, seconds, owner, started)
-        # A light header over a slow body (thousands of colour profiles before a small image's pixels) gets the
-        # seconds a light image needs, not the request's: a crafted file cannot hold a quick child for long.
-        if not self._light_queue.acquire(blocking=False):
-            raise DecoderBusy("the server is already decoding as many images as it can; send it again in a few "
-                              "seconds")
-        try:
-            return self._decode_owned(self._quick, data, min_side, budget, min(seconds, self.limits.light_seconds),
-                                      owner, started)
-        finally:
-            self._light_queue.release()
+            return self._decode("_bulk" if bulk else "_quick", data, min_side, budget, seconds)
+        heavy = decoded_pixels(data, min_side) > self.limits.heavy_pixels
+        # One decode at a time per owner, waited for before any shared place is taken: ten connections from five
+        # addresses, each waiting for its own address's turn inside a light-lane place, held all nine places and
+        # another user's photo was refused (the 30-minute soak).
+        with self._owner_turn(owner, seconds if heavy else min(seconds, self.limits.light_seconds)):
+            left = seconds - (time.monotonic() - started)
+            if heavy:
+                # A 40 MP PNG is 130 KB and a second of decoding: from many addresses at once (each within its own
+                # limits) such images filled the request threads and the children, and another user's photo
+                # waited 13 s (docs/deploy.md). Heavy ones take a slot, or wait for one in order (one place per
+                # network), or are refused; light ones never wait for them.
+                with self._heavy_turn(network_of(owner), left):
+                    return self._decode("_heavy_lane", data, min_side, budget, seconds - (time.monotonic() - started))
+            # A light header over a slow body (thousands of colour profiles before a small image's pixels) gets the
+            # seconds a light image needs, not the request's: a crafted file cannot hold a quick child for long.
+            if not self._light_queue.acquire(blocking=False):
+                raise DecoderBusy("the server is already decoding as many images as it can; send it again in a few "
+                                  "seconds")
+            try:
+                return self._decode("_quick", data, min_side, budget,
+                                    min(seconds, self.limits.light_seconds) - (time.monotonic() - started))
+            finally:
+                self._light_queue.release()
 
     @contextlib.contextmanager
     def _heavy_turn(self, network: str, seconds: float) -> Iterator[None]:
@@ -208,15 +238,16 @@ class IsolatedDecoder:
                 self._heavy_networks.discard(network)
                 self._heavy_changed.notify_all()
 
-    def _decode_owned(self, pool, data: bytes, min_side: int | None, budget: PixelBudget | None, seconds: float,
-                      owner: str, started: float) -> Image.Image:
+    @contextlib.contextmanager
+    def _owner_turn(self, owner: str, seconds: float) -> Iterator[None]:
+        """Wait (within `seconds`) until `owner` has no other decode in progress, then hold its turn."""
         with self._owners_changed:
             if not self._owners_changed.wait_for(lambda: not self._owners[owner], seconds):
                 raise ImageIntakeError("not decoded: the request's decoding time ran out while your other images "
                                        "were being decoded")
             self._owners[owner] += 1
         try:
-            return self._decode(pool, data, min_side, budget, seconds - (time.monotonic() - started))
+            yield
         finally:
             with self._owners_changed:
                 self._owners[owner] -= 1
@@ -224,7 +255,7 @@ class IsolatedDecoder:
                     del self._owners[owner]
                 self._owners_changed.notify_all()
 
-    def _decode(self, pool, data: bytes, min_side: int | None, budget: PixelBudget | None,
+    def _decode(self, lane: str, data: bytes, min_side: int | None, budget: PixelBudget | None,
                 seconds: float) -> Image.Image:
         if seconds <= 0:
             raise ImageIntakeError("not decoded: the request's decoding time ran out")
@@ -234,7 +265,7 @@ class IsolatedDecoder:
         # pebble's timeout counts from when a child starts the task; the wait for a free child counts here too
         # (result's timeout), so that a queue of other decodes cannot stretch this one's seconds.
         deadline = time.monotonic() + seconds
-        future = pool.schedule(_decode_in_child, args=args, timeout=seconds)
+        future = self._schedule(lane, args, seconds)
         try:
             try:
                 image, left = future.result(timeout=max(0.0, deadline - time.monotonic()) + 0.5)
@@ -243,7 +274,7 @@ class IsolatedDecoder:
                     raise
                 # A bloated child left before decoding (_exit_if_bloated): once more, on a fresh one, within what
                 # is left of the same seconds.
-                future = pool.schedule(_decode_in_child, args=args, timeout=max(0.1, deadline - time.monotonic()))
+                future = self._schedule(lane, args, max(0.1, deadline - time.monotonic()))
                 image, left = future.result(timeout=max(0.0, deadline - time.monotonic()) + 0.5)
         except FutureTimeout:
             queued = not future.done() and not future.running()  # done: pebble's own timeout stopped it running

@@ -93,17 +93,30 @@ class Printer:
     """One printing child for a web worker; its threads share it, one PDF at a time."""
 
     def __init__(self, limits: PrintLimits):
+        self.limits = limits
+        self._rebuilding = threading.Lock()
+        self.pool = self._new_pool()
+
+    def _new_pool(self):
         from pebble import ProcessPool
 
-        self.limits = limits
-        self.pool = ProcessPool(max_workers=1, max_tasks=limits.tasks_per_child, initializer=_start_child,
-                                initargs=(limits.nice,), context=multiprocessing.get_context("spawn"))
+        return ProcessPool(max_workers=1, max_tasks=self.limits.tasks_per_child, initializer=_start_child,
+                           initargs=(self.limits.nice,), context=multiprocessing.get_context("spawn"))
 
     def print(self, html: str, folder: Path | None) -> bytes:
         seconds = self.limits.seconds
         deadline = time.monotonic() + seconds
-        future = self.pool.schedule(_print_in_child, args=(html, str(folder) if folder else None, seconds,
-                                                           self.limits.memory_bytes), timeout=seconds)
+        args = (html, str(folder) if folder else None, seconds, self.limits.memory_bytes)
+        pool = self.pool
+        try:
+            future = pool.schedule(_print_in_child, args=args, timeout=seconds)
+        except RuntimeError:  # pebble marked the pool broken (as models/decoder.py says): a fresh one, once
+            with self._rebuilding:
+                if self.pool is pool:
+                    with contextlib.suppress(Exception):
+                        pool.stop()
+                    self.pool = self._new_pool()
+            future = self.pool.schedule(_print_in_child, args=args, timeout=seconds)
         try:
             return future.result(timeout=seconds + 0.5)
         except FutureTimeout:

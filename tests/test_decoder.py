@@ -326,3 +326,49 @@ def refused(pool: decoder.IsolatedDecoder, data: bytes, **options) -> None:
     """Decode `data`, which the pool must refuse (in a thread that holds a child meanwhile)."""
     with pytest.raises(ImageIntakeError):
         pool.decode(data, **options)
+
+
+def test_a_pool_that_stopped_working_is_replaced():
+    """In a 30-minute soak the bulk lane's pebble pool went into its error state (a child died at a moment pebble
+    could not match to a task) and refused every task after it: every evaluation answered 500. A lane whose pool
+    refuses a task gets a fresh pool, and the decode goes there."""
+    limits = decoder.DecoderLimits(processes=1, memory_bytes=256 * 1024 * 1024)
+    pool = decoder.IsolatedDecoder(limits)
+    try:
+        broken = pool._bulk
+        broken.stop()  # pebble then refuses every task with RuntimeError, as in its error state
+        broken.join()
+        assert pool.decode(GOOD, min_side=256, bulk=True).size[0] >= 256
+        assert pool._bulk is not broken
+    finally:
+        pool.close()
+
+
+def test_an_owner_waits_for_its_own_turn_without_holding_a_shared_place():
+    """Found by the 30-minute soak: ten connections from five addresses, each waiting for its own address's turn
+    inside a light-lane place, held every place, and another user's photo was refused. Now an owner waits for its
+    turn first: however many of its requests wait, it holds one place, and another owner finds one."""
+    limits = decoder.DecoderLimits(processes=1, light_waiting=1, memory_bytes=256 * 1024 * 1024)
+    pool = decoder.IsolatedDecoder(limits)
+    pool.warm_up()
+    slow = encode(Image.frombytes("RGB", (1900, 1900), os.urandom(1900 * 1900 * 3)), "PNG")
+    outcomes: list[str] = []
+
+    def send() -> None:
+        try:
+            pool.decode(slow, min_side=256, owner="203.0.113.5")
+            outcomes.append("decoded")
+        except ImageIntakeError as exc:
+            outcomes.append(type(exc).__name__)
+
+    try:
+        senders = [threading.Thread(target=send) for _ in range(4)]
+        for sender in senders:
+            sender.start()
+        time.sleep(0.05)
+        assert pool.decode(GOOD, min_side=256, owner="198.51.100.9").size[0] >= 256  # another owner: a place
+        for sender in senders:
+            sender.join(30)
+        assert "DecoderBusy" not in outcomes, outcomes
+    finally:
+        pool.close()

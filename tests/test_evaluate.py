@@ -461,3 +461,19 @@ def test_gallery_captions_are_readable_in_the_pdf(tmp_path):
         width_px, dpi = image.size[0], (image.info.get("dpi") or (100, 100))[0]
     scale = text_width / (72 * width_px / dpi)  # the PDF draws the figure at most this wide
     assert 8.5 * min(1.0, scale) >= 6.0
+
+
+def test_an_evaluation_that_finds_the_decoder_busy_is_answered_429_not_500(client, monkeypatch):
+    """In a 30-minute soak an evaluation whose decode waited all its seconds for the bulk child raised DecoderBusy
+    through the evaluation and was answered 500 (77 of a second user's 161 evaluations). It is the server's state,
+    not the request's fault: 429 `busy` with Retry-After, in the API's shape."""
+    from models import decoder
+    from models.images import DecoderBusy
+
+    def busy(*args, **kwargs):
+        raise DecoderBusy("the server was decoding other images for all the seconds this one could wait")
+
+    monkeypatch.setattr(decoder, "decode", busy)
+    response = client.post("/api/v1/evaluate", data={"archive": (io.BytesIO(evaluate_zip()), "m.zip")})
+    assert response.status_code == 429 and response.json["error"]["code"] == "busy"
+    assert response.headers["Retry-After"]

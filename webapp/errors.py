@@ -9,6 +9,7 @@ from flask import Flask, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from models.images import DecoderBusy
 from reports.pdf import PrintRefused
 from webapp.inference import MAX_MESSAGE_CHARS, RequestError, clip
 
@@ -45,6 +46,12 @@ def register(app: Flask) -> None:
     @app.errorhandler(RequestError)
     def request_error(exc: RequestError):
         return error_response(exc.status, exc.code, str(exc), exc.retry_after)
+
+    @app.errorhandler(DecoderBusy)
+    def decoder_busy(exc: DecoderBusy):
+        """The server's state, not the image's fault (an evaluation's decode that waited its seconds for the bulk
+        child: a 500 in the 30-minute soak before this): try again shortly."""
+        return error_response(429, "busy", str(exc), exc.retry_after)
 
     @app.errorhandler(PrintRefused)
     def print_refused(exc: PrintRefused):
