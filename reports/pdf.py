@@ -160,13 +160,27 @@ def configure(limits: PrintLimits | None) -> None:
         _configured = limits
 
 
-def html_to_pdf(html: str, folder: Path | None = None) -> bytes:
-    """The page as a PDF: in the printing child when this process configured one, else here."""
+def _current_printer() -> Printer | None:
     global _printer
     with _lock:
         if _configured is not None and _printer is None:
             _printer = Printer(_configured)
-        printer = _printer
+        return _printer
+
+
+def warm_up() -> None:
+    """Start the printing child and print one line with it now, in the background: its imports and font set-up
+    (about 2 s) are then not part of the first PDF a person asks for (the API's 500-image ?format=pdf ran past
+    its 15 s with them)."""
+    printer = _current_printer()
+    if printer is not None:
+        printer.pool.schedule(_print_in_child, args=("<p>.</p>", None, 60.0, printer.limits.memory_bytes),
+                              timeout=60)
+
+
+def html_to_pdf(html: str, folder: Path | None = None) -> bytes:
+    """The page as a PDF: in the printing child when this process configured one, else here."""
+    printer = _current_printer()
     return printer.print(html, folder) if printer is not None else print_here(html, folder)
 
 

@@ -179,4 +179,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                 log.error("model %s failed to load: %s", name, exc)
         if decoder.isolated() is not None:
             decoder.isolated().warm_up()  # the decoding children start now, not on the first upload
+        if not app.config["TESTING"]:
+            pdf.warm_up()  # the printing child too, in the background (not for each test's app)
     return app
