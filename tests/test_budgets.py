@@ -434,21 +434,27 @@ def test_a_signed_report_of_the_wrong_shape_is_refused_not_rendered(make_app):
 
 def test_a_heavy_one_image_comparison_beyond_the_heavy_slots_is_a_429_not_an_image_error(make_app):
     """Many addresses each sending one 40 MP PNG (130 KB, a second of decoding) filled every thread and child,
-    and another user's photo waited 13 s. Heavy decodes now take one of a few slots; one that finds none is told to
-    try again (429, Retry-After) in the API's shape, and the slot, once free, serves it."""
+    and another user's photo waited 13 s. Heavy decodes now take one of a few slots or wait for one in line; one
+    that finds the line full is told to try again (429, Retry-After) in the API's shape, and the slot, once free,
+    serves it."""
     from models import decoder
 
     app = make_app()
     client = app.test_client()
-    heavy_slots = decoder.isolated()._heavy
-    assert heavy_slots.acquire(blocking=False)  # another client's heavy decode in progress
+    pool = decoder.isolated()
+    others = [object() for _ in range(pool.limits.heavy_slots + pool.limits.heavy_waiting)]
+    with pool._heavy_changed:
+        pool._heavy_line.extend(others)  # other networks' heavy decodes: one in progress, the rest waiting
     try:
         refused = client.post("/api/v1/predict", data={"files": upload((FLAT_40MP, "big.png"))},
                               content_type="multipart/form-data")
         light = client.post("/api/v1/predict", data={"files": upload((JPEG, "photo.jpg"))},
                             content_type="multipart/form-data")
     finally:
-        heavy_slots.release()
+        with pool._heavy_changed:
+            for ticket in others:
+                pool._heavy_line.remove(ticket)
+            pool._heavy_changed.notify_all()
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "2"
     assert refused.get_json()["error"]["code"] == "busy"
     assert light.status_code == 200 and "error" not in light.get_json()["results"][0]  # light ones never wait
