@@ -738,8 +738,8 @@ def test_a_body_slower_than_the_minimum_rate_is_cut_and_one_above_it_is_received
 @pytest.mark.slow
 def test_a_network_begins_a_bounded_number_of_large_uploads_a_minute(front):
     """A slot held below the minimum rate is freed after one window, but reconnecting at once would take it again:
-    a network may begin 30 large uploads a minute (4 at once beyond that). Here 32 photos from 8 addresses of one
-    /24, one after the other: the first 5 are answered, later ones 429 with the reason and Retry-After; another
+    a network may begin 30 large uploads a minute (15 at once beyond that). Here 32 photos from 8 addresses of one
+    /24, one after the other: the first 16 are answered, later ones 429 with the reason and Retry-After; another
     network's photo is answered."""
     answers = []
     for i in range(32):
