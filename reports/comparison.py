@@ -112,27 +112,22 @@ def image_from_uri(uri: str) -> PILImage.Image:
     return PILImage.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")
 
 
-def explanation_uri(view_uri: str, grid: list[list[float]]) -> str:
-    """explanation_image as a PNG data: URI, from the 32x32 view's own data: URI (the results page's)."""
-    import base64
-
-    view = image_from_uri(view_uri)
-    buffer = io.BytesIO()
-    explanation_image(view, grid).save(buffer, "PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-MAP_LEGEND = ("Maps: the 32×32 view the model saw, tinted from clear (hiding it changes nothing) to dark red (hiding "
-              "it lowers the answer most); blue where hiding it helps the answer. The same blurred 8×8 windows for "
-              "every model.")
-
-
 def png_uri(image: PILImage.Image) -> str:
     import base64
 
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def explanation_uri(view_uri: str, grid: list[list[float]]) -> str:
+    """explanation_image as a PNG data: URI, from the 32x32 view's own data: URI (the results page's)."""
+    return png_uri(explanation_image(image_from_uri(view_uri), grid))
+
+
+MAP_LEGEND = ("Maps: the 32×32 view the model saw, tinted from clear (hiding it changes nothing) to dark red (hiding "
+              "it lowers the answer most); blue where hiding it helps the answer. The same blurred 8×8 windows for "
+              "every model.")
 
 
 def to_pdf(comparison: dict[str, Any]) -> bytes:

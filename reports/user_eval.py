@@ -8,7 +8,6 @@ Images go through the app's image intake one at a time and are kept only as the 
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import io
 import itertools
@@ -37,9 +36,9 @@ REPORT_SHARE = 0.15  # of an evaluation's seconds, what is kept for building the
 
 
 def view_uri(view: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(view).save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    from reports.comparison import png_uri
+
+    return png_uri(Image.fromarray(view))
 
 
 def decode_views(dataset: LabelledSet, progress: Callable[[int, int], None] | None = None,
