@@ -144,6 +144,32 @@ def test_photo_damage_is_reproducible_and_leaves_other_recipes_alone():
     assert all(not torch.equal(d, f) for d, f in zip(first, faded, strict=True))  # the noise on top
 
 
+def test_photo_framing_shrinks_and_moves_a_share_of_the_images_and_leaves_other_recipes_alone():
+    """Framing (issue 39) is drawn from the epoch's generator: the run repeats exactly, a recipe without it sees
+    the batches it saw before, and a framed image is the plain one shrunk, somewhere inside a reflected margin."""
+    images = preprocess(np.random.default_rng(0).integers(0, 255, (20, 32, 32, 3), dtype=np.uint8))
+    labels = torch.arange(20) % 10
+    framed = [b for b, *_ in AugmentedLoader(images, labels, 10, 2, seed=3, zoom_prob=1.0, zoom_min=0.6).epoch(1)]
+    again = [b for b, *_ in AugmentedLoader(images, labels, 10, 2, seed=3, zoom_prob=1.0, zoom_min=0.6).epoch(1)]
+    plain = [b for b, *_ in AugmentedLoader(images, labels, 10, 2, seed=3).epoch(1)]
+    assert all(torch.equal(a, b) for a, b in zip(framed, again, strict=True))
+    assert all(f.shape == p.shape for f, p in zip(framed, plain, strict=True))
+    found = 0
+    for frames, originals in zip(framed, plain, strict=True):
+        for frame, original in zip(frames, originals, strict=True):
+            if torch.equal(frame, original):
+                continue  # drawn at the full size
+            for side in range(19, 32):
+                small = F.interpolate(original[None], size=side, mode="bilinear", antialias=True)[0]
+                windows = frame.unfold(1, side, 1).unfold(2, side, 1)  # (C, y, x, side, side)
+                if ((windows - small[:, None, None]).abs().amax(dim=(0, 3, 4)) < 1e-5).any():
+                    found += 1
+                    break
+    assert found >= 18  # of 20: at most a couple drawn at the full size
+    with pytest.raises(SystemExit, match="zoom_min"):
+        recipe_from_args(parse_args(["--set", "zoom_min=0.4"]))
+
+
 def test_progressive_resizing_follows_the_schedule():
     images = preprocess(np.random.default_rng(0).integers(0, 255, (20, 32, 32, 3), dtype=np.uint8))
     labels = torch.arange(20) % 10

@@ -215,3 +215,47 @@ def test_presets_train_the_recorded_recipes(preset, recorded):
     # Fields newer than a run did not exist then: photo damage was off.
     record = dataclasses.asdict(mobilenet_train.Recipe()) | mobilenet_train.NO_DAMAGE | record
     assert {k: v for k, v in wanted.items() if k != "threads"} == {k: v for k, v in record.items() if k != "threads"}
+
+
+def test_averaging_interpolates_every_weight_and_writes_a_servable_model(tmp_path, synthetic_cifar,
+                                                                         random_backbone_weights):
+    """models/mobilenetv2/average.py (issue 39): alpha 1 is the tuned model, alpha 0 the pretrained network with
+    its linear probe, alpha 0.5 each weight's mean; what it writes is served like a trained model, and says how it
+    was made. Photos are scored from the benchmark's fitting sources only."""
+    from PIL import Image
+
+    from models.cifar10 import CLASS_NAMES
+    from models.mobilenetv2.average import Endpoints, interpolate, write
+
+    run_tiny(tmp_path, synthetic_cifar, random_backbone_weights, "--epochs", "1")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    manifest = []
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+        manifest.append({"file": f"{i}.png", "label": CLASS_NAMES[i % 10] if i < 10 else "everyday:food",
+                         "source": "a" if i % 2 else "b", "role": "fitting" if i < 8 or i >= 10 else "held-out"})
+    (photos / "manifest.json").write_text(json.dumps(manifest))
+    ends = Endpoints(tmp_path / "out", str(synthetic_cifar), str(random_backbone_weights), tmp_path / "cache", photos,
+                     progress=False)
+    assert len(ends.photo_labels) == 8  # class photos of fitting sources: not the held-out ones, not everyday
+    tuned = net.trainable_model(ends.tuned_upper, ends.tuned_head)
+    features = ends.val_features[:20].astype(np.float32)
+    for alpha, expected in ((1.0, tuned), (0.0, net.trainable_model(ends.probe_upper, ends.probe_head))):
+        at = net.trainable_model(*ends.point(alpha))
+        assert np.allclose(at.predict(features, verbose=0), expected.predict(features, verbose=0), atol=1e-5)
+    upper, head = ends.point(0.5)
+    for mine, start, end in zip(upper.get_weights() + head.get_weights(),
+                                ends.probe_upper.get_weights() + ends.probe_head.get_weights(),
+                                ends.tuned_upper.get_weights() + ends.tuned_head.get_weights(), strict=True):
+        assert np.allclose(mine, (start + end) / 2, atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        interpolate(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]),
+                    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), 0.5)
+    config = write(ends, 0.5, tmp_path / "averaged")
+    assert config["averaging"]["alpha"] == 0.5 and config["final_val_acc"] == config["averaging"]["val_acc"]
+    images = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    keras_probs = keras.models.load_model(tmp_path / "averaged" / "model.keras").predict(images, verbose=0)
+    served = MobileNetV2Predictor(tmp_path / "averaged").predict_proba(images, calibrated=False)
+    assert np.abs(served - keras_probs).max() <= 1e-4

@@ -68,6 +68,11 @@ class Recipe:
     noise_max: float = 0.1
     fade_prob: float = 0.04
     fade_min: float = 0.15
+    # Photo framing (issue 39; 0 turns it off): in a photo's centre crop the subject is smaller and off centre
+    # more often than in CIFAR-10's. A share `zoom_prob` of the images per epoch is shrunk by a factor drawn from
+    # [zoom_min, 1] and placed at a random spot, the rest of the 32x32 frame filled by reflection.
+    zoom_prob: float = 0.0
+    zoom_min: float = 0.6
     # Progressive resizing: the first `low_res_epochs` epochs see images downscaled to `low_res_size`
     # (about half the FLOPs per image); the network is fully convolutional, so nothing else changes.
     low_res_epochs: int = 10
@@ -99,6 +104,8 @@ PRESETS: dict[str, dict] = {
     "damage-light": dict(noise_prob=0.25, fade_prob=0.15),
     # The third: a quarter of d16's dose (runs m20, m20-xeon, m20-xeon-seed1; the default halves it again).
     "robust": dict(noise_prob=0.12, fade_prob=0.08),
+    # Issue 39: the default with photo framing on half the images.
+    "framing": dict(zoom_prob=0.5),
 }
 
 
@@ -119,12 +126,14 @@ class AugmentedLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, translate: int, seed: int,
                  low_res_epochs: int = 0, low_res_size: int = 24, brightness: float = 0.0, contrast: float = 0.0,
                  lowest_res_epochs: int = 0, lowest_res_size: int = 16, noise_prob: float = 0.0,
-                 noise_max: float = 0.1, fade_prob: float = 0.0, fade_min: float = 0.15):
+                 noise_max: float = 0.1, fade_prob: float = 0.0, fade_min: float = 0.15, zoom_prob: float = 0.0,
+                 zoom_min: float = 0.6):
         self.labels, self.batch_size, self.translate, self.seed = labels, batch_size, translate, seed
         self.low_res_epochs, self.low_res_size = low_res_epochs, low_res_size
         self.lowest_res_epochs, self.lowest_res_size = lowest_res_epochs, lowest_res_size
         self.brightness, self.contrast = brightness, contrast
         self.noise_prob, self.noise_max, self.fade_prob, self.fade_min = noise_prob, noise_max, fade_prob, fade_min
+        self.zoom_prob, self.zoom_min = zoom_prob, zoom_min
         pad = (translate,) * 4
         self.padded = F.pad(images, pad, mode="reflect") if translate else images
         self.size = images.shape[-1]
@@ -156,9 +165,17 @@ class AugmentedLoader:
             fade = torch.where(draws[:, 2] < self.fade_prob, self.fade_min + draws[:, 3] * (1 - self.fade_min),
                                torch.ones(()))
             std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+        if self.zoom_prob:  # drawn only when on, like the damage
+            zoom = torch.rand(len(self.labels), 4, generator=gen)
+            sides = torch.where(zoom[:, 0] < self.zoom_prob,
+                                torch.round(self.size * (self.zoom_min + zoom[:, 1] * (1 - self.zoom_min))),
+                                torch.full((), float(self.size))).long()
+            spots = zoom[:, 2:]
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             idx = order[start : start + self.batch_size]
             batch = self._crop_flip(idx, shifts[idx], flips[idx])
+            if self.zoom_prob:
+                batch = self._frame(batch, sides[idx], spots[idx])
             if self.brightness or self.contrast:
                 shift, scale = jitter[idx, 0].view(-1, 1, 1, 1), 1 + jitter[idx, 1].view(-1, 1, 1, 1)
                 batch = (batch + shift) * scale
@@ -171,6 +188,21 @@ class AugmentedLoader:
                 noise = torch.randn(batch.shape, generator=gen) * (sigma[idx].view(-1, 1, 1, 1) / std)
                 batch = (batch + noise).contiguous(memory_format=torch.channels_last)
             yield batch, self.labels[idx]
+
+    def _frame(self, batch: torch.Tensor, sides: torch.Tensor, spots: torch.Tensor) -> torch.Tensor:
+        """Each image shrunk to its side (antialiased) and placed at its spot (fractions of the free margin), the
+        margin filled by reflection; an image whose side is the full size is left as it is."""
+        out = batch.clone()
+        for side in sides.unique().tolist():
+            if side >= self.size:
+                continue
+            sel = (sides == side).nonzero().flatten()
+            margin = self.size - side
+            small = downscale(batch[sel], side)
+            for j, i in enumerate(sel.tolist()):
+                left, top = int(spots[i, 0] * (margin + 1)), int(spots[i, 1] * (margin + 1))
+                out[i] = F.pad(small[j : j + 1], (left, margin - left, top, margin - top), mode="reflect")[0]
+        return out.contiguous(memory_format=torch.channels_last)
 
     def _crop_flip(self, idx: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
         src, size, r = self.padded[idx], self.size, self.translate
@@ -274,7 +306,7 @@ def train(recipe: Recipe, data_dir: str | None, out_dir: Path, work_dir: Path, r
     loader = AugmentedLoader(train_images, train_labels, recipe.batch_size, recipe.translate, recipe.seed,
                              recipe.low_res_epochs, recipe.low_res_size, recipe.brightness, recipe.contrast,
                              recipe.lowest_res_epochs, recipe.lowest_res_size, recipe.noise_prob, recipe.noise_max,
-                             recipe.fade_prob, recipe.fade_min)
+                             recipe.fade_prob, recipe.fade_min, recipe.zoom_prob, recipe.zoom_min)
     whiten_steps = max(1, math.ceil(recipe.whiten_bias_epochs * len(loader)))
 
     model = CifarNet(recipe.widths, activation=recipe.activation).to(device, memory_format=torch.channels_last)
@@ -390,6 +422,9 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         raise SystemExit("error: low_res_epochs must be between 0 and the number of epochs")
     if not 0 <= recipe.lowest_res_epochs <= recipe.low_res_epochs:
         raise SystemExit("error: lowest_res_epochs must be between 0 and low_res_epochs")
+    if not 0.5 < recipe.zoom_min <= 1 or not 0 <= recipe.zoom_prob <= 1:
+        raise SystemExit("error: zoom_min must be above 0.5 (the reflected margin is smaller than the image) and at "
+                         "most 1, zoom_prob between 0 and 1")
     for name in ("low_res_size", "lowest_res_size"):  # 9 px is the least that survives the network's 3 poolings
         if not 9 <= getattr(recipe, name) <= 32:
             raise SystemExit(f"error: {name} must be between 9 and 32 pixels")

@@ -138,6 +138,37 @@ def accuracy_of(model: keras.Model, features: np.ndarray, labels: np.ndarray, ba
     return float((logits.argmax(1) == labels).mean()), float(loss)
 
 
+# ----------------------------------------------------------------------------- phase 1
+def fit_linear_head(recipe: Recipe, cache: Path, upper: keras.Model, head: keras.Model, train_features: np.ndarray,
+                    mirror_features: np.ndarray, val_features: np.ndarray, train_labels: np.ndarray,
+                    val_labels: np.ndarray, progress: bool) -> float:
+    """Fit `head`'s logits layer on the pooled output of `upper` (as loaded: the pretrained blocks) over the cached
+    lower-block features of the training images and their mirrors; the pooled features are cached too. Returns the
+    linear probe's validation accuracy. Also the probe that models/mobilenetv2/average.py interpolates with."""
+    bs = recipe.cache_batch_size
+    pool = keras.Sequential([upper, keras.layers.GlobalAveragePooling2D()])
+    pooled = [cached(cache / f"pooled_{name}.npy",
+                     lambda a=array, n=name: compute_features(pool, a.astype(np.float32), bs, f"pool {n}", progress))
+              for name, array in (("train", train_features), ("train_mirror", mirror_features), ("val", val_features))]
+    dense = head.get_layer("logits")
+    linear = keras.Sequential([keras.Input(pooled[0].shape[1:]), keras.layers.Dropout(recipe.dropout), dense])
+    linear.compile(optimizer=keras.optimizers.Adam(recipe.head_lr),
+                   loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=recipe.label_smoothing),
+                   metrics=["accuracy"])
+    onehot = keras.utils.to_categorical(np.concatenate([train_labels, train_labels]), 10)
+    linear.fit(np.concatenate(pooled[:2]).astype(np.float32), onehot, batch_size=256, epochs=recipe.head_epochs,
+               verbose=0, shuffle=True)
+    return float((linear.predict(pooled[2].astype(np.float32), verbose=0).argmax(1) == val_labels).mean())
+
+
+def feature_cache(recipe: Recipe, n_train: int, weights_path: Path, cache_dir: Path) -> Path:
+    """The folder of cached features, keyed by everything that changes them."""
+    key = hashlib.sha256(f"{recipe.image_size}|{recipe.cut_layer}|{n_train}|{weights_path.stat().st_size}".encode())
+    cache = cache_dir / key.hexdigest()[:16]
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
 # ----------------------------------------------------------------------------- the run
 def train(recipe: Recipe, data_dir: str | None, imagenet_weights: str | None, out_dir: Path, work_dir: Path,
           cache_dir: Path, resume: bool, progress: bool = True) -> dict:
@@ -159,9 +190,7 @@ def train(recipe: Recipe, data_dir: str | None, imagenet_weights: str | None, ou
     head = net.classifier_head(recipe.dropout)
 
     # ---- phase 0: lower-block features, cached on disk (keyed by everything that changes them)
-    key = hashlib.sha256(f"{recipe.image_size}|{recipe.cut_layer}|{n_train}|{weights_path.stat().st_size}".encode())
-    cache = cache_dir / key.hexdigest()[:16]
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = feature_cache(recipe, n_train, weights_path, cache_dir)
     t0 = time.time()
     feature_model = net.lower_model(recipe.image_size, lower)
     bs = recipe.cache_batch_size
@@ -185,19 +214,8 @@ def train(recipe: Recipe, data_dir: str | None, imagenet_weights: str | None, ou
 
     # ---- phase 1: linear head on the frozen network's pooled features
     t0 = time.time()
-    pool = keras.Sequential([upper, keras.layers.GlobalAveragePooling2D()])
-    pooled = [cached(cache / f"pooled_{name}.npy",
-                     lambda a=array, n=name: compute_features(pool, a.astype(np.float32), bs, f"pool {n}", progress))
-              for name, array in (("train", views[0]), ("train_mirror", views[1]), ("val", val_features))]
-    dense = head.get_layer("logits")
-    linear = keras.Sequential([keras.Input(pooled[0].shape[1:]), keras.layers.Dropout(recipe.dropout), dense])
-    linear.compile(optimizer=keras.optimizers.Adam(recipe.head_lr),
-                   loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=recipe.label_smoothing),
-                   metrics=["accuracy"])
-    onehot = keras.utils.to_categorical(np.concatenate([train_labels, train_labels]), 10)
-    linear.fit(np.concatenate(pooled[:2]).astype(np.float32), onehot, batch_size=256, epochs=recipe.head_epochs,
-               verbose=0, shuffle=True)
-    head_val_acc = float((linear.predict(pooled[2].astype(np.float32), verbose=0).argmax(1) == val_split.labels).mean())
+    head_val_acc = fit_linear_head(recipe, cache, upper, head, views[0], views[1], val_features, train_labels,
+                                   val_split.labels, progress)
     print(f"phase 1 (linear head on frozen features): val acc {head_val_acc:.4f}", flush=True)
     head_seconds = time.time() - t0
 
