@@ -349,6 +349,8 @@ def build_on_images(path: Path, out: Path, names: list[str], explain: int = 0) -
 
 
 def main(argv: list[str] | None = None) -> None:
+    from reports.pdf import PrintRefused
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, default=None,
                         help="evaluate on your own labelled images instead: a folder or ZIP with one subfolder per "
@@ -372,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--images needs --out OUTDIR (reports/ holds the test-split report)")
         try:
             report = build_on_images(args.images, args.out, args.models, args.explain)
-        except DatasetError as exc:
+        except (DatasetError, PrintRefused) as exc:
             raise SystemExit(f"error: {exc}") from None
         if report.get("verdict"):
             print(report["verdict"])
@@ -387,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         report = build(args.models, args.data_dir, latency=args.latency, out=args.out,
                        robustness=not args.no_robustness)
-    except cifar10.Cifar10Error as exc:
+    except (cifar10.Cifar10Error, PrintRefused) as exc:
         raise SystemExit(f"error: {exc}") from None
     for name, section in report["models"].items():
         low, high = section["accuracy_ci95"]

@@ -43,6 +43,22 @@ class PrintRefused(Exception):
         self.status, self.code, self.retry_after = status, code, retry_after
 
 
+class PrinterUnavailable(RuntimeError):
+    """WeasyPrint cannot load here: the system's Pango library is missing (README: how to install it)."""
+
+
+def _weasyprint():
+    """The weasyprint module, or PrinterUnavailable naming what to install (its import loads Pango through cffi and
+    raises OSError without it; a machine without Pango still serves everything but the PDFs)."""
+    try:
+        import weasyprint
+    except OSError as exc:
+        raise PrinterUnavailable(f"this machine cannot print PDFs: WeasyPrint needs the Pango library, which it "
+                                 f"could not load ({str(exc)[:120]}); install it (Debian/Ubuntu: apt-get install "
+                                 f"libpango-1.0-0 libpangoft2-1.0-0; macOS: brew install pango)") from None
+    return weasyprint
+
+
 def _fetcher(folder: Path | None):
     from weasyprint.urls import URLFetcher
 
@@ -62,7 +78,7 @@ def _fetcher(folder: Path | None):
 def print_here(html: str, folder: Path | None = None) -> bytes:
     """The page as a PDF, in this process (A4, the page's print CSS; the title is its <title>); relative paths
     are read from `folder`."""
-    from weasyprint import HTML
+    HTML = _weasyprint().HTML
     from weasyprint.urls import FatalURLFetchingError
 
     base = str(folder.resolve()) + "/" if folder is not None else None
@@ -74,7 +90,8 @@ def print_here(html: str, folder: Path | None = None) -> bytes:
 
 def _start_child(nice: int) -> None:
     os.nice(nice)
-    import weasyprint  # noqa: F401  (imported once, before the first page)
+    with contextlib.suppress(PrinterUnavailable):  # then each page says so (print_here), as one clear error
+        _weasyprint()  # imported once, before the first page
 
 
 def _print_in_child(html: str, folder: str | None, seconds: float, memory_bytes: int) -> bytes:
@@ -126,6 +143,8 @@ class Printer:
                 raise PrintRefused("the server was printing other PDFs for all the seconds this one could wait; "
                                    "ask again in a few seconds", 429, "busy", retry_after=5) from None
             raise self._too_much() from None
+        except PrinterUnavailable as exc:
+            raise PrintRefused(f"{exc}. The CSV and JSON downloads work.", 503, "pdf_unavailable") from None
         except Exception as exc:  # the child died: its CPU or memory limit, or pebble's timeout
             if time.monotonic() >= deadline:
                 raise self._too_much() from None
@@ -181,7 +200,12 @@ def warm_up() -> None:
 def html_to_pdf(html: str, folder: Path | None = None) -> bytes:
     """The page as a PDF: in the printing child when this process configured one, else here."""
     printer = _current_printer()
-    return printer.print(html, folder) if printer is not None else print_here(html, folder)
+    if printer is not None:
+        return printer.print(html, folder)
+    try:
+        return print_here(html, folder)
+    except PrinterUnavailable as exc:
+        raise PrintRefused(f"{exc}. The CSV and JSON downloads work.", 503, "pdf_unavailable") from None
 
 
 def write_pdf(report: dict, out: Path, path: Path) -> Path:

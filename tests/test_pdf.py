@@ -142,3 +142,45 @@ def test_the_app_prints_in_a_child_and_a_refused_pdf_is_an_api_error(fake_models
     assert (response.status_code == 429) == ("Retry-After" in response.headers)
     assert pdf._printer is not None and pdf._printer.limits.seconds == 0.2
     pdf.configure(None)
+
+
+def test_without_pango_a_pdf_is_a_clear_503_and_everything_else_works(fake_models, monkeypatch, tmp_path):
+    """WeasyPrint loads the system's Pango when imported and raises OSError without it. A machine without Pango
+    (a fresh macOS, a slim image) still serves the app: a PDF is answered 503 `pdf_unavailable` saying what to
+    install, in the child the app prints in and in this process alike, and the command line says it in one line."""
+    from reports import pdf
+    from reports.build import main as build_main
+    from tests.test_evaluate import evaluate_zip
+    from webapp import create_app
+
+    fake = tmp_path / "no-pango" / "weasyprint"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise OSError(\"cannot load library 'libpango-1.0-0': no such file\")\n")
+    monkeypatch.syspath_prepend(str(fake.parent))  # a spawned child starts with this process's sys.path
+    child = Printer(PrintLimits(seconds=30))  # it imports the fake weasyprint
+    try:
+        with pytest.raises(PrintRefused) as refused:
+            child.print(page("<p>hello</p>"), None)
+    finally:
+        child.close()
+    assert refused.value.status == 503 and refused.value.code == "pdf_unavailable"
+    assert "Pango" in str(refused.value) and "apt-get install libpango-1.0-0" in str(refused.value)
+
+    def no_pango():
+        raise pdf.PrinterUnavailable("this machine cannot print PDFs: WeasyPrint needs the Pango library")
+
+    monkeypatch.setattr(pdf, "_weasyprint", no_pango)
+    app = create_app({"TESTING": True, "SECRET_KEY": "tests", "DECODE_PROCESSES": 0})  # prints in this process
+    client = app.test_client()
+    response = client.post("/api/v1/evaluate?format=pdf", data={"archive": (io.BytesIO(evaluate_zip()), "a.zip")})
+    assert response.status_code == 503 and response.json["error"]["code"] == "pdf_unavailable"
+    assert "CSV and JSON downloads work" in response.json["error"]["message"]
+    csv = client.post("/api/v1/evaluate?format=csv", data={"archive": (io.BytesIO(evaluate_zip()), "a.zip")})
+    assert csv.status_code == 200
+    folder = tmp_path / "mine"
+    for member in ("cat", "dog"):
+        (folder / member).mkdir(parents=True)
+        Image.new("RGB", (40, 40), (10, 200, 10)).save(folder / member / "1.png")
+    with pytest.raises(SystemExit, match="error: this machine cannot print PDFs"):
+        build_main(["--images", str(folder), "--out", str(tmp_path / "out")])
+    pdf.configure(None)
