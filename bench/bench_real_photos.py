@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from devkit.transcript import MEASUREMENTS, Transcript
-from models import available_models, classify
+from models import available_models, classify, load_predictor
 from models.cifar10 import CLASS_NAMES
 from models.commands import announce_committed
 from models.machine import describe_machine
@@ -94,7 +94,8 @@ def accuracy_block(truth: np.ndarray, answers: dict[str, np.ndarray], names: lis
         for label in CLASS_NAMES:
             mask = truth == label
             if mask.any():
-                per_class[label] = {"images": int(mask.sum()), "accuracy": float(right[mask].mean())}
+                per_class[label] = {"images": int(mask.sum()), "accuracy": float(right[mask].mean()),
+                                    "interval": wilson(int(right[mask].sum()), int(mask.sum()))}
         block["models"][name] = {"accuracy": float(right.mean()), "interval": wilson(int(right.sum()), len(right)),
                                  "per_class": per_class}
     if len(names) == 2:
@@ -126,10 +127,9 @@ def measure(directory: Path = PHOTOS_DIR) -> dict:
     everyday_out = (group == "everyday") & held & seen["out_of_scope"] & (seen["looks_like"] != "")
     looks, counts = np.unique(seen["looks_like"][everyday_out], return_counts=True)
     classes_held = held & (group == "class")
-    metrics = json.loads((Path(__file__).resolve().parent.parent / "reports" / "metrics.json").read_text())
     accuracy = accuracy_block(truth[classes_held], {n: seen[n][classes_held] for n in names}, names)
     for name in names:
-        test = metrics["models"][name]["accuracy"]
+        test = load_predictor(name).test_accuracy()  # the served weights' own (models/<name>/metrics.json)
         accuracy["models"][name]["test_accuracy"] = test
         accuracy["models"][name]["drop_points"] = None if test is None else 100 * (
             test - accuracy["models"][name]["accuracy"])

@@ -402,3 +402,25 @@ def test_the_model_report_pdf_shows_every_table_and_figure_of_its_page():
     missing = [t for t in cells + headings if "".join(t.split()) not in text]
     assert len(cells) > 300 and images >= 10 and missing == []
     assert pdf_images(REPO / "reports" / "report.pdf") == images
+
+
+def test_the_report_shows_each_model_per_class_on_the_held_out_real_photos():
+    """Issue 39: the real-photo section gives each model's accuracy per class and overall with intervals, the drop
+    from the test split, McNemar on the same photos and the agreement, in the page and in its PDF, from the
+    committed measurement (bench/bench_real_photos.py)."""
+    measured = json.loads((REPO / "docs" / "measurements" / "real-photos.json").read_text())["real_photo_accuracy"]
+    html = (REPO / "reports" / "index.html").read_text()
+    section = html[html.index('id="real-photo-accuracy"'):]
+    section = section[:section.index("</table>")]
+    for model in measured["models"].values():
+        low, high = model["interval"]
+        assert f"{100 * model['accuracy']:.1f}%</strong>" in section
+        assert f"({100 * low:.1f}%–{100 * high:.1f}%)" in section
+        assert f"{model['drop_points']:.1f} points" in section
+        for label, cell in model["per_class"].items():
+            assert f"<td>{label}</td><td>{cell['images']}</td>" in section
+            assert f"{100 * cell['accuracy']:.1f}%" in section
+            assert f"({100 * cell['interval'][0]:.0f}%–{100 * cell['interval'][1]:.0f}%)" in section
+    assert f"p = {measured['mcnemar_p']:.2g}" in section and f"{100 * measured['agreement']:.1f}%" in section
+    text = " ".join(pdf_text(REPO / "reports" / "report.pdf").split())
+    assert "Each model on the held-out class photos" in text and "drop from the test split" in text

@@ -41,12 +41,9 @@ class MobileNetV2Predictor(Predictor):
         "mirror image, and for two copies with photo damage (noise, fading), are computed once and cached), "
         "a linear head is trained on the frozen features, then "
         "blocks 6-16 and the head are fine-tuned with AdamW (warm-up + cosine decay, label smoothing), "
-        "BatchNorm kept in inference mode; the epoch with the best validation accuracy is kept.{averaging} "
+        "BatchNorm kept in inference mode; the epoch with the best validation accuracy is kept. "
         "Served with LiteRT (the Keras model exported as a float32 .tflite file)."
     )
-    averaging = (" Every weight is then averaged with the pretrained network and its linear head, {alpha:.0%} the "
-                 "fine-tuned one (WiSE-FT: it keeps more of ImageNet's features for real photos; the share was "
-                 "chosen on the validation split and the real-photo benchmark's fitting sources).")
     batch_size = 64
 
     weights_file = "model.tflite"
@@ -55,9 +52,7 @@ class MobileNetV2Predictor(Predictor):
         super().__init__(model_dir)
         with loading(self.model_dir / "config.json"):
             size = self.config["architecture"]["image_size"]
-            averaged = self.config.get("averaging")
-        self.description = self.description.format(
-            size=size, averaging=self.averaging.format(alpha=averaged["alpha"]) if averaged else "")
+        self.description = self.description.format(size=size)
         self.preprocessing = (f"centre square crop (or the whole photo padded, on request), antialiased (Lanczos) "
                               f"resize to 32x32; inside the graph: "
                               f"bilinear upscale to {size}x{size}, scale to [-1, 1]")
