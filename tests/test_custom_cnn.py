@@ -303,7 +303,7 @@ def test_presets_train_the_recorded_recipes(preset, config, seed):
 def test_training_writes_to_build_by_default_never_over_the_committed_model():
     args = parse_args([])
     assert args.out == REPO / "build" / "custom_cnn" and args.work_dir.is_relative_to(REPO / "build")
-    assert set(PRESETS) == {"default", "s16", "fast", "damage", "damage-light", "robust"}
+    assert set(PRESETS) == {"default", "s16", "fast", "damage", "damage-light", "robust", "framing"}
 
 
 @pytest.mark.slow
