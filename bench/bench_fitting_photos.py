@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from models import available_models, load_predictor
 from models.cifar10 import CLASS_NAMES, load_split
 from models.machine import describe_machine
@@ -29,9 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     val = load_split("val", args.data_dir)
     photos = load_photos(args.photos_dir)
-    keep = (photos.role == "fitting") & (photos.group == "class")
-    chosen = photos.subset(keep)
-    truth = np.array([CLASS_NAMES.index(label) for label in chosen.label])
+    chosen, truth = photos.fitting_class_photos()
     sources = sorted(set(chosen.source))
     print(f"machine: {describe_machine()}")
     print(f"{len(val)} validation images; {len(truth)} class photos of the fitting sources "

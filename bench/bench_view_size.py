@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 
 import keras
-import numpy as np
 
 from devkit.transcript import MEASUREMENTS, Transcript
-from models.cifar10 import CLASS_NAMES, load_split
+from models.cifar10 import load_split
 from models.images import to_model_input
 from models.machine import describe_machine
 from models.mobilenetv2 import net
@@ -38,8 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     size = int(served.get_layer("preprocess").layers[0].height)
     lower, upper, head = (served.get_layer(n) for n in ("mobilenetv2_lower", "mobilenetv2_upper", "head"))
     photos = load_photos(args.photos_dir)
-    chosen = photos.subset((photos.role == "fitting") & (photos.group == "class"))
-    truth = np.array([CLASS_NAMES.index(label) for label in chosen.label])
+    chosen, truth = photos.fitting_class_photos()
     val = load_split("val", args.data_dir)
     say = Transcript()
     say(f"machine: {describe_machine()}; {folder.name} weights, upscaled to {size} px inside the graph")

@@ -46,6 +46,9 @@ class PrintRefused(Exception):
 class PrinterUnavailable(RuntimeError):
     """WeasyPrint cannot load here: the system's Pango library is missing (README: how to install it)."""
 
+    def refusal(self) -> PrintRefused:
+        return PrintRefused(f"{self}. The CSV and JSON downloads work.", 503, "pdf_unavailable")
+
 
 def _weasyprint():
     """The weasyprint module, or PrinterUnavailable naming what to install (its import loads Pango through cffi and
@@ -144,7 +147,7 @@ class Printer:
                                    "ask again in a few seconds", 429, "busy", retry_after=5) from None
             raise self._too_much() from None
         except PrinterUnavailable as exc:
-            raise PrintRefused(f"{exc}. The CSV and JSON downloads work.", 503, "pdf_unavailable") from None
+            raise exc.refusal() from None
         except Exception as exc:  # the child died: its CPU or memory limit, or pebble's timeout
             if time.monotonic() >= deadline:
                 raise self._too_much() from None
@@ -205,7 +208,7 @@ def html_to_pdf(html: str, folder: Path | None = None) -> bytes:
     try:
         return print_here(html, folder)
     except PrinterUnavailable as exc:
-        raise PrintRefused(f"{exc}. The CSV and JSON downloads work.", 503, "pdf_unavailable") from None
+        raise exc.refusal() from None
 
 
 def write_pdf(report: dict, out: Path, path: Path) -> Path:

@@ -86,11 +86,9 @@ class Endpoints:
         self.probe_head.build(self.probe_upper.output.shape)
         self.probe_val_acc = fit_linear_head(self.recipe, cache, self.probe_upper, self.probe_head, train_features,
                                              mirror_features, self.val_features, train_labels, val.labels, progress)
-        photos = load_photos(photos_dir)
-        keep = (photos.role == "fitting") & (photos.group == "class")
-        self.photo_labels = np.array([cifar10.CLASS_NAMES.index(label) for label in photos.label[keep]])
-        self.photo_sources = photos.source[keep]
-        views = to_model_input([im for im, k in zip(photos.images, keep, strict=True) if k], 32)
+        chosen, self.photo_labels = load_photos(photos_dir).fitting_class_photos()
+        self.photo_sources = chosen.source
+        views = to_model_input(chosen.images, 32)
         self.photo_features = compute_features(features, views, bs, "photos", progress)
 
     def point(self, alpha: float) -> tuple[keras.Model, keras.Model]:

@@ -96,6 +96,14 @@ class Photos:
         return np.array(["everyday" if label.startswith("everyday") else "mammal" if label == "mammal" else "class"
                          for label in self.label])
 
+    def fitting_class_photos(self) -> tuple[Photos, np.ndarray]:
+        """The photos of the 10 classes from the fitting sources, and their class indices: what a recipe or a line
+        may be chosen on (never the held-out sources)."""
+        from models.cifar10 import CLASS_NAMES
+
+        chosen = self.subset((self.role == "fitting") & (self.group == "class"))
+        return chosen, np.array([CLASS_NAMES.index(label) for label in chosen.label], dtype=int)
+
     def subset(self, keep: np.ndarray) -> Photos:
         return Photos([im for im, k in zip(self.images, keep, strict=True) if k], self.label[keep],
                       self.source[keep], self.role[keep])
