@@ -151,6 +151,8 @@ def cnn_settings(recipe: dict) -> str:
     if recipe.get("noise_prob") or recipe.get("fade_prob"):
         extras += (f", photo damage: noise on {recipe['noise_prob']:.0%} (σ ≤ {recipe['noise_max']}), fading on "
                    f"{recipe['fade_prob']:.0%} (contrast ≥ {recipe['fade_min']})")
+    if recipe.get("zoom_prob"):
+        extras += f", photo framing on {recipe['zoom_prob']:.0%} (shrunk to ≥ {recipe['zoom_min']:.0%}, moved)"
     return (f"{widths}batch {recipe['batch_size']}, {activation}, Muon lr {recipe['filter_lr']} "
             f"/ momentum {recipe['filter_momentum']}, label smoothing {recipe['label_smoothing']}{jitter}{extras}")
 
@@ -184,7 +186,8 @@ def runs_table() -> list[str]:
         recipe = config["recipe"]
         rows.append(
             f"| {path.parent.name} | {cnn_settings(recipe)} | {epoch_schedule(recipe)} "
-            f"| {config['wall_seconds']:.0f} s ({config['wall_seconds'] / 60:.1f} min, {cpu_name(config)}) "
+            f"| {config['wall_seconds']:.0f} s ({config['wall_seconds'] / 60:.1f} min, {cpu_name(config)}"
+            f"{'; shared with other work' if config.get('shared_machine') else ''}) "
             f"| {100 * config['final_val_acc']:.2f}% | {100 * config['final_val_acc_tta']:.2f}% "
             f"| {'yes' if path.read_text() == committed else ''} |"
         )
