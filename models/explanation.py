@@ -20,16 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFilter
 
-METHOD = "occlusion (blurred 8x8 windows, stride 4)"
+from models.removals import remove
+
 VIEW = 32
 GRID = 8  # the map: 8x8 cells of 4x4 pixels
-# (window side, stride) in pixels. On validation, 8x8 and 4x4 windows together ranked cells no better than 8x8 alone
-# (mean top-20% deletion ratio over both models 4.60 vs 4.57, docs/measurements/explanations-choice.txt) at 2.3x
-# the cost, and 4x4 alone was worse (3.79): 49 windows, 50 passes per image and model.
-WINDOWS = ((8, 4),)
-BLUR_RADIUS = 4.0  # Gaussian blur of the baseline the windows show (PIL radius, pixels)
 CHUNK = 32  # perturbed views per scheduler job
 TOP_SHARE = 0.2  # the cells that "where" names and the comparison overlaps: the top 20% of the map
 
@@ -47,12 +42,28 @@ class Explanation:
         return {"method": self.method, "target": self.target, "grid": self.grid, "where": self.where}
 
 
-def blurred(view: np.ndarray) -> np.ndarray:
-    """The baseline a hidden region shows: the view, Gaussian-blurred (no new colours, no hard edges)."""
-    return np.asarray(Image.fromarray(view).filter(ImageFilter.GaussianBlur(BLUR_RADIUS)))
+@dataclass(frozen=True)
+class Method:
+    """An occlusion map: which windows are hidden, by which removals (models/removals.py; a window's drop is the
+    mean over them), and whether the mirrored view is explained too and its map mirrored back and averaged in."""
+
+    windows: tuple[tuple[int, int], ...] = ((8, 4),)  # (side, stride) in pixels
+    removals: tuple[str, ...] = ("blur",)
+    mirrored: bool = False
+
+    @property
+    def name(self) -> str:
+        windows = " + ".join(f"{side}x{side} windows, stride {stride}" for side, stride in self.windows)
+        mirror = "; the view and its mirror image" if self.mirrored else ""
+        return f"occlusion ({windows}; hidden by {' and by '.join(self.removals)}{mirror})"
+
+    @property
+    def passes(self) -> int:
+        """Forward passes one map costs a model: per view explained, the view and each window under each removal."""
+        return (1 + len(occlusion_masks(self.windows)) * len(self.removals)) * (2 if self.mirrored else 1)
 
 
-def occlusion_masks(windows: Sequence[tuple[int, int]] = WINDOWS) -> list[np.ndarray]:
+def occlusion_masks(windows: Sequence[tuple[int, int]]) -> list[np.ndarray]:
     """One boolean (32, 32) mask per window position, every scale in turn (the same for every image)."""
     masks = []
     for side, stride in windows:
@@ -64,17 +75,30 @@ def occlusion_masks(windows: Sequence[tuple[int, int]] = WINDOWS) -> list[np.nda
     return masks
 
 
-# Forward passes one map costs each model: the view itself and one per window position. Messages and settings that
-# tell people what a map costs read it from here.
-PASSES_PER_MAP = 1 + len(occlusion_masks())
+# The served method, chosen on the validation split by `bench/bench_explanations.py choose` (docs/how-it-works.md,
+# "Why each model decided"); the test split and the held-out real photos measure it.
+SERVED = Method(windows=((12, 4),), removals=("blur", "mean colour"))
+METHOD = SERVED.name
+REMOVAL_WORDS = {"blur": "a blurred copy", "mean colour": "a flat mean colour",
+                 "noisy linear imputation": "a fill that follows the colours around it"}
 
 
-def perturbed_views(view: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
-    base = blurred(view)
-    return np.stack([np.where(mask[..., None], base, view) for mask in masks]).astype(np.uint8)
+def in_words(method: Method) -> str:
+    """The method for a person reading a map's legend, one sentence."""
+    sizes = " and ".join(f"{side}×{side}" for side, _ in method.windows)
+    hidden = " and once by ".join(REMOVAL_WORDS[removal] for removal in method.removals)
+    once = "once by " if len(method.removals) > 1 else "by "
+    mirror = ", in the view and in its mirror image" if method.mirrored else ""
+    return (f"Each part of the 32×32 view is hidden in {sizes}-pixel windows, {once}{hidden}{mirror}; its colour is "
+            "how much hiding it lowers the model's confidence in its answer. The same windows for every model.")
 
 
-def cell_map(drops: np.ndarray, masks: list[np.ndarray], windows: Sequence[tuple[int, int]] = WINDOWS) -> np.ndarray:
+IN_WORDS = in_words(SERVED)  # every legend and description of the maps reads this
+# Forward passes one map costs each model. Messages and settings that tell people what a map costs read it from here.
+PASSES_PER_MAP = SERVED.passes
+
+
+def cell_map(drops: np.ndarray, masks: list[np.ndarray], windows: Sequence[tuple[int, int]]) -> np.ndarray:
     """(GRID, GRID) importance: per scale, each pixel's mean drop over the windows hiding it; scales averaged;
     then the mean over each cell's pixels."""
     per_scale, start = [], 0
@@ -99,14 +123,20 @@ def log_odds(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def occlusion_grid(view: np.ndarray, target: int, probabilities: Probabilities,
-                   windows: Sequence[tuple[int, int]] = WINDOWS) -> np.ndarray:
+def occlusion_grid(view: np.ndarray, target: int, probabilities: Probabilities, method: Method = SERVED
+                   ) -> np.ndarray:
     """The (GRID, GRID) map of one view for one class, through `probabilities` alone, in [-1, 1]."""
-    masks = occlusion_masks(windows)
-    batch = np.concatenate([view[None], perturbed_views(view, masks)])
+    masks = occlusion_masks(method.windows)
+    views = [view, view[:, ::-1]] if method.mirrored else [view]
+    batch = np.concatenate([np.concatenate([v[None]] + [remove(v, masks, removal) for removal in method.removals])
+                            for v in views])
     probs = np.concatenate([probabilities(batch[i:i + CHUNK]) for i in range(0, len(batch), CHUNK)])
-    scores = log_odds(probs[:, target])
-    grid = cell_map(scores[0] - scores[1:], masks, windows)
+    scores = log_odds(probs[:, target]).reshape(len(views), 1 + len(method.removals) * len(masks))
+    grids = []
+    for row in scores:
+        drops = (row[0] - row[1:]).reshape(len(method.removals), len(masks)).mean(0)
+        grids.append(cell_map(drops, masks, method.windows))
+    grid = (grids[0] + grids[1][:, ::-1]) / 2 if method.mirrored else grids[0]
     largest = float(np.abs(grid).max())
     return grid / largest if largest >= FLAT else np.zeros_like(grid)
 

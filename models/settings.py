@@ -1,8 +1,10 @@
-"""Every environment variable the product reads, in one table, and the only code that reads them.
+"""Every environment variable the product reads, described once (`Environment`), and the only code that reads them.
 
-`docs/settings.md` is generated from `SETTINGS` (and the web app's `APP_*` defaults) by
-`make readme`; a test fails if any other module reads `os.environ`. This module imports nothing
-heavy, so `gunicorn.conf.py` can use it before the workers load PyTorch.
+`Environment` is a pydantic-settings model: each field is a variable, with its type, its default, its meaning and
+who reads it ("serving", "deployment" or "training"), so a value of the wrong type (PORT=eighty) stops the start
+with a message naming the variable instead of failing later. `docs/settings.md` is generated from it (and the web
+app's `APP_*` defaults) by `make readme`; a test fails if any other module reads `os.environ`. This module imports
+nothing heavy, so `gunicorn.conf.py` can use it before the workers load PyTorch.
 """
 
 from __future__ import annotations
@@ -13,6 +15,72 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _setting(default: Any, meaning: str, role: str, written: str = "", **constraints: Any) -> Any:
+    """A field: `written` is the default as a person would write it ("" = not set)."""
+    return Field(default, description=meaning, json_schema_extra={"role": role, "written": written}, **constraints)
+
+
+class Environment(BaseSettings):
+    """Every environment variable the product reads. Unset and empty variables take the default; None = not set."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, extra="ignore", frozen=True)
+
+    PORT: int = _setting(8000, "port the public server (nginx, deploy/start.py) listens on (Railway sets it)",
+                         "deployment", "8000", ge=1, le=65535)
+    HOST: str | None = _setting(None, "address nginx listens on (deploy/start.py; unset: 0.0.0.0 and [::])",
+                                "deployment")
+    GUNICORN_BIND: str | None = _setting(
+        None, "where gunicorn listens; deploy/start.py sets a private Unix socket, `make run` 127.0.0.1:$PORT "
+        "(unset: 0.0.0.0:$PORT, gunicorn alone)", "deployment")
+    FRONT_DOOR: str | None = _setting(
+        None, "set by deploy/start.py for gunicorn: the app trusts one more proxy hop (nginx)", "deployment")
+    WEB_CONCURRENCY: int = _setting(
+        1, "gunicorn worker processes; each loads both models and the gate (0.4–0.6 GB)", "deployment", "1", ge=1)
+    GUNICORN_THREADS: int = _setting(16, "request threads per worker", "deployment", "16", ge=1)
+    GUNICORN_TIMEOUT: int = _setting(120, "seconds before gunicorn restarts a silent worker", "deployment", "120",
+                                     ge=1)
+    GUNICORN_MAX_REQUESTS: int = _setting(0, "recycle a worker after this many requests (0: never)", "deployment",
+                                          "0", ge=0)
+    SECRET_KEY: str | None = _setting(
+        None, "signs sessions and CSRF tokens; one shared value for every worker and replica. Required with more "
+        "than one worker or on Railway (the server refuses to start without it); a local one-worker `make run` uses "
+        "a random key, with a warning", "serving")
+    RAILWAY_ENVIRONMENT: str | None = _setting(
+        None, "set by Railway: marks a public deployment (SECRET_KEY becomes required) behind Railway's proxy, which "
+        "appends the client's address to X-Forwarded-For (APP_TRUSTED_PROXY_HOPS defaults to 1)", "deployment")
+    CIFAR10_MODELS_DIR: str | None = _setting(
+        None, "serve `<dir>/<model name>/` instead of the committed `models/<name>/`", "serving")
+    LITERT_NUM_THREADS: int | None = _setting(
+        None, "LiteRT threads for MobileNetV2 (default: OMP_NUM_THREADS, else the cores)", "serving", ge=1)
+    OMP_NUM_THREADS: int | None = _setting(
+        None, "math-library threads per process (gunicorn.conf.py sets cores / workers)", "serving", ge=1)
+    CIFAR10_DIR: Path | None = _setting(
+        None, "where the CIFAR-10 files are (downloaded there when missing)", "training", "~/.cache/cifar10")
+    KERAS_HOME: Path = _setting(Path("~/.keras"), "Keras cache holding the MobileNetV2 ImageNet weights (`models/` "
+                                "inside)", "training", "~/.keras")
+    XDG_CACHE_HOME: Path = _setting(Path("~/.cache"), "MobileNetV2's cached frozen-block features go to "
+                                    "`$XDG_CACHE_HOME/cifar10-compare/`", "training", "~/.cache")
+
+
+def environment() -> Environment:
+    """The variables as they are now (read afresh: tests and deploy/start.py set some for their children); a value
+    of the wrong type stops with one line naming the variable."""
+    try:
+        return Environment()
+    except ValidationError as error:
+        raise SystemExit(invalid(error)) from None
+
+
+def invalid(error: ValidationError, prefix: str = "") -> str:
+    """One line naming each variable whose value was refused, and why."""
+    problems = "; ".join(f"{prefix}{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}"
+                         for e in error.errors())
+    return f"invalid setting: {problems} (docs/settings.md)"
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -22,38 +90,10 @@ class Setting:
     role: str  # "serving", "deployment" or "training"
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("PORT", "8000", "port the public server (nginx, deploy/start.py) listens on (Railway sets it)",
-            "deployment"),
-    Setting("HOST", "0.0.0.0", "address nginx listens on (deploy/start.py)", "deployment"),
-    Setting("GUNICORN_BIND", "", "where gunicorn listens; deploy/start.py sets a private Unix socket, `make run` "
-            "127.0.0.1:$PORT (unset: 0.0.0.0:$PORT, gunicorn alone)", "deployment"),
-    Setting("FRONT_DOOR", "", "set by deploy/start.py for gunicorn: the app trusts one more proxy hop (nginx)",
-            "deployment"),
-    Setting("WEB_CONCURRENCY", "1", "gunicorn worker processes; each loads both models and the gate (0.4–0.6 GB)",
-            "deployment"),
-    Setting("GUNICORN_THREADS", "16", "request threads per worker", "deployment"),
-    Setting("GUNICORN_TIMEOUT", "120", "seconds before gunicorn restarts a silent worker", "deployment"),
-    Setting("GUNICORN_MAX_REQUESTS", "0", "recycle a worker after this many requests (0: never)", "deployment"),
-    Setting("SECRET_KEY", "", "signs sessions and CSRF tokens; one shared value for every worker and replica. "
-            "Required with more than one worker or on Railway (the server refuses to start without it); a local "
-            "one-worker `make run` uses a random key, with a warning", "serving"),
-    Setting("RAILWAY_ENVIRONMENT", "", "set by Railway: marks a public deployment (SECRET_KEY becomes required) "
-            "behind Railway's proxy, which appends the client's address to X-Forwarded-For (APP_TRUSTED_PROXY_HOPS "
-            "defaults to 1)", "deployment"),
-    Setting("CIFAR10_MODELS_DIR", "", "serve `<dir>/<model name>/` instead of the committed `models/<name>/`",
-            "serving"),
-    Setting("LITERT_NUM_THREADS", "", "LiteRT threads for MobileNetV2 (default: OMP_NUM_THREADS, else the cores)",
-            "serving"),
-    Setting("OMP_NUM_THREADS", "", "math-library threads per process (gunicorn.conf.py sets cores / workers)",
-            "serving"),
-    Setting("CIFAR10_DIR", "~/.cache/cifar10", "where the CIFAR-10 files are (downloaded there when missing)",
-            "training"),
-    Setting("KERAS_HOME", "~/.keras", "Keras cache holding the MobileNetV2 ImageNet weights (`models/` inside)",
-            "training"),
-    Setting("XDG_CACHE_HOME", "~/.cache", "MobileNetV2's cached frozen-block features go to "
-            "`$XDG_CACHE_HOME/cifar10-compare/`", "training"),
-)
+# The table docs/settings.md shows, read off Environment's fields (not a second description).
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(name, field.json_schema_extra["written"], field.description, field.json_schema_extra["role"])
+    for name, field in Environment.model_fields.items())
 _BY_NAME = {s.name: s for s in SETTINGS}
 APP_PREFIX = "APP_"  # APP_<KEY> overrides the web app's config key <KEY> (webapp.DEFAULTS)
 # The largest request the app accepts (APP_MAX_CONTENT_LENGTH): here because both the web app and the front
@@ -65,23 +105,26 @@ MAX_JSON_BYTES = 64 * 1024
 
 
 def get(name: str) -> str | None:
-    """The value of a registered setting: the environment if set and non-empty, else None."""
+    """A registered variable as text when it is set (and valid), else None."""
     if name not in _BY_NAME:
         raise KeyError(f"{name} is not a registered setting (add it to models/settings.py)")
-    return os.environ.get(name) or None
+    value = getattr(environment(), name)
+    return None if value is None or name not in os.environ or not os.environ[name] else str(value)
 
 
 def get_int(name: str) -> int:
-    value = get(name) or _BY_NAME[name].default
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    """A registered integer variable, its default when unset."""
+    value = getattr(environment(), name) if name in _BY_NAME else get(name)
+    if not isinstance(value, int):
+        raise KeyError(f"{name} is not an integer setting with a default")
+    return value
 
 
 def get_path(name: str) -> Path:
     """A directory setting, `~` expanded; the default when unset."""
-    return Path(get(name) or _BY_NAME[name].default).expanduser()
+    if name not in _BY_NAME:
+        raise KeyError(f"{name} is not a registered setting (add it to models/settings.py)")
+    return Path(getattr(environment(), name) or _BY_NAME[name].default).expanduser()
 
 
 def app_overrides() -> dict[str, Any]:

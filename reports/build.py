@@ -30,7 +30,7 @@ import numpy as np
 from models import available_models, cifar10, load_predictor
 from models.commands import announce_committed
 from models.evaluate import test_probabilities
-from models.explanation import PASSES_PER_MAP
+from models.explanation import PASSES_PER_MAP, SERVED
 from models.machine import describe_machine, trained_on
 from models.scoring import CALIBRATION_BINS, calibration, classification_metrics
 from reports import figures, stats, wording
@@ -220,8 +220,14 @@ def measured_with(path: Path, runs: list[ModelRun], command: str) -> dict[str, A
 
 
 def explanations_section(runs: list[ModelRun]) -> dict[str, Any] | None:
-    """bench/bench_explanations.py's faithfulness, sanity check and cost."""
-    return measured_with(EXPLANATIONS_MEASUREMENT, runs, "bench/bench_explanations.py")
+    """bench/bench_explanations.py's faithfulness, sanity and mirror checks and cost, when it measured the method
+    the app serves."""
+    measured = measured_with(EXPLANATIONS_MEASUREMENT, runs, "bench/bench_explanations.py")
+    if measured is not None and measured.get("method") != SERVED.name:
+        print(f"note: {EXPLANATIONS_MEASUREMENT.name} measured another explanation method; rerun "
+              "bench/bench_explanations.py to put it in the report")
+        return None
+    return measured
 
 
 def real_photos_section(runs: list[ModelRun]) -> dict[str, Any] | None:
@@ -307,7 +313,7 @@ def write_report(runs: list[ModelRun], test: cifar10.Split, out: Path, pdf: bool
     if out_of_scope is not None:
         report["out_of_scope"] = out_of_scope
     if explanations is not None:
-        titles = {name: wording.short_name(sections[name]) for name in explanations["models"]}
+        titles = {name: wording.short_name(sections[name]) for name in explanations["results"]["test"]}
         curves = figures.explanation_curves(explanations, titles, out / "figures" / "explanation_curves.png")
         report["explanations"] = {**explanations, "figure": str(curves.relative_to(out))}
     out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from PIL import Image as PILImage
 
+from models.explanation import IN_WORDS
 from reports.wording import VERDICTS_EXPLAINED
 
 CSV_COLUMNS = ("image", "source", "width", "height", "true_label", "model", "rank", "label", "probability", "correct",
@@ -126,8 +127,7 @@ def explanation_uri(view_uri: str, grid: list[list[float]]) -> str:
 
 
 MAP_LEGEND = ("Maps: the 32×32 view the model saw, tinted from clear (hiding it changes nothing) to dark red (hiding "
-              "it lowers the answer most); blue where hiding it helps the answer. The same blurred 8×8 windows for "
-              "every model.")
+              f"it lowers the answer most); blue where hiding it helps the answer. {IN_WORDS}")
 
 
 def to_pdf(comparison: dict[str, Any]) -> bytes:

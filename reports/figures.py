@@ -141,19 +141,30 @@ def robustness_heatmaps(section: dict, titles: dict[str, str], path: Path) -> Pa
 
 
 def explanation_curves(section: dict, titles: dict[str, str], path: Path) -> Path:
-    """Deletion and insertion curves (target probability against the share of pixels replaced), each model's maps
-    (solid) against random maps of 4x4 patches (dashed)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.6), sharey=True)
+    """Deletion (top row) and insertion (bottom row) curves on the test images under each removal (columns): the
+    explained class's probability against the share of cells hidden (or shown), each model's maps (solid) against
+    random orders (dashed) and the centre prior (dotted)."""
+    removals = section["removals"]
+    fig, axes = plt.subplots(2, len(removals), figsize=(10.4, 6.0), sharex=True, sharey=True)
     xs = [100 * f for f in section["fractions"]]
-    for ax, kind, what in ((axes[0], "deletion", "most important pixels blurred first"),
-                           (axes[1], "insertion", "most important pixels restored first")):
-        for colour, (name, m) in zip(COLOURS, section["models"].items(), strict=False):
-            ax.plot(xs, m[f"{kind}_curve_map"], color=colour, label=f"{titles[name]}: its maps")
-            ax.plot(xs, m[f"{kind}_curve_random"], color=colour, linestyle="--", label=f"{titles[name]}: random")
-        ax.set(xlabel="pixels changed (%)", title=f"{kind}: {what}", ylim=(0, 1))
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("probability of the explained class")
-    axes[0].legend(loc="upper right", fontsize=8)
+    results = section["results"]["test"]
+    for column, removal in enumerate(removals):
+        for row, kind in enumerate(("deletion", "insertion")):
+            ax = axes[row, column]
+            for colour, (name, result) in zip(COLOURS, results.items(), strict=False):
+                curves = result["removals"][removal]
+                for order, style in (("map", "-"), ("random", "--"), ("centre", ":")):
+                    label = f"{titles[name]}: {'its maps' if order == 'map' else order}"
+                    ax.plot(xs, curves[f"curve/{kind}/{order}"], color=colour, linestyle=style, label=label)
+            ax.set(ylim=(0, 1), title=f"{kind}, {removal}")
+            ax.grid(alpha=0.3)
+            if row == 1:
+                ax.set_xlabel("cells hidden (deletion) or shown (insertion), %")
+        axes[0, column].title.set_fontsize(9), axes[1, column].title.set_fontsize(9)
+    for row in range(2):
+        axes[row, 0].set_ylabel("probability of the explained class")
+    axes[0, 0].legend(loc="upper right", fontsize=6.5)
+    fig.tight_layout()
     return _save(fig, path)
 
 

@@ -30,6 +30,7 @@ def megabytes(n: int | None) -> str:
 
 def register(env: Environment) -> None:
     """The filters and words the report templates use; the web app registers them in its own environment."""
+    from models.explanation import IN_WORDS
     from models.uncertainty import article
     from reports import wording
     from reports.comparison import source_text
@@ -42,7 +43,7 @@ def register(env: Environment) -> None:
                        false_alarms=wording.false_alarms, source_text=source_text)
     env.globals.update(report_method=wording.method, recommendation=wording.recommendation,
                        report_limitations=wording.LIMITATIONS, ece_explained=wording.ECE_EXPLAINED,
-                       class_names=list(CLASS_NAMES))
+                       class_names=list(CLASS_NAMES), map_method=IN_WORDS)
 
 
 def environment() -> Environment:

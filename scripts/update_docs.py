@@ -243,12 +243,16 @@ def machines(paths) -> str:
 
 def settings_table() -> list[str]:
     """Every environment variable (models/settings.py) and every web-app config key (webapp.CONFIG)."""
-    from models.settings import APP_PREFIX, SETTINGS
+    from models.settings import APP_PREFIX, SETTINGS, Environment
     from webapp import CONFIG
 
-    rows = ["| variable | default | used by | meaning |", "|---|---|---|---|"]
+    kinds = {int: "integer", str: "text", Path: "path"}
+    rows = ["| variable | type | default | used by | meaning |", "|---|---|---|---|---|"]
     for setting in SETTINGS:
-        rows.append(f"| `{setting.name}` | {f'`{setting.default}`' if setting.default else '(unset)'} "
+        annotation = Environment.model_fields[setting.name].annotation
+        kind = next((word for kind, word in kinds.items() if kind is annotation or kind in getattr(
+            annotation, "__args__", ())), "text")
+        rows.append(f"| `{setting.name}` | {kind} | {f'`{setting.default}`' if setting.default else '(unset)'} "
                     f"| {setting.role} | {setting.meaning} |")
     rows += ["", f"Web-app configuration keys; each can be set as `{APP_PREFIX}<KEY>` (JSON values, e.g. "
              f"`{APP_PREFIX}MAX_IMAGES=16`):", "", "| variable | default | meaning |", "|---|---|---|"]
@@ -413,6 +417,14 @@ def robustness_block() -> list[str]:
     return lines
 
 
+def explanation_method() -> list[str]:
+    """The served explanation method, from the code that sets it (models/explanation.py)."""
+    from models.explanation import IN_WORDS, PASSES_PER_MAP, SERVED, occlusion_masks
+
+    return [f"Served: {SERVED.name}; {len(occlusion_masks(SERVED.windows))} window positions, "
+            f"{PASSES_PER_MAP} passes per image and model. {IN_WORDS}"]
+
+
 # marker name -> (file, the function that writes the block)
 BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "results": (REPO / "README.md", results_block),
@@ -426,6 +438,7 @@ BLOCKS: dict[str, tuple[Path, Callable[[], list[str]]]] = {
     "real-photos": (REPO / "docs" / "how-it-works.md", measurement("real-photos")),
     "real-photos-summary": (REPO / "README.md", real_photos_block),
     "independent-checks": (REPO / "docs" / "how-it-works.md", measurement("independent-checks")),
+    "explanation-method": (REPO / "docs" / "how-it-works.md", explanation_method),
     "explanations-choice": (REPO / "docs" / "how-it-works.md", measurement("explanations-choice")),
     "explanations": (REPO / "docs" / "how-it-works.md", measurement("explanations")),
     "robustness": (REPO / "docs" / "robustness.md", robustness_block),

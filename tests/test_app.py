@@ -318,6 +318,18 @@ def test_config_precedence_defaults_then_environment_then_the_config_argument(fa
     assert app.config["SECRET_KEY"] == "from-the-argument" and app.config["MAX_IMAGES"] == 3
 
 
+@pytest.mark.parametrize("name, value", [("APP_MAX_IMAGES", "seven"), ("APP_PRELOAD_MODELS", '"perhaps"'),
+                                         ("APP_COSTLY_SLOTS", "[1, 2]"), ("APP_FETCH_READ_TIMEOUT", "soon")])
+def test_a_config_key_of_the_wrong_type_stops_the_app_naming_it(fake_models, monkeypatch, name, value):
+    """Issue 40: the APP_ keys are typed by the table that documents them (webapp.AppConfig): a wrong value stops
+    the start in one line naming it, instead of a TypeError inside some request later."""
+    from webapp import create_app
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit, match=f"invalid setting: {name}="):
+        create_app({"TESTING": True})
+
+
 def test_the_loopback_exemption_for_url_tests_exists_only_in_testing_apps(fake_models):
     from webapp import DEFAULTS, create_app
     from webapp.options import fetch_policy

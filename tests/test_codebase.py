@@ -134,6 +134,7 @@ def test_requirements_by_role():
     assert names == {"torch", "numpy", "pillow", "flask", "bootstrap-flask", "flask-wtf", "gunicorn", "ai-edge-litert",
                      "weasyprint",  # every PDF, its page printed (reports/pdf.py), imported only to print one
                      "pydantic",  # the API's objects, described once (webapp/schema.py)
+                     "pydantic-settings",  # the environment variables, described once (models/settings.py)
                      "pebble"}  # image decoding in child processes with a hard timeout (models/decoder.py)
     assert 'torch==2.13.0+cpu ; sys_platform == "linux" and platform_machine == "x86_64"' in serving
     assert "--find-links https://download.pytorch.org/whl/cpu/torch/" in serving
@@ -216,3 +217,22 @@ def test_tests_reach_system_tools_only_through_the_helper_that_fails_in_ci():
         for tool in ("pdftotext", "pdftoppm", "pdfinfo"):
             assert f'["{tool}"' not in source and f'which("{tool}")' not in source, f"{path.name} runs {tool}"
         assert "reason=\"Debian chromium" not in source, path.name
+
+
+def test_a_setting_of_the_wrong_type_stops_the_start_naming_the_variable(monkeypatch):
+    """Issue 40: the environment is one typed object (models.settings.Environment): PORT=eighty or a negative
+    timeout is refused where it is read, in one line that names the variable, not by a traceback later on."""
+    from models import settings
+
+    monkeypatch.setenv("PORT", "eighty")
+    with pytest.raises(SystemExit, match=r"invalid setting: PORT='eighty'"):
+        settings.get_int("PORT")
+    monkeypatch.setenv("PORT", "8080")
+    monkeypatch.setenv("GUNICORN_TIMEOUT", "-5")
+    with pytest.raises(SystemExit, match="GUNICORN_TIMEOUT"):
+        settings.get_int("PORT")
+    monkeypatch.setenv("GUNICORN_TIMEOUT", "")  # empty = unset: the default
+    assert settings.get_int("PORT") == 8080 and settings.get_int("GUNICORN_TIMEOUT") == 120
+    assert settings.get("HOST") is None and settings.get_path("KERAS_HOME").name == ".keras"
+    documented = {s.name: s for s in settings.SETTINGS}
+    assert set(documented) == set(settings.Environment.model_fields) and documented["PORT"].default == "8000"

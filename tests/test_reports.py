@@ -424,3 +424,29 @@ def test_the_report_shows_each_model_per_class_on_the_held_out_real_photos():
     assert f"p = {measured['mcnemar_p']:.2g}" in section and f"{100 * measured['agreement']:.1f}%" in section
     text = " ".join(pdf_text(REPO / "reports" / "report.pdf").split())
     assert "Each model on the held-out class photos" in text and "drop from the test split" in text
+
+
+def test_the_faithfulness_page_gives_every_removal_both_baselines_and_the_mirror_check():
+    """Issue 42: the report's explanation page shows, for the served method, each set, model and removal with its
+    ratio to random orders and to the centre prior (intervals and the reachable ceiling), the mirror and sanity
+    checks, in the page and in its PDF, from the committed measurement (bench/bench_explanations.py)."""
+    from models.explanation import SERVED
+
+    measured = json.loads((REPO / "docs" / "measurements" / "explanations.json").read_text())
+    assert measured["method"] == SERVED.name
+    html = (REPO / "reports" / "index.html").read_text()
+    section = html[html.index('id="explanations"'):]
+    section = section[:section.index("</section>")]
+    assert SERVED.name in section
+    for label, by_model in measured["results"].items():
+        for name, result in by_model.items():
+            for removal, row in result["removals"].items():
+                low, high = row["ratio_centre_interval"]
+                assert (f"<td>{label}</td><td>" in section and f"<td>{removal}</td>" in section
+                        and f"{row['ratio_centre']:.2f}×</strong> ({low:.2f}–{high:.2f})" in section
+                        and f"at most {row['ceiling_centre']:.2f}×" in section
+                        and f"{row['ratio_random']:.2f}×</strong>" in section), (label, name, removal)
+            assert f"ρ = {measured['mirror'][label][name]['spearman']:.2f}" in section
+    text = " ".join(pdf_text(REPO / "reports" / "report.pdf").split())
+    assert "are the explanation maps faithful?" in text and "noisy linear imputation" in text
+    assert "What a map shows, and what it does not." in text

@@ -3,8 +3,8 @@
     gunicorn app:app                 # production (Procfile, make run); app.py calls create_app()
 
 Configuration comes from `DEFAULTS`, then the environment (`SECRET_KEY`, and `APP_<KEY>` for any key
-below, e.g. APP_MAX_IMAGES=16, parsed as JSON where possible; read by `models.settings`), then the
-`config` argument (tests), which wins. docs/settings.md lists every setting.
+below, e.g. APP_MAX_IMAGES=16, parsed as JSON where possible; read by `models.settings`, typed by `AppConfig`),
+then the `config` argument (tests), which wins. docs/settings.md lists every setting.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_bootstrap import Bootstrap5
 from flask_wtf.csrf import CSRFProtect
 from jinja2 import ChoiceLoader, FileSystemLoader
+from pydantic import ConfigDict, Field, ValidationError, create_model
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models import available_models, decoder, load_predictor, settings
@@ -105,6 +106,21 @@ CONFIG: dict[str, tuple[Any, str]] = {
                            "else 0)"),
 }
 DEFAULTS: dict[str, Any] = {key: default for key, (default, _) in CONFIG.items()}
+# The same table as a typed object: an APP_<KEY> of the wrong type stops the start with one line naming it. Other
+# APP_ keys (Flask's own, TESTING for the benches) pass through as they are.
+AppConfig = create_model("AppConfig", __config__=ConfigDict(extra="allow"), **{
+    key: (Any if default is None else type(default), Field(default, description=meaning))
+    for key, (default, meaning) in CONFIG.items()})
+
+
+def environment_overrides() -> dict[str, Any]:
+    """The APP_<KEY> variables, validated against AppConfig."""
+    overrides = settings.app_overrides()
+    try:
+        validated = AppConfig.model_validate(overrides)
+    except ValidationError as error:
+        raise SystemExit(settings.invalid(error, settings.APP_PREFIX)) from None
+    return validated.model_dump(include=set(overrides))
 
 csrf = CSRFProtect()
 
@@ -123,7 +139,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # file names users send reach them: every template escapes, whatever its name.
     app.jinja_options = {**app.jinja_options, "autoescape": True}
     app.config.update(DEFAULTS)
-    app.config.update(settings.app_overrides())
+    app.config.update(environment_overrides())
     if settings.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = settings.get("SECRET_KEY")
     if config:

@@ -191,8 +191,8 @@ class Explanation(Strict):
     target: ClassName = Field(description="the class the map explains: the model's top-1")
     grid: list[list[Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)]]] = Field(
         min_length=1, max_length=32, description="rows x cols (each 1-32), row 0 at the top, aligned to the 32x32 "
-        "view; a cell is how much blurring it lowers the target's log-odds, scaled so the largest is 1: larger = "
-        "more support, negative = hiding it helps the target")
+        "view; a cell is how much hiding it (as `method` says) lowers the target's log-odds, scaled so the largest "
+        "is 1: larger = more support, negative = hiding it helps the target")
     where: str = Field(max_length=200, description="the map in words: where the model looked")
 
     @field_validator("grid")

@@ -25,7 +25,7 @@ INPUT_SIZE = 32
 
 def preprocess(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 (N, 32, 32, 3) RGB -> normalised float32 (N, 3, 32, 32) in channels_last memory."""
-    x = torch.as_tensor(images)
+    x = torch.as_tensor(np.ascontiguousarray(images) if isinstance(images, np.ndarray) else images)
     if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"expected uint8 (N, H, W, 3) images, got {tuple(x.shape)} {x.dtype}")
     x = x.permute(0, 3, 1, 2).float().div_(255)
