@@ -128,10 +128,11 @@ def get_path(name: str) -> Path:
 
 
 def app_overrides() -> dict[str, Any]:
-    """`APP_<KEY>=value` variables as web-app config keys; values are parsed as JSON where they can be."""
+    """`APP_<KEY>=value` variables as web-app config keys; values are parsed as JSON where they can be. An empty
+    value is unset, as for every other variable."""
     overrides: dict[str, Any] = {}
     for key, text in sorted(os.environ.items()):
-        if key.startswith(APP_PREFIX) and len(key) > len(APP_PREFIX):
+        if key.startswith(APP_PREFIX) and len(key) > len(APP_PREFIX) and text.strip():
             try:
                 overrides[key[len(APP_PREFIX):]] = json.loads(text)
             except ValueError:
@@ -151,8 +152,11 @@ def trusted_proxy_hops() -> int:
     address (and so escape every per-client limit) by sending X-Forwarded-For: the image runs anywhere, so the
     default follows where it runs. The web app (ProxyFix) and the front server (deploy/start.py) both read this."""
     explicit = app_overrides().get("TRUSTED_PROXY_HOPS")
-    if explicit not in (None, ""):
-        return int(explicit)
+    if explicit is not None:
+        if type(explicit) is not int or explicit < 0:
+            raise SystemExit(f"invalid setting: {APP_PREFIX}TRUSTED_PROXY_HOPS={explicit!r}: a whole number of "
+                             "proxies, 0 or more (docs/settings.md)")
+        return explicit
     return next((hops for name, hops in PROXY_PLATFORMS.items() if get(name)), 0)
 
 

@@ -318,16 +318,45 @@ def test_config_precedence_defaults_then_environment_then_the_config_argument(fa
     assert app.config["SECRET_KEY"] == "from-the-argument" and app.config["MAX_IMAGES"] == 3
 
 
-@pytest.mark.parametrize("name, value", [("APP_MAX_IMAGES", "seven"), ("APP_PRELOAD_MODELS", '"perhaps"'),
-                                         ("APP_COSTLY_SLOTS", "[1, 2]"), ("APP_FETCH_READ_TIMEOUT", "soon")])
+@pytest.mark.parametrize("name, value", [
+    ("APP_MAX_IMAGES", "seven"), ("APP_MAX_IMAGES", "0"), ("APP_DEFAULT_TOP_K", "-2"),
+    ("APP_PRELOAD_MODELS", '"perhaps"'), ("APP_COSTLY_SLOTS", "[1, 2]"), ("APP_COSTLY_SLOTS", '{"evaluat": 1}'),
+    ("APP_COSTLY_SLOTS", '{"evaluate": "x"}'), ("APP_FETCH_READ_TIMEOUT", "soon"), ("APP_MODELS", '"custom_cnn"'),
+    ("APP_MODELS", '["nonexistent"]'), ("APP_TRUSTED_PROXY_HOPS", "abc")])
 def test_a_config_key_of_the_wrong_type_stops_the_app_naming_it(fake_models, monkeypatch, name, value):
     """Issue 40: the APP_ keys are typed by the table that documents them (webapp.AppConfig): a wrong value stops
     the start in one line naming it, instead of a TypeError inside some request later."""
     from webapp import create_app
 
     monkeypatch.setenv(name, value)
-    with pytest.raises(SystemExit, match=f"invalid setting: {name}="):
+    with pytest.raises(SystemExit, match=f"invalid setting: {name}[=. ]"):
         create_app({"TESTING": True})
+
+
+def test_an_empty_config_key_is_unset_and_a_misspelt_one_is_named_in_the_log(fake_models, monkeypatch, caplog):
+    from webapp import DEFAULTS, create_app
+
+    monkeypatch.setenv("APP_MAX_IMAGES", "")
+    monkeypatch.setenv("APP_MAX_IMAGS", "5")
+    app = create_app({"TESTING": True})
+    assert app.config["MAX_IMAGES"] == DEFAULTS["MAX_IMAGES"]
+    assert "APP_MAX_IMAGS is not a setting of this app" in caplog.text
+
+
+def test_gunicorn_stops_on_a_bad_config_key_instead_of_restarting_its_worker(tmp_path):
+    """A worker that cannot build the app exits as gunicorn's 'worker failed to boot': the master stops, with the
+    setting's one line in its log, instead of restarting the worker every two seconds."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    env = {**os.environ, "APP_MAX_IMAGES": "seven", "GUNICORN_BIND": f"unix:{tmp_path / 'g.sock'}"}
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "app:app", "-c", "gunicorn.conf.py"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.count("invalid setting: APP_MAX_IMAGES='seven'") == 1 and "failed to boot" in done.stderr
 
 
 def test_the_loopback_exemption_for_url_tests_exists_only_in_testing_apps(fake_models):
@@ -678,7 +707,7 @@ def test_explanations_on_the_page_and_in_every_export(client, tmp_path):
                                    "files": upload((JPEG, "a.jpg"), (b"not an image", "b.txt"))},
                         content_type="multipart/form-data").get_data(as_text=True)
     assert asked.count('class="explanation"') == 2 and 'id="why-all"' in asked and "looked at" in asked
-    assert '<details class="why" id="why-0">' in asked and "explain-results" not in asked
+    assert '<details class="why" id="why-0" open>' in asked and "explain-results" not in asked
     assert "and" in re.search(r'id="timing">(.*?)</p>', asked, re.S).group(1) and "on its\n  maps" in asked
     plain = client.post("/", data={"csrf_token": csrf_token(client), "files": upload((JPEG, "a.jpg"))},
                         content_type="multipart/form-data").get_data(as_text=True)
@@ -697,7 +726,7 @@ def test_explanations_on_the_page_and_in_every_export(client, tmp_path):
     assert explanation["target"] == body["results"][0]["predictions"]["custom_cnn"]["top_k"][0]["label"]
     rows = list(csv.DictReader(io.StringIO(client.post("/export/csv", data={
         "csrf_token": token, "comparison": signed}).data.decode("utf-8-sig"))))
-    assert all(r["looked_at"].startswith(("the ", "nowhere")) for r in rows if r["rank"] == "1")
+    assert all(r["looked_at"].startswith(("the ", "no part in particular")) for r in rows if r["rank"] == "1")
     (tmp_path / "c.pdf").write_bytes(client.post("/export/pdf", data={"csrf_token": token, "comparison": signed}).data)
     assert " ".join(pdf_text(tmp_path / "c.pdf").split()).count("looked at") == 2
     assert overlapping_words(tmp_path / "c.pdf") == []

@@ -335,8 +335,9 @@ def test_a_camera_photo_and_a_pasted_image_join_the_list_and_take_a_true_class(p
 
 def test_why_shows_both_models_maps_side_by_side_with_words_and_keyboard(browser, base_url):
     """Explanation maps asked on the form: each card's "Why?" (a disclosure: works without scripts, keyboard and
-    screen readers) opens both models' maps side by side, named in words; "Show all maps" opens every card's.
-    Axe clean, side by side and within the screen at phone width."""
+    screen readers) comes back open, since the maps were asked for (the box stays ticked for the next upload), with
+    both models' maps side by side, named in words; the keyboard closes and opens it; "Hide all maps" closes every
+    card's. Axe clean, side by side and within the screen at phone width."""
     context = browser.new_context(bypass_csp=True, **PHONE)
     page = context.new_page()
     errors = []
@@ -348,9 +349,11 @@ def test_why_shows_both_models_maps_side_by_side_with_words_and_keyboard(browser
     page.click("#submit")
     page.wait_for_selector("#results")
     first = page.locator("#why-0 summary")
-    assert not page.locator("#why-0 img.explanation").first.is_visible()
-    first.focus()
-    page.keyboard.press("Enter")
+    assert page.locator("#why-0 img.explanation").first.is_visible() and page.is_checked("#explain")
+    first.press("Enter")  # the keyboard closes it ...
+    page.wait_for_selector("#why-0:not([open])", state="attached")
+    first.press("Enter")  # ... and opens it again
+    page.wait_for_selector("#why-0[open]", state="attached")
     maps = page.locator("#why-0 img.explanation")
     assert maps.count() == 2 and maps.first.is_visible()
     boxes = maps.evaluate_all("imgs => imgs.map(i => i.getBoundingClientRect()).map(r => [r.x, r.y])")
@@ -358,10 +361,11 @@ def test_why_shows_both_models_maps_side_by_side_with_words_and_keyboard(browser
     assert all("looked at the" in a or "no part in particular" in a
                for a in maps.evaluate_all("imgs => imgs.map(i => i.alt)"))
     assert page.evaluate("document.querySelector('#why-0 img.explanation').naturalWidth") == 128  # loaded
-    page.click("#why-all")
     assert page.locator("details.why[open]").count() == page.locator("details.why").count() == 2
     assert page.locator("#why-all").inner_text() == "Hide all maps"
     page.screenshot(path=str(SCREENSHOTS / "14-why-phone.png"), full_page=True)
+    page.click("#why-all")
+    assert page.locator("details.why[open]").count() == 0 and page.locator("#why-all").inner_text() == "Show all maps"
     assert axe_violations(page) == []
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["viewport"]["width"]
     context.close()

@@ -195,7 +195,8 @@ def test_the_published_faithfulness_is_for_the_served_method_and_weights_and_sti
 @pytest.mark.slow
 def test_the_committed_models_maps_of_a_mirrored_photo_mirror_back():
     """The mirror check on real models: the map of a mirrored view, mirrored back, ranks the cells like the map of
-    the view (mean Spearman over a few test images at least the published figure's target)."""
+    the view: mean Spearman over 8 test images at least 0.6 (the 8x8 blur-only method it replaced reached 0.55 for
+    MobileNetV2 on validation; the published figures are in docs/measurements/explanations.json)."""
     from models import load_predictor
     from models.cifar10 import load_split
     from models.explanation import occlusion_grid

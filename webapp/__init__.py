@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
@@ -106,21 +106,46 @@ CONFIG: dict[str, tuple[Any, str]] = {
                            "else 0)"),
 }
 DEFAULTS: dict[str, Any] = {key: default for key, (default, _) in CONFIG.items()}
-# The same table as a typed object: an APP_<KEY> of the wrong type stops the start with one line naming it. Other
-# APP_ keys (Flask's own, TESTING for the benches) pass through as they are.
+# The same table as a typed object: an APP_<KEY> of the wrong type or out of range stops the start with one line
+# naming it. Whole numbers are at least 1 (0 would refuse every request) except where 0 means something; Flask's own
+# keys (and TESTING for the benches) pass through as they are.
+ZERO_MEANS_SOMETHING = {"DECODE_PROCESSES": "decode in the worker", "TRUSTED_PROXY_HOPS": "no proxy",
+                        "FETCH_MAX_REDIRECTS": "follow none"}
+
+
+def _typed(key: str, default: Any) -> Any:
+    if default is None:
+        return list[str] | None
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, int):
+        return Annotated[int, Field(ge=0 if key in ZERO_MEANS_SOMETHING else 1)]
+    if isinstance(default, float):
+        return Annotated[float, Field(gt=0)]
+    if isinstance(default, dict):
+        return dict[Literal[tuple(default)], Annotated[int, Field(ge=0)]]
+    return type(default)
+
+
 AppConfig = create_model("AppConfig", __config__=ConfigDict(extra="allow"), **{
-    key: (Any if default is None else type(default), Field(default, description=meaning))
-    for key, (default, meaning) in CONFIG.items()})
+    key: (_typed(key, default), Field(default, description=meaning)) for key, (default, meaning) in CONFIG.items()})
+PASSED_TO_FLASK = ("FETCH_ALLOWED_TEST_HOSTS", "WTF_", "BOOTSTRAP_", "SESSION_")
 
 
 def environment_overrides() -> dict[str, Any]:
-    """The APP_<KEY> variables, validated against AppConfig."""
+    """The APP_<KEY> variables, validated against AppConfig; a key that is no setting here nor Flask's is named in
+    the log (a misspelt APP_MAX_IMAGS would otherwise change nothing, silently)."""
     overrides = settings.app_overrides()
     try:
         validated = AppConfig.model_validate(overrides)
     except ValidationError as error:
         raise SystemExit(settings.invalid(error, settings.APP_PREFIX)) from None
+    for key in sorted(set(overrides) - set(CONFIG) - set(Flask.default_config)):
+        if not key.startswith(PASSED_TO_FLASK):
+            log.warning("%s%s is not a setting of this app (docs/settings.md) nor of Flask; it changes nothing",
+                        settings.APP_PREFIX, key)
     return validated.model_dump(include=set(overrides))
+
 
 csrf = CSRFProtect()
 
@@ -150,6 +175,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         secret = secrets.token_hex(32)
     app.config["SECRET_KEY"] = secret
     app.config["MODELS"] = list(app.config["MODELS"] or available_models())
+    unknown = [name for name in app.config["MODELS"] if name not in available_models()]
+    if unknown:
+        raise SystemExit(f"invalid setting: {settings.APP_PREFIX}MODELS names {', '.join(map(repr, unknown))}: not a "
+                         f"model here (one of {', '.join(available_models())}; docs/settings.md)")
 
     # Report templates (shared with the static report) are found after the app's own.
     app.jinja_loader = ChoiceLoader([FileSystemLoader(str(ROOT / "templates")),
