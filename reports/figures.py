@@ -158,9 +158,8 @@ def explanation_curves(section: dict, titles: dict[str, str], path: Path) -> Pat
                     ax.plot(xs, curves[f"curve/{kind}/{order}"], color=colour, linestyle=style, label=label)
             ax.set(ylim=(0, 1), title=f"{kind}, {removal}")
             ax.grid(alpha=0.3)
-            if row == 1:
-                ax.set_xlabel("cells hidden (deletion) or shown (insertion), %")
         axes[0, column].title.set_fontsize(9), axes[1, column].title.set_fontsize(9)
+    fig.supxlabel("share of the cells hidden (deletion) or shown again (insertion), %", fontsize=9)
     for row in range(2):
         axes[row, 0].set_ylabel("probability of the explained class")
     axes[0, 0].legend(loc="upper right", fontsize=6.5)
