@@ -168,7 +168,13 @@ def chosen(scores: dict[str, tuple[float, int]]) -> str:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a.reshape(-1))), np.argsort(np.argsort(b.reshape(-1)))
+    """Spearman's rank correlation with tied cells sharing their mean rank; 0 when either map is flat (it ranks
+    nothing, so it cannot agree: position-broken ties would make two flat maps agree perfectly)."""
+    from scipy.stats import rankdata
+
+    ra, rb = rankdata(np.ravel(a)), rankdata(np.ravel(b))
+    if ra.std() == 0 or rb.std() == 0:
+        return 0.0
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
@@ -195,10 +201,15 @@ def randomised_cnn() -> Probabilities:
     from models.custom_cnn.predictor import CustomCnnPredictor
 
     predictor = CustomCnnPredictor()
+    probe = np.random.default_rng(0).integers(0, 256, (4, VIEW, VIEW, 3), dtype=np.uint8)
+    trained = predictor.predict_proba(probe)
     torch.manual_seed(0)
     for module in predictor.model.modules():
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
+    predictor.network = predictor.model  # the traced graph (machines without bf16) holds the trained weights
+    if np.allclose(predictor.predict_proba(probe), trained):
+        raise RuntimeError("redrawing the CNN's weights did not change its answers: the check would be void")
     return predictor.predict_proba
 
 

@@ -232,6 +232,7 @@ def test_a_setting_of_the_wrong_type_stops_the_start_naming_the_variable(monkeyp
     with pytest.raises(SystemExit, match="GUNICORN_TIMEOUT"):
         settings.get_int("PORT")
     monkeypatch.setenv("GUNICORN_TIMEOUT", "")  # empty = unset: the default
+    monkeypatch.delenv("HOST", raising=False), monkeypatch.delenv("KERAS_HOME", raising=False)
     assert settings.get_int("PORT") == 8080 and settings.get_int("GUNICORN_TIMEOUT") == 120
     assert settings.get("HOST") is None and settings.get_path("KERAS_HOME").name == ".keras"
     documented = {s.name: s for s in settings.SETTINGS}
