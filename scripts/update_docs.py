@@ -241,10 +241,29 @@ def machines(paths) -> str:
     return " / ".join(sorted({json.loads(p.read_text()).get("machine", "unrecorded") for p in paths}))
 
 
+def kind_in_words(schema: dict) -> str:
+    """A web-app key's type, in words, from its JSON schema (webapp.AppConfig: one description of the rules)."""
+    if "anyOf" in schema:
+        return " or ".join(kind_in_words(option) for option in schema["anyOf"])
+    kind = schema.get("type")
+    if kind == "array":
+        return f"list of {kind_in_words(schema['items'])}"
+    if kind == "object":
+        keys = ", ".join(schema.get("propertyNames", {}).get("enum", []))
+        return f"object ({keys}) of {kind_in_words(schema['additionalProperties'])}"
+    words = {"integer": "whole number", "number": "number", "boolean": "true or false", "string": "text",
+             "null": "null"}[kind]
+    if "minimum" in schema:
+        words += f" ≥ {schema['minimum']}"
+    if "exclusiveMinimum" in schema:
+        words += f" > {schema['exclusiveMinimum']}"
+    return words
+
+
 def settings_table() -> list[str]:
     """Every environment variable (models/settings.py) and every web-app config key (webapp.CONFIG)."""
     from models.settings import APP_PREFIX, SETTINGS, Environment
-    from webapp import CONFIG
+    from webapp import CONFIG, AppConfig
 
     kinds = {int: "integer", str: "text", Path: "path"}
     rows = ["| variable | type | default | used by | meaning |", "|---|---|---|---|---|"]
@@ -255,8 +274,10 @@ def settings_table() -> list[str]:
         rows.append(f"| `{setting.name}` | {kind} | {f'`{setting.default}`' if setting.default else '(unset)'} "
                     f"| {setting.role} | {setting.meaning} |")
     rows += ["", f"Web-app configuration keys; each can be set as `{APP_PREFIX}<KEY>` (JSON values, e.g. "
-             f"`{APP_PREFIX}MAX_IMAGES=16`):", "", "| variable | default | meaning |", "|---|---|---|"]
-    rows += [f"| `{APP_PREFIX}{key}` | {'`reports/`' if key == 'REPORTS_DIR' else f'`{json.dumps(value)}`'} "
+             f"`{APP_PREFIX}MAX_IMAGES=16`):", "", "| variable | type | default | meaning |", "|---|---|---|---|"]
+    schema = AppConfig.model_json_schema()["properties"]
+    rows += [f"| `{APP_PREFIX}{key}` | {kind_in_words(schema[key])} "
+             f"| {'`reports/`' if key == 'REPORTS_DIR' else f'`{json.dumps(value)}`'} "
              f"| {meaning} |" for key, (value, meaning) in CONFIG.items()]
     return rows
 
