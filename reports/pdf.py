@@ -97,7 +97,16 @@ def _start_child(nice: int) -> None:
         _weasyprint()  # imported once, before the first page
 
 
-def _print_in_child(html: str, folder: str | None, seconds: float, memory_bytes: int) -> bytes:
+class StartedTooLate(Exception):
+    """The page reached the printing child after waiting most of its seconds for it: it is refused as busy, not
+    printed in the time left (on a fast machine a replacement child came up just in time, and a PDF took its
+    seconds of waiting plus its printing)."""
+
+
+def _print_in_child(html: str, folder: str | None, seconds: float, memory_bytes: int,
+                    start_by: float) -> bytes:
+    if time.time() > start_by:
+        raise StartedTooLate()
     used = resource.getrusage(resource.RUSAGE_SELF)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CPU, (int(used.ru_utime + used.ru_stime + seconds) + 1,
@@ -126,7 +135,8 @@ class Printer:
     def print(self, html: str, folder: Path | None) -> bytes:
         seconds = self.limits.seconds
         deadline = time.monotonic() + seconds
-        args = (html, str(folder) if folder else None, seconds, self.limits.memory_bytes)
+        # A page that waited more than half its seconds for the child is refused busy when it gets there.
+        args = (html, str(folder) if folder else None, seconds, self.limits.memory_bytes, time.time() + seconds / 2)
         pool = self.pool
         try:
             future = pool.schedule(_print_in_child, args=args, timeout=seconds)
@@ -139,8 +149,8 @@ class Printer:
             future = self.pool.schedule(_print_in_child, args=args, timeout=seconds)
         try:
             return future.result(timeout=seconds + 0.5)
-        except FutureTimeout:
-            queued = not future.done() and not future.running()
+        except (FutureTimeout, StartedTooLate) as exc:
+            queued = isinstance(exc, StartedTooLate) or (not future.done() and not future.running())
             future.cancel()
             if queued:
                 raise PrintRefused("the server was printing other PDFs for all the seconds this one could wait; "
@@ -196,8 +206,8 @@ def warm_up() -> None:
     its 15 s with them)."""
     printer = _current_printer()
     if printer is not None:
-        printer.pool.schedule(_print_in_child, args=("<p>.</p>", None, 60.0, printer.limits.memory_bytes),
-                              timeout=60)
+        printer.pool.schedule(_print_in_child, timeout=60,
+                              args=("<p>.</p>", None, 60.0, printer.limits.memory_bytes, time.time() + 60))
 
 
 def html_to_pdf(html: str, folder: Path | None = None) -> bytes:
