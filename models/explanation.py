@@ -1,7 +1,8 @@
 """Why each model decided: an explanation map per image and model, computed only through `predict_proba`.
 
-Black-box occlusion over the 32x32 view both models see: windows of the view are replaced by a blurred copy of
-it, and a cell's importance is how much the target class's log-odds fall, on average, when the cell is hidden
+Black-box occlusion over the 32x32 view both models see: windows of the view are hidden by each of the method's
+removals (models/removals.py: a blurred copy and the mean colour), and a cell's importance is how much the target
+class's log-odds fall, on average over the removals and the windows, when the cell is hidden
 (log-odds, not probability: a 99% answer barely moves in probability, but its log-odds do), scaled so that the
 most important cell is 1 (larger = more support for the target; negative = hiding it helps the target). The same
 windows are used for every model, so the PyTorch CNN's and the LiteRT MobileNetV2's maps are directly comparable,
@@ -9,8 +10,8 @@ and nothing here depends on a framework. The perturbed views go through each mod
 (`Predictor.predict_proba`) in jobs of CHUNK images, so a request waiting behind an explanation waits one pass,
 not the whole explanation.
 
-The windows (WINDOWS: sizes and strides) and the blur were chosen on the validation split by the deletion test
-of `bench/bench_explanations.py` (docs/how-it-works.md, "Why each model decided"); the test split measures them.
+The served method (SERVED: windows and removals) was chosen on the validation split by `bench/bench_explanations.py
+choose` (docs/how-it-works.md, "Why each model decided"); the test split and held-out real photos measure it.
 """
 
 from __future__ import annotations

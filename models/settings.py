@@ -114,7 +114,9 @@ def get(name: str) -> str | None:
 
 def get_int(name: str) -> int:
     """A registered integer variable, its default when unset."""
-    value = getattr(environment(), name) if name in _BY_NAME else get(name)
+    if name not in _BY_NAME:
+        raise KeyError(f"{name} is not a registered setting (add it to models/settings.py)")
+    value = getattr(environment(), name)
     if not isinstance(value, int):
         raise KeyError(f"{name} is not an integer setting with a default")
     return value
